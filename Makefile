@@ -1,0 +1,53 @@
+# Torito: build, run, test, bench.
+#
+#   make run-hello   boot examples/hello in QEMU (microvm, PVH)
+#   make test        everything CI checks: lints, host tests, images, QEMU tests
+#   make bench       the benchmarks in bench/ (not part of the tests)
+#
+# Every target first runs `setup`, which installs what is missing (as root or with sudo)
+# or names the exact command to run.
+
+TARGET   := x86_64-unknown-none
+EXAMPLES := hello faults
+IMAGES   := $(EXAMPLES:%=build/%.elf)
+HOST_CRATES := -p torito-boot -p torito-executor -p torito-netstack -p torito-virtio -p torito -p torito-macros
+DEBIAN_PACKAGES := qemu-system-x86 grub-pc-bin grub-common xorriso mtools
+QEMU_ARGS ?=
+
+.PHONY: all setup images run-hello run-echo test lint host-test qemu-test bench clean
+
+all: images
+
+setup:
+	@./qemu/setup.sh $(DEBIAN_PACKAGES)
+
+images: setup
+	cargo build --release --target $(TARGET) $(EXAMPLES:%=-p %)
+	@mkdir -p build
+	@for example in $(EXAMPLES); do cp target/$(TARGET)/release/$$example build/$$example.elf; done
+	@ls -l $(IMAGES)
+
+run-hello: images
+	./qemu/run.sh build/hello.elf $(QEMU_ARGS)
+
+lint: setup
+	cargo fmt --all --check
+	cargo clippy $(HOST_CRATES) -p torito-qemu-tests --all-targets -- -D warnings
+	cargo clippy --target $(TARGET) -p torito $(EXAMPLES:%=-p %) -p torito-executor -p torito-boot -- -D warnings
+	RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p torito-boot -p torito-executor -p torito-netstack -p torito-virtio
+	RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --target $(TARGET) -p torito
+
+host-test: setup
+	cargo test $(HOST_CRATES)
+
+qemu-test: images
+	cargo test -p torito-qemu-tests
+
+test: lint host-test qemu-test
+
+bench: images
+	./bench/run.sh
+
+clean:
+	cargo clean
+	rm -rf build

@@ -1,0 +1,183 @@
+//! Seeded fuzzing: corrupt valid boot images at random and check the parsers only ever
+//! answer `Ok` or `Err` (a panic fails the test). Deterministic, so a failure reproduces;
+//! the failing seed and iteration are in the panic message of the assertion below.
+
+use crate::multiboot2::tests as mb2;
+use crate::pvh::tests as pvh;
+use crate::{
+    Cmdline, MULTIBOOT2_MAGIC, SliceMemory, parse_kernel_options, parse_multiboot2, parse_pvh,
+};
+
+/// xorshift64*: tiny, seedable, good enough to pick bytes.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    /// A byte that is often a boundary value.
+    fn byte(&mut self) -> u8 {
+        match self.below(4) {
+            0 => 0,
+            1 => 0xff,
+            _ => self.next() as u8,
+        }
+    }
+}
+
+/// Flips 1..=8 random bytes within `range`.
+fn corrupt(rng: &mut Rng, bytes: &mut [u8], range: core::ops::Range<usize>) {
+    for _ in 0..=rng.below(8) {
+        let at = range.start + rng.below(range.len());
+        bytes[at] = rng.byte();
+    }
+}
+
+const ITERATIONS: usize = 20_000;
+
+#[test]
+fn pvh_never_panics() {
+    let mut rng = Rng(0x5eed_0001);
+    let (mut ok, mut err) = (0, 0);
+    for iteration in 0..ITERATIONS {
+        let mut image = pvh::PvhImage::new(if rng.below(2) == 0 { 0 } else { 2 });
+        let len = image.bytes.len();
+        // Mostly the start_info's own fields (where pointers and counts live), sometimes
+        // anywhere (memory map, command line, RSDP).
+        let range = if rng.below(2) == 0 {
+            let start = (pvh::START_INFO - pvh::BASE) as usize;
+            start..start + 56
+        } else {
+            0..len
+        };
+        corrupt(&mut rng, &mut image.bytes, range);
+        // Sometimes cut memory short.
+        let visible = if rng.below(4) == 0 {
+            rng.below(len + 1)
+        } else {
+            len
+        };
+        let mem = SliceMemory {
+            base: pvh::BASE,
+            bytes: &image.bytes[..visible],
+        };
+        let result = parse_pvh(&mem, pvh::START_INFO);
+        match result {
+            Ok(info) => {
+                ok += 1;
+                // Whatever got through is usable: the map is non-empty with usable RAM,
+                // and the command line goes through its own parser without panicking.
+                assert!(info.check_memory_map().is_ok(), "iteration {iteration}");
+                if let Ok(line) = Cmdline::parse(info.cmdline()) {
+                    let _ = parse_kernel_options(&line, &[]).map(|(_, unknown)| unknown.count());
+                }
+            }
+            Err(error) => {
+                err += 1;
+                assert!(!error.to_string().is_empty());
+            }
+        }
+    }
+    // The test must exercise both outcomes to mean anything.
+    assert!(
+        ok > ITERATIONS / 20 && err > ITERATIONS / 20,
+        "ok {ok}, err {err}"
+    );
+}
+
+#[test]
+fn multiboot2_never_panics() {
+    let mut rng = Rng(0x5eed_0002);
+    let valid = mb2::mbi(&mb2::valid_tags(), None);
+    let (mut ok, mut err) = (0, 0);
+    for iteration in 0..ITERATIONS {
+        let mut bytes = valid.clone();
+        let len = bytes.len();
+        match rng.below(4) {
+            // Tag headers (type and size fields) are the interesting part.
+            0 => {
+                let tag_offsets: Vec<usize> = tag_offsets(&bytes);
+                let at = tag_offsets[rng.below(tag_offsets.len())];
+                corrupt(&mut rng, &mut bytes, at..at + 8);
+            }
+            // total_size.
+            1 => corrupt(&mut rng, &mut bytes, 0..4),
+            _ => corrupt(&mut rng, &mut bytes, 0..len),
+        }
+        let slack = rng.below(64);
+        let image = mb2::image(&bytes, slack);
+        let all = image.bytes();
+        let visible = if rng.below(4) == 0 {
+            rng.below(all.len() + 1)
+        } else {
+            all.len()
+        };
+        let mem = SliceMemory {
+            base: mb2::BASE,
+            bytes: &all[..visible],
+        };
+        match parse_multiboot2(&mem, MULTIBOOT2_MAGIC, mb2::MBI) {
+            Ok(info) => {
+                ok += 1;
+                assert!(info.check_memory_map().is_ok(), "iteration {iteration}");
+            }
+            Err(error) => {
+                err += 1;
+                assert!(!error.to_string().is_empty());
+            }
+        }
+    }
+    assert!(
+        ok > ITERATIONS / 20 && err > ITERATIONS / 20,
+        "ok {ok}, err {err}"
+    );
+}
+
+/// Offsets of the tags of a well-formed MBI.
+fn tag_offsets(mbi: &[u8]) -> Vec<usize> {
+    let mut offsets = Vec::new();
+    let mut at = 8;
+    while at + 8 <= mbi.len() {
+        offsets.push(at);
+        let size = u32::from_le_bytes(mbi[at + 4..at + 8].try_into().unwrap()) as usize;
+        at += size.max(8).next_multiple_of(8);
+    }
+    offsets
+}
+
+#[test]
+fn cmdline_never_panics() {
+    let mut rng = Rng(0x5eed_0003);
+    let alphabet = b"ab=\" \t-.log=debuginfo\xc3\xa9app.";
+    for _ in 0..ITERATIONS {
+        let len = rng.below(40);
+        let bytes: Vec<u8> = (0..len)
+            .map(|_| alphabet[rng.below(alphabet.len())])
+            .collect();
+        let Ok(text) = core::str::from_utf8(&bytes) else {
+            continue;
+        };
+        match Cmdline::parse(text) {
+            Ok(line) => {
+                // Every key is a non-empty slice without whitespace or quotes.
+                for arg in line.args() {
+                    assert!(
+                        !arg.key.is_empty() && !arg.key.contains([' ', '\t', '"']),
+                        "{text:?}"
+                    );
+                }
+                let _ = line.get("log");
+                let _ = parse_kernel_options(&line, &["ab"]).map(|(_, unknown)| unknown.count());
+            }
+            Err(error) => assert!(!error.to_string().is_empty()),
+        }
+    }
+}

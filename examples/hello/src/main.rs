@@ -1,0 +1,20 @@
+//! Hello: prints a greeting and the time from kernel entry to `main`, sleeps 10 ms on
+//! the timer (proving the interrupt path), and exits 0.
+#![no_std]
+#![no_main]
+#![forbid(unsafe_code)]
+
+use torito::time::{self, Duration};
+
+#[torito::main]
+async fn main() {
+    let entered = time::since_boot();
+    torito::println!(
+        "Hello from Torito ({} us from kernel entry to main)",
+        entered.as_micros()
+    );
+    let before = time::now();
+    time::sleep(Duration::from_millis(10)).await;
+    let slept = time::now().duration_since(before);
+    torito::println!("slept {} us on the timer", slept.as_micros());
+}

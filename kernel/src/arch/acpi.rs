@@ -1,0 +1,188 @@
+//! Just enough ACPI for power-off and the PM timer: the FADT and the `\_S5` sleep type.
+//!
+//! Firmware tables are untrusted input like any other: lengths are bounded, checksums
+//! checked, and a table that fails is ignored (with a warning) rather than trusted.
+//! No AML interpreter: `\_S5` is found with the usual byte-pattern scan of the DSDT.
+
+use super::paging;
+use torito_boot::AcpiRoot;
+use x86_64::instructions::port::Port;
+
+/// A generic address structure (ACPI 5.2.3.2), reduced to what we write to.
+#[derive(Debug, Clone, Copy)]
+enum Register {
+    Io(u16),
+    Memory(u64),
+}
+
+/// What the FADT told us.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Fadt {
+    pm1a_control: Option<u16>,
+    sleep_control: Option<RegisterSlot>,
+    /// The ACPI PM timer's I/O port, when the platform has one (q35, pc).
+    pub pm_timer: Option<u16>,
+    /// Whether the PM timer counts 32 bits (else 24).
+    pub pm_timer_32bit: bool,
+    s5_sleep_type: Option<u8>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct RegisterSlot(Register);
+
+static FADT: spin::Once<Fadt> = spin::Once::new();
+
+const MAX_TABLE: usize = 1 << 20;
+
+fn table(phys: u64, signature: &[u8; 4]) -> Option<&'static [u8]> {
+    let header = paging::firmware_bytes(phys, 36)?;
+    if &header[..4] != signature {
+        return None;
+    }
+    let length = u32::from_le_bytes(header[4..8].try_into().ok()?) as usize;
+    if !(36..=MAX_TABLE).contains(&length) {
+        log::warn!(
+            "acpi: table {:?} at {:#x} has a bad length {}",
+            signature,
+            phys,
+            length
+        );
+        return None;
+    }
+    let bytes = paging::firmware_bytes(phys, length)?;
+    if bytes.iter().fold(0u8, |sum, byte| sum.wrapping_add(*byte)) != 0 {
+        log::warn!(
+            "acpi: table {:?} at {:#x} has a bad checksum; ignored",
+            signature,
+            phys
+        );
+        return None;
+    }
+    Some(bytes)
+}
+
+fn find(root: &AcpiRoot, signature: &[u8; 4]) -> Option<&'static [u8]> {
+    let (list, entry_size) = match root.xsdt {
+        Some(xsdt) => (table(xsdt, b"XSDT")?, 8),
+        None => (table(u64::from(root.rsdt), b"RSDT")?, 4),
+    };
+    list[36..].chunks_exact(entry_size).find_map(|entry| {
+        let mut address = [0u8; 8];
+        address[..entry_size].copy_from_slice(entry);
+        let phys = u64::from_le_bytes(address);
+        let header = paging::firmware_bytes(phys, 4)?;
+        if &header[..4] == signature {
+            table(phys, signature)
+        } else {
+            None
+        }
+    })
+}
+
+fn u32_at(bytes: &[u8], offset: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(
+        bytes.get(offset..offset + 4)?.try_into().ok()?,
+    ))
+}
+
+fn u64_at(bytes: &[u8], offset: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(
+        bytes.get(offset..offset + 8)?.try_into().ok()?,
+    ))
+}
+
+fn generic_address(bytes: &[u8], offset: usize) -> Option<Register> {
+    let gas = bytes.get(offset..offset + 12)?;
+    let address = u64_at(gas, 4)?;
+    if address == 0 {
+        return None;
+    }
+    match gas[0] {
+        0 => Some(Register::Memory(address)),
+        1 => u16::try_from(address).ok().map(Register::Io),
+        _ => None,
+    }
+}
+
+/// The `\_S5` package's first element (SLP_TYPa), from a DSDT's AML.
+fn s5_sleep_type(aml: &[u8]) -> Option<u8> {
+    let at = aml.windows(4).position(|window| window == b"_S5_")?;
+    let rest = aml.get(at + 4..)?;
+    // NameOp "_S5_" PackageOp PkgLength NumElements first-element
+    if *rest.first()? != 0x12 {
+        return None;
+    }
+    let length_bytes = usize::from(rest.get(1)? >> 6);
+    let element = rest.get(2 + length_bytes + 1..)?;
+    match *element.first()? {
+        0x0a => element.get(1).copied(), // BytePrefix
+        0x00 => Some(0),                 // ZeroOp
+        0x01 => Some(1),                 // OneOp
+        0xff => None,                    // OnesOp: not a valid type
+        value => Some(value),
+    }
+}
+
+fn parse_fadt(fadt: &[u8]) -> Fadt {
+    let flags = u32_at(fadt, 112).unwrap_or(0);
+    let hardware_reduced = flags & (1 << 20) != 0;
+    let dsdt = u64_at(fadt, 140)
+        .filter(|address| *address != 0)
+        .or(u32_at(fadt, 40).map(u64::from));
+    let s5_sleep_type = dsdt
+        .and_then(|phys| table(phys, b"DSDT"))
+        .and_then(|dsdt| s5_sleep_type(&dsdt[36..]));
+    let pm_timer = if hardware_reduced {
+        None
+    } else {
+        u32_at(fadt, 76)
+            .and_then(|port| u16::try_from(port).ok())
+            .filter(|port| *port != 0)
+    };
+    Fadt {
+        pm1a_control: u32_at(fadt, 64)
+            .and_then(|port| u16::try_from(port).ok())
+            .filter(|port| *port != 0),
+        sleep_control: generic_address(fadt, 244).map(RegisterSlot),
+        pm_timer,
+        pm_timer_32bit: flags & (1 << 8) != 0,
+        s5_sleep_type,
+    }
+}
+
+/// Reads the FADT (once). Without ACPI (Firecracker, microvm `acpi=off`) nothing is found.
+pub fn init(root: Option<AcpiRoot>) -> Fadt {
+    *FADT.call_once(|| {
+        let fadt = root
+            .and_then(|root| find(&root, b"FACP"))
+            .map(parse_fadt)
+            .unwrap_or_default();
+        log::debug!("acpi: {:?}", fadt);
+        fadt
+    })
+}
+
+/// Enters ACPI S5 (soft off) if the FADT allows; returns if it did not work.
+pub fn power_off() {
+    let Some(fadt) = FADT.get() else { return };
+    let sleep_type = u16::from(fadt.s5_sleep_type.unwrap_or(0));
+    const SLEEP_ENABLE: u16 = 1 << 13;
+    if let Some(port) = fadt.pm1a_control {
+        // SAFETY: the FADT names this port as PM1a_CNT; writing SLP_TYP|SLP_EN requests S5.
+        unsafe { Port::<u16>::new(port).write((sleep_type << 10) | SLEEP_ENABLE) };
+    }
+    if let Some(RegisterSlot(register)) = fadt.sleep_control {
+        // Hardware-reduced ACPI: SLP_TYP in bits 2-4, SLP_EN is bit 5.
+        let value = ((sleep_type as u8) << 2) | (1 << 5);
+        match register {
+            // SAFETY: the FADT names this port as the sleep control register.
+            Register::Io(port) => unsafe { Port::<u8>::new(port).write(value) },
+            Register::Memory(phys) => {
+                if let Some(register) = paging::map_device(phys, 1) {
+                    // SAFETY: `map_device` mapped this device register uncached.
+                    unsafe { core::ptr::write_volatile(register as *mut u8, value) };
+                }
+            }
+        }
+    }
+}

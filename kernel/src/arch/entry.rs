@@ -1,0 +1,166 @@
+//! From the boot assembly to the application's `main`, in order:
+//!
+//! 1. note the TSC (boot time is measured from here), COM1, GDT/TSS, IDT: from now on
+//!    any fault is reported;
+//! 2. parse the loader's boot information (through the boot tables' 1 GiB identity map)
+//!    into an owned `BootInfo`; a malformed structure stops the boot here, by name;
+//! 3. the command line: log level, unknown keys warned about, bad values fatal;
+//! 4. frames from the memory map, the kernel's page tables, the heap;
+//! 5. ACPI (FADT), the local APIC, the clock calibration;
+//! 6. interrupts on, and the application's `main` as the first task.
+
+use super::{acpi, clock, gdt, interrupts, lapic, paging, pic, serial};
+use crate::memory::frames::{FRAME, FrameAllocator, Range};
+use core::fmt::Display;
+use torito_boot::{BootInfo, PhysMemory};
+
+/// Low memory kept out of the allocator: real-mode IVT/BDA and room for an AP trampoline.
+const LOW_RESERVED: u64 = 0x10000;
+/// Frames kept back from the heap for page tables (MMIO mappings, firmware tables).
+const FRAME_RESERVE: u64 = 32 * FRAME;
+
+static BOOT_INFO: spin::Once<BootInfo> = spin::Once::new();
+
+/// The boot information (after boot).
+pub fn boot_info() -> Option<&'static BootInfo> {
+    BOOT_INFO.get()
+}
+
+/// Physical memory seen through the boot page tables: the first 1 GiB, identity-mapped.
+struct BootIdentityMap;
+
+impl PhysMemory for BootIdentityMap {
+    fn read(&self, address: u64, len: usize) -> Option<&[u8]> {
+        let end = address.checked_add(len as u64)?;
+        if address == 0 || end > 1 << 30 {
+            return None;
+        }
+        // SAFETY: the boot page tables identity-map the first 1 GiB (boot/src/entry.rs),
+        // the range was checked to lie inside it and above page 0, and nothing writes
+        // the loader's structures while they are parsed.
+        Some(unsafe { core::slice::from_raw_parts(address as *const u8, len) })
+    }
+}
+
+/// Stops the boot with a message naming what failed.
+fn fatal(stage: &str, error: impl Display) -> ! {
+    serial::force_write(format_args!(
+        "\n!!! torito: cannot boot: {}: {}\n",
+        stage, error
+    ));
+    super::exit::exit(super::panic::EXIT_PANIC)
+}
+
+unsafe extern "Rust" {
+    /// Defined by `#[torito::main]` in the application.
+    safe fn torito_app_main() -> crate::runtime::AppMain;
+}
+
+#[unsafe(no_mangle)]
+extern "C" fn torito_kernel_entry(protocol: u32, magic: u32, info: u32) -> ! {
+    clock::mark_boot();
+    serial::init();
+    gdt::init();
+    interrupts::init();
+    pic::disable();
+
+    let mut stamps = [0u64; 5];
+    stamps[0] = clock::rdtsc();
+    let parsed = match protocol {
+        torito_boot::PROTOCOL_PVH => torito_boot::parse_pvh(&BootIdentityMap, u64::from(info)),
+        _ => torito_boot::parse_multiboot2(&BootIdentityMap, magic, u64::from(info)),
+    };
+    let boot =
+        BOOT_INFO.call_once(|| parsed.unwrap_or_else(|error| fatal("boot information", error)));
+
+    let cmdline = torito_boot::Cmdline::parse(boot.cmdline())
+        .unwrap_or_else(|error| fatal("command line", error));
+    let (options, unknown) = torito_boot::parse_kernel_options(&cmdline, &[])
+        .unwrap_or_else(|error| fatal("command line", error));
+    crate::console::init_log(level_filter(options.log));
+    for arg in unknown {
+        log::warn!("command line: unknown key `{}` ignored", arg.key);
+    }
+    log::debug!(
+        "boot: {:?}, command line {:?}",
+        boot.protocol,
+        boot.cmdline()
+    );
+
+    let image = paging::kernel_image();
+    let reserved = [
+        Range {
+            start: 0,
+            end: LOW_RESERVED,
+        },
+        image,
+    ];
+    let (frames, dropped) = FrameAllocator::new(boot.memory_map(), &reserved);
+    if dropped > 0 {
+        log::warn!(
+            "memory: {} memory-map ranges past the allocator's capacity are unused",
+            dropped
+        );
+    }
+    if let Err(error) = paging::init(boot.memory_map(), frames) {
+        fatal("page tables", format_args!("{:?}", error));
+    }
+    let heap = paging::with_frames(|frames| frames.take_largest(FRAME_RESERVE)).flatten();
+    let Some(heap) = heap else {
+        fatal("memory", "no RAM left for a heap after the kernel image")
+    };
+    // SAFETY: the range came out of the frame allocator, which no longer owns it; it is
+    // usable RAM, mapped read-write by `paging::init`, and this is the only `init` call.
+    unsafe { crate::runtime::HEAP.init(heap.start, heap.len() as usize) };
+    log::debug!(
+        "memory: kernel {:#x}-{:#x}, heap {:#x}-{:#x} ({} KiB), {} KiB of frames",
+        image.start,
+        image.end,
+        heap.start,
+        heap.end,
+        heap.len() / 1024,
+        paging::with_frames(|frames| frames.free_bytes() / 1024).unwrap_or(0)
+    );
+
+    stamps[1] = clock::rdtsc();
+    let fadt = acpi::init(boot.acpi);
+    stamps[2] = clock::rdtsc();
+    if let Err(error) = lapic::init() {
+        fatal("local APIC", error);
+    }
+    stamps[3] = clock::rdtsc();
+    match clock::calibrate(&fadt) {
+        Ok(calibration) => log::debug!(
+            "clock: TSC {} kHz from {:?}, APIC timer in {} mode",
+            calibration.tsc_hz / 1000,
+            calibration.source,
+            if lapic::deadline_mode() {
+                "TSC-deadline"
+            } else {
+                "one-shot"
+            }
+        ),
+        Err(error) => fatal("clock", error),
+    }
+    stamps[4] = clock::rdtsc();
+    log::debug!(
+        "boot: us spent: early {}, boot info + memory {}, acpi {}, apic {}, clock {}",
+        clock::ticks_to_micros(stamps[0] - clock::boot_tsc()),
+        clock::ticks_to_micros(stamps[1] - stamps[0]),
+        clock::ticks_to_micros(stamps[2] - stamps[1]),
+        clock::ticks_to_micros(stamps[3] - stamps[2]),
+        clock::ticks_to_micros(stamps[4] - stamps[3]),
+    );
+    x86_64::instructions::interrupts::enable();
+    crate::runtime::run(torito_app_main())
+}
+
+fn level_filter(level: torito_boot::LogLevel) -> log::LevelFilter {
+    match level {
+        torito_boot::LogLevel::Error => log::LevelFilter::Error,
+        torito_boot::LogLevel::Warn => log::LevelFilter::Warn,
+        torito_boot::LogLevel::Info => log::LevelFilter::Info,
+        torito_boot::LogLevel::Debug => log::LevelFilter::Debug,
+        torito_boot::LogLevel::Trace => log::LevelFilter::Trace,
+    }
+}

@@ -1,0 +1,42 @@
+//! Ending the VM: isa-debug-exit, then ACPI S5, then a keyboard-controller reset, then a
+//! triple fault. Every hypervisor stops at one of these (PLATFORM.md):
+//!
+//! * QEMU with `-device isa-debug-exit,iobase=0xf4,iosize=0x04` exits with status
+//!   `(code << 1) | 1`, the only path that carries the exit code;
+//! * ACPI S5 through the FADT's PM1a control block or sleep control register ends
+//!   QEMU without the device and Cloud Hypervisor;
+//! * `0xfe` to port 0x64 ends Firecracker (it treats the reset as an exit);
+//! * a triple fault resets anything else.
+
+use super::{acpi, serial};
+use x86_64::instructions::port::Port;
+
+/// Prints the exit line (tests and run scripts look for it) and stops the VM.
+pub fn exit(code: u32) -> ! {
+    x86_64::instructions::interrupts::disable();
+    serial::force_write(format_args!("torito: exit({})\n", code));
+    // SAFETY: port 0xf4 is QEMU's isa-debug-exit when present and unused otherwise; a
+    // write to an absent device is dropped.
+    unsafe { Port::<u32>::new(0xf4).write(code) };
+    acpi::power_off();
+    // SAFETY: 0xfe to the keyboard controller's command port pulses the reset line; we
+    // are leaving anyway.
+    unsafe { Port::<u8>::new(0x64).write(0xfe) };
+    triple_fault()
+}
+
+fn triple_fault() -> ! {
+    let empty = x86_64::structures::DescriptorTablePointer {
+        limit: 0,
+        base: x86_64::VirtAddr::new(0),
+    };
+    // SAFETY: loading an empty IDT and raising an interrupt is a deliberate triple fault:
+    // the CPU resets, which is what we want as the last resort.
+    unsafe {
+        x86_64::instructions::tables::lidt(&empty);
+        core::arch::asm!("int3", options(nomem, nostack));
+    }
+    loop {
+        x86_64::instructions::hlt();
+    }
+}

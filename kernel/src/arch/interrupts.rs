@@ -1,0 +1,230 @@
+//! The IDT, its 256 entry stubs and the dispatcher they call.
+//!
+//! Stable Rust has no `x86-interrupt` ABI, so every vector gets a 16-byte assembly stub
+//! that pushes a uniform frame (a zero where the CPU pushes no error code, then the
+//! vector number), saves the general registers and calls `torito_interrupt_dispatch`.
+//!
+//! * Vectors 0-31 are CPU exceptions: reported (`exceptions.rs`) and fatal.
+//! * `TIMER_VECTOR` is the local APIC timer: acknowledged, nothing more. Its only job is
+//!   to end the `hlt` of an idle executor, which then fires expired timers itself.
+//! * Vectors registered with `register` run their handler, which must only acknowledge
+//!   its device and wake (no allocation, no lock a task may hold), then get an EOI.
+//! * Anything else is counted as unexpected and acknowledged.
+
+use super::{exceptions, lapic, stacks};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use x86_64::VirtAddr;
+use x86_64::instructions::tables::lidt;
+use x86_64::structures::DescriptorTablePointer;
+
+/// The local APIC timer's vector.
+pub const TIMER_VECTOR: u8 = 32;
+/// The local APIC's spurious-interrupt vector (no EOI for it).
+pub const SPURIOUS_VECTOR: u8 = 0xff;
+/// First vector that devices may `register`.
+pub const FIRST_DEVICE_VECTOR: u8 = 48;
+
+/// The register state an entry stub saves, in memory order (lowest address first).
+#[repr(C)]
+#[derive(Debug)]
+#[allow(missing_docs)]
+pub struct InterruptFrame {
+    pub r15: u64,
+    pub r14: u64,
+    pub r13: u64,
+    pub r12: u64,
+    pub r11: u64,
+    pub r10: u64,
+    pub r9: u64,
+    pub r8: u64,
+    pub rbp: u64,
+    pub rdi: u64,
+    pub rsi: u64,
+    pub rdx: u64,
+    pub rcx: u64,
+    pub rbx: u64,
+    pub rax: u64,
+    pub vector: u64,
+    pub error_code: u64,
+    pub rip: u64,
+    pub cs: u64,
+    pub rflags: u64,
+    pub rsp: u64,
+    pub ss: u64,
+}
+
+core::arch::global_asm!(
+    r#"
+    .section .text.torito_isr, "ax"
+    .code64
+    .balign 16
+    .global torito_isr_table
+torito_isr_table:
+    .set vector, 0
+    .rept 256
+    .balign 16
+    .if (vector == 8) || ((vector >= 10) && (vector <= 14)) || (vector == 17) || (vector == 21) || (vector == 29) || (vector == 30)
+    .else
+    push $0
+    .endif
+    push $vector
+    jmp torito_isr_common
+    .set vector, vector + 1
+    .endr
+
+torito_isr_common:
+    push %rax
+    push %rbx
+    push %rcx
+    push %rdx
+    push %rsi
+    push %rdi
+    push %rbp
+    push %r8
+    push %r9
+    push %r10
+    push %r11
+    push %r12
+    push %r13
+    push %r14
+    push %r15
+    cld
+    mov %rsp, %rdi
+    call torito_interrupt_dispatch
+    pop %r15
+    pop %r14
+    pop %r13
+    pop %r12
+    pop %r11
+    pop %r10
+    pop %r9
+    pop %r8
+    pop %rbp
+    pop %rdi
+    pop %rsi
+    pop %rdx
+    pop %rcx
+    pop %rbx
+    pop %rax
+    add $16, %rsp
+    iretq
+    "#,
+    options(att_syntax)
+);
+
+unsafe extern "C" {
+    static torito_isr_table: u8;
+}
+
+/// One IDT gate (Intel SDM vol. 3, 6.14.1).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Gate {
+    offset_low: u16,
+    selector: u16,
+    ist: u8,
+    attributes: u8,
+    offset_middle: u16,
+    offset_high: u32,
+    reserved: u32,
+}
+
+#[repr(C, align(16))]
+struct Idt([Gate; 256]);
+
+static IDT: spin::Once<Idt> = spin::Once::new();
+
+fn ist_for(vector: u8) -> u8 {
+    match vector {
+        8 => stacks::IST_DOUBLE_FAULT as u8,
+        14 => stacks::IST_PAGE_FAULT as u8,
+        2 | 18 => stacks::IST_NMI as u8,
+        _ => 0,
+    }
+}
+
+/// Builds the IDT (once) and loads it on this core.
+pub fn init() {
+    let idt = IDT.call_once(|| {
+        let base = (&raw const torito_isr_table) as u64;
+        use x86_64::instructions::segmentation::Segment;
+        let code = x86_64::instructions::segmentation::CS::get_reg();
+        let mut gates = [Gate {
+            offset_low: 0,
+            selector: 0,
+            ist: 0,
+            attributes: 0,
+            offset_middle: 0,
+            offset_high: 0,
+            reserved: 0,
+        }; 256];
+        for (vector, gate) in gates.iter_mut().enumerate() {
+            let handler = base + 16 * vector as u64;
+            *gate = Gate {
+                offset_low: handler as u16,
+                selector: code.0,
+                ist: ist_for(vector as u8),
+                attributes: 0x8e, // present, DPL 0, 64-bit interrupt gate (IF cleared)
+                offset_middle: (handler >> 16) as u16,
+                offset_high: (handler >> 32) as u32,
+                reserved: 0,
+            };
+        }
+        Idt(gates)
+    });
+    let pointer = DescriptorTablePointer {
+        limit: (core::mem::size_of::<Idt>() - 1) as u16,
+        base: VirtAddr::new(idt as *const Idt as u64),
+    };
+    // SAFETY: the IDT lives in a `static` (never moved or freed) and every gate points at
+    // a stub of `torito_isr_table`, each of which ends in `iretq` or a fatal report.
+    unsafe { lidt(&pointer) };
+}
+
+/// A device interrupt handler: acknowledge the device and wake; nothing more.
+pub type Handler = fn();
+
+static HANDLERS: [AtomicUsize; 256] = [const { AtomicUsize::new(0) }; 256];
+static UNEXPECTED: AtomicU64 = AtomicU64::new(0);
+
+/// Installs `handler` for `vector`.
+///
+/// # Errors
+/// `Err(vector)` if the vector is reserved (below `FIRST_DEVICE_VECTOR` or the spurious
+/// vector) or already taken.
+pub fn register(vector: u8, handler: Handler) -> Result<(), u8> {
+    if vector < FIRST_DEVICE_VECTOR || vector == SPURIOUS_VECTOR {
+        return Err(vector);
+    }
+    HANDLERS[usize::from(vector)]
+        .compare_exchange(0, handler as usize, Ordering::AcqRel, Ordering::Acquire)
+        .map(|_| ())
+        .map_err(|_| vector)
+}
+
+/// How many interrupts arrived on vectors nobody registered.
+pub fn unexpected_count() -> u64 {
+    UNEXPECTED.load(Ordering::Relaxed)
+}
+
+#[unsafe(no_mangle)]
+extern "C" fn torito_interrupt_dispatch(frame: &mut InterruptFrame) {
+    let vector = frame.vector as u8;
+    match vector {
+        0..=31 => exceptions::report(frame),
+        SPURIOUS_VECTOR => {}
+        TIMER_VECTOR => lapic::end_of_interrupt(),
+        _ => {
+            let handler = HANDLERS[usize::from(vector)].load(Ordering::Acquire);
+            if handler == 0 {
+                UNEXPECTED.fetch_add(1, Ordering::Relaxed);
+            } else {
+                // SAFETY: non-zero entries are only ever stored by `register`, from a
+                // value of type `Handler`.
+                let handler: Handler = unsafe { core::mem::transmute::<usize, Handler>(handler) };
+                handler();
+            }
+            lapic::end_of_interrupt();
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! x86_64: every register, port, descriptor table and page table lives under here, and
+//! with them all of the kernel's `unsafe` (except the heap's `GlobalAlloc` impl).
+
+pub mod acpi;
+pub mod clock;
+pub mod entry;
+pub mod exceptions;
+pub mod exit;
+pub mod gdt;
+pub mod interrupts;
+pub mod lapic;
+pub mod paging;
+pub mod panic;
+pub mod pic;
+pub mod serial;
+pub mod stacks;

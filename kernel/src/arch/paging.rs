@@ -1,0 +1,280 @@
+//! The kernel's own page tables, replacing the boot tables' flat 1 GiB RWX map.
+//!
+//! Everything is identity-mapped (virtual == physical), but with permissions:
+//!
+//! | range                               | mapping                                   |
+//! |-------------------------------------|-------------------------------------------|
+//! | page 0                              | unmapped: a null dereference faults       |
+//! | rest of the first 2 MiB             | 4 KiB pages, RW + NX (BIOS area, tables)  |
+//! | kernel `.text`                      | RX                                        |
+//! | kernel `.rodata` (+ PVH note)       | R + NX                                    |
+//! | kernel `.data`, `.bss`              | RW + NX                                   |
+//! | every stack's guard page            | unmapped: an overflow is reported as such |
+//! | RAM above 2 MiB (memory map)        | 2 MiB pages, RW + NX                      |
+//! | device MMIO (`map_device`)          | 4 KiB pages, RW + NX, uncached, on demand |
+//! | firmware tables (`firmware_bytes`)  | 4 KiB pages, R + NX, on demand            |
+//!
+//! Tables for the first 2 MiB are static; the others come from the frame allocator,
+//! which hands out low frames first, so they are reachable through the boot tables while
+//! the new tables are built. All changes happen under one lock.
+
+use super::stacks;
+use crate::memory::frames::{FRAME, FrameAllocator, Range};
+use core::cell::UnsafeCell;
+use torito_boot::{MemoryKind, MemoryRegion};
+use x86_64::PhysAddr;
+use x86_64::registers::control::{Cr3, Cr3Flags};
+use x86_64::structures::paging::PhysFrame;
+
+const PRESENT: u64 = 1;
+const WRITABLE: u64 = 1 << 1;
+const WRITE_THROUGH: u64 = 1 << 3;
+const NO_CACHE: u64 = 1 << 4;
+const HUGE: u64 = 1 << 7;
+const NO_EXECUTE: u64 = 1 << 63;
+const ADDRESS: u64 = 0x000f_ffff_ffff_f000;
+const TABLE: u64 = PRESENT | WRITABLE;
+const HUGE_PAGE: u64 = 2 * 1024 * 1024;
+
+#[repr(C, align(4096))]
+struct Table(UnsafeCell<[u64; 512]>);
+
+// SAFETY: the tables are only read or written with `STATE` locked (or by the CPU's page
+// walker, which is what they are for).
+unsafe impl Sync for Table {}
+
+static PML4: Table = Table(UnsafeCell::new([0; 512]));
+static PDPT_LOW: Table = Table(UnsafeCell::new([0; 512]));
+static PD_LOW: Table = Table(UnsafeCell::new([0; 512]));
+static PT_LOW: Table = Table(UnsafeCell::new([0; 512]));
+
+struct State {
+    frames: Option<FrameAllocator>,
+    active: bool,
+}
+
+static STATE: spin::Mutex<State> = spin::Mutex::new(State {
+    frames: None,
+    active: false,
+});
+
+unsafe extern "C" {
+    static __kernel_start: u8;
+    static __text_end: u8;
+    static __rodata_end: u8;
+    static __kernel_end: u8;
+}
+
+/// The kernel image's extent `[start, end)`.
+pub fn kernel_image() -> Range {
+    Range {
+        start: (&raw const __kernel_start) as u64,
+        end: (&raw const __kernel_end) as u64,
+    }
+}
+
+/// Why a mapping could not be made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MapError {
+    /// No free frame for a page table.
+    OutOfFrames,
+    /// The range is already covered by a 2 MiB RAM page (a device there is a firmware bug).
+    CoveredByRam(u64),
+    /// The address is beyond what this kernel maps (512 GiB).
+    TooHigh(u64),
+}
+
+/// Returns the entry array of the table at physical address `table`.
+///
+/// # Safety
+/// `table` must be the address of a page table owned by this module, reachable through
+/// the active mapping, and `STATE` must be locked by the caller.
+unsafe fn entries<'a>(table: u64) -> &'a mut [u64; 512] {
+    // SAFETY: per the contract, `table` is a live, mapped page table, and the lock makes
+    // this the only reference to it.
+    unsafe { &mut *(table as *mut [u64; 512]) }
+}
+
+impl State {
+    /// The next-level table behind `entry`, allocated (zeroed) when missing.
+    fn next_table(&mut self, entry: &mut u64) -> Result<u64, MapError> {
+        if *entry & PRESENT != 0 {
+            return if *entry & HUGE != 0 {
+                Err(MapError::CoveredByRam(*entry & ADDRESS))
+            } else {
+                Ok(*entry & ADDRESS)
+            };
+        }
+        let frame = self
+            .frames
+            .as_mut()
+            .and_then(|frames| frames.allocate(1))
+            .ok_or(MapError::OutOfFrames)?;
+        // SAFETY: the frame was just taken from the free list, so nothing else uses it,
+        // and the allocator hands out low frames that the active tables map.
+        unsafe { core::ptr::write_bytes(frame as *mut u8, 0, FRAME as usize) };
+        *entry = frame | TABLE;
+        Ok(frame)
+    }
+
+    fn page_directory(&mut self, address: u64) -> Result<u64, MapError> {
+        if address >> 39 != 0 {
+            return Err(MapError::TooHigh(address));
+        }
+        // SAFETY: PDPT_LOW is ours, mapped (in .bss) and we hold the lock.
+        let pdpt = unsafe { entries(PDPT_LOW.0.get() as u64) };
+        self.next_table(&mut pdpt[(address >> 30) as usize & 511])
+    }
+
+    fn map_huge(&mut self, address: u64, flags: u64) -> Result<(), MapError> {
+        let directory = self.page_directory(address)?;
+        // SAFETY: `directory` came from `page_directory`: one of our tables, locked.
+        let entry = &mut unsafe { entries(directory) }[(address >> 21) as usize & 511];
+        if *entry & PRESENT == 0 {
+            *entry = (address & !(HUGE_PAGE - 1)) | flags | HUGE;
+        }
+        Ok(())
+    }
+
+    /// Maps one 4 KiB page; `Ok(false)` if a 2 MiB RAM page already covers it.
+    fn map_page(&mut self, address: u64, flags: u64) -> Result<bool, MapError> {
+        let directory = self.page_directory(address)?;
+        // SAFETY: one of our tables, locked.
+        let pd_entry = &mut unsafe { entries(directory) }[(address >> 21) as usize & 511];
+        let table = match self.next_table(pd_entry) {
+            Ok(table) => table,
+            Err(MapError::CoveredByRam(_)) => return Ok(false),
+            Err(error) => return Err(error),
+        };
+        // SAFETY: one of our tables, locked.
+        let entry = &mut unsafe { entries(table) }[(address >> 12) as usize & 511];
+        if *entry & PRESENT != 0 && flags & NO_CACHE == 0 {
+            // Firmware reads of memory that is already mapped keep its mapping.
+            return Ok(true);
+        }
+        let wanted = (address & ADDRESS) | flags;
+        if *entry != wanted {
+            *entry = wanted;
+            if self.active {
+                x86_64::instructions::tlb::flush(x86_64::VirtAddr::new(address));
+            }
+        }
+        Ok(true)
+    }
+}
+
+fn low_page_flags(page: u64) -> u64 {
+    let text_end = (&raw const __text_end) as u64;
+    let rodata_end = (&raw const __rodata_end) as u64;
+    let image = kernel_image();
+    if page == 0 || stacks::all().iter().any(|stack| stack.guard == page) {
+        0
+    } else if (image.start..text_end).contains(&page) {
+        PRESENT
+    } else if (text_end..rodata_end).contains(&page) {
+        PRESENT | NO_EXECUTE
+    } else {
+        PRESENT | WRITABLE | NO_EXECUTE
+    }
+}
+
+/// Builds the kernel's page tables from the memory map and switches to them.
+///
+/// `frames` becomes the source of page-table frames from now on.
+pub fn init(map: &[MemoryRegion], frames: FrameAllocator) -> Result<(), MapError> {
+    let mut state = STATE.lock();
+    state.frames = Some(frames);
+    // SAFETY: all four static tables are ours and the lock is held; the boot tables (not
+    // these) are active, so editing them cannot disturb the running code.
+    let (pml4, pdpt, pd, pt) = unsafe {
+        (
+            entries(PML4.0.get() as u64),
+            entries(PDPT_LOW.0.get() as u64),
+            entries(PD_LOW.0.get() as u64),
+            entries(PT_LOW.0.get() as u64),
+        )
+    };
+    pml4[0] = PDPT_LOW.0.get() as u64 | TABLE;
+    pdpt[0] = PD_LOW.0.get() as u64 | TABLE;
+    pd[0] = PT_LOW.0.get() as u64 | TABLE;
+    for (index, entry) in pt.iter_mut().enumerate() {
+        let page = index as u64 * FRAME;
+        let flags = low_page_flags(page);
+        *entry = if flags == 0 { 0 } else { page | flags };
+    }
+    let ram_like = |region: &&MemoryRegion| {
+        matches!(
+            region.kind,
+            MemoryKind::Usable | MemoryKind::AcpiReclaimable | MemoryKind::AcpiNvs
+        )
+    };
+    for region in map.iter().filter(ram_like) {
+        let mut chunk = (region.start / HUGE_PAGE * HUGE_PAGE).max(HUGE_PAGE);
+        while chunk < region.end() {
+            state.map_huge(chunk, PRESENT | WRITABLE | NO_EXECUTE)?;
+            chunk += HUGE_PAGE;
+        }
+    }
+    let root = PhysFrame::from_start_address(PhysAddr::new(PML4.0.get() as u64))
+        .expect("PML4 is 4 KiB-aligned by its type");
+    // SAFETY: the new tables map the kernel image (text executable, data writable), the
+    // boot stack we run on and all RAM exactly as the boot tables did, only with tighter
+    // permissions, so execution continues unchanged.
+    unsafe { Cr3::write(root, Cr3Flags::empty()) };
+    state.active = true;
+    Ok(())
+}
+
+/// Maps `[phys, phys + len)` as uncached device memory; returns the virtual address.
+pub fn map_device(phys: u64, len: u64) -> Option<u64> {
+    map_range(
+        phys,
+        len,
+        PRESENT | WRITABLE | NO_EXECUTE | NO_CACHE | WRITE_THROUGH,
+        true,
+    )
+}
+
+fn map_range(phys: u64, len: u64, flags: u64, device: bool) -> Option<u64> {
+    let mut state = STATE.lock();
+    if !state.active {
+        return (phys.checked_add(len)? <= 1 << 30).then_some(phys);
+    }
+    let mut page = phys / FRAME * FRAME;
+    let end = phys.checked_add(len)?;
+    while page < end {
+        match state.map_page(page, flags) {
+            Ok(true) => {}
+            Ok(false) if !device => {}
+            Ok(false) => {
+                log::error!("paging: device at {:#x} lies inside RAM; not mapped", page);
+                return None;
+            }
+            Err(error) => {
+                log::error!("paging: cannot map {:#x}: {:?}", page, error);
+                return None;
+            }
+        }
+        page += FRAME;
+    }
+    Some(phys)
+}
+
+/// Firmware memory `[phys, phys + len)` (ACPI tables), mapped read-only on demand.
+///
+/// Returns `None` if it cannot be mapped. The bytes are never written by anyone: they
+/// belong to the firmware, and the frame allocator only hands out usable RAM.
+pub fn firmware_bytes(phys: u64, len: usize) -> Option<&'static [u8]> {
+    if phys < FRAME {
+        return None;
+    }
+    let address = map_range(phys, len as u64, PRESENT | NO_EXECUTE, false)?;
+    // SAFETY: the range is mapped (just above) and never written (see the doc comment),
+    // so a shared slice of it is valid for the kernel's lifetime.
+    Some(unsafe { core::slice::from_raw_parts(address as *const u8, len) })
+}
+
+/// Runs `f` with the frame allocator (for reports and for taking the heap region).
+pub fn with_frames<R>(f: impl FnOnce(&mut FrameAllocator) -> R) -> Option<R> {
+    STATE.lock().frames.as_mut().map(f)
+}

@@ -1,0 +1,142 @@
+//! Kernel stacks, each with an unmapped guard page below it.
+//!
+//! The stacks live in `.bss` (4 KiB-aligned) so no allocator is needed to take an
+//! exception. `paging` leaves every guard page unmapped, and the page-fault handler
+//! (which runs on its own IST stack) names a fault inside a guard page a stack overflow.
+
+use core::cell::UnsafeCell;
+
+/// Size of each interrupt stack (IST); exception reports need little.
+pub const IST_STACK_SIZE: usize = 16 * 1024;
+
+/// A stack with a guard page in front of it (stacks grow down into the guard).
+#[repr(C, align(4096))]
+pub struct GuardedStack<const N: usize> {
+    guard: UnsafeCell<[u8; 4096]>,
+    stack: UnsafeCell<[u8; N]>,
+}
+
+// SAFETY: the bytes are only ever used by the CPU as a stack of the one core that loads
+// this stack's top into its TSS; Rust code only takes addresses.
+unsafe impl<const N: usize> Sync for GuardedStack<N> {}
+
+impl<const N: usize> GuardedStack<N> {
+    /// A zeroed stack (placed in .bss).
+    pub const fn new() -> Self {
+        Self {
+            guard: UnsafeCell::new([0; 4096]),
+            stack: UnsafeCell::new([0; N]),
+        }
+    }
+
+    /// Address of the guard page.
+    pub fn guard(&self) -> u64 {
+        self.guard.get() as u64
+    }
+
+    /// The usable stack range `[bottom, top)`.
+    pub fn range(&self) -> (u64, u64) {
+        let bottom = self.stack.get() as u64;
+        (bottom, bottom + N as u64)
+    }
+}
+
+impl<const N: usize> Default for GuardedStack<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// What a stack is used for, for error reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StackKind {
+    /// The boot stack: core 0's kernel and tasks.
+    Boot,
+    /// Double-fault interrupt stack.
+    DoubleFault,
+    /// Page-fault interrupt stack.
+    PageFault,
+    /// NMI and machine-check interrupt stack.
+    Nmi,
+}
+
+impl StackKind {
+    /// A short name for reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            StackKind::Boot => "boot/main stack",
+            StackKind::DoubleFault => "double-fault stack",
+            StackKind::PageFault => "page-fault stack",
+            StackKind::Nmi => "NMI stack",
+        }
+    }
+}
+
+/// IST index (1-based as in the IDT; the TSS array is 0-based) of each exception stack.
+pub const IST_DOUBLE_FAULT: u16 = 1;
+/// IST index for page faults (so that a stack overflow can be reported).
+pub const IST_PAGE_FAULT: u16 = 2;
+/// IST index for NMI and machine check.
+pub const IST_NMI: u16 = 3;
+
+static DOUBLE_FAULT_STACK: GuardedStack<IST_STACK_SIZE> = GuardedStack::new();
+static PAGE_FAULT_STACK: GuardedStack<IST_STACK_SIZE> = GuardedStack::new();
+static NMI_STACK: GuardedStack<IST_STACK_SIZE> = GuardedStack::new();
+
+unsafe extern "C" {
+    static __boot_stack_guard: u8;
+    static __boot_stack_bottom: u8;
+    static __boot_stack_top: u8;
+}
+
+/// One stack's extent: `(kind, guard page, bottom, top)`.
+#[derive(Debug, Clone, Copy)]
+pub struct StackExtent {
+    /// Its use.
+    pub kind: StackKind,
+    /// Address of its guard page.
+    pub guard: u64,
+    /// Lowest usable address.
+    pub bottom: u64,
+    /// One past the highest usable address (the initial stack pointer).
+    pub top: u64,
+}
+
+/// Every kernel stack (core 0).
+pub fn all() -> [StackExtent; 4] {
+    let ist = |kind, stack: &GuardedStack<IST_STACK_SIZE>| {
+        let (bottom, top) = stack.range();
+        StackExtent {
+            kind,
+            guard: stack.guard(),
+            bottom,
+            top,
+        }
+    };
+    [
+        StackExtent {
+            kind: StackKind::Boot,
+            guard: (&raw const __boot_stack_guard) as u64,
+            bottom: (&raw const __boot_stack_bottom) as u64,
+            top: (&raw const __boot_stack_top) as u64,
+        },
+        ist(StackKind::DoubleFault, &DOUBLE_FAULT_STACK),
+        ist(StackKind::PageFault, &PAGE_FAULT_STACK),
+        ist(StackKind::Nmi, &NMI_STACK),
+    ]
+}
+
+/// The stack whose guard page contains `address`, if any.
+pub fn guard_hit(address: u64) -> Option<StackKind> {
+    all()
+        .into_iter()
+        .find(|s| (s.guard..s.guard + 4096).contains(&address))
+        .map(|s| s.kind)
+}
+
+/// The stack containing `address`, if any (the backtrace walk stays inside it).
+pub fn containing(address: u64) -> Option<StackExtent> {
+    all()
+        .into_iter()
+        .find(|s| (s.bottom..s.top).contains(&address))
+}

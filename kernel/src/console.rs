@@ -1,0 +1,56 @@
+//! The console (COM1): `print!`/`println!` for applications, and the kernel log.
+//!
+//! Log lines carry the time since kernel entry and the level; the level is chosen on the
+//! command line (`log=error|warn|info|debug|trace`, default `info`).
+
+use crate::arch::{clock, serial};
+use core::fmt;
+
+#[doc(hidden)]
+pub fn _print(args: fmt::Arguments<'_>) {
+    serial::write(args);
+}
+
+/// Prints to the console.
+#[macro_export]
+macro_rules! print {
+    ($($arg:tt)*) => { $crate::console::_print(format_args!($($arg)*)) };
+}
+
+/// Prints a line to the console.
+#[macro_export]
+macro_rules! println {
+    () => { $crate::print!("\n") };
+    ($($arg:tt)*) => { $crate::console::_print(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+struct Logger;
+
+impl log::Log for Logger {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if self.enabled(record.metadata()) {
+            let micros = clock::now_nanos() / 1000;
+            serial::write(format_args!(
+                "[{:>4}.{:06}] {:<5} {}\n",
+                micros / 1_000_000,
+                micros % 1_000_000,
+                record.level(),
+                record.args()
+            ));
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+static LOGGER: Logger = Logger;
+
+pub(crate) fn init_log(level: log::LevelFilter) {
+    // A second call (there is none) would keep the first logger; nothing to report.
+    let _ = log::set_logger(&LOGGER);
+    log::set_max_level(level);
+}

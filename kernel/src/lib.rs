@@ -1,0 +1,61 @@
+//! Torito: an async-executor unikernel for x86_64 microVMs.
+//!
+//! An application is a `no_std` binary that depends on this crate and writes
+//!
+//! ```ignore
+//! #![no_std]
+//! #![no_main]
+//! #[torito::main]
+//! async fn main() {
+//!     torito::println!("Hello from Torito");
+//!     torito::time::sleep(torito::time::Duration::from_millis(10)).await;
+//! }
+//! ```
+//!
+//! and becomes one ELF that boots through PVH (QEMU, Firecracker, Cloud Hypervisor, Xen)
+//! or multiboot2 (GRUB). Promises this crate keeps:
+//!
+//! * every CPU exception is reported by name with RIP, CR2 and a backtrace, and ends the
+//!   VM with a non-zero status; a stack overflow is named as such;
+//! * a panic prints its message and location and exits non-zero; an allocation failure
+//!   prints the request and the heap's state;
+//! * an idle core halts until an interrupt; there is no periodic tick;
+//! * a malformed boot structure or command-line value stops the boot with a message
+//!   naming what was wrong; an unknown command-line key is a warning.
+//!
+//! Layout: `arch` (every register, port and page table; all of the kernel's `unsafe`
+//! except the heap's `GlobalAlloc`), `memory` (frames and heap), `runtime` (the
+//! executor platform and the application's entry), and the public modules below.
+#![cfg_attr(not(test), no_std)]
+#![deny(unsafe_code)]
+
+extern crate alloc;
+
+#[cfg(target_os = "none")]
+#[allow(unsafe_code)]
+mod arch;
+#[allow(unsafe_code)]
+pub mod memory;
+#[cfg(target_os = "none")]
+mod runtime;
+
+#[cfg(target_os = "none")]
+pub mod boot;
+#[cfg(target_os = "none")]
+pub mod console;
+#[cfg(target_os = "none")]
+pub mod task;
+#[cfg(target_os = "none")]
+pub mod time;
+
+pub use log;
+pub use torito_macros::main;
+
+#[cfg(target_os = "none")]
+pub use runtime::exit;
+
+#[doc(hidden)]
+#[cfg(target_os = "none")]
+pub mod __private {
+    pub use crate::runtime::{AppMain, ExitStatus};
+}

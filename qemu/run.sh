@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# Runs a Torito image in QEMU and exits with the guest's exit(code).
+#
+# usage: qemu/run.sh IMAGE [--machine microvm|q35|pc] [--boot pvh|grub] [--smp N]
+#                          [--mem SIZE] [--forward HOSTPORT:GUESTPORT]... [--append "ARGS"]
+#                          [--accel kvm|tcg] [--log FILE]
+#
+# The accelerator is chosen here: hardware KVM only when the CPU has vmx/svm and
+# /dev/kvm is usable; otherwise TCG. (The build machines' /dev/kvm is a software
+# virtualizer that is slower than TCG and faults on SSE: see shared/PLATFORM.md.)
+# TORITO_ACCEL=kvm|tcg or --accel overrides the choice.
+#
+# Exit status: the guest's exit code (the kernel prints "torito: exit(N)" and writes N to
+# isa-debug-exit, whose QEMU status is (N << 1) | 1). 124 = QEMU ended with no exit line
+# from the guest (it crashed, reset, or QEMU itself failed).
+set -euo pipefail
+
+usage() { sed -n '2,5p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+
+[ $# -ge 1 ] || usage
+image=$1; shift
+machine=microvm boot=pvh smp=1 mem=64M append="" accel=${TORITO_ACCEL:-} log=""
+forwards=()
+while [ $# -gt 0 ]; do
+    case $1 in
+        --machine) machine=$2; shift 2 ;;
+        --boot) boot=$2; shift 2 ;;
+        --smp) smp=$2; shift 2 ;;
+        --mem) mem=$2; shift 2 ;;
+        --forward) forwards+=("$2"); shift 2 ;;
+        --append) append=$2; shift 2 ;;
+        --accel) accel=$2; shift 2 ;;
+        --log) log=$2; shift 2 ;;
+        -h|--help) usage ;;
+        *) echo "run.sh: unknown option $1" >&2; usage ;;
+    esac
+done
+[ -f "$image" ] || { echo "run.sh: no image at $image (run 'make images')" >&2; exit 2; }
+case $machine in microvm|q35|pc) ;; *) echo "run.sh: --machine must be microvm, q35 or pc" >&2; exit 2 ;; esac
+case $boot in pvh|grub) ;; *) echo "run.sh: --boot must be pvh or grub" >&2; exit 2 ;; esac
+if [ "$boot" = grub ] && [ "$machine" = microvm ]; then
+    echo "run.sh: --boot grub needs a BIOS machine (q35 or pc); microvm has no disk boot" >&2; exit 2
+fi
+command -v qemu-system-x86_64 >/dev/null || {
+    echo "run.sh: qemu-system-x86_64 not found; install it: apt-get install -y qemu-system-x86" >&2; exit 2; }
+
+if [ -z "$accel" ]; then
+    if grep -qwE 'vmx|svm' /proc/cpuinfo 2>/dev/null && [ -r /dev/kvm ] && [ -w /dev/kvm ]; then
+        accel=kvm
+    else
+        accel=tcg
+    fi
+fi
+case $accel in
+    # -cpu host fails on MSR 0x10a (arch-capabilities) on some hosts; drop that bit.
+    kvm) cpu="host,-arch-capabilities" ;;
+    # TCG: the richest emulated CPU (TSC-deadline timer, invariant TSC, NX).
+    tcg) cpu="max" ;;
+    *) echo "run.sh: --accel must be kvm or tcg" >&2; exit 2 ;;
+esac
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+[ -n "$log" ] || log=$work/console.log
+
+args=(
+    -machine "$machine"
+    -accel "$accel"
+    -cpu "$cpu"
+    -smp "$smp"
+    -m "$mem"
+    -nodefaults             # no default VGA, NIC, CD-ROM or parallel port: only what is listed
+    -no-user-config         # ignore host-wide QEMU configuration files
+    -display none           # no window; the console is the serial port
+    -no-reboot              # a reset (keyboard controller, triple fault) ends QEMU
+    # COM1 on stdio and, for the exit-line check, into a log file.
+    -chardev "stdio,id=console,logfile=$log,signal=on"
+    -serial chardev:console
+    # Writing N to port 0xf4 ends QEMU with status (N << 1) | 1.
+    -device isa-debug-exit,iobase=0xf4,iosize=0x04
+)
+
+if [ ${#forwards[@]} -gt 0 ]; then
+    netdev="user,id=net0"   # user-mode networking: guest 10.0.2.15, no host privileges
+    for forward in "${forwards[@]}"; do
+        host=${forward%%:*} guest=${forward##*:}
+        netdev+=",hostfwd=tcp:127.0.0.1:$host-:$guest"
+    done
+    args+=(-netdev "$netdev")
+    if [ "$machine" = microvm ]; then
+        args+=(-device virtio-net-device,netdev=net0)   # virtio-mmio transport
+    else
+        args+=(-device virtio-net-pci,netdev=net0)      # virtio-pci transport
+    fi
+fi
+
+if [ "$boot" = pvh ]; then
+    # QEMU's -kernel loads an ELF through its PVH note (on every machine type).
+    args+=(-kernel "$image")
+    [ -n "$append" ] && args+=(-append "$append")
+else
+    command -v grub-mkrescue >/dev/null || {
+        echo "run.sh: grub-mkrescue not found; install: apt-get install -y grub-pc-bin grub-common xorriso mtools" >&2; exit 2; }
+    mkdir -p "$work/iso/boot/grub"
+    cp "$image" "$work/iso/boot/torito.elf"
+    cat > "$work/iso/boot/grub/grub.cfg" <<CFG
+serial --unit=0 --speed=115200
+terminal_input serial
+terminal_output serial
+set timeout=0
+menuentry "torito" {
+    multiboot2 /boot/torito.elf $append
+    boot
+}
+CFG
+    grub-mkrescue -o "$work/torito.iso" "$work/iso" >"$work/grub.log" 2>&1 || {
+        cat "$work/grub.log" >&2; echo "run.sh: grub-mkrescue failed" >&2; exit 2; }
+    # Boot the ISO from the CD-ROM drive ("d"), through SeaBIOS and GRUB.
+    args+=(-drive "file=$work/torito.iso,media=cdrom,format=raw,readonly=on" -boot d)
+fi
+
+set +e
+qemu-system-x86_64 "${args[@]}"
+status=$?
+set -e
+code=$(grep -ao 'torito: exit([0-9]*)' "$log" | tail -n 1 | tr -dc '0-9')
+if [ -n "$code" ]; then
+    exit "$code"
+fi
+echo "run.sh: QEMU ended (status $status) without an exit line from the guest" >&2
+exit 124

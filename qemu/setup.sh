@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs what building and testing Torito needs, or says exactly what to run.
+#
+# usage: qemu/setup.sh DEBIAN_PACKAGE...
+# - the Rust target x86_64-unknown-none (rustup; RUSTUP_AUTO_INSTALL=0 here, so a
+#   rust-toolchain.toml alone fetches nothing), plus rustfmt and clippy;
+# - the Debian packages given (QEMU, GRUB for the multiboot2 ISO, xorriso, mtools).
+set -euo pipefail
+
+if ! rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-none; then
+    echo "setup: adding the Rust target x86_64-unknown-none"
+    rustup target add x86_64-unknown-none
+fi
+for component in rustfmt clippy; do
+    if ! rustup component list --installed 2>/dev/null | grep -q "^$component"; then
+        rustup component add "$component"
+    fi
+done
+
+missing=()
+for package in "$@"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -eq 0 ]; then
+    sudo=""
+elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+    sudo="sudo"
+else
+    echo "setup: missing Debian packages: ${missing[*]}" >&2
+    echo "setup: run as root: apt-get update && apt-get install -y ${missing[*]}" >&2
+    exit 1
+fi
+echo "setup: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq "${missing[@]}" >/dev/null

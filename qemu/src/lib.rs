@@ -1,0 +1,58 @@
+//! Boots Torito images in QEMU and checks what they print and how they exit.
+//!
+//! Promises a test author can rely on:
+//!
+//! - A [`Guest`] runs `qemu/run.sh`, the same script the Makefile and CI use, so a test
+//!   boots exactly what a person would boot by hand (same flags, same accelerator choice).
+//! - The serial console (QEMU's stdout) and `run.sh`'s own messages (stderr) are read by
+//!   background threads as they arrive; a test can wait for one line while the guest is
+//!   still running.
+//! - Every failure ([`Failure`]) carries the whole console so far and the stderr, so a
+//!   failing test shows what the guest printed, not just "timed out".
+//! - QEMU never outlives its [`Guest`]: `run.sh` is started in a process group of its own,
+//!   and a timeout or a drop ends the whole group (SIGTERM, then SIGKILL).
+//! - Nothing here asserts a timing: timeouts only bound how long a broken guest can hang a
+//!   test run, and they are generous (QEMU under TCG on a loaded two-core machine).
+//!
+//! # Examples
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use torito_qemu_tests::{Guest, RunOptions};
+//!
+//! let mut guest = Guest::start("hello", &RunOptions::default().machine("q35"));
+//! guest.wait_for_line("Hello from Torito", Duration::from_secs(30)).unwrap();
+//! let outcome = guest.expect_exit(0, Duration::from_secs(30)).unwrap();
+//! assert!(outcome.console.contains("slept"));
+//! ```
+
+mod failure;
+mod guest;
+mod options;
+mod output;
+
+pub use failure::Failure;
+pub use guest::{Guest, Outcome};
+pub use options::RunOptions;
+
+use std::path::PathBuf;
+
+/// The workspace root (the directory holding `qemu/`, `build/` and the top `Cargo.toml`).
+pub fn workspace_root() -> PathBuf {
+    let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or(manifest_dir)
+}
+
+/// The path of a built image: `build/NAME.elf` under the workspace root for a bare name
+/// such as `"hello"`; anything containing a `/` or ending in `.elf` is taken as a path
+/// (relative paths are relative to the workspace root).
+pub fn image_path(image: &str) -> PathBuf {
+    if image.contains('/') || image.ends_with(".elf") {
+        workspace_root().join(image)
+    } else {
+        workspace_root().join("build").join(format!("{image}.elf"))
+    }
+}

@@ -1,0 +1,107 @@
+//! How to run a guest: the `run.sh` options, with a builder.
+//!
+//! The fields mirror `qemu/run.sh`'s options one to one, so a failing test can print the
+//! exact command a person can paste to reproduce it ([`RunOptions::args`]).
+
+/// The `qemu/run.sh` options for one run. `Default` is what `run.sh` defaults to:
+/// microvm, PVH boot, one CPU, 64 MiB, empty command line, no port forwards.
+///
+/// # Examples
+///
+/// ```
+/// use torito_qemu_tests::RunOptions;
+///
+/// let options = RunOptions::default().machine("q35").smp(4).append("log=debug");
+/// assert_eq!(options.args(), ["--machine", "q35", "--boot", "pvh", "--smp", "4",
+///                             "--mem", "64M", "--append", "log=debug"]);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunOptions {
+    /// QEMU machine type: `microvm`, `q35` or `pc` (`--machine`).
+    pub machine: String,
+    /// Boot protocol: `pvh` (QEMU `-kernel`) or `grub` (a multiboot2 ISO) (`--boot`).
+    pub boot: String,
+    /// Number of CPUs (`--smp`).
+    pub smp: u32,
+    /// Guest memory in QEMU's syntax, for example `64M` (`--mem`).
+    pub mem: String,
+    /// The kernel command line (`--append`); empty means none.
+    pub append: String,
+    /// TCP port forwards `(host port, guest port)` through user-mode networking
+    /// (`--forward HOST:GUEST`); a non-empty list also adds a virtio-net device.
+    pub forwards: Vec<(u16, u16)>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            machine: "microvm".into(),
+            boot: "pvh".into(),
+            smp: 1,
+            mem: "64M".into(),
+            append: String::new(),
+            forwards: Vec::new(),
+        }
+    }
+}
+
+impl RunOptions {
+    /// Sets the machine type (`microvm`, `q35`, `pc`).
+    pub fn machine(mut self, machine: &str) -> Self {
+        self.machine = machine.into();
+        self
+    }
+
+    /// Sets the boot protocol (`pvh`, `grub`).
+    pub fn boot(mut self, boot: &str) -> Self {
+        self.boot = boot.into();
+        self
+    }
+
+    /// Sets the number of CPUs.
+    pub fn smp(mut self, cpus: u32) -> Self {
+        self.smp = cpus;
+        self
+    }
+
+    /// Sets the guest memory size, in QEMU's syntax (`2M`, `64M`, `1G`).
+    pub fn mem(mut self, mem: &str) -> Self {
+        self.mem = mem.into();
+        self
+    }
+
+    /// Sets the kernel command line.
+    pub fn append(mut self, append: &str) -> Self {
+        self.append = append.into();
+        self
+    }
+
+    /// Adds a TCP port forward from `127.0.0.1:host` to the guest's `guest` port.
+    pub fn forward(mut self, host: u16, guest: u16) -> Self {
+        self.forwards.push((host, guest));
+        self
+    }
+
+    /// The options as `run.sh` arguments (everything after the image path).
+    pub fn args(&self) -> Vec<String> {
+        let mut args = vec![
+            "--machine".to_string(),
+            self.machine.clone(),
+            "--boot".into(),
+            self.boot.clone(),
+            "--smp".into(),
+            self.smp.to_string(),
+            "--mem".into(),
+            self.mem.clone(),
+        ];
+        for (host, guest) in &self.forwards {
+            args.push("--forward".into());
+            args.push(format!("{host}:{guest}"));
+        }
+        if !self.append.is_empty() {
+            args.push("--append".into());
+            args.push(self.append.clone());
+        }
+        args
+    }
+}
