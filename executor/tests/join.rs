@@ -120,7 +120,7 @@ fn joined_output_is_dropped_exactly_once() {
 #[test]
 fn only_the_latest_join_waker_is_woken() {
     let (executor, _, _) = sim_executor(0);
-    let mut handle = executor.spawn(async {
+    let handle = executor.spawn(async {
         yield_now().await;
         9
     });

@@ -30,29 +30,9 @@ mod failure;
 mod guest;
 mod options;
 mod output;
+mod paths;
 
 pub use failure::Failure;
 pub use guest::{Guest, Outcome};
 pub use options::RunOptions;
-
-use std::path::PathBuf;
-
-/// The workspace root (the directory holding `qemu/`, `build/` and the top `Cargo.toml`).
-pub fn workspace_root() -> PathBuf {
-    let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    manifest_dir
-        .parent()
-        .map(PathBuf::from)
-        .unwrap_or(manifest_dir)
-}
-
-/// The path of a built image: `build/NAME.elf` under the workspace root for a bare name
-/// such as `"hello"`; anything containing a `/` or ending in `.elf` is taken as a path
-/// (relative paths are relative to the workspace root).
-pub fn image_path(image: &str) -> PathBuf {
-    if image.contains('/') || image.ends_with(".elf") {
-        workspace_root().join(image)
-    } else {
-        workspace_root().join("build").join(format!("{image}.elf"))
-    }
-}
+pub use paths::{image_path, workspace_root};

@@ -11,10 +11,10 @@ async fn main() {
     let entered = time::since_boot();
     torito::println!(
         "Hello from Torito ({} us from kernel entry to main)",
-        entered.as_micros()
+        entered.as_micros() as u64
     );
     let before = time::now();
     time::sleep(Duration::from_millis(10)).await;
     let slept = time::now().duration_since(before);
-    torito::println!("slept {} us on the timer", slept.as_micros());
+    torito::println!("slept {} us on the timer", slept.as_micros() as u64);
 }

@@ -42,8 +42,8 @@ fn table(phys: u64, signature: &[u8; 4]) -> Option<&'static [u8]> {
     let length = u32::from_le_bytes(header[4..8].try_into().ok()?) as usize;
     if !(36..=MAX_TABLE).contains(&length) {
         log::warn!(
-            "acpi: table {:?} at {:#x} has a bad length {}",
-            signature,
+            "acpi: table {} at {:#x} has a bad length {}",
+            core::str::from_utf8(signature).unwrap_or("????"),
             phys,
             length
         );
@@ -52,8 +52,8 @@ fn table(phys: u64, signature: &[u8; 4]) -> Option<&'static [u8]> {
     let bytes = paging::firmware_bytes(phys, length)?;
     if bytes.iter().fold(0u8, |sum, byte| sum.wrapping_add(*byte)) != 0 {
         log::warn!(
-            "acpi: table {:?} at {:#x} has a bad checksum; ignored",
-            signature,
+            "acpi: table {} at {:#x} has a bad checksum; ignored",
+            core::str::from_utf8(signature).unwrap_or("????"),
             phys
         );
         return None;
@@ -157,7 +157,13 @@ pub fn init(root: Option<AcpiRoot>) -> Fadt {
             .and_then(|root| find(&root, b"FACP"))
             .map(parse_fadt)
             .unwrap_or_default();
-        log::debug!("acpi: {:?}", fadt);
+        log::debug!(
+            "acpi: PM1a control {:?}, sleep control {}, PM timer {:?}, S5 type {:?}",
+            fadt.pm1a_control,
+            fadt.sleep_control.is_some(),
+            fadt.pm_timer,
+            fadt.s5_sleep_type
+        );
         fadt
     })
 }

@@ -82,7 +82,7 @@ extern "C" fn torito_kernel_entry(protocol: u32, magic: u32, info: u32) -> ! {
         log::warn!("command line: unknown key `{}` ignored", arg.key);
     }
     log::debug!(
-        "boot: {:?}, command line {:?}",
+        "boot: {:?}, command line `{}`",
         boot.protocol,
         boot.cmdline()
     );
@@ -103,7 +103,7 @@ extern "C" fn torito_kernel_entry(protocol: u32, magic: u32, info: u32) -> ! {
         );
     }
     if let Err(error) = paging::init(boot.memory_map(), frames) {
-        fatal("page tables", format_args!("{:?}", error));
+        fatal("page tables", error);
     }
     let heap = paging::with_frames(|frames| frames.take_largest(FRAME_RESERVE)).flatten();
     let Some(heap) = heap else {

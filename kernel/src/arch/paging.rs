@@ -225,6 +225,20 @@ pub fn init(map: &[MemoryRegion], frames: FrameAllocator) -> Result<(), MapError
     Ok(())
 }
 
+impl core::fmt::Display for MapError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            MapError::OutOfFrames => {
+                write!(f, "no free frame for a page table; give the VM more memory")
+            }
+            MapError::CoveredByRam(address) => write!(f, "{:#x} is already mapped as RAM", address),
+            MapError::TooHigh(address) => {
+                write!(f, "{:#x} is above the 512 GiB this kernel maps", address)
+            }
+        }
+    }
+}
+
 /// Maps `[phys, phys + len)` as uncached device memory; returns the virtual address.
 pub fn map_device(phys: u64, len: u64) -> Option<u64> {
     map_range(
@@ -251,7 +265,7 @@ fn map_range(phys: u64, len: u64, flags: u64, device: bool) -> Option<u64> {
                 return None;
             }
             Err(error) => {
-                log::error!("paging: cannot map {:#x}: {:?}", page, error);
+                log::error!("paging: cannot map {:#x}: {}", page, error);
                 return None;
             }
         }

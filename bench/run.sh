@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# A small report on the hello image: its size, its boot time against a do-nothing
+# kernel's, and the least memory it runs in. Not a test: nothing here passes or fails on a
+# number, and the numbers are noisy (shared machines; see shared/PLATFORM.md).
+#
+# usage: bench/run.sh            (make bench calls this; needs build/hello.elf)
+#   RUNS=N         boot-time rounds (default 10)
+#   TORITO_ACCEL   passed through to qemu/run.sh, which picks kvm or tcg by itself
+#
+# Every QEMU run goes through qemu/run.sh, so the bench boots exactly what the tests and
+# a person boot (same flags, same accelerator choice).
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+hello=$root/build/hello.elf
+runs=${RUNS:-10}
+out=$root/target/bench          # scratch: the stripped copy and the floor kernel
+mkdir -p "$out"
+
+[ -f "$hello" ] || { echo "bench: no $hello: run 'make images' first" >&2; exit 2; }
+for tool in objcopy as ld python3 qemu-system-x86_64; do
+    command -v "$tool" >/dev/null || {
+        echo "bench: $tool not found (apt-get install -y binutils python3 qemu-system-x86)" >&2; exit 2; }
+done
+
+# The accelerator qemu/run.sh will pick (the same rule, repeated here only to report it).
+accel=${TORITO_ACCEL:-}
+if [ -z "$accel" ]; then
+    if grep -qwE 'vmx|svm' /proc/cpuinfo 2>/dev/null && [ -r /dev/kvm ] && [ -w /dev/kvm ]; then
+        accel=kvm
+    else
+        accel=tcg
+    fi
+fi
+
+echo "Torito bench ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs, accel $accel, $(qemu-system-x86_64 --version | head -n 1))"
+echo
+
+# --- 1. Image size ---------------------------------------------------------------------
+# What a loader reads: the ELF without symbols and debug sections.
+objcopy --strip-all "$hello" "$out/hello.stripped"
+bytes=$(stat -c %s "$out/hello.stripped")
+unstripped=$(stat -c %s "$hello")
+printf 'hello image, stripped:  %d bytes (%d.%d KiB); unstripped %d bytes\n' \
+    "$bytes" $((bytes / 1024)) $((bytes % 1024 * 10 / 1024)) "$unstripped"
+echo
+
+# --- 2. Boot time against the floor ----------------------------------------------------
+# The floor is a do-nothing PVH kernel (bench/floor/floor.s): its first console byte marks
+# what QEMU, run.sh and the PVH loader cost before any kernel code of ours runs. hello's
+# "Hello" line marks the end of Torito's boot. Same harness, same machine (microvm, the
+# default), runs interleaved, so drift in the machine's load hits both alike.
+as --64 -o "$out/floor.o" "$root/bench/floor/floor.s"
+ld -m elf_x86_64 -nostdlib -static -T "$root/bench/floor/floor.ld" -o "$out/floor.elf" "$out/floor.o"
+
+echo "boot time, microvm PVH, $runs interleaved runs each (ms from spawning run.sh):"
+timings=$(python3 "$root/bench/boot_time.py" "$runs" \
+    floor "$out/floor.elf" "" \
+    hello "$hello" "Hello from Torito")
+printf '  %-34s %8s %8s %8s\n' "" median min max
+while read -r name median min max; do
+    case $name in
+        floor) label="floor (first console byte)" ;;
+        hello) label="hello (the Hello line)" ;;
+    esac
+    printf '  %-34s %8s %8s %8s\n' "$label" "$median" "$min" "$max"
+done <<<"$timings"
+floor_median=$(awk '$1 == "floor" { print $2 }' <<<"$timings")
+hello_median=$(awk '$1 == "hello" { print $2 }' <<<"$timings")
+printf '  %-34s %8s\n' "Torito's share (hello - floor)" \
+    "$(awk -v h="$hello_median" -v f="$floor_median" 'BEGIN { printf "%.1f", h - f }')"
+echo
+
+# --- 3. The least memory hello runs in -------------------------------------------------
+# Every candidate is tried (they are cheap), so a size that fails above one that works
+# shows up instead of being skipped by a bisection that assumes monotony. The image is
+# linked at 1 MiB, so 1M cannot hold it: QEMU loads it into unbacked memory without a
+# word and the guest hangs, hence the timeout (a working run takes well under 1 s).
+echo "memory (microvm PVH, hello must exit 0):"
+smallest=""
+for mem in 1M 1280K 1536K 2M 3M 4M 6M 8M; do
+    set +e
+    timeout 15 "$root/qemu/run.sh" "$hello" --mem "$mem" >"$out/mem-$mem.log" 2>&1
+    status=$?
+    set -e
+    if [ "$status" -eq 0 ]; then
+        printf '  %-6s ok\n' "$mem"
+        [ -n "$smallest" ] || smallest=$mem
+    elif grep -q 'terminating on signal 15.*(timeout)' "$out/mem-$mem.log"; then
+        printf '  %-6s hung: no exit within 15 s (console: %s)\n' "$mem" \
+            "$(grep -vc -e '^\s*$' -e 'terminating on signal' "$out/mem-$mem.log" || true) lines"
+    else
+        # The last console or QEMU line says why (a QEMU refusal, a kernel report).
+        printf '  %-6s exit %d: %s\n' "$mem" "$status" "$(grep -v '^\s*$' "$out/mem-$mem.log" | tail -n 1 | cut -c1-100)"
+    fi
+done
+echo "  smallest that works: ${smallest:-none of them}"
