@@ -8,7 +8,7 @@
 # or names the exact command to run.
 
 TARGET   := x86_64-unknown-none
-EXAMPLES := hello faults
+EXAMPLES := hello faults echo echo-blocking
 IMAGES   := $(EXAMPLES:%=build/%.elf)
 HOST_CRATES := -p torito-boot -p torito-executor -p torito-netstack -p torito-virtio -p torito -p torito-macros
 DEBIAN_PACKAGES := qemu-system-x86 grub-pc-bin grub-common xorriso mtools
@@ -29,6 +29,13 @@ images: setup
 
 run-hello: images
 	./qemu/run.sh build/hello.elf $(QEMU_ARGS)
+
+# Boots the async echo service with host port 127.0.0.1:5555 forwarded to it.
+run-echo: images
+	@echo "run-echo: booting examples/echo; once it prints 'echo: listening on port 5555', try:"
+	@echo "run-echo:     nc 127.0.0.1 5555        (type lines; they come back; Ctrl-C to quit)"
+	@echo "run-echo: stop the VM with Ctrl-C here."
+	./qemu/run.sh build/echo.elf --forward 5555:5555 $(QEMU_ARGS)
 
 lint: setup
 	cargo fmt --all --check

@@ -14,3 +14,33 @@ where
 {
     crate::runtime::EXECUTOR.spawn(future)
 }
+
+pub use crate::arch::fiber::NotOnFiber;
+
+/// Spawns `work` as a blocking task: it runs on a stack of its own (a fiber, 32 KiB) so
+/// that blocking calls inside it (`torito::net::blocking`, [`block_on`]) park it while
+/// the rest of the core's tasks keep running. Await the handle for its result.
+pub fn spawn_blocking<T, W>(work: W) -> JoinHandle<T>
+where
+    W: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let slot = alloc::sync::Arc::new(spin::Mutex::new(None));
+    let output = slot.clone();
+    let fiber = crate::arch::fiber::Fiber::new(alloc::boxed::Box::new(move || {
+        *output.lock() = Some(work());
+    }));
+    crate::runtime::EXECUTOR.spawn(async move {
+        crate::arch::fiber::FiberTask(fiber).await;
+        slot.lock().take().expect("a finished fiber stored its output")
+    })
+}
+
+/// Waits for `future` from a blocking task, parking the task (not the core) meanwhile.
+///
+/// # Errors
+/// [`NotOnFiber`] when called outside a task made by [`spawn_blocking`]: there it would
+/// stall the whole core, so it refuses instead of hanging.
+pub fn block_on<F: core::future::Future>(future: F) -> Result<F::Output, NotOnFiber> {
+    crate::arch::fiber::park(future)
+}

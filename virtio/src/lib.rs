@@ -1,5 +1,24 @@
-//! Torito's virtio device glue over the virtio-drivers crate.
+//! Torito's virtio devices, over the virtio-drivers crate, generic over its `Hal` and
+//! `Transport` so the same code serves virtio-mmio (microvm, Firecracker) and virtio-pci
+//! (q35, pc, Cloud Hypervisor).
 //!
-//! Empty until the networking issue: it will hold virtio-net on the mmio and pci
-//! transports, interrupt-driven, generic over a DMA `Hal` that the kernel provides.
+//! Promises of [`NetDevice`]:
+//!
+//! * interrupt-driven: the kernel's interrupt handler acknowledges the device and wakes
+//!   the [`futures_util::task::AtomicWaker`] given at construction; nothing else runs in
+//!   interrupt context;
+//! * transmit never busy-waits: with no free descriptor, `transmit` registers the waker
+//!   and says "not now" (backpressure), and the next completion interrupt wakes it;
+//! * receive buffers are allocated once, at construction, and re-posted after each
+//!   frame: no allocation on the hot path;
+//! * device memory is untrusted: a used-ring token outside the queue or a length larger
+//!   than the buffer is dropped and counted, never trusted.
 #![cfg_attr(not(test), no_std)]
+#![deny(unsafe_code)]
+
+extern crate alloc;
+
+mod net;
+
+pub use net::{NetDevice, NetError, NetStats};
+pub use virtio_drivers;

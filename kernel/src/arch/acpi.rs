@@ -152,6 +152,7 @@ fn parse_fadt(fadt: &[u8]) -> Fadt {
 
 /// Reads the FADT (once). Without ACPI (Firecracker, microvm `acpi=off`) nothing is found.
 pub fn init(root: Option<AcpiRoot>) -> Fadt {
+    ROOT.call_once(|| root);
     *FADT.call_once(|| {
         let fadt = root
             .and_then(|root| find(&root, b"FACP"))
@@ -191,4 +192,59 @@ pub fn power_off() {
             }
         }
     }
+}
+
+/// An I/O APIC from the MADT.
+#[derive(Debug, Clone, Copy)]
+pub struct IoApicEntry {
+    /// Physical address of its registers.
+    pub address: u64,
+    /// First global system interrupt it serves.
+    pub gsi_base: u32,
+}
+
+/// What the MADT lists (only the parts the kernel uses).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Madt {
+    /// I/O APICs (at most 8 kept).
+    pub io_apics: [Option<IoApicEntry>; 8],
+    /// Whether a MADT was found at all.
+    pub present: bool,
+}
+
+static MADT: spin::Once<Madt> = spin::Once::new();
+static ROOT: spin::Once<Option<AcpiRoot>> = spin::Once::new();
+
+/// The MADT's I/O APICs (read once); `present` is false without ACPI.
+pub fn madt() -> Madt {
+    *MADT.call_once(|| {
+        let mut madt = Madt::default();
+        let Some(table) = ROOT.get().copied().flatten().and_then(|root| find(&root, b"APIC")) else { return madt };
+        madt.present = true;
+        let mut offset = 44;
+        let mut count = 0;
+        while let (Some(&kind), Some(&length)) = (table.get(offset), table.get(offset + 1)) {
+            let length = usize::from(length);
+            if length < 2 || offset + length > table.len() {
+                log::warn!("acpi: MADT entry at offset {} has a bad length {}; rest ignored", offset, length);
+                break;
+            }
+            if kind == 1 && length >= 12 && count < madt.io_apics.len() {
+                if let (Some(address), Some(gsi_base)) = (u32_at(table, offset + 4), u32_at(table, offset + 8)) {
+                    madt.io_apics[count] = Some(IoApicEntry { address: u64::from(address), gsi_base });
+                    count += 1;
+                }
+            }
+            offset += length;
+        }
+        madt
+    })
+}
+
+/// Whether the DSDT mentions `name` (e.g. QEMU microvm's virtio-mmio `_HID "LNRO0005"`).
+pub fn dsdt_mentions(name: &[u8]) -> bool {
+    let Some(root) = ROOT.get().copied().flatten() else { return false };
+    let Some(fadt) = find(&root, b"FACP") else { return false };
+    let dsdt = u64_at(fadt, 140).filter(|address| *address != 0).or(u32_at(fadt, 40).map(u64::from));
+    dsdt.and_then(|phys| table(phys, b"DSDT")).is_some_and(|dsdt| dsdt.windows(name.len()).any(|window| window == name))
 }

@@ -62,6 +62,11 @@ pub(super) fn x86_64_cpuid(leaf: u32) -> (u32, u32, u32, u32) {
     (result.eax, result.ebx, result.ecx, result.edx)
 }
 
+/// This core's local APIC id.
+pub fn id() -> u32 {
+    read(ID) >> 24
+}
+
 /// Whether the timer runs in TSC-deadline mode.
 pub fn deadline_mode() -> bool {
     DEADLINE_MODE.load(Ordering::Relaxed)

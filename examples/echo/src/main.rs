@@ -1,0 +1,41 @@
+//! Echo: an async TCP echo service on port 5555, one task per connection.
+//!
+//! Try it: `make run-echo`, then `nc 127.0.0.1 5555`.
+#![no_std]
+#![no_main]
+#![forbid(unsafe_code)]
+
+use torito::net::{self, TcpListener, TcpStream};
+
+const PORT: u16 = 5555;
+/// Connections waiting to be accepted before new ones are refused.
+const BACKLOG: usize = 64;
+
+#[torito::main]
+async fn main() -> Result<(), net::Error> {
+    let stack = net::stack().await?;
+    let listener = TcpListener::bind(&stack, PORT, BACKLOG)?;
+    torito::println!("echo: listening on port {}", PORT);
+    loop {
+        match listener.accept().await {
+            Ok(stream) => drop(torito::task::spawn(serve(stream))),
+            Err(error) => torito::log::warn!("echo: accept failed: {}", error),
+        }
+    }
+}
+
+/// Echoes until the peer closes its side (or resets), then closes ours.
+async fn serve(mut stream: TcpStream) {
+    let mut buffer = [0u8; 2048];
+    loop {
+        match stream.read(&mut buffer).await {
+            Ok(0) | Err(_) => break,
+            Ok(received) => {
+                if stream.write_all(&buffer[..received]).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = stream.close().await;
+}

@@ -1,0 +1,65 @@
+//! I/O APICs: route a global system interrupt (GSI) to a vector on this core.
+//!
+//! The I/O APICs come from the MADT; without ACPI (QEMU microvm `acpi=off`, Firecracker)
+//! the one at the architectural address 0xfec00000 with GSI base 0 is assumed.
+
+use super::{acpi, lapic, paging};
+
+const DEFAULT_ADDRESS: u64 = 0xfec0_0000;
+
+/// Trigger mode and polarity of a line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// Level-triggered, active-high (virtio-mmio, QEMU's PCI INTx).
+    LevelHigh,
+    /// Edge-triggered, active-high (ISA).
+    EdgeHigh,
+}
+
+fn read(base: u64, register: u32) -> u32 {
+    // SAFETY: `base` is an I/O APIC register window mapped uncached by `route`; IOREGSEL
+    // (offset 0) selects and IOWIN (offset 0x10) reads the register.
+    unsafe {
+        core::ptr::write_volatile(base as *mut u32, register);
+        core::ptr::read_volatile((base + 0x10) as *const u32)
+    }
+}
+
+fn write(base: u64, register: u32, value: u32) {
+    // SAFETY: as in `read`.
+    unsafe {
+        core::ptr::write_volatile(base as *mut u32, register);
+        core::ptr::write_volatile((base + 0x10) as *mut u32, value);
+    }
+}
+
+/// Routes `gsi` to `vector` on this core's local APIC, unmasked.
+///
+/// # Errors
+/// A message when no I/O APIC serves `gsi` or its registers cannot be mapped.
+pub fn route(gsi: u32, vector: u8, trigger: Trigger) -> Result<(), &'static str> {
+    let madt = acpi::madt();
+    let candidates = if madt.present {
+        madt.io_apics
+    } else {
+        let mut fallback = [None; 8];
+        fallback[0] = Some(acpi::IoApicEntry { address: DEFAULT_ADDRESS, gsi_base: 0 });
+        fallback
+    };
+    for entry in candidates.into_iter().flatten() {
+        let base = paging::map_device(entry.address, 0x20).ok_or("cannot map an I/O APIC")?;
+        let pins = ((read(base, 1) >> 16) & 0xff) + 1;
+        if gsi < entry.gsi_base || gsi >= entry.gsi_base + pins {
+            continue;
+        }
+        let pin = gsi - entry.gsi_base;
+        let mut low = u32::from(vector);
+        if trigger == Trigger::LevelHigh {
+            low |= 1 << 15;
+        }
+        write(base, 0x11 + 2 * pin, lapic::id() << 24);
+        write(base, 0x10 + 2 * pin, low);
+        return Ok(());
+    }
+    Err("no I/O APIC serves this interrupt line")
+}
