@@ -2,13 +2,13 @@
 
 mod common;
 
-use std::future::Future;
+use std::future::{Future, poll_fn};
 use std::pin::pin;
-use std::sync::Arc;
 use std::sync::atomic::Ordering::SeqCst;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
-use common::{CountingWaker, DropCounter, sim_executor, yield_now};
+use common::{CountingWaker, DropCounter, leak, sim_executor, yield_now};
 
 #[test]
 fn join_handle_returns_the_output() {
@@ -102,6 +102,61 @@ fn output_of_a_completed_task_is_dropped_when_the_handle_is() {
     assert_eq!(output_drops.dropped(), 0, "kept for the handle");
     drop(handle);
     assert_eq!(output_drops.dropped(), 1);
+}
+
+/// A task that leaves a clone of its waker in `slot` (as a driver's interrupt slot
+/// would), so its memory outlives both its completion and its join handle.
+async fn leave_waker_behind(slot: &'static Mutex<Option<Waker>>) {
+    poll_fn(|cx| {
+        *slot.lock().unwrap() = Some(cx.waker().clone());
+        Poll::Ready(())
+    })
+    .await;
+}
+
+#[test]
+fn a_detached_output_is_dropped_at_completion_even_while_a_waker_keeps_the_task() {
+    let (executor, _, _) = sim_executor(0);
+    let slot: &'static Mutex<Option<Waker>> = leak(Mutex::new(None));
+    let output_drops = DropCounter::default();
+    let counter = output_drops.clone();
+    let handle = executor.spawn(async move {
+        yield_now().await;
+        leave_waker_behind(slot).await;
+        counter.token()
+    });
+    executor.run_once();
+    handle.detach();
+    executor.run_once();
+    assert!(
+        slot.lock().unwrap().is_some(),
+        "the task's memory is still referenced"
+    );
+    assert_eq!(output_drops.dropped(), 1, "but its output is already gone");
+}
+
+#[test]
+fn a_completed_output_is_dropped_with_its_handle_even_while_a_waker_keeps_the_task() {
+    let (executor, _, _) = sim_executor(0);
+    let slot: &'static Mutex<Option<Waker>> = leak(Mutex::new(None));
+    let output_drops = DropCounter::default();
+    let counter = output_drops.clone();
+    let handle = executor.spawn(async move {
+        leave_waker_behind(slot).await;
+        counter.token()
+    });
+    executor.run_once();
+    assert_eq!(output_drops.dropped(), 0, "kept for the handle");
+    drop(handle);
+    assert!(
+        slot.lock().unwrap().is_some(),
+        "the task's memory is still referenced"
+    );
+    assert_eq!(
+        output_drops.dropped(),
+        1,
+        "but its output went with the handle"
+    );
 }
 
 #[test]

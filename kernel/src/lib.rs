@@ -44,6 +44,8 @@ pub mod boot;
 #[cfg(target_os = "none")]
 pub mod console;
 #[cfg(target_os = "none")]
+pub mod net;
+#[cfg(target_os = "none")]
 pub mod task;
 #[cfg(target_os = "none")]
 pub mod time;

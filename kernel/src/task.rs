@@ -32,7 +32,9 @@ where
     }));
     crate::runtime::EXECUTOR.spawn(async move {
         crate::arch::fiber::FiberTask(fiber).await;
-        slot.lock().take().expect("a finished fiber stored its output")
+        slot.lock()
+            .take()
+            .expect("a finished fiber stored its output")
     })
 }
 

@@ -273,11 +273,25 @@ mod tests {
     #[test]
     fn spots_syns_to_refusing_ports_only() {
         let refusing = [(80, Refusal::Backlog), (81, Refusal::NoMemory)];
-        assert_eq!(refused_syn(&syn_frame(80, 0x02), &refusing), Some(Refusal::Backlog));
-        assert_eq!(refused_syn(&syn_frame(81, 0x02), &refusing), Some(Refusal::NoMemory));
+        assert_eq!(
+            refused_syn(&syn_frame(80, 0x02), &refusing),
+            Some(Refusal::Backlog)
+        );
+        assert_eq!(
+            refused_syn(&syn_frame(81, 0x02), &refusing),
+            Some(Refusal::NoMemory)
+        );
         assert_eq!(refused_syn(&syn_frame(82, 0x02), &refusing), None);
-        assert_eq!(refused_syn(&syn_frame(80, 0x12), &refusing), None, "SYN-ACK");
+        assert_eq!(
+            refused_syn(&syn_frame(80, 0x12), &refusing),
+            None,
+            "SYN-ACK"
+        );
         assert_eq!(refused_syn(&syn_frame(80, 0x10), &refusing), None, "ACK");
-        assert_eq!(refused_syn(&syn_frame(80, 0x02)[..40], &refusing), None, "cut");
+        assert_eq!(
+            refused_syn(&syn_frame(80, 0x02)[..40], &refusing),
+            None,
+            "cut"
+        );
     }
 }

@@ -14,13 +14,19 @@ use std::time::{Duration, Instant};
 use crate::failure::Failure;
 use crate::options::RunOptions;
 use crate::output::{Captured, Which};
-use crate::{image_path, workspace_root};
+use crate::{free_port, image_path, workspace_root};
 
 /// How long a guest gets to shut down after SIGTERM before its group gets SIGKILL.
 const TERMINATE_GRACE: Duration = Duration::from_secs(3);
 
 /// How long the reader threads get to drain the pipes after `run.sh` has exited.
 const DRAIN_GRACE: Duration = Duration::from_secs(5);
+
+/// How many host ports [`Guest::start_forwarded`] tries before giving up.
+const FORWARD_ATTEMPTS: usize = 5;
+
+/// What QEMU prints on stderr when it cannot bind a `hostfwd` host port.
+const FORWARD_REFUSED: &str = "Could not set up host forwarding rule";
 
 /// How a guest ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,6 +133,60 @@ impl Guest {
             captured,
             readers,
         })
+    }
+
+    /// Starts `image` with `options` plus a TCP forward from a free port on 127.0.0.1 to
+    /// the guest's `guest_port`, waits for the console line containing `ready` (the
+    /// guest's "listening" line), and returns the guest and the host port.
+    ///
+    /// Connect only after this returns: QEMU's user-mode networking accepts the host's
+    /// connection before the guest listens and then backs the guest-side SYN off for
+    /// seconds. The port comes from [`free_port`]; when QEMU cannot bind it because
+    /// another process took it in the meantime, the guest is started again on another
+    /// port (up to 5 tries).
+    ///
+    /// # Errors
+    ///
+    /// A [`Failure`] when the image is missing, no free port can be had, or the guest
+    /// prints no `ready` line within `timeout` (the guest is killed then).
+    pub fn start_forwarded(
+        image: &str,
+        options: &RunOptions,
+        guest_port: u16,
+        ready: &str,
+        timeout: Duration,
+    ) -> Result<(Guest, u16), Failure> {
+        let mut attempt = 1;
+        loop {
+            let port = free_port().map_err(|error| Failure {
+                reason: format!(
+                    "no free host port for the forward to guest port {guest_port}: {error}"
+                ),
+                command: String::new(),
+                console: String::new(),
+                stderr: String::new(),
+            })?;
+            let mut guest = Guest::try_start(image, &options.clone().forward(port, guest_port))?;
+            let failure = match guest.wait_for_line(ready, timeout) {
+                Ok(_) => return Ok((guest, port)),
+                Err(failure) => failure,
+            };
+            if !guest.captured.lock().stdout.closed {
+                // Timed out with the guest still running: not a port problem.
+                return Err(failure);
+            }
+            // QEMU has ended: wait for run.sh so that all of stderr is in.
+            let outcome = guest.wait_exit(DRAIN_GRACE)?;
+            if outcome.stderr.contains(FORWARD_REFUSED) && attempt < FORWARD_ATTEMPTS {
+                attempt += 1;
+                continue;
+            }
+            return Err(Failure {
+                stderr: outcome.stderr,
+                console: outcome.console,
+                ..failure
+            });
+        }
     }
 
     /// Waits until the console shows a complete line containing `substring` (searching

@@ -31,8 +31,10 @@ mod guest;
 mod options;
 mod output;
 mod paths;
+mod ports;
 
 pub use failure::Failure;
 pub use guest::{Guest, Outcome};
 pub use options::RunOptions;
 pub use paths::{image_path, workspace_root};
+pub use ports::free_port;

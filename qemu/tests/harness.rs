@@ -128,3 +128,23 @@ fn dropping_a_running_guest_kills_qemu() {
         "QEMU's process group {group} outlived the Guest"
     );
 }
+
+#[test]
+fn a_forwarded_guest_has_its_host_port_bound() -> Result<(), Failure> {
+    let image = floor(true);
+    let (guest, port) = Guest::start_forwarded(
+        image.to_str().unwrap(),
+        &RunOptions::default(),
+        5555,
+        "floor: hanging",
+        TIMEOUT,
+    )?;
+    // QEMU holds the port: nobody else can bind it, and a client can connect (QEMU's
+    // user-mode networking accepts before the guest does anything).
+    if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        return Err(guest.failure(format!("host port {port} is not bound by QEMU")));
+    }
+    std::net::TcpStream::connect(("127.0.0.1", port))
+        .map_err(|error| guest.failure(format!("cannot connect to port {port}: {error}")))?;
+    Ok(())
+}

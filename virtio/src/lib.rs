@@ -19,6 +19,8 @@
 extern crate alloc;
 
 mod net;
+mod transport;
 
 pub use net::{NetDevice, NetError, NetStats};
+pub use transport::{StepwiseStatus, status_steps};
 pub use virtio_drivers;

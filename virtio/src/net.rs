@@ -11,9 +11,9 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 use core::task::Waker;
 use futures_util::task::AtomicWaker;
+use virtio_drivers::Hal;
 use virtio_drivers::device::net::VirtIONetRaw;
 use virtio_drivers::transport::Transport;
-use virtio_drivers::Hal;
 
 /// Descriptors per queue (a power of two; QEMU's default queue size is 256).
 const QUEUE: usize = 64;
@@ -31,7 +31,10 @@ impl core::fmt::Display for NetError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             NetError::Device(error) => {
-                write!(f, "virtio-net setup failed: {error}; check the VMM's virtio-net device options")
+                write!(
+                    f,
+                    "virtio-net setup failed: {error}; check the VMM's virtio-net device options"
+                )
             }
         }
     }
@@ -52,6 +55,19 @@ pub struct NetStats {
     pub tx_full: AtomicU64,
     /// Frames too large for a transmit buffer (dropped).
     pub tx_too_large: AtomicU64,
+}
+
+impl NetStats {
+    /// All zero (usable in a `static`).
+    pub const fn new() -> Self {
+        Self {
+            rx_frames: AtomicU64::new(0),
+            tx_frames: AtomicU64::new(0),
+            rx_bad_used: AtomicU64::new(0),
+            tx_full: AtomicU64::new(0),
+            tx_too_large: AtomicU64::new(0),
+        }
+    }
 }
 
 enum Slot {
@@ -85,7 +101,11 @@ impl<H: Hal, T: Transport> NetDevice<H, T> {
     ///
     /// # Errors
     /// `NetError::Device` when the device cannot be initialized.
-    pub fn new(transport: T, waker: &'static AtomicWaker, stats: &'static NetStats) -> Result<Self, NetError> {
+    pub fn new(
+        transport: T,
+        waker: &'static AtomicWaker,
+        stats: &'static NetStats,
+    ) -> Result<Self, NetError> {
         let raw = VirtIONetRaw::<H, T, QUEUE>::new(transport).map_err(NetError::Device)?;
         let mut device = Self {
             raw,
@@ -136,7 +156,11 @@ impl<H: Hal, T: Transport> NetDevice<H, T> {
     /// Reclaims completed transmissions into `tx_free`.
     fn reclaim_transmitted(&mut self) {
         while let Some(token) = self.raw.poll_transmit() {
-            let Some(Slot::Posted(buffer, posted)) = self.tx.get_mut(usize::from(token)).map(|slot| core::mem::replace(slot, Slot::Empty)) else {
+            let Some(Slot::Posted(buffer, posted)) = self
+                .tx
+                .get_mut(usize::from(token))
+                .map(|slot| core::mem::replace(slot, Slot::Empty))
+            else {
                 // A token we never posted: the device is misbehaving; stop trusting it.
                 self.stats.rx_bad_used.fetch_add(1, Ordering::Relaxed);
                 return;
@@ -156,7 +180,9 @@ impl<H: Hal, T: Transport> NetDevice<H, T> {
     /// Hands the next received frame to `f`; `false` (after registering `waker`) if none.
     pub fn receive(&mut self, waker: &Waker, f: &mut dyn FnMut(&[u8])) -> bool {
         self.waker.register(waker);
-        let Some(token) = self.raw.poll_receive() else { return false };
+        let Some(token) = self.raw.poll_receive() else {
+            return false;
+        };
         let Some(slot) = self.rx.get_mut(usize::from(token)) else {
             self.stats.rx_bad_used.fetch_add(1, Ordering::Relaxed);
             return false;
@@ -168,7 +194,11 @@ impl<H: Hal, T: Transport> NetDevice<H, T> {
         // SAFETY: `buffer` is the one posted under `token` (its slot says so).
         let result = unsafe { self.raw.receive_complete(token, &mut buffer) };
         match result {
-            Ok((header, length)) if header.checked_add(length).is_some_and(|end| end <= buffer.len()) => {
+            Ok((header, length))
+                if header
+                    .checked_add(length)
+                    .is_some_and(|end| end <= buffer.len()) =>
+            {
                 self.stats.rx_frames.fetch_add(1, Ordering::Relaxed);
                 f(&buffer[header..header + length]);
             }
@@ -192,7 +222,9 @@ impl<H: Hal, T: Transport> NetDevice<H, T> {
             self.stats.tx_full.fetch_add(1, Ordering::Relaxed);
             return false;
         }
-        let Some(mut buffer) = self.tx_free.pop() else { return false };
+        let Some(mut buffer) = self.tx_free.pop() else {
+            return false;
+        };
         let Ok(header) = self.raw.fill_buffer_header(&mut buffer) else {
             self.tx_free.push(buffer);
             return false;
@@ -219,5 +251,23 @@ impl<H: Hal, T: Transport> NetDevice<H, T> {
                 false
             }
         }
+    }
+}
+
+impl<H: Hal, T: Transport + Send> torito_netstack::Driver for NetDevice<H, T> {
+    fn mac(&self) -> [u8; 6] {
+        NetDevice::mac(self)
+    }
+
+    fn mtu(&self) -> usize {
+        NetDevice::mtu(self)
+    }
+
+    fn receive(&mut self, waker: &Waker, f: &mut dyn FnMut(&[u8])) -> bool {
+        NetDevice::receive(self, waker, f)
+    }
+
+    fn transmit(&mut self, waker: &Waker, len: usize, f: &mut dyn FnMut(&mut [u8])) -> bool {
+        NetDevice::transmit(self, waker, len, f)
     }
 }

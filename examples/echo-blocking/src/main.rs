@@ -7,7 +7,7 @@
 #![no_main]
 #![forbid(unsafe_code)]
 
-use torito::net::blocking::{TcpListener, TcpStream};
+use torito::net::blocking::TcpStream;
 use torito::net::{self, Error};
 
 const PORT: u16 = 5555;
@@ -20,7 +20,7 @@ async fn main() -> Result<(), Error> {
 
 fn listen() -> Result<(), Error> {
     let stack = net::blocking::stack()?;
-    let listener = TcpListener::bind(&stack, PORT, BACKLOG)?;
+    let mut listener = net::blocking::listen(&stack, PORT, BACKLOG)?;
     torito::println!("echo: listening on port {}", PORT);
     loop {
         match listener.accept() {

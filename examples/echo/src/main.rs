@@ -14,7 +14,7 @@ const BACKLOG: usize = 64;
 #[torito::main]
 async fn main() -> Result<(), net::Error> {
     let stack = net::stack().await?;
-    let listener = TcpListener::bind(&stack, PORT, BACKLOG)?;
+    let mut listener = TcpListener::bind(&stack, PORT, BACKLOG)?;
     torito::println!("echo: listening on port {}", PORT);
     loop {
         match listener.accept().await {

@@ -219,19 +219,35 @@ static ROOT: spin::Once<Option<AcpiRoot>> = spin::Once::new();
 pub fn madt() -> Madt {
     *MADT.call_once(|| {
         let mut madt = Madt::default();
-        let Some(table) = ROOT.get().copied().flatten().and_then(|root| find(&root, b"APIC")) else { return madt };
+        let Some(table) = ROOT
+            .get()
+            .copied()
+            .flatten()
+            .and_then(|root| find(&root, b"APIC"))
+        else {
+            return madt;
+        };
         madt.present = true;
         let mut offset = 44;
         let mut count = 0;
         while let (Some(&kind), Some(&length)) = (table.get(offset), table.get(offset + 1)) {
             let length = usize::from(length);
             if length < 2 || offset + length > table.len() {
-                log::warn!("acpi: MADT entry at offset {} has a bad length {}; rest ignored", offset, length);
+                log::warn!(
+                    "acpi: MADT entry at offset {} has a bad length {}; rest ignored",
+                    offset,
+                    length
+                );
                 break;
             }
             if kind == 1 && length >= 12 && count < madt.io_apics.len() {
-                if let (Some(address), Some(gsi_base)) = (u32_at(table, offset + 4), u32_at(table, offset + 8)) {
-                    madt.io_apics[count] = Some(IoApicEntry { address: u64::from(address), gsi_base });
+                if let (Some(address), Some(gsi_base)) =
+                    (u32_at(table, offset + 4), u32_at(table, offset + 8))
+                {
+                    madt.io_apics[count] = Some(IoApicEntry {
+                        address: u64::from(address),
+                        gsi_base,
+                    });
                     count += 1;
                 }
             }
@@ -243,8 +259,15 @@ pub fn madt() -> Madt {
 
 /// Whether the DSDT mentions `name` (e.g. QEMU microvm's virtio-mmio `_HID "LNRO0005"`).
 pub fn dsdt_mentions(name: &[u8]) -> bool {
-    let Some(root) = ROOT.get().copied().flatten() else { return false };
-    let Some(fadt) = find(&root, b"FACP") else { return false };
-    let dsdt = u64_at(fadt, 140).filter(|address| *address != 0).or(u32_at(fadt, 40).map(u64::from));
-    dsdt.and_then(|phys| table(phys, b"DSDT")).is_some_and(|dsdt| dsdt.windows(name.len()).any(|window| window == name))
+    let Some(root) = ROOT.get().copied().flatten() else {
+        return false;
+    };
+    let Some(fadt) = find(&root, b"FACP") else {
+        return false;
+    };
+    let dsdt = u64_at(fadt, 140)
+        .filter(|address| *address != 0)
+        .or(u32_at(fadt, 40).map(u64::from));
+    dsdt.and_then(|phys| table(phys, b"DSDT"))
+        .is_some_and(|dsdt| dsdt.windows(name.len()).any(|window| window == name))
 }

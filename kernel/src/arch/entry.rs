@@ -75,8 +75,9 @@ extern "C" fn torito_kernel_entry(protocol: u32, magic: u32, info: u32) -> ! {
 
     let cmdline = torito_boot::Cmdline::parse(boot.cmdline())
         .unwrap_or_else(|error| fatal("command line", error));
-    let (options, unknown) = torito_boot::parse_kernel_options(&cmdline, &[])
-        .unwrap_or_else(|error| fatal("command line", error));
+    let (options, unknown) =
+        torito_boot::parse_kernel_options(&cmdline, torito_netstack::CONFIG_KEYS)
+            .unwrap_or_else(|error| fatal("command line", error));
     crate::console::init_log(level_filter(options.log));
     for arg in unknown {
         log::warn!("command line: unknown key `{}` ignored", arg.key);
@@ -152,6 +153,9 @@ extern "C" fn torito_kernel_entry(protocol: u32, magic: u32, info: u32) -> ! {
         clock::ticks_to_micros(stamps[4] - stamps[3]),
     );
     x86_64::instructions::interrupts::enable();
+    if let Err(error) = crate::net::init(&cmdline, acpi::dsdt_mentions(b"LNRO0005")) {
+        fatal("network configuration", error);
+    }
     crate::runtime::run(torito_app_main())
 }
 

@@ -119,10 +119,20 @@ impl Fiber {
         unsafe { torito_fiber_switch(&mut self.executor_rsp, self.fiber_rsp) };
         CURRENT.0.set(previous);
         self.context = core::ptr::null_mut();
-        if self.stack[..CANARY_WORDS].iter().any(|word| *word != CANARY) {
-            panic!("a blocking task overflowed its {} KiB fiber stack", FIBER_STACK / 1024);
+        if self.stack[..CANARY_WORDS]
+            .iter()
+            .any(|word| *word != CANARY)
+        {
+            panic!(
+                "a blocking task overflowed its {} KiB fiber stack",
+                FIBER_STACK / 1024
+            );
         }
-        if self.done { Poll::Ready(()) } else { Poll::Pending }
+        if self.done {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
     }
 }
 

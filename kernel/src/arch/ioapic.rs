@@ -43,7 +43,10 @@ pub fn route(gsi: u32, vector: u8, trigger: Trigger) -> Result<(), &'static str>
         madt.io_apics
     } else {
         let mut fallback = [None; 8];
-        fallback[0] = Some(acpi::IoApicEntry { address: DEFAULT_ADDRESS, gsi_base: 0 });
+        fallback[0] = Some(acpi::IoApicEntry {
+            address: DEFAULT_ADDRESS,
+            gsi_base: 0,
+        });
         fallback
     };
     for entry in candidates.into_iter().flatten() {

@@ -35,7 +35,8 @@ pub struct KernelHal;
 // so sharing needs no copy; `mmio_phys_to_virt` maps the range uncached first.
 unsafe impl Hal for KernelHal {
     fn dma_alloc(pages: usize, _direction: BufferDirection) -> (PhysAddr, NonNull<u8>) {
-        let layout = core::alloc::Layout::from_size_align(pages * 4096, 4096).expect("page multiple");
+        let layout =
+            core::alloc::Layout::from_size_align(pages * 4096, 4096).expect("page multiple");
         // SAFETY: the layout has a non-zero size (virtio-drivers asks for >= 1 page).
         let pointer = unsafe { alloc::alloc::alloc_zeroed(layout) };
         match NonNull::new(pointer) {
@@ -45,14 +46,16 @@ unsafe impl Hal for KernelHal {
     }
 
     unsafe fn dma_dealloc(_paddr: PhysAddr, vaddr: NonNull<u8>, pages: usize) -> i32 {
-        let layout = core::alloc::Layout::from_size_align(pages * 4096, 4096).expect("page multiple");
+        let layout =
+            core::alloc::Layout::from_size_align(pages * 4096, 4096).expect("page multiple");
         // SAFETY: the caller passes back what `dma_alloc` returned for `pages`.
         unsafe { alloc::alloc::dealloc(vaddr.as_ptr(), layout) };
         0
     }
 
     unsafe fn mmio_phys_to_virt(paddr: PhysAddr, size: usize) -> NonNull<u8> {
-        let address = paging::map_device(paddr, size as u64).expect("a device BAR could not be mapped");
+        let address =
+            paging::map_device(paddr, size as u64).expect("a device BAR could not be mapped");
         NonNull::new(address as *mut u8).expect("BARs are never at address 0")
     }
 
@@ -110,7 +113,11 @@ struct NetIrq {
     interrupts: AtomicU64,
 }
 
-static NET_IRQ: NetIrq = NetIrq { ack: AtomicU8::new(ACK_NONE), register: AtomicU64::new(0), interrupts: AtomicU64::new(0) };
+static NET_IRQ: NetIrq = NetIrq {
+    ack: AtomicU8::new(ACK_NONE),
+    register: AtomicU64::new(0),
+    interrupts: AtomicU64::new(0),
+};
 /// Woken by the net device's interrupt.
 pub static NET_WAKER: AtomicWaker = AtomicWaker::new();
 
@@ -196,7 +203,11 @@ fn parse_mmio_arg(value: &str) -> Option<MmioSlot> {
     let (size, rest) = value.split_once('@')?;
     let (address, gsi) = rest.split_once(':')?;
     let gsi = gsi.split(':').next()?;
-    Some(MmioSlot { size: parse_number(size)?, address: parse_number(address)?, gsi: u32::try_from(parse_number(gsi)?).ok()? })
+    Some(MmioSlot {
+        size: parse_number(size)?,
+        address: parse_number(address)?,
+        gsi: u32::try_from(parse_number(gsi)?).ok()?,
+    })
 }
 
 fn mmio_net(slot: MmioSlot) -> Option<(SomeTransport<'static>, MmioSlot)> {
@@ -205,11 +216,15 @@ fn mmio_net(slot: MmioSlot) -> Option<(SomeTransport<'static>, MmioSlot)> {
     // SAFETY: `base` maps the whole device window uncached; the transport owns it for the
     // kernel's lifetime (devices are never unplugged).
     let transport = unsafe { MmioTransport::new(header, slot.size.max(0x200) as usize) }.ok()?;
-    (transport.device_type() == DeviceType::Network).then_some((SomeTransport::Mmio(transport), slot))
+    (transport.device_type() == DeviceType::Network)
+        .then_some((SomeTransport::Mmio(transport), slot))
 }
 
 /// Finds the first virtio-net device, wires its interrupt, returns its transport.
-pub fn find_net(cmdline: &torito_boot::Cmdline<'_>, acpi_microvm: bool) -> Option<SomeTransport<'static>> {
+pub fn find_net(
+    cmdline: &torito_boot::Cmdline<'_>,
+    acpi_microvm: bool,
+) -> Option<SomeTransport<'static>> {
     // virtio-mmio from the command line.
     let from_cmdline = cmdline
         .args()
@@ -217,13 +232,22 @@ pub fn find_net(cmdline: &torito_boot::Cmdline<'_>, acpi_microvm: bool) -> Optio
         .filter_map(|arg| {
             let slot = arg.value.and_then(parse_mmio_arg);
             if slot.is_none() {
-                log::warn!("virtio: cannot parse virtio_mmio.device={}", arg.value.unwrap_or(""));
+                log::warn!(
+                    "virtio: cannot parse virtio_mmio.device={}",
+                    arg.value.unwrap_or("")
+                );
             }
             slot
         })
         .find_map(mmio_net);
     let from_acpi = || {
-        (0..24u64).rev().find_map(|slot| mmio_net(MmioSlot { address: 0xfeb0_0000 + 0x200 * slot, size: 0x200, gsi: 24 + slot as u32 }))
+        (0..24u64).rev().find_map(|slot| {
+            mmio_net(MmioSlot {
+                address: 0xfeb0_0000 + 0x200 * slot,
+                size: 0x200,
+                gsi: 24 + slot as u32,
+            })
+        })
     };
     let mmio = from_cmdline.or_else(|| if acpi_microvm { from_acpi() } else { None });
     if let Some((transport, slot)) = mmio {
@@ -231,7 +255,11 @@ pub fn find_net(cmdline: &torito_boot::Cmdline<'_>, acpi_microvm: bool) -> Optio
         NET_IRQ.ack.store(ACK_MMIO, Ordering::Relaxed);
         let _ = interrupts::register(NET_VECTOR, net_interrupt);
         if let Err(error) = ioapic::route(slot.gsi, NET_VECTOR, ioapic::Trigger::LevelHigh) {
-            log::error!("virtio-net: GSI {}: {}; the device will not interrupt", slot.gsi, error);
+            log::error!(
+                "virtio-net: GSI {}: {}; the device will not interrupt",
+                slot.gsi,
+                error
+            );
         }
         log::debug!("virtio-net: mmio at {:#x}, GSI {}", slot.address, slot.gsi);
         return Some(transport);
@@ -252,7 +280,10 @@ fn find_pci_net() -> Option<SomeTransport<'static>> {
         info.vendor_id == 0x1af4 && (info.device_id == 0x1000 || info.device_id == 0x1041)
     })?;
     let (_, command) = root.get_status_command(function);
-    root.set_command(function, command | Command::MEMORY_SPACE | Command::BUS_MASTER);
+    root.set_command(
+        function,
+        command | Command::MEMORY_SPACE | Command::BUS_MASTER,
+    );
     let bar = |root: &mut PciRoot<PortCam>, index: u8| match root.bar_info(function, index) {
         Ok(Some(BarInfo::Memory { address, .. })) => Some(address),
         _ => None,
@@ -286,23 +317,25 @@ fn find_pci_net() -> Option<SomeTransport<'static>> {
         }
     };
     let _ = interrupts::register(NET_VECTOR, net_interrupt);
-    let msix_ok = msix.zip(common).and_then(|((cap, table), (common_bar, common_offset))| {
-        let table_base = bar(&mut root, (table & 7) as u8)? + u64::from(table & !7);
-        let table = paging::map_device(table_base, 16)?;
-        let common = paging::map_device(bar(&mut root, common_bar)? + common_offset, 0x38)?;
-        // SAFETY: `table` maps MSI-X table entry 0 (address, data, vector control) and
-        // `common` the virtio common configuration, both uncached device memory.
-        unsafe {
-            core::ptr::write_volatile(table as *mut u32, 0xfee0_0000 | (lapic::id() << 12));
-            core::ptr::write_volatile((table + 4) as *mut u32, 0);
-            core::ptr::write_volatile((table + 8) as *mut u32, u32::from(NET_VECTOR));
-            core::ptr::write_volatile((table + 12) as *mut u32, 0); // unmasked
-        }
-        // Message control: enable MSI-X (bit 15), function mask off (bit 14).
-        let control = cam.read_word(function, cap);
-        cam.write_word(function, cap, (control & !(1 << 30)) | (1 << 31));
-        Some(common)
-    });
+    let msix_ok = msix
+        .zip(common)
+        .and_then(|((cap, table), (common_bar, common_offset))| {
+            let table_base = bar(&mut root, (table & 7) as u8)? + u64::from(table & !7);
+            let table = paging::map_device(table_base, 16)?;
+            let common = paging::map_device(bar(&mut root, common_bar)? + common_offset, 0x38)?;
+            // SAFETY: `table` maps MSI-X table entry 0 (address, data, vector control) and
+            // `common` the virtio common configuration, both uncached device memory.
+            unsafe {
+                core::ptr::write_volatile(table as *mut u32, 0xfee0_0000 | (lapic::id() << 12));
+                core::ptr::write_volatile((table + 4) as *mut u32, 0);
+                core::ptr::write_volatile((table + 8) as *mut u32, u32::from(NET_VECTOR));
+                core::ptr::write_volatile((table + 12) as *mut u32, 0); // unmasked
+            }
+            // Message control: enable MSI-X (bit 15), function mask off (bit 14).
+            let control = cam.read_word(function, cap);
+            cam.write_word(function, cap, (control & !(1 << 30)) | (1 << 31));
+            Some(common)
+        });
     if let Some(common) = msix_ok {
         NET_IRQ.ack.store(ACK_NONE, Ordering::Relaxed);
         NET_IRQ.register.store(common, Ordering::Relaxed);
@@ -310,13 +343,18 @@ fn find_pci_net() -> Option<SomeTransport<'static>> {
         log::debug!("virtio-net: PCI {:?}, MSI-X", function);
     } else {
         let line = cam.read_word(function, 0x3c) & 0xff;
-        let isr_register = isr.and_then(|(index, offset)| paging::map_device(bar(&mut root, index)? + offset, 1));
+        let isr_register =
+            isr.and_then(|(index, offset)| paging::map_device(bar(&mut root, index)? + offset, 1));
         if let Some(register) = isr_register {
             NET_IRQ.register.store(register, Ordering::Relaxed);
             NET_IRQ.ack.store(ACK_PCI_ISR, Ordering::Relaxed);
         }
         if let Err(error) = ioapic::route(line, NET_VECTOR, ioapic::Trigger::LevelHigh) {
-            log::error!("virtio-net: INTx line {}: {}; the device will not interrupt", line, error);
+            log::error!(
+                "virtio-net: INTx line {}: {}; the device will not interrupt",
+                line,
+                error
+            );
         }
         log::debug!("virtio-net: PCI {:?}, INTx line {}", function, line);
     }

@@ -1,0 +1,151 @@
+//! Networking: the first virtio-net device, smoltcp behind `torito_netstack`, and the
+//! sockets applications use.
+//!
+//! At boot the kernel looks for a virtio-net device (virtio-mmio, then virtio-pci),
+//! starts its driver, builds the stack from the command line (`ip=dhcp` by default, or
+//! `ip=ADDR/PREFIX gw=ADDR dns=ADDR`) and spawns the stack's Runner task before `main`.
+//! The device interrupt wakes the Runner; socket futures are woken by smoltcp's wakers.
+//!
+//! * async sockets: [`TcpListener`], [`TcpStream`], [`UdpSocket`];
+//! * blocking sockets: [`blocking`], for code running in `torito::task::spawn_blocking`.
+
+use crate::arch::virtio::{self, KernelHal, NET_WAKER};
+use torito_virtio::virtio_drivers::transport::SomeTransport;
+use torito_virtio::{NetDevice, NetStats, StepwiseStatus};
+
+pub use torito_netstack::{
+    Config, ConfigError, Counters, Error, Ipv4Config, Stack, StaticConfig, TcpListener, TcpStream,
+    UdpSocket,
+};
+
+static STACK: spin::Once<Stack> = spin::Once::new();
+static DEVICE_STATS: NetStats = NetStats::new();
+
+/// The network stack, once it has an address (waits for DHCP when `ip=dhcp`).
+///
+/// # Errors
+/// `Error::NoDevice` when the VM has no virtio-net device.
+pub async fn stack() -> Result<Stack, Error> {
+    let stack = STACK.get().ok_or(Error::NoDevice)?.clone();
+    stack.wait_config_up().await;
+    Ok(stack)
+}
+
+/// The network stack right away, configured or not (`None` without a device).
+pub fn stack_now() -> Option<Stack> {
+    STACK.get().cloned()
+}
+
+/// The device driver's own counters (frames, untrusted used-ring entries dropped,
+/// transmit backpressure events).
+pub fn device_stats() -> &'static NetStats {
+    &DEVICE_STATS
+}
+
+/// How many interrupts the network device raised.
+pub fn device_interrupts() -> u64 {
+    virtio::net_interrupts()
+}
+
+/// Finds the device and starts the stack; called once at boot, before `main`.
+pub(crate) fn init(
+    cmdline: &torito_boot::Cmdline<'_>,
+    microvm_acpi: bool,
+) -> Result<(), ConfigError> {
+    let config = Config::from_cmdline(|key| cmdline.get(key).and_then(|arg| arg.value))?;
+    let Some(transport) = virtio::find_net(cmdline, microvm_acpi) else {
+        log::debug!("net: no virtio-net device");
+        return Ok(());
+    };
+    // Status bits one at a time, as Firecracker requires (torito_virtio::StepwiseStatus).
+    let transport = StepwiseStatus(transport);
+    let device = match NetDevice::<KernelHal, StepwiseStatus<SomeTransport<'static>>>::new(
+        transport,
+        &NET_WAKER,
+        &DEVICE_STATS,
+    ) {
+        Ok(device) => device,
+        Err(error) => {
+            log::error!("net: {}", error);
+            return Ok(());
+        }
+    };
+    if let Err(error) = virtio::finish_net_setup() {
+        log::error!("net: {}", error);
+    }
+    let mac = device.mac();
+    log::info!(
+        "net: virtio-net {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        mac[0],
+        mac[1],
+        mac[2],
+        mac[3],
+        mac[4],
+        mac[5]
+    );
+    let seed = crate::arch::clock::rdtsc();
+    let (stack, runner) = torito_netstack::new(device, config, seed, crate::time::now());
+    STACK.call_once(|| stack);
+    drop(crate::task::spawn(async move {
+        runner.run().await;
+    }));
+    Ok(())
+}
+
+/// Blocking sockets: the async ones, waited on by parking the calling blocking task.
+///
+/// Call them only from a task started with `torito::task::spawn_blocking`; anywhere else
+/// they return `Error::WouldBlockCore` instead of stalling the core.
+pub mod blocking {
+    use torito_netstack::blocking::Park;
+    use torito_netstack::{Error, Stack};
+
+    /// Parks the calling blocking task (its fiber) until a future completes.
+    #[derive(Debug)]
+    pub struct FiberPark;
+
+    impl Park for FiberPark {
+        fn block_on<F: core::future::Future>(&self, future: F) -> F::Output {
+            match crate::task::block_on(future) {
+                Ok(output) => output,
+                // A blocking socket call outside a blocking task: refusing loudly beats
+                // stalling every task on the core (which would look like a hang).
+                Err(error) => panic!("{}", error),
+            }
+        }
+    }
+
+    static PARK: FiberPark = FiberPark;
+
+    /// A blocking TCP listener.
+    pub type TcpListener = torito_netstack::blocking::TcpListener<'static, FiberPark>;
+    /// A blocking TCP connection.
+    pub type TcpStream = torito_netstack::blocking::TcpStream<'static, FiberPark>;
+    /// A blocking UDP socket.
+    pub type UdpSocket = torito_netstack::blocking::UdpSocket<'static, FiberPark>;
+
+    /// Listens on `port` with room for `backlog` connections waiting to be accepted.
+    ///
+    /// # Errors
+    /// As `torito::net::TcpListener::bind`.
+    pub fn listen(stack: &Stack, port: u16, backlog: usize) -> Result<TcpListener, Error> {
+        TcpListener::bind(stack, port, backlog, &PARK)
+    }
+
+    /// Binds a UDP socket to `port`.
+    ///
+    /// # Errors
+    /// As `torito::net::UdpSocket::bind`.
+    pub fn udp(stack: &Stack, port: u16) -> Result<UdpSocket, Error> {
+        UdpSocket::bind(stack, port, &PARK)
+    }
+
+    /// The network stack once configured, waiting for it (blocking).
+    ///
+    /// # Errors
+    /// `Error::NoDevice` without a network device; `Error::WouldBlockCore` outside a
+    /// blocking task.
+    pub fn stack() -> Result<Stack, Error> {
+        crate::task::block_on(super::stack()).map_err(|_| Error::WouldBlockCore)?
+    }
+}

@@ -1,0 +1,223 @@
+//! Blocking sockets: the async sockets, each call run to completion by a [`Park`].
+//!
+//! The stack itself never blocks. Whoever can suspend the calling thread of control
+//! (the kernel parking a task on its own stack, or a host test pumping the network)
+//! implements [`Park`]; every method here is `park.block_on(async_method())`.
+
+use core::future::Future;
+use core::net::SocketAddr;
+
+use torito_executor::Duration;
+
+use crate::error::Error;
+use crate::stack::Stack;
+
+/// Runs a future to completion on the caller's thread of control.
+///
+/// The implementation polls `future` with a waker that resumes the parked caller and
+/// suspends it (without spinning) while the future is pending. The stack's
+/// [`Runner`](crate::Runner) must make progress meanwhile: on another task or core,
+/// or driven by the implementation itself.
+pub trait Park {
+    /// Polls `future` until it completes and returns its output.
+    fn block_on<F: Future>(&self, future: F) -> F::Output;
+}
+
+/// A blocking [`crate::TcpListener`].
+pub struct TcpListener<'p, P: Park> {
+    inner: crate::TcpListener,
+    park: &'p P,
+}
+
+impl<'p, P: Park> TcpListener<'p, P> {
+    /// See [`crate::TcpListener::bind`].
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::TcpListener::bind`].
+    pub fn bind(stack: &Stack, port: u16, backlog: usize, park: &'p P) -> Result<Self, Error> {
+        let inner = crate::TcpListener::bind(stack, port, backlog)?;
+        Ok(TcpListener { inner, park })
+    }
+
+    /// Blocks until a connection is established; see [`crate::TcpListener::accept`].
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::TcpListener::accept`].
+    pub fn accept(&mut self) -> Result<TcpStream<'p, P>, Error> {
+        let inner = self.park.block_on(self.inner.accept())?;
+        Ok(TcpStream {
+            inner,
+            park: self.park,
+        })
+    }
+
+    /// The async listener underneath.
+    pub fn as_async(&mut self) -> &mut crate::TcpListener {
+        &mut self.inner
+    }
+}
+
+/// A blocking [`crate::TcpStream`]. Dropping it closes in the background, as the async
+/// stream does.
+pub struct TcpStream<'p, P: Park> {
+    inner: crate::TcpStream,
+    park: &'p P,
+}
+
+impl<'p, P: Park> TcpStream<'p, P> {
+    /// See [`crate::TcpStream::connect`].
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::TcpStream::connect`].
+    pub fn connect(stack: &Stack, remote: SocketAddr, park: &'p P) -> Result<Self, Error> {
+        let inner = park.block_on(crate::TcpStream::connect(stack, remote))?;
+        Ok(TcpStream { inner, park })
+    }
+
+    /// Wraps an async stream.
+    pub fn from_async(inner: crate::TcpStream, park: &'p P) -> Self {
+        TcpStream { inner, park }
+    }
+
+    /// The async stream underneath.
+    pub fn as_async(&mut self) -> &mut crate::TcpStream {
+        &mut self.inner
+    }
+
+    /// See [`crate::TcpStream::read`].
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::TcpStream::read`].
+    pub fn read(&mut self, buffer: &mut [u8]) -> Result<usize, Error> {
+        self.park.block_on(self.inner.read(buffer))
+    }
+
+    /// See [`crate::TcpStream::write`].
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::TcpStream::write`].
+    pub fn write(&mut self, buffer: &[u8]) -> Result<usize, Error> {
+        self.park.block_on(self.inner.write(buffer))
+    }
+
+    /// See [`crate::TcpStream::write_all`].
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::TcpStream::write_all`].
+    pub fn write_all(&mut self, buffer: &[u8]) -> Result<(), Error> {
+        self.park.block_on(self.inner.write_all(buffer))
+    }
+
+    /// See [`crate::TcpStream::flush`].
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::TcpStream::flush`].
+    pub fn flush(&mut self) -> Result<(), Error> {
+        self.park.block_on(self.inner.flush())
+    }
+
+    /// See [`crate::TcpStream::shutdown`].
+    pub fn shutdown(&mut self) {
+        self.inner.shutdown();
+    }
+
+    /// See [`crate::TcpStream::close`].
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::TcpStream::close`].
+    pub fn close(self) -> Result<(), Error> {
+        self.park.block_on(self.inner.close())
+    }
+
+    /// See [`crate::TcpStream::set_timeout`].
+    pub fn set_timeout(&mut self, timeout: Option<Duration>) {
+        self.inner.set_timeout(timeout);
+    }
+
+    /// See [`crate::TcpStream::peer_addr`].
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::TcpStream::peer_addr`].
+    pub fn peer_addr(&self) -> Result<SocketAddr, Error> {
+        self.inner.peer_addr()
+    }
+
+    /// See [`crate::TcpStream::local_addr`].
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::TcpStream::local_addr`].
+    pub fn local_addr(&self) -> Result<SocketAddr, Error> {
+        self.inner.local_addr()
+    }
+}
+
+impl<P: Park> embedded_io::ErrorType for TcpStream<'_, P> {
+    type Error = Error;
+}
+
+impl<P: Park> embedded_io::Read for TcpStream<'_, P> {
+    fn read(&mut self, buffer: &mut [u8]) -> Result<usize, Error> {
+        TcpStream::read(self, buffer)
+    }
+}
+
+impl<P: Park> embedded_io::Write for TcpStream<'_, P> {
+    fn write(&mut self, buffer: &[u8]) -> Result<usize, Error> {
+        TcpStream::write(self, buffer)
+    }
+
+    fn flush(&mut self) -> Result<(), Error> {
+        TcpStream::flush(self)
+    }
+}
+
+/// A blocking [`crate::UdpSocket`].
+pub struct UdpSocket<'p, P: Park> {
+    inner: crate::UdpSocket,
+    park: &'p P,
+}
+
+impl<'p, P: Park> UdpSocket<'p, P> {
+    /// See [`crate::UdpSocket::bind`].
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::UdpSocket::bind`].
+    pub fn bind(stack: &Stack, port: u16, park: &'p P) -> Result<Self, Error> {
+        let inner = crate::UdpSocket::bind(stack, port)?;
+        Ok(UdpSocket { inner, park })
+    }
+
+    /// See [`crate::UdpSocket::send_to`].
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::UdpSocket::send_to`].
+    pub fn send_to(&self, buffer: &[u8], to: SocketAddr) -> Result<usize, Error> {
+        self.park.block_on(self.inner.send_to(buffer, to))
+    }
+
+    /// See [`crate::UdpSocket::recv_from`].
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::UdpSocket::recv_from`].
+    pub fn recv_from(&self, buffer: &mut [u8]) -> Result<(usize, SocketAddr), Error> {
+        self.park.block_on(self.inner.recv_from(buffer))
+    }
+
+    /// The async socket underneath.
+    pub fn as_async(&mut self) -> &mut crate::UdpSocket {
+        &mut self.inner
+    }
+}

@@ -1,0 +1,251 @@
+//! Network configuration: DHCP or a static address, and the socket buffer sizes.
+//!
+//! [`Config::from_cmdline`] reads the kernel command line's `ip=`, `gw=` and `dns=`
+//! keys, so the same image runs under QEMU's user networking (DHCP) or with a fixed
+//! address on Firecracker without a rebuild.
+
+use alloc::string::{String, ToString};
+use core::fmt;
+use core::net::Ipv4Addr;
+
+pub use smoltcp::wire::{Ipv4Address, Ipv4Cidr};
+
+/// The command-line keys [`Config::from_cmdline`] reads, for a kernel that warns about
+/// keys nobody knows.
+pub const CONFIG_KEYS: &[&str] = &["ip", "gw", "dns"];
+
+/// Everything [`new`](crate::new) needs to know besides the driver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Config {
+    /// How the interface gets its IPv4 address.
+    pub ipv4: Ipv4Config,
+    /// Buffer sizes of each TCP connection.
+    pub tcp: TcpConfig,
+}
+
+/// How the interface gets its IPv4 address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Ipv4Config {
+    /// Ask a DHCP server; [`Stack::wait_config_up`](crate::Stack::wait_config_up)
+    /// resolves once it answered.
+    #[default]
+    Dhcp,
+    /// A fixed address.
+    Static(StaticConfig),
+}
+
+/// A fixed IPv4 configuration (also what DHCP produces, see
+/// [`Stack::ipv4_config`](crate::Stack::ipv4_config)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StaticConfig {
+    /// The interface's address and the prefix length of its subnet.
+    pub address: Ipv4Cidr,
+    /// The default route, if any: without one only the subnet is reachable.
+    pub gateway: Option<Ipv4Address>,
+    /// The DNS server, kept for applications (the stack does not resolve names).
+    pub dns: Option<Ipv4Address>,
+}
+
+/// Buffer sizes of each TCP connection, allocated when its listening socket is created
+/// (or at `connect`) and freed when the connection is reaped.
+///
+/// The default (8 KiB each way) makes a connection cost about 17 KiB with smoltcp's
+/// socket state, so 50 connections take about 850 KiB: they fit in a 4 MiB guest next
+/// to the kernel. An 8 KiB window is plenty on a virtual link; raise `rx_buffer` for
+/// long fat pipes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcpConfig {
+    /// Receive buffer in bytes: the largest window offered to the peer.
+    pub rx_buffer: usize,
+    /// Transmit buffer in bytes: data written but not yet acknowledged.
+    pub tx_buffer: usize,
+}
+
+impl Default for TcpConfig {
+    fn default() -> Self {
+        TcpConfig {
+            rx_buffer: 8 * 1024,
+            tx_buffer: 8 * 1024,
+        }
+    }
+}
+
+/// A network setting on the command line has a value the stack cannot use.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The key (`ip`, `gw` or `dns`).
+    pub key: &'static str,
+    /// The value as given.
+    pub value: String,
+    /// What the key accepts.
+    pub expected: &'static str,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "bad network setting {}={}: expected {}; fix the kernel command line",
+            self.key, self.value, self.expected
+        )
+    }
+}
+
+impl core::error::Error for ConfigError {}
+
+const EXPECTED_IP: &str = "`dhcp` or ADDRESS/PREFIX such as 10.0.2.15/24 (the prefix is required)";
+const EXPECTED_ADDRESS: &str = "an IPv4 address such as 10.0.2.2";
+const EXPECTED_STATIC: &str = "no value with ip=dhcp (DHCP supplies it); give ip=ADDRESS/PREFIX";
+
+impl Config {
+    /// Reads `ip=`, `gw=` and `dns=` through `keys` (the value of a command-line key, if
+    /// present), with the default [`TcpConfig`].
+    ///
+    /// - `ip=dhcp`, or no `ip` at all: DHCP. `gw` and `dns` must then be absent.
+    /// - `ip=ADDRESS/PREFIX` (prefix 0 to 32, required: a guessed netmask would silently
+    ///   misroute), optionally with `gw=ADDRESS` and `dns=ADDRESS`.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming the first bad key, its value and what it accepts.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use torito_netstack::{Config, Ipv4Config};
+    ///
+    /// let cmdline = [("ip", "10.0.2.15/24"), ("gw", "10.0.2.2")];
+    /// let config = Config::from_cmdline(|key| {
+    ///     cmdline.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
+    /// })
+    /// .unwrap();
+    /// let Ipv4Config::Static(fixed) = config.ipv4 else { panic!() };
+    /// assert_eq!(fixed.address.prefix_len(), 24);
+    ///
+    /// let error = Config::from_cmdline(|key| (key == "ip").then_some("10.0.2.15")).unwrap_err();
+    /// assert!(error.to_string().contains("ip=10.0.2.15"));
+    /// ```
+    pub fn from_cmdline<'c>(keys: impl Fn(&str) -> Option<&'c str>) -> Result<Config, ConfigError> {
+        let error = |key, value: &str, expected| ConfigError {
+            key,
+            value: value.to_string(),
+            expected,
+        };
+        let address = |key: &'static str| -> Result<Option<Ipv4Address>, ConfigError> {
+            keys(key)
+                .map(|value| {
+                    parse_address(value).ok_or_else(|| error(key, value, EXPECTED_ADDRESS))
+                })
+                .transpose()
+        };
+        let ipv4 = match keys("ip") {
+            None | Some("dhcp") => {
+                for key in ["gw", "dns"] {
+                    if let Some(value) = keys(key) {
+                        return Err(error(key, value, EXPECTED_STATIC));
+                    }
+                }
+                Ipv4Config::Dhcp
+            }
+            Some(value) => Ipv4Config::Static(StaticConfig {
+                address: parse_cidr(value).ok_or_else(|| error("ip", value, EXPECTED_IP))?,
+                gateway: address("gw")?,
+                dns: address("dns")?,
+            }),
+        };
+        Ok(Config {
+            ipv4,
+            tcp: TcpConfig::default(),
+        })
+    }
+}
+
+/// A unicast IPv4 address (not 0.0.0.0, broadcast or multicast).
+fn parse_address(text: &str) -> Option<Ipv4Address> {
+    let address: Ipv4Addr = text.parse().ok()?;
+    let unicast = !address.is_unspecified() && !address.is_broadcast() && !address.is_multicast();
+    unicast.then_some(address)
+}
+
+fn parse_cidr(text: &str) -> Option<Ipv4Cidr> {
+    let (address, prefix) = text.split_once('/')?;
+    let prefix: u8 = prefix.parse().ok()?;
+    if prefix > 32 {
+        return None;
+    }
+    Some(Ipv4Cidr::new(parse_address(address)?, prefix))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(pairs: &[(&str, &'static str)]) -> Result<Config, ConfigError> {
+        Config::from_cmdline(|key| pairs.iter().find(|(k, _)| *k == key).map(|(_, v)| *v))
+    }
+
+    #[test]
+    fn dhcp_is_the_default() {
+        assert_eq!(parse(&[]).unwrap().ipv4, Ipv4Config::Dhcp);
+        assert_eq!(parse(&[("ip", "dhcp")]).unwrap().ipv4, Ipv4Config::Dhcp);
+        assert_eq!(parse(&[]).unwrap().tcp, TcpConfig::default());
+    }
+
+    #[test]
+    fn static_address_gateway_and_dns() {
+        let config = parse(&[
+            ("ip", "10.0.2.15/24"),
+            ("gw", "10.0.2.2"),
+            ("dns", "10.0.2.3"),
+        ]);
+        assert_eq!(
+            config.unwrap().ipv4,
+            Ipv4Config::Static(StaticConfig {
+                address: Ipv4Cidr::new(Ipv4Address::new(10, 0, 2, 15), 24),
+                gateway: Some(Ipv4Address::new(10, 0, 2, 2)),
+                dns: Some(Ipv4Address::new(10, 0, 2, 3)),
+            })
+        );
+        let bare = parse(&[("ip", "192.168.1.9/32")]).unwrap();
+        let Ipv4Config::Static(bare) = bare.ipv4 else {
+            panic!("expected static")
+        };
+        assert_eq!((bare.gateway, bare.dns), (None, None));
+    }
+
+    #[test]
+    fn bad_values_name_key_value_and_expectation() {
+        type Case = (
+            &'static [(&'static str, &'static str)],
+            &'static str,
+            &'static str,
+        );
+        let cases: &[Case] = &[
+            (
+                &[("ip", "300.1.1.1/24")],
+                "ip=300.1.1.1/24",
+                "ADDRESS/PREFIX",
+            ),
+            (&[("ip", "10.0.0.2")], "ip=10.0.0.2", "prefix is required"),
+            (&[("ip", "10.0.0.2/33")], "ip=10.0.0.2/33", "ADDRESS/PREFIX"),
+            (&[("ip", "0.0.0.0/0")], "ip=0.0.0.0/0", "ADDRESS/PREFIX"),
+            (&[("ip", "DHCP")], "ip=DHCP", "`dhcp`"),
+            (
+                &[("ip", "10.0.0.2/24"), ("gw", "foo")],
+                "gw=foo",
+                "IPv4 address",
+            ),
+            (
+                &[("ip", "10.0.0.2/24"), ("dns", "1.2.3")],
+                "dns=1.2.3",
+                "IPv4 address",
+            ),
+            (&[("gw", "10.0.0.1")], "gw=10.0.0.1", "ip=dhcp"),
+        ];
+        for (pairs, shown, expected) in cases {
+            let text = parse(pairs).unwrap_err().to_string();
+            assert!(text.contains(shown), "{text:?} lacks {shown:?}");
+            assert!(text.contains(expected), "{text:?} lacks {expected:?}");
+        }
+    }
+}

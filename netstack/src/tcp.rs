@@ -1,0 +1,543 @@
+//! TCP: [`TcpListener`] with a bounded backlog and [`TcpStream`].
+//!
+//! smoltcp has no `accept`: a listening socket *becomes* the connection. So a listener
+//! keeps exactly one listening smoltcp socket (with its buffers). When a SYN moves it
+//! out of LISTEN, the runner queues it as pending and creates a fresh listening socket,
+//! but only while fewer than `backlog` connections are pending. With the backlog full
+//! no listening socket exists, so smoltcp answers further SYNs with RST (counted as
+//! [`Counters::refused_backlog`](crate::Counters::refused_backlog)) while established
+//! connections keep working. Memory is thus in proportion to use: one socket's buffers
+//! per pending or accepted connection plus one per listener.
+//!
+//! Buffers are allocated fallibly: when memory runs out, the connection is refused
+//! (counted as [`Counters::refused_no_memory`](crate::Counters::refused_no_memory)),
+//! not the kernel.
+
+use alloc::collections::VecDeque;
+use alloc::vec::Vec;
+use core::net::SocketAddr;
+use core::task::{Poll, Waker};
+
+use smoltcp::iface::SocketHandle;
+use smoltcp::socket::tcp::{self, RecvError, State};
+use smoltcp::wire::IpEndpoint;
+use torito_executor::Duration;
+
+use crate::config::TcpConfig;
+use crate::counters::add;
+use crate::device::Refusal;
+use crate::error::Error;
+use crate::stack::{Closing, Inner, Stack};
+
+/// A listener's state, owned by the stack.
+pub(crate) struct Listener {
+    port: u16,
+    backlog: usize,
+    listening: Option<SocketHandle>,
+    /// Connections that left LISTEN, oldest first, not yet accepted.
+    pending: VecDeque<SocketHandle>,
+    acceptor: Option<Waker>,
+}
+
+/// A zeroed buffer of `size` bytes, or `None` if the allocator has no room.
+pub(crate) fn try_buffer(size: usize) -> Option<Vec<u8>> {
+    let mut buffer = Vec::new();
+    buffer.try_reserve_exact(size).ok()?;
+    buffer.resize(size, 0);
+    Some(buffer)
+}
+
+fn new_socket(config: TcpConfig) -> Option<tcp::Socket<'static>> {
+    Some(tcp::Socket::new(
+        tcp::SocketBuffer::new(try_buffer(config.rx_buffer)?),
+        tcp::SocketBuffer::new(try_buffer(config.tx_buffer)?),
+    ))
+}
+
+/// A connection `accept` may hand out: established (or already past it).
+fn acceptable(state: State) -> bool {
+    !matches!(
+        state,
+        State::Listen | State::SynReceived | State::SynSent | State::Closed
+    )
+}
+
+/// Moves listening sockets that received a SYN to their listener's pending queue,
+/// drops pending ones that failed (reset during the handshake), creates listening
+/// sockets where the backlog has room, wakes acceptors, and lists the ports whose SYNs
+/// are refused now (in `refusing`, for the device adapter to count).
+pub(crate) fn refresh_listeners(inner: &mut Inner, refusing: &mut Vec<(u16, Refusal)>) {
+    refusing.clear();
+    let Inner {
+        sockets,
+        listeners,
+        tcp: config,
+        ..
+    } = inner;
+    for listener in listeners.iter_mut().flatten() {
+        if let Some(handle) = listener.listening
+            && sockets.get::<tcp::Socket>(handle).state() != State::Listen
+        {
+            listener.pending.push_back(handle);
+            listener.listening = None;
+        }
+        listener.pending.retain(|&handle| {
+            let failed = matches!(
+                sockets.get::<tcp::Socket>(handle).state(),
+                State::Listen | State::Closed
+            );
+            if failed {
+                sockets.remove(handle);
+            }
+            !failed
+        });
+        if listener.listening.is_none() {
+            if listener.pending.len() >= listener.backlog {
+                refusing.push((listener.port, Refusal::Backlog));
+            } else if let Some(mut socket) = new_socket(*config) {
+                // Cannot fail: the port is non-zero and the socket is fresh.
+                let _ = socket.listen(listener.port);
+                listener.listening = Some(sockets.add(socket));
+            } else {
+                refusing.push((listener.port, Refusal::NoMemory));
+            }
+        }
+        let ready = listener
+            .pending
+            .iter()
+            .any(|&handle| acceptable(sockets.get::<tcp::Socket>(handle).state()));
+        if ready && let Some(acceptor) = listener.acceptor.take() {
+            acceptor.wake();
+        }
+    }
+}
+
+/// A TCP socket listening for connections on one port.
+///
+/// Dropping it closes the port: connections not yet accepted are reset, accepted ones
+/// go on.
+pub struct TcpListener {
+    stack: Stack,
+    slot: usize,
+    port: u16,
+}
+
+impl TcpListener {
+    /// Listens on `port` (all addresses), queueing at most `backlog` connections
+    /// (at least 1) that `accept` has not yet taken.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::AddressInUse`] if another listener has `port`; [`Error::InvalidState`]
+    /// for port 0; [`Error::NoMemory`] if the first listening socket's buffers cannot be
+    /// allocated.
+    pub fn bind(stack: &Stack, port: u16, backlog: usize) -> Result<TcpListener, Error> {
+        if port == 0 {
+            return Err(Error::InvalidState);
+        }
+        let mut guard = stack.lock();
+        let inner = &mut *guard;
+        if inner.listeners.iter().flatten().any(|l| l.port == port) {
+            return Err(Error::AddressInUse { port });
+        }
+        let mut socket = new_socket(inner.tcp).ok_or(Error::NoMemory)?;
+        socket.listen(port).map_err(|_| Error::InvalidState)?;
+        let listener = Listener {
+            port,
+            backlog: backlog.max(1),
+            listening: Some(inner.sockets.add(socket)),
+            pending: VecDeque::new(),
+            acceptor: None,
+        };
+        let slot = match inner.listeners.iter().position(Option::is_none) {
+            Some(slot) => {
+                inner.listeners[slot] = Some(listener);
+                slot
+            }
+            None => {
+                inner.listeners.push(Some(listener));
+                inner.listeners.len() - 1
+            }
+        };
+        inner.wake_runner();
+        Ok(TcpListener {
+            stack: stack.clone(),
+            slot,
+            port,
+        })
+    }
+
+    /// The port listened on.
+    pub fn local_port(&self) -> u16 {
+        self.port
+    }
+
+    /// Waits for an established connection and takes it off the backlog (which lets
+    /// the runner listen again if the backlog was full).
+    ///
+    /// One task at a time should accept on a listener (it keeps one waker).
+    ///
+    /// # Errors
+    ///
+    /// None today; the `Result` leaves room for a closed listener.
+    pub async fn accept(&mut self) -> Result<TcpStream, Error> {
+        let slot = self.slot;
+        let handle =
+            self.stack
+                .wait(None, |inner, waker| {
+                    let taken = {
+                        let Inner {
+                            sockets, listeners, ..
+                        } = &mut *inner;
+                        let Some(Some(listener)) = listeners.get_mut(slot) else {
+                            return Poll::Ready(Err(Error::NotConnected));
+                        };
+                        let position = listener.pending.iter().position(|&handle| {
+                            acceptable(sockets.get::<tcp::Socket>(handle).state())
+                        });
+                        let taken = position.and_then(|position| listener.pending.remove(position));
+                        if taken.is_none() {
+                            listener.acceptor = Some(waker.clone());
+                        }
+                        taken
+                    };
+                    match taken {
+                        Some(handle) => {
+                            // The backlog has room again: the runner may listen anew.
+                            inner.wake_runner();
+                            Poll::Ready(Ok(handle))
+                        }
+                        None => Poll::Pending,
+                    }
+                })
+                .await?;
+        let counters = self.stack.counter_cells();
+        add(&counters.accepted, 1);
+        add(&counters.active, 1);
+        Ok(TcpStream::new(&self.stack, handle))
+    }
+}
+
+impl Drop for TcpListener {
+    fn drop(&mut self) {
+        let mut inner = self.stack.lock();
+        if let Some(listener) = inner.listeners.get_mut(self.slot).and_then(Option::take) {
+            for handle in listener.listening.into_iter().chain(listener.pending) {
+                // Pending peers get a reset when their next segment finds no socket.
+                inner.sockets.remove(handle);
+            }
+        }
+    }
+}
+
+/// A TCP connection.
+///
+/// Dropping it closes it gracefully in the background: data already written is still
+/// delivered, then a FIN is sent; the runner frees the socket once the connection
+/// reaches CLOSED or TIME-WAIT, or resets it after [`CLOSE_LINGER`](crate::CLOSE_LINGER).
+pub struct TcpStream {
+    stack: Stack,
+    handle: SocketHandle,
+    timeout: Option<Duration>,
+    shut_down: bool,
+}
+
+/// The error a connection in `state` reports when it can no longer transfer data.
+fn broken(state: State, shut_down: bool) -> Error {
+    match state {
+        State::Closed if !shut_down => Error::ConnectionReset,
+        State::Listen | State::SynSent | State::SynReceived => Error::NotConnected,
+        _ if shut_down => Error::InvalidState,
+        _ => Error::NotConnected,
+    }
+}
+
+fn endpoint(address: SocketAddr) -> Result<IpEndpoint, Error> {
+    match address {
+        SocketAddr::V4(address) => Ok(address.into()),
+        SocketAddr::V6(_) => Err(Error::Unaddressable),
+    }
+}
+
+impl TcpStream {
+    fn new(stack: &Stack, handle: SocketHandle) -> TcpStream {
+        TcpStream {
+            stack: stack.clone(),
+            handle,
+            timeout: None,
+            shut_down: false,
+        }
+    }
+
+    /// Connects to `remote` from an ephemeral port and waits until the connection is
+    /// established. Wrap it in a timeout to bound the wait (SYNs are retransmitted
+    /// with backoff).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unaddressable`] without an IPv4 address or route (or for IPv6);
+    /// [`Error::ConnectionRefused`] if the peer resets; [`Error::NoMemory`],
+    /// [`Error::NoFreePort`].
+    pub async fn connect(stack: &Stack, remote: SocketAddr) -> Result<TcpStream, Error> {
+        let remote = endpoint(remote)?;
+        let handle = {
+            let mut guard = stack.lock();
+            let inner = &mut *guard;
+            let port = inner.ephemeral_port()?;
+            let Some(socket) = new_socket(inner.tcp) else {
+                add(&stack.counter_cells().refused_no_memory, 1);
+                return Err(Error::NoMemory);
+            };
+            let handle = inner.sockets.add(socket);
+            let socket = inner.sockets.get_mut::<tcp::Socket>(handle);
+            if socket.connect(inner.iface.context(), remote, port).is_err() {
+                inner.sockets.remove(handle);
+                return Err(Error::Unaddressable);
+            }
+            inner.wake_runner();
+            handle
+        };
+        add(&stack.counter_cells().active, 1);
+        // From here on, dropping the stream (also by cancelling this future) reaps it.
+        let stream = TcpStream::new(stack, handle);
+        stream
+            .stack
+            .wait(None, |inner, waker| {
+                let socket = inner.sockets.get_mut::<tcp::Socket>(handle);
+                match socket.state() {
+                    State::SynSent | State::SynReceived => {
+                        socket.register_send_waker(waker);
+                        Poll::Pending
+                    }
+                    State::Closed => Poll::Ready(Err(Error::ConnectionRefused)),
+                    _ => Poll::Ready(Ok(())),
+                }
+            })
+            .await?;
+        add(&stack.counter_cells().connected, 1);
+        Ok(stream)
+    }
+
+    /// Makes `read`, `write`, `flush` and `close` fail with [`Error::TimedOut`] when
+    /// they wait longer than `timeout` (`None`: wait for ever, the default).
+    pub fn set_timeout(&mut self, timeout: Option<Duration>) {
+        self.timeout = timeout;
+    }
+
+    /// The peer's address.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotConnected`] once the connection is closed.
+    pub fn peer_addr(&self) -> Result<SocketAddr, Error> {
+        let inner = self.stack.lock();
+        let socket = inner.sockets.get::<tcp::Socket>(self.handle);
+        socket
+            .remote_endpoint()
+            .map(SocketAddr::from)
+            .ok_or(Error::NotConnected)
+    }
+
+    /// The local address.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotConnected`] once the connection is closed.
+    pub fn local_addr(&self) -> Result<SocketAddr, Error> {
+        let inner = self.stack.lock();
+        let socket = inner.sockets.get::<tcp::Socket>(self.handle);
+        socket
+            .local_endpoint()
+            .map(SocketAddr::from)
+            .ok_or(Error::NotConnected)
+    }
+
+    /// Reads into `buffer`, waiting until at least one byte is there. `Ok(0)` means the
+    /// peer closed its side (FIN) and everything it sent was read (or `buffer` is
+    /// empty).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ConnectionReset`], [`Error::TimedOut`].
+    pub async fn read(&mut self, buffer: &mut [u8]) -> Result<usize, Error> {
+        if buffer.is_empty() {
+            return Ok(0);
+        }
+        let (handle, shut_down) = (self.handle, self.shut_down);
+        self.stack
+            .wait(self.timeout, |inner, waker| {
+                let socket = inner.sockets.get_mut::<tcp::Socket>(handle);
+                match socket.recv_slice(buffer) {
+                    Ok(0) => {
+                        socket.register_recv_waker(waker);
+                        Poll::Pending
+                    }
+                    Ok(n) => {
+                        // The window opened: the runner may owe the peer an update.
+                        inner.wake_runner();
+                        Poll::Ready(Ok(n))
+                    }
+                    Err(RecvError::Finished) => Poll::Ready(Ok(0)),
+                    Err(RecvError::InvalidState) => {
+                        Poll::Ready(Err(broken(socket.state(), shut_down)))
+                    }
+                }
+            })
+            .await
+    }
+
+    /// Queues bytes of `buffer` for sending, waiting until there is room for at least
+    /// one; returns how many were queued.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ConnectionReset`], [`Error::InvalidState`] after
+    /// [`shutdown`](Self::shutdown), [`Error::TimedOut`].
+    pub async fn write(&mut self, buffer: &[u8]) -> Result<usize, Error> {
+        if buffer.is_empty() {
+            return Ok(0);
+        }
+        let (handle, shut_down) = (self.handle, self.shut_down);
+        self.stack
+            .wait(self.timeout, |inner, waker| {
+                let socket = inner.sockets.get_mut::<tcp::Socket>(handle);
+                if shut_down || !socket.may_send() {
+                    return Poll::Ready(Err(broken(socket.state(), shut_down)));
+                }
+                match socket.send_slice(buffer) {
+                    Ok(0) => {
+                        socket.register_send_waker(waker);
+                        Poll::Pending
+                    }
+                    Ok(n) => {
+                        inner.wake_runner();
+                        Poll::Ready(Ok(n))
+                    }
+                    Err(tcp::SendError::InvalidState) => {
+                        Poll::Ready(Err(broken(socket.state(), shut_down)))
+                    }
+                }
+            })
+            .await
+    }
+
+    /// Writes all of `buffer`.
+    ///
+    /// # Errors
+    ///
+    /// As [`write`](Self::write); some bytes may have been queued.
+    pub async fn write_all(&mut self, mut buffer: &[u8]) -> Result<(), Error> {
+        while !buffer.is_empty() {
+            let n = self.write(buffer).await?;
+            buffer = &buffer[n..];
+        }
+        Ok(())
+    }
+
+    /// Waits until the peer has acknowledged every byte written so far.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ConnectionReset`] if the connection broke with data unacknowledged;
+    /// [`Error::TimedOut`].
+    pub async fn flush(&mut self) -> Result<(), Error> {
+        let (handle, shut_down) = (self.handle, self.shut_down);
+        self.stack
+            .wait(self.timeout, |inner, waker| {
+                let socket = inner.sockets.get_mut::<tcp::Socket>(handle);
+                if socket.send_queue() == 0 {
+                    return Poll::Ready(Ok(()));
+                }
+                if socket.state() == State::Closed {
+                    return Poll::Ready(Err(broken(State::Closed, shut_down)));
+                }
+                socket.register_send_waker(waker);
+                Poll::Pending
+            })
+            .await
+    }
+
+    /// Closes the sending half: queued data is still sent, then a FIN. Reading goes
+    /// on until the peer closes its side; writing fails with [`Error::InvalidState`].
+    pub fn shutdown(&mut self) {
+        self.shut_down = true;
+        let mut inner = self.stack.lock();
+        inner.sockets.get_mut::<tcp::Socket>(self.handle).close();
+        inner.wake_runner();
+    }
+
+    /// Closes gracefully: sends the remaining data and a FIN, and waits until the peer
+    /// acknowledged both. Unread received data is discarded. The socket is freed in the
+    /// background once the peer closed too (as on drop).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ConnectionReset`] if the connection broke before everything was
+    /// acknowledged; [`Error::TimedOut`] (the close then goes on in the background).
+    pub async fn close(mut self) -> Result<(), Error> {
+        self.shutdown();
+        let handle = self.handle;
+        self.stack
+            .wait(self.timeout, |inner, waker| {
+                let socket = inner.sockets.get_mut::<tcp::Socket>(handle);
+                match socket.state() {
+                    State::FinWait2 | State::TimeWait => Poll::Ready(Ok(())),
+                    State::Closed if socket.send_queue() == 0 => Poll::Ready(Ok(())),
+                    State::Closed => Poll::Ready(Err(Error::ConnectionReset)),
+                    _ => {
+                        socket.register_send_waker(waker);
+                        Poll::Pending
+                    }
+                }
+            })
+            .await
+    }
+}
+
+impl TcpStream {
+    /// Aborts the connection: the peer gets a reset (its reads and writes fail with
+    /// [`Error::ConnectionReset`]), unsent and unread data is discarded.
+    pub fn abort(self) {
+        let mut inner = self.stack.lock();
+        inner.sockets.get_mut::<tcp::Socket>(self.handle).abort();
+        inner.wake_runner();
+        drop(inner);
+        // Dropping `self` queues the socket for reaping once the reset is out.
+    }
+}
+
+impl Drop for TcpStream {
+    fn drop(&mut self) {
+        let mut inner = self.stack.lock();
+        inner.sockets.get_mut::<tcp::Socket>(self.handle).close();
+        inner.closing.push(Closing {
+            handle: self.handle,
+            deadline: None,
+        });
+        inner.wake_runner();
+    }
+}
+
+impl embedded_io::ErrorType for TcpStream {
+    type Error = Error;
+}
+
+impl embedded_io_async::Read for TcpStream {
+    async fn read(&mut self, buffer: &mut [u8]) -> Result<usize, Error> {
+        TcpStream::read(self, buffer).await
+    }
+}
+
+impl embedded_io_async::Write for TcpStream {
+    async fn write(&mut self, buffer: &[u8]) -> Result<usize, Error> {
+        TcpStream::write(self, buffer).await
+    }
+
+    async fn flush(&mut self) -> Result<(), Error> {
+        TcpStream::flush(self).await
+    }
+
+    async fn write_all(&mut self, buffer: &[u8]) -> Result<(), Error> {
+        TcpStream::write_all(self, buffer).await
+    }
+}

@@ -1,0 +1,606 @@
+//! The TCP echo servers, probed from the host through QEMU's user-mode networking: many
+//! connections at once, a bulk stream, every byte value, resets, half-close, and the
+//! service still answering afterwards.
+//!
+//! Needs `build/echo.elf` and `build/echo-blocking.elf` (`make images`): both serve TCP
+//! echo on guest port 5555 (one async task, or one blocking task, per connection) and
+//! print `echo: listening on port 5555` once they accept connections. Each test boots
+//! one image on one machine (microvm = virtio-mmio, q35 = virtio-pci; one CPU and four),
+//! forwards a free host port to 5555 and runs these steps in order, each against a
+//! deadline:
+//!
+//! 1. 50 connections at once, each echoing 10 messages of 1..=4096 bytes, one at a time;
+//! 2. one connection echoing 8 MiB, written by one thread while another reads;
+//! 3. binary input: every byte value, runs of 0x00 and of 0xff, random bytes;
+//! 4. 10 connections closed with a reset while the server still echoes to them;
+//! 5. half-close: a message, then `shutdown(Write)`: the whole echo, then end of stream;
+//! 6. a fresh connection still echoes;
+//! 7. 50 connections at once again: the resets and closes leaked no server capacity.
+//!
+//! Then the console must show no `!!!` line (panic or CPU exception).
+//!
+//! Data comes from a seeded generator, so a failure repeats with the same bytes; the
+//! messages name the step, the connection and the offset. Deadlines only bound how long
+//! a broken guest can hang the run (TCG on a loaded two-core machine); nothing asserts a
+//! timing.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpStream};
+use std::thread;
+use std::time::{Duration, Instant};
+use torito_qemu_tests::{Failure, Guest, RunOptions};
+
+/// The guest port both images serve.
+const GUEST_PORT: u16 = 5555;
+/// What the images print once they accept connections.
+const LISTENING: &str = "echo: listening on port 5555";
+/// Bound for boot plus DHCP to reach the listening line.
+const BOOT: Duration = Duration::from_secs(60);
+/// Bound for one ordinary step.
+const STEP: Duration = Duration::from_secs(60);
+/// Bound for the bulk step (8 MiB through slirp and an emulated NIC under TCG).
+const BULK_STEP: Duration = Duration::from_secs(120);
+
+/// Step 1 and 7: connections at once, messages per connection, largest message.
+const CONCURRENT_CONNECTIONS: usize = 50;
+const MESSAGES_PER_CONNECTION: usize = 10;
+const MAX_MESSAGE: usize = 4096;
+/// Step 2: bytes through one connection.
+const BULK_BYTES: usize = 8 << 20;
+/// Step 4: connections ended with a reset.
+const RESET_CONNECTIONS: usize = 10;
+/// Step 4: what odd-numbered reset connections send, so that the server is still
+/// echoing when the reset arrives.
+const RESET_LARGE: usize = 64 << 10;
+
+/// Seeds, one per step, so that each step's data is fixed.
+const SEED_CONCURRENT: u64 = 0x7e57_0001;
+const SEED_BULK: u64 = 0x7e57_0002;
+const SEED_BINARY: u64 = 0x7e57_0003;
+const SEED_RESET: u64 = 0x7e57_0004;
+const SEED_HALF_CLOSE: u64 = 0x7e57_0005;
+const SEED_FRESH: u64 = 0x7e57_0006;
+const SEED_CONCURRENT_AGAIN: u64 = 0x7e57_0007;
+
+/// One step: what it checks, and the check against the forwarded host port.
+type Step = (&'static str, fn(u16) -> Result<(), String>);
+
+const STEPS: [Step; 7] = [
+    ("50 concurrent connections", concurrent),
+    ("8 MiB bulk stream", bulk),
+    ("every byte value", binary),
+    ("connections reset by the client", resets),
+    ("half-close", half_close),
+    ("a fresh connection after all that", fresh),
+    ("50 concurrent connections again", concurrent_again),
+];
+
+/// Boots `image` with `options` and runs every step against it.
+fn echo_service(image: &str, options: RunOptions) -> Result<(), Failure> {
+    let (guest, port) = Guest::start_forwarded(image, &options, GUEST_PORT, LISTENING, BOOT)?;
+    for (number, (name, step)) in STEPS.iter().enumerate() {
+        step(port).map_err(|error| {
+            guest.failure(format!(
+                "step {} ({name}) against host port {port}: {error}",
+                number + 1
+            ))
+        })?;
+    }
+    if let Some(line) = guest.console().lines().find(|line| line.contains("!!!")) {
+        return Err(guest.failure(format!(
+            "the guest reported a fault while serving: `{line}`"
+        )));
+    }
+    Ok(())
+}
+
+#[test]
+fn echo_microvm() -> Result<(), Failure> {
+    echo_service("echo", RunOptions::default())
+}
+
+#[test]
+fn echo_q35() -> Result<(), Failure> {
+    echo_service("echo", RunOptions::default().machine("q35"))
+}
+
+#[test]
+fn echo_smp4_microvm() -> Result<(), Failure> {
+    echo_service("echo", RunOptions::default().smp(4))
+}
+
+#[test]
+fn echo_smp4_q35() -> Result<(), Failure> {
+    echo_service("echo", RunOptions::default().machine("q35").smp(4))
+}
+
+#[test]
+fn echo_blocking_microvm() -> Result<(), Failure> {
+    echo_service("echo-blocking", RunOptions::default())
+}
+
+#[test]
+fn echo_blocking_q35() -> Result<(), Failure> {
+    echo_service("echo-blocking", RunOptions::default().machine("q35"))
+}
+
+#[test]
+fn echo_blocking_smp4_microvm() -> Result<(), Failure> {
+    echo_service("echo-blocking", RunOptions::default().smp(4))
+}
+
+#[test]
+fn echo_blocking_smp4_q35() -> Result<(), Failure> {
+    echo_service("echo-blocking", RunOptions::default().machine("q35").smp(4))
+}
+
+/// The steps themselves against an echo server on the host (threads, std only): a
+/// failure above is then the guest's, not the client's.
+#[test]
+fn the_steps_pass_against_a_host_echo_server() {
+    let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // Serves for the rest of the test process.
+    thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            thread::spawn(move || {
+                let mut stream = stream;
+                let mut buffer = [0; 4096];
+                // Echo until end of stream (or a reset), then close.
+                while let Ok(count @ 1..) = stream.read(&mut buffer) {
+                    if stream.write_all(&buffer[..count]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    for (number, (name, step)) in STEPS.iter().enumerate() {
+        if let Err(error) = step(port) {
+            panic!(
+                "step {} ({name}) against the host echo server: {error}",
+                number + 1
+            );
+        }
+    }
+}
+
+// ---- the steps ----
+
+/// Step 1: [`CONCURRENT_CONNECTIONS`] connections at once, each echoing its messages.
+fn concurrent(port: u16) -> Result<(), String> {
+    many_connections(port, SEED_CONCURRENT)
+}
+
+/// Step 7: step 1 again, with other data.
+fn concurrent_again(port: u16) -> Result<(), String> {
+    many_connections(port, SEED_CONCURRENT_AGAIN)
+}
+
+fn many_connections(port: u16, seed: u64) -> Result<(), String> {
+    let deadline = Deadline::after(STEP);
+    let results: Vec<Result<(), String>> = thread::scope(|scope| {
+        let threads: Vec<_> = (0..CONCURRENT_CONNECTIONS)
+            .map(|index| {
+                scope.spawn(move || {
+                    let mut random = Prng::new(seed ^ ((index as u64) << 32));
+                    let mut stream = connect(port, deadline)?;
+                    for message in 0..MESSAGES_PER_CONNECTION {
+                        let size = random.range(1, MAX_MESSAGE);
+                        let data = random.bytes(size);
+                        echo_message(&mut stream, &data, deadline).map_err(|error| {
+                            format!("message {message} ({size} bytes): {error}")
+                        })?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|thread| {
+                thread
+                    .join()
+                    .unwrap_or_else(|_| Err("the client thread panicked".into()))
+            })
+            .collect()
+    });
+    failed_connections(&results)
+}
+
+/// Step 2: [`BULK_BYTES`] through one connection, written and read at the same time.
+fn bulk(port: u16) -> Result<(), String> {
+    let deadline = Deadline::after(BULK_STEP);
+    let data = Prng::new(SEED_BULK).bytes(BULK_BYTES);
+    let stream = connect(port, deadline)?;
+    echo_stream(stream, &data, deadline)
+}
+
+/// Step 3: binary input the server must not interpret: every byte value up and down,
+/// runs of 0x00 and 0xff, alternating 0x00/0xff, line ends and random bytes.
+fn binary(port: u16) -> Result<(), String> {
+    let deadline = Deadline::after(STEP);
+    let mut data: Vec<u8> = (0..=255).collect();
+    data.extend((0..=255).rev());
+    data.extend([0x00; 4096]);
+    data.extend([0xff; 4096]);
+    data.extend([0x00, 0xff].repeat(1024));
+    data.extend(b"\r\n\r\0\n\x04\x1a\x1b\xff\xfd\x18\xff\xff\x00");
+    data.extend(Prng::new(SEED_BINARY).bytes(8192));
+    data.extend(0..=255);
+    let stream = connect(port, deadline)?;
+    echo_stream(stream, &data, deadline)
+}
+
+/// Step 4: [`RESET_CONNECTIONS`] connections at once that send data and then close
+/// with a reset. Linux resets rather than closes a socket that still holds unread
+/// received data (RFC 2525, 2.17), so each waits until echoed bytes are waiting and then
+/// drops the socket without reading them: no `SO_LINGER` needed. The odd-numbered ones
+/// send [`RESET_LARGE`] bytes, so the server is still echoing when the reset arrives.
+/// (QEMU's slirp turns the host's reset into a reset or a FIN towards the guest; either
+/// way the server must survive, which the later steps check.)
+fn resets(port: u16) -> Result<(), String> {
+    let deadline = Deadline::after(STEP);
+    let results: Vec<Result<(), String>> = thread::scope(|scope| {
+        let threads: Vec<_> = (0..RESET_CONNECTIONS)
+            .map(|index| {
+                scope.spawn(move || {
+                    let mut random = Prng::new(SEED_RESET ^ ((index as u64) << 32));
+                    let size = if index % 2 == 1 {
+                        RESET_LARGE
+                    } else {
+                        random.range(1, MAX_MESSAGE)
+                    };
+                    let mut stream = connect(port, deadline)?;
+                    write_all(&mut stream, &random.bytes(size), deadline)
+                        .map_err(|error| format!("sending {size} bytes: {error}"))?;
+                    wait_readable(&stream, deadline).map_err(|error| {
+                        format!("waiting for the echo of {size} bytes: {error}")
+                    })?;
+                    // Dropped with unread data: the kernel sends RST.
+                    drop(stream);
+                    Ok(())
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|thread| {
+                thread
+                    .join()
+                    .unwrap_or_else(|_| Err("the client thread panicked".into()))
+            })
+            .collect()
+    });
+    failed_connections(&results)
+}
+
+/// Step 5: a message, then `shutdown(Write)`: the server must see end of stream, finish
+/// echoing, and close, so the client reads the whole echo and then end of stream.
+fn half_close(port: u16) -> Result<(), String> {
+    let deadline = Deadline::after(STEP);
+    let data = Prng::new(SEED_HALF_CLOSE).bytes(3000);
+    let mut stream = connect(port, deadline)?;
+    write_all(&mut stream, &data, deadline).map_err(|error| format!("sending: {error}"))?;
+    stream
+        .shutdown(Shutdown::Write)
+        .map_err(|error| format!("shutdown(Write) failed: {error}"))?;
+    let mut received = Vec::new();
+    let mut buffer = [0; 4096];
+    loop {
+        match read_some(&mut stream, &mut buffer, deadline) {
+            Ok(0) => break,
+            Ok(count) => received.extend_from_slice(&buffer[..count]),
+            Err(error) => {
+                let echoed = if received == data {
+                    "the whole echo arrived, but no end of stream followed: the server did \
+                     not close after the client's shutdown(Write)"
+                        .to_string()
+                } else {
+                    format!("{} of {} echoed bytes arrived", received.len(), data.len())
+                };
+                return Err(format!("{error}; {echoed}"));
+            }
+        }
+    }
+    if received.len() != data.len() {
+        return Err(format!(
+            "end of stream after {} bytes, but {} were sent{}",
+            received.len(),
+            data.len(),
+            difference(&data, &received)
+                .map(|offset| format!("; first difference at offset {offset}"))
+                .unwrap_or_default()
+        ));
+    }
+    compare(&data, &received, 0)
+}
+
+/// Step 6: a fresh connection still echoes: a short text, then 1000 random bytes.
+fn fresh(port: u16) -> Result<(), String> {
+    let deadline = Deadline::after(STEP);
+    let mut random = Prng::new(SEED_FRESH);
+    let mut stream = connect(port, deadline)?;
+    let mut message = b"still there?".to_vec();
+    echo_message(&mut stream, &message, deadline)?;
+    message = random.bytes(1000);
+    echo_message(&mut stream, &message, deadline)
+}
+
+// ---- client helpers ----
+
+/// An instant a step must finish by.
+#[derive(Debug, Clone, Copy)]
+struct Deadline(Instant);
+
+impl Deadline {
+    fn after(duration: Duration) -> Self {
+        Self(Instant::now() + duration)
+    }
+
+    /// The time left, as a socket timeout (never zero: std refuses a zero timeout).
+    fn left(self) -> Result<Duration, String> {
+        let left = self.0.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            Err("the step's deadline passed".into())
+        } else {
+            Ok(left)
+        }
+    }
+}
+
+/// Connects to the forwarded port. (QEMU accepts at once; the guest's answer shows in
+/// the first read.)
+fn connect(port: u16, deadline: Deadline) -> Result<TcpStream, String> {
+    let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let stream = TcpStream::connect_timeout(&address, deadline.left()?)
+        .map_err(|error| format!("cannot connect to {address}: {error}"))?;
+    // Small messages go out at once rather than waiting for the previous echo's ACK.
+    stream
+        .set_nodelay(true)
+        .map_err(|error| format!("set_nodelay: {error}"))?;
+    Ok(stream)
+}
+
+/// One read with the time left as its timeout; timeouts and errors become messages.
+fn read_some(
+    stream: &mut TcpStream,
+    buffer: &mut [u8],
+    deadline: Deadline,
+) -> Result<usize, String> {
+    loop {
+        stream
+            .set_read_timeout(Some(deadline.left()?))
+            .map_err(|error| format!("set_read_timeout: {error}"))?;
+        match stream.read(buffer) {
+            Ok(count) => return Ok(count),
+            Err(error) if error.kind() == ErrorKind::Interrupted => continue,
+            Err(error) if matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return Err("nothing more arrived before the step's deadline".into());
+            }
+            Err(error) => return Err(format!("read failed: {error}")),
+        }
+    }
+}
+
+/// Writes all of `data` before the deadline.
+fn write_all(stream: &mut TcpStream, data: &[u8], deadline: Deadline) -> Result<(), String> {
+    let mut sent = 0;
+    while sent < data.len() {
+        stream
+            .set_write_timeout(Some(deadline.left()?))
+            .map_err(|error| format!("set_write_timeout: {error}"))?;
+        match stream.write(&data[sent..]) {
+            Ok(0) => {
+                return Err(format!(
+                    "write returned 0 after {sent} of {} bytes",
+                    data.len()
+                ));
+            }
+            Ok(count) => sent += count,
+            Err(error) if error.kind() == ErrorKind::Interrupted => {}
+            Err(error) if matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return Err(format!(
+                    "only {sent} of {} bytes were accepted before the step's deadline \
+                     (the server stopped reading)",
+                    data.len()
+                ));
+            }
+            Err(error) => {
+                return Err(format!(
+                    "write failed after {sent} of {} bytes: {error}",
+                    data.len()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads exactly `buffer.len()` bytes before the deadline.
+fn read_exact(stream: &mut TcpStream, buffer: &mut [u8], deadline: Deadline) -> Result<(), String> {
+    let mut got = 0;
+    while got < buffer.len() {
+        match read_some(stream, &mut buffer[got..], deadline) {
+            Ok(0) => {
+                return Err(format!(
+                    "end of stream after {got} of {} echoed bytes",
+                    buffer.len()
+                ));
+            }
+            Ok(count) => got += count,
+            Err(error) => {
+                return Err(format!(
+                    "{error} ({got} of {} echoed bytes arrived)",
+                    buffer.len()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Waits until at least one byte can be read, without reading it.
+fn wait_readable(stream: &TcpStream, deadline: Deadline) -> Result<(), String> {
+    let mut byte = [0];
+    loop {
+        stream
+            .set_read_timeout(Some(deadline.left()?))
+            .map_err(|error| format!("set_read_timeout: {error}"))?;
+        match stream.peek(&mut byte) {
+            Ok(0) => return Err("end of stream before any echo".into()),
+            Ok(_) => return Ok(()),
+            Err(error) if error.kind() == ErrorKind::Interrupted => {}
+            Err(error) if matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return Err("no echo before the step's deadline".into());
+            }
+            Err(error) => return Err(format!("peek failed: {error}")),
+        }
+    }
+}
+
+/// Sends `data` and reads its echo before sending anything else.
+fn echo_message(stream: &mut TcpStream, data: &[u8], deadline: Deadline) -> Result<(), String> {
+    write_all(stream, data, deadline).map_err(|error| format!("sending: {error}"))?;
+    let mut echo = vec![0; data.len()];
+    read_exact(stream, &mut echo, deadline)?;
+    compare(data, &echo, 0)
+}
+
+/// Writes `data` from one thread while this one reads the echo and compares it as it
+/// arrives, so neither side waits for the other's buffers.
+fn echo_stream(stream: TcpStream, data: &[u8], deadline: Deadline) -> Result<(), String> {
+    let mut writer = stream
+        .try_clone()
+        .map_err(|error| format!("cannot clone the socket: {error}"))?;
+    let mut reader = stream;
+    thread::scope(|scope| {
+        let written = scope.spawn(move || write_all(&mut writer, data, deadline));
+        let read = read_and_compare(&mut reader, data, deadline);
+        if read.is_err() {
+            // Unblock the writer rather than let it wait for the deadline.
+            let _ = reader.shutdown(Shutdown::Both);
+        }
+        let written = written
+            .join()
+            .unwrap_or_else(|_| Err("the writer thread panicked".into()));
+        match (read, written) {
+            (Ok(()), Ok(())) => Ok(()),
+            (Err(read), Ok(())) => Err(format!("all {} bytes were sent; {read}", data.len())),
+            (Err(read), Err(written)) => Err(format!("{read}; the writer: {written}")),
+            (Ok(()), Err(written)) => Err(format!("the writer: {written}")),
+        }
+    })
+}
+
+/// Reads `data.len()` bytes and compares each chunk with `data` as it arrives.
+fn read_and_compare(stream: &mut TcpStream, data: &[u8], deadline: Deadline) -> Result<(), String> {
+    let mut buffer = vec![0; 64 << 10];
+    let mut got = 0;
+    while got < data.len() {
+        let want = buffer.len().min(data.len() - got);
+        match read_some(stream, &mut buffer[..want], deadline) {
+            Ok(0) => {
+                return Err(format!(
+                    "end of stream after {got} of {} echoed bytes",
+                    data.len()
+                ));
+            }
+            Ok(count) => {
+                compare(&data[got..got + count], &buffer[..count], got)?;
+                got += count;
+            }
+            Err(error) => {
+                return Err(format!(
+                    "{error} ({got} of {} echoed bytes arrived)",
+                    data.len()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks that `got` equals `expected`; `offset` is where they start in the stream.
+fn compare(expected: &[u8], got: &[u8], offset: usize) -> Result<(), String> {
+    match difference(expected, got) {
+        None => Ok(()),
+        Some(at) => {
+            let window = |bytes: &[u8]| bytes[at..bytes.len().min(at + 16)].to_vec();
+            Err(format!(
+                "the echo differs at stream offset {}: expected {:02x?}, got {:02x?}",
+                offset + at,
+                window(expected),
+                window(got)
+            ))
+        }
+    }
+}
+
+/// The first offset where `a` and `b` differ (a length difference counts).
+fn difference(a: &[u8], b: &[u8]) -> Option<usize> {
+    a.iter()
+        .zip(b)
+        .position(|(x, y)| x != y)
+        .or_else(|| (a.len() != b.len()).then(|| a.len().min(b.len())))
+}
+
+/// Ok when every connection succeeded; otherwise how many failed and the first few
+/// reasons, each with its connection number.
+fn failed_connections(results: &[Result<(), String>]) -> Result<(), String> {
+    let failures: Vec<String> = results
+        .iter()
+        .enumerate()
+        .filter_map(|(index, result)| {
+            result
+                .as_ref()
+                .err()
+                .map(|error| format!("connection {index}: {error}"))
+        })
+        .collect();
+    if failures.is_empty() {
+        return Ok(());
+    }
+    let shown = failures
+        .iter()
+        .take(5)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("\n  ");
+    Err(format!(
+        "{} of {} connections failed:\n  {shown}",
+        failures.len(),
+        results.len()
+    ))
+}
+
+/// A seeded pseudo-random generator (SplitMix64): the same seed gives the same bytes.
+struct Prng(u64);
+
+impl Prng {
+    fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `low..=high`.
+    fn range(&mut self, low: usize, high: usize) -> usize {
+        low + (self.next() % (high - low + 1) as u64) as usize
+    }
+
+    fn bytes(&mut self, len: usize) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(len + 8);
+        while bytes.len() < len {
+            bytes.extend_from_slice(&self.next().to_le_bytes());
+        }
+        bytes.truncate(len);
+        bytes
+    }
+}
