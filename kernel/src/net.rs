@@ -18,7 +18,7 @@ pub use torito_netstack::{
     UdpSocket,
 };
 
-static STACK: spin::Once<Stack> = spin::Once::new();
+static STACK: spin::Once<Option<Stack>> = spin::Once::new();
 static DEVICE_STATS: NetStats = NetStats::new();
 
 /// The network stack, once it has an address (waits for DHCP when `ip=dhcp`).
@@ -26,14 +26,17 @@ static DEVICE_STATS: NetStats = NetStats::new();
 /// # Errors
 /// `Error::NoDevice` when the VM has no virtio-net device.
 pub async fn stack() -> Result<Stack, Error> {
-    let stack = STACK.get().ok_or(Error::NoDevice)?.clone();
+    let stack = stack_now().ok_or(Error::NoDevice)?;
     stack.wait_config_up().await;
     Ok(stack)
 }
 
 /// The network stack right away, configured or not (`None` without a device).
+///
+/// The first call starts the device and the stack's Runner task: an application that
+/// never touches the network does not carry (or start) any of it.
 pub fn stack_now() -> Option<Stack> {
-    STACK.get().cloned()
+    STACK.call_once(start).clone()
 }
 
 /// The device driver's own counters (frames, untrusted used-ring entries dropped,
@@ -47,15 +50,21 @@ pub fn device_interrupts() -> u64 {
     virtio::net_interrupts()
 }
 
-/// Finds the device and starts the stack; called once at boot, before `main`.
-pub(crate) fn init(
-    cmdline: &torito_boot::Cmdline<'_>,
-    microvm_acpi: bool,
-) -> Result<(), ConfigError> {
-    let config = Config::from_cmdline(|key| cmdline.get(key).and_then(|arg| arg.value))?;
-    let Some(transport) = virtio::find_net(cmdline, microvm_acpi) else {
-        log::debug!("net: no virtio-net device");
-        return Ok(());
+/// Checks the network keys of the command line; called once at boot, so that a bad
+/// `ip=` stops the boot even before the application asks for the network.
+pub(crate) fn check_config(cmdline: &torito_boot::Cmdline<'_>) -> Result<(), ConfigError> {
+    Config::from_cmdline(|key| cmdline.get(key).and_then(|arg| arg.value)).map(|_| ())
+}
+
+/// Finds the device and starts the stack (on first use).
+fn start() -> Option<Stack> {
+    let cmdline = torito_boot::Cmdline::parse(crate::boot::cmdline()).ok()?;
+    // `check_config` accepted this command line at boot.
+    let config = Config::from_cmdline(|key| cmdline.get(key).and_then(|arg| arg.value)).ok()?;
+    let microvm_acpi = crate::arch::acpi::dsdt_mentions(b"LNRO0005");
+    let Some(transport) = virtio::find_net(&cmdline, microvm_acpi) else {
+        log::warn!("net: no virtio-net device");
+        return None;
     };
     // Status bits one at a time, as Firecracker requires (torito_virtio::StepwiseStatus).
     let transport = StepwiseStatus(transport);
@@ -67,7 +76,7 @@ pub(crate) fn init(
         Ok(device) => device,
         Err(error) => {
             log::error!("net: {}", error);
-            return Ok(());
+            return None;
         }
     };
     if let Err(error) = virtio::finish_net_setup() {
@@ -85,11 +94,10 @@ pub(crate) fn init(
     );
     let seed = crate::arch::clock::rdtsc();
     let (stack, runner) = torito_netstack::new(device, config, seed, crate::time::now());
-    STACK.call_once(|| stack);
     drop(crate::task::spawn(async move {
         runner.run().await;
     }));
-    Ok(())
+    Some(stack)
 }
 
 /// Blocking sockets: the async ones, waited on by parking the calling blocking task.

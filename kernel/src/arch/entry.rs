@@ -152,10 +152,10 @@ extern "C" fn torito_kernel_entry(protocol: u32, magic: u32, info: u32) -> ! {
         clock::ticks_to_micros(stamps[3] - stamps[2]),
         clock::ticks_to_micros(stamps[4] - stamps[3]),
     );
-    x86_64::instructions::interrupts::enable();
-    if let Err(error) = crate::net::init(&cmdline, acpi::dsdt_mentions(b"LNRO0005")) {
+    if let Err(error) = crate::net::check_config(&cmdline) {
         fatal("network configuration", error);
     }
+    x86_64::instructions::interrupts::enable();
     crate::runtime::run(torito_app_main())
 }
 
