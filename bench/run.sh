@@ -3,12 +3,14 @@
 # kernel's, and the least memory it runs in. Not a test: nothing here passes or fails on a
 # number, and the numbers are noisy (shared machines; see shared/PLATFORM.md).
 #
-# usage: bench/run.sh            (make bench calls this; needs build/hello.elf)
+# usage: bench/run.sh            (make bench calls this; needs build/hello.elf; the
+#                                 networking part, bench/net/run.sh, needs build/echo.elf)
 #   RUNS=N         boot-time rounds (default 10)
 #   TORITO_ACCEL   passed through to qemu/run.sh, which picks kvm or tcg by itself
 #
 # Every QEMU run goes through qemu/run.sh, so the bench boots exactly what the tests and
-# a person boot (same flags, same accelerator choice).
+# a person boot (same flags, same accelerator choice); the networking bench's Linux guest
+# alone runs QEMU directly, with run.sh's flags copied (run.sh has no -initrd).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -95,3 +97,11 @@ for mem in 1M 1280K 1536K 2M 3M 4M 6M 8M; do
     fi
 done
 echo "  smallest that works: ${smallest:-none of them}"
+echo
+
+# --- 4. Networking: echo against a Linux guest (bench/net/run.sh) -----------------------
+if [ -f "$root/build/echo.elf" ]; then
+    "$root/bench/net/run.sh"
+else
+    echo "networking bench skipped: no $root/build/echo.elf yet (run 'make images')"
+fi

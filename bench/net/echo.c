@@ -4,7 +4,11 @@
  * would set it). Prints "echo: listening on port 5555" once it listens, like
  * Torito's examples/echo, so the bench waits for the same line on both.
  *
- * Built by bench/net/run.sh: gcc -O2 -static -o echo echo.c
+ * usage: echod          the guest's server: port 5555, every address
+ *        echod PORT     on 127.0.0.1:PORT only: bench/net/bench.py runs it so on the host
+ *                       to measure the client's own floor (no VM in the path)
+ *
+ * Built by bench/net/run.sh: gcc -O2 -static -o echod echo.c
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -17,7 +21,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define PORT 5555
 #define BUF 65536
 #define MAXEV 64
 
@@ -66,19 +69,20 @@ static int serve(struct conn *c) {
     }
 }
 
-int main(void) {
+int main(int argc, char **argv) {
     int one = 1;
+    int port = argc > 1 ? atoi(argv[1]) : 5555;
     int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (lfd < 0) { perror("echo: socket"); return 1; }
     setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    struct sockaddr_in addr = { .sin_family = AF_INET, .sin_port = htons(PORT),
-                                .sin_addr.s_addr = htonl(INADDR_ANY) };
+    struct sockaddr_in addr = { .sin_family = AF_INET, .sin_port = htons((unsigned short)port),
+                                .sin_addr.s_addr = htonl(argc > 1 ? INADDR_LOOPBACK : INADDR_ANY) };
     if (bind(lfd, (struct sockaddr *)&addr, sizeof addr) < 0) { perror("echo: bind"); return 1; }
     if (listen(lfd, 128) < 0) { perror("echo: listen"); return 1; }
     ep = epoll_create1(EPOLL_CLOEXEC);
     struct epoll_event lev = { .events = EPOLLIN, .data.ptr = NULL };
     epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &lev);
-    printf("echo: listening on port %d\n", PORT);
+    printf("echo: listening on port %d\n", port);
     fflush(stdout);
 
     struct epoll_event evs[MAXEV];

@@ -2,15 +2,17 @@
 """Writes the bench's Linux initramfs: a gzip'd newc cpio archive, built without root and
 without the cpio tool (the format is simple: a 110-byte ASCII header per entry).
 
-usage: mkinitramfs.py OUT.cpio.gz INIT BUSYBOX ECHOD MODULE.ko...
+usage: mkinitramfs.py OUT.cpio.gz INIT BUSYBOX ECHOD --modules /lib/modules/VERSION NAME...
 
 Contents: /init (INIT), /bin/busybox and the applet links /init uses, /bin/echod (ECHOD),
-/lib/modules/NAME.ko for each MODULE in the order given (dependencies first) and
-/lib/modules/order listing them, /dev/console (the kernel opens it for init's stdio
-before /init can mount devtmpfs), and empty /proc, /sys, /dev.
+/lib/modules/M.ko for each module NAME and its dependencies (from modules.dep; modules
+built into the kernel, per modules.builtin, are left out), /lib/modules/order listing them
+dependencies first (the order /init loads them in), /dev/console (the kernel opens it for
+init's stdio before /init can mount devtmpfs), and empty /proc, /sys, /dev.
 """
 
 import gzip
+import lzma
 import os
 import sys
 
@@ -51,10 +53,61 @@ class Cpio:
         return bytes(self.out)
 
 
+def module_name(path):
+    base = os.path.basename(path)
+    return base[: base.index(".ko")].replace("-", "_")
+
+
+def resolve_modules(moddir, names):
+    """Paths of NAMES and their dependencies, each after what it depends on."""
+    deps = {}
+    with open(os.path.join(moddir, "modules.dep")) as f:
+        for line in f:
+            module, _, needs = line.partition(":")
+            deps[module_name(module)] = (module, [module_name(n) for n in needs.split()])
+    builtin = set()
+    try:
+        with open(os.path.join(moddir, "modules.builtin")) as f:
+            builtin = {module_name(line.strip()) for line in f if line.strip()}
+    except OSError:
+        pass
+    ordered, seen = [], set()
+
+    def visit(name):
+        name = name.replace("-", "_")
+        if name in seen or name in builtin:
+            return
+        if name not in deps:
+            sys.exit(f"mkinitramfs: module {name} is neither in modules.dep nor built in")
+        seen.add(name)
+        path, needs = deps[name]
+        for need in needs:
+            visit(need)
+        ordered.append(os.path.join(moddir, path))
+
+    for name in names:
+        visit(name)
+    return ordered
+
+
+def module_bytes(path):
+    """A module's bytes, uncompressed (busybox insmod wants a plain .ko)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if path.endswith(".xz"):
+        return lzma.decompress(data)
+    if path.endswith(".gz"):
+        return gzip.decompress(data)
+    if not path.endswith(".ko"):
+        sys.exit(f"mkinitramfs: cannot uncompress {path}")
+    return data
+
+
 def main(argv):
-    if len(argv) < 4:
+    if len(argv) < 6 or argv[4] != "--modules":
         sys.exit(__doc__)
-    out, init, busybox, echod, modules = argv[0], argv[1], argv[2], argv[3], argv[4:]
+    out, init, busybox, echod = argv[:4]
+    modules = resolve_modules(argv[5], argv[6:])
     a = Cpio()
     for d in ["bin", "dev", "proc", "sys", "lib", "lib/modules"]:
         a.dir(d)
@@ -66,9 +119,9 @@ def main(argv):
     a.file("bin/echod", echod)
     names = []
     for module in modules:
-        name = os.path.basename(module)[: -len(".ko")]
+        name = module_name(module)
         names.append(name)
-        a.file("lib/modules/%s.ko" % name, module, 0o644)
+        a.entry("lib/modules/%s.ko" % name, 0o100644, module_bytes(module))
     a.entry("lib/modules/order", 0o100644, ("\n".join(names) + "\n").encode())
     tmp = out + ".tmp"
     with gzip.open(tmp, "wb", compresslevel=6) as f:

@@ -1,17 +1,28 @@
 //! Running the application: core 0's executor, its x86_64 platform, the exit path.
 //!
-//! The platform is what `torito_executor::Platform` asks for: `idle` disables interrupts,
-//! re-checks for work, arms the local APIC timer for the next deadline and executes
-//! `sti; hlt` as one step, so a wakeup that arrives between the check and the halt still
-//! ends the halt (STI's one-instruction interrupt shadow covers the HLT). `wake_core` has
-//! nothing to do while Torito runs on one core: a waker called from an interrupt handler
-//! runs on the core it wakes, whose `hlt` that very interrupt ended.
+//! Every core runs its own executor. The platform is what `torito_executor::Platform`
+//! asks for:
+//!
+//! * `idle` disables interrupts, marks the core halted, re-checks for work, arms the
+//!   local APIC timer for the next deadline and executes `sti; hlt` as one step, so a
+//!   wakeup that arrives between the check and the halt still ends the halt (STI's
+//!   one-instruction interrupt shadow covers the HLT);
+//! * `wake_core` sends an IPI only when the target core is another core and is marked
+//!   halted. A waker on the same core (a task, or an interrupt handler) needs nothing:
+//!   the core is running, or that very interrupt ended its `hlt`.
+//!
+//! The halted flag and the run queue are each written before the other is read (with a
+//! full fence on both sides), so either the idle core sees the new task or the waker
+//! sees the halted flag: no lost wakeup.
 
+use crate::arch::interrupts::WAKE_VECTOR;
+use crate::arch::percpu::{self, MAX_CPUS};
 use crate::arch::{clock, lapic};
 use alloc::boxed::Box;
 use core::fmt::Display;
 use core::future::Future;
 use core::pin::Pin;
+use core::sync::atomic::{Ordering, fence};
 use torito_executor::time::Instant;
 use torito_executor::{Clock, Executor, Platform};
 
@@ -20,23 +31,34 @@ struct X86Platform;
 impl Platform for X86Platform {
     fn idle(&self, deadline: Option<Instant>, has_work: &dyn Fn() -> bool) {
         x86_64::instructions::interrupts::disable();
-        if has_work() {
+        let halted = &percpu::cpu(percpu::current()).halted;
+        halted.store(true, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        let now = clock::now_nanos();
+        let due = deadline.map(Instant::as_nanos).filter(|at| *at > now);
+        if has_work() || (deadline.is_some() && due.is_none()) {
+            halted.store(false, Ordering::Relaxed);
             x86_64::instructions::interrupts::enable();
             return;
         }
-        let now = clock::now_nanos();
-        match deadline.map(Instant::as_nanos) {
-            Some(at) if at <= now => {
-                x86_64::instructions::interrupts::enable();
-                return;
-            }
+        match due {
             Some(at) => lapic::arm(Some((at - now, clock::tsc_at(at)))),
             None => lapic::arm(None),
         }
         x86_64::instructions::interrupts::enable_and_hlt();
+        halted.store(false, Ordering::Relaxed);
     }
 
-    fn wake_core(&self, _core: usize) {}
+    fn wake_core(&self, core: usize) {
+        if core == percpu::current() {
+            return;
+        }
+        fence(Ordering::SeqCst);
+        let target = percpu::cpu(core);
+        if target.halted.load(Ordering::SeqCst) {
+            lapic::send_ipi(target.apic_id(), WAKE_VECTOR);
+        }
+    }
 }
 
 struct TscClock;
@@ -49,7 +71,27 @@ impl Clock for TscClock {
 
 static PLATFORM: X86Platform = X86Platform;
 static CLOCK: TscClock = TscClock;
-pub(crate) static EXECUTOR: Executor = Executor::new(0, &PLATFORM, &CLOCK);
+macro_rules! executors {
+    ($($core:literal)*) => { [$(Executor::new($core, &PLATFORM, &CLOCK)),*] };
+}
+
+/// One executor per core, indexed by core.
+static EXECUTORS: [Executor; MAX_CPUS] = executors!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15);
+
+/// This core's executor.
+pub(crate) fn executor() -> &'static Executor {
+    &EXECUTORS[percpu::current()]
+}
+
+/// Core `core`'s executor, if that core runs.
+pub(crate) fn executor_of(core: usize) -> Option<&'static Executor> {
+    (core < percpu::count()).then(|| &EXECUTORS[core])
+}
+
+/// Runs core `core`'s executor forever (the other cores after bring-up).
+pub(crate) fn run_core(core: usize) -> ! {
+    EXECUTORS[core].run()
+}
 
 /// What `main` may return: `()`, an exit code, or a `Result` whose error is printed.
 pub trait ExitStatus {
@@ -97,7 +139,7 @@ impl AppMain {
 
 /// Runs the application's `main` to completion on core 0 and exits with its status.
 pub(crate) fn run(main: AppMain) -> ! {
-    let code = EXECUTOR.block_on(main.0);
+    let code = EXECUTORS[0].block_on(main.0);
     exit(code)
 }
 

@@ -12,7 +12,32 @@ where
     F: core::future::Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    crate::runtime::EXECUTOR.spawn(future)
+    crate::runtime::executor().spawn(future)
+}
+
+/// Spawns `future` as a new task on core `core`, where it stays.
+///
+/// # Errors
+/// `Err(future)` when there is no such core (see [`cores`]).
+pub fn spawn_on<F>(core: usize, future: F) -> Result<JoinHandle<F::Output>, F>
+where
+    F: core::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    match crate::runtime::executor_of(core) {
+        Some(executor) => Ok(executor.spawn(future)),
+        None => Err(future),
+    }
+}
+
+/// How many cores run tasks (every core the VM has, up to 16).
+pub fn cores() -> usize {
+    crate::arch::percpu::count()
+}
+
+/// The core the calling task runs on (0 = the boot core).
+pub fn current_core() -> usize {
+    crate::arch::percpu::current()
 }
 
 pub use crate::arch::fiber::NotOnFiber;
@@ -30,7 +55,7 @@ where
     let fiber = crate::arch::fiber::Fiber::new(alloc::boxed::Box::new(move || {
         *output.lock() = Some(work());
     }));
-    crate::runtime::EXECUTOR.spawn(async move {
+    crate::runtime::executor().spawn(async move {
         crate::arch::fiber::FiberTask(fiber).await;
         slot.lock()
             .take()

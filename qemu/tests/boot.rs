@@ -118,7 +118,7 @@ const PAGE_FAULT: [&str; 4] = [
 ];
 
 const STACK_OVERFLOW: [&str; 3] = [
-    "!!! stack overflow: the boot/main stack ran into its guard page",
+    "!!! stack overflow: the main stack of core 0 ran into its guard page",
     BACKTRACE[0],
     BACKTRACE[1],
 ];

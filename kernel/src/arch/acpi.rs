@@ -204,12 +204,24 @@ pub struct IoApicEntry {
 }
 
 /// What the MADT lists (only the parts the kernel uses).
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct Madt {
     /// I/O APICs (at most 8 kept).
     pub io_apics: [Option<IoApicEntry>; 8],
+    /// Usable local APIC ids (enabled or online-capable), at most 32 kept.
+    pub local_apics: [Option<u32>; 32],
     /// Whether a MADT was found at all.
     pub present: bool,
+}
+
+impl Default for Madt {
+    fn default() -> Self {
+        Self {
+            io_apics: [None; 8],
+            local_apics: [None; 32],
+            present: false,
+        }
+    }
 }
 
 static MADT: spin::Once<Madt> = spin::Once::new();
@@ -239,6 +251,19 @@ pub fn madt() -> Madt {
                     length
                 );
                 break;
+            }
+            let usable = |flags: Option<u32>| flags.is_some_and(|flags| flags & 0b11 != 0);
+            let apic = match kind {
+                0 if length >= 8 && usable(u32_at(table, offset + 4)) => {
+                    table.get(offset + 3).map(|id| u32::from(*id))
+                }
+                9 if length >= 16 && usable(u32_at(table, offset + 8)) => u32_at(table, offset + 4),
+                _ => None,
+            };
+            if let Some(id) = apic {
+                if let Some(slot) = madt.local_apics.iter_mut().find(|slot| slot.is_none()) {
+                    *slot = Some(id);
+                }
             }
             if kind == 1 && length >= 12 && count < madt.io_apics.len() {
                 if let (Some(address), Some(gsi_base)) =

@@ -59,8 +59,9 @@ unsafe extern "Rust" {
 #[unsafe(no_mangle)]
 extern "C" fn torito_kernel_entry(protocol: u32, magic: u32, info: u32) -> ! {
     clock::mark_boot();
+    super::percpu::init(0, 0);
     serial::init();
-    gdt::init();
+    gdt::init(0, gdt::boot_ist());
     interrupts::init();
     pic::disable();
 
@@ -155,7 +156,9 @@ extern "C" fn torito_kernel_entry(protocol: u32, magic: u32, info: u32) -> ! {
     if let Err(error) = crate::net::check_config(&cmdline) {
         fatal("network configuration", error);
     }
+    super::percpu::cpu(0).apic_id_set(lapic::id());
     x86_64::instructions::interrupts::enable();
+    super::smp::start_others();
     crate::runtime::run(torito_app_main())
 }
 

@@ -62,11 +62,12 @@ fn say(args: Arguments<'_>) {
 pub fn report(frame: &InterruptFrame) -> ! {
     let vector = frame.vector;
     say(format_args!(
-        "\n!!! CPU exception {}: {} (error code {:#x}) at RIP {:#018x}\n",
+        "\n!!! CPU exception {}: {} (error code {:#x}) at RIP {:#018x} on core {}\n",
         vector,
         name(vector),
         frame.error_code,
-        frame.rip
+        frame.rip,
+        super::percpu::current()
     ));
     if vector == 14 {
         let address = x86_64::registers::control::Cr2::read_raw();
@@ -90,8 +91,9 @@ pub fn report(frame: &InterruptFrame) -> ! {
         ));
         if let Some(stack) = stacks::guard_hit(address) {
             say(format_args!(
-                "!!! stack overflow: the {} ran into its guard page\n",
-                stack.name()
+                "!!! stack overflow: the {} of core {} ran into its guard page\n",
+                stack.kind.name(),
+                stack.core
             ));
         }
     }

@@ -78,11 +78,17 @@ pub struct Fiber {
 // raw context pointer is only dereferenced during that poll.
 unsafe impl Send for Fiber {}
 
-// The fiber running on this core, if any (one core for now: a plain static).
-struct Current(Cell<*mut Fiber>);
-// SAFETY: Torito runs tasks on one core for now; the SMP issue makes this per-CPU.
+// The fiber running on each core, if any.
+struct Current([Cell<*mut Fiber>; super::percpu::MAX_CPUS]);
+// SAFETY: each core only touches its own slot (indexed by `percpu::current()`), and a
+// core runs one thing at a time.
 unsafe impl Sync for Current {}
-static CURRENT: Current = Current(Cell::new(core::ptr::null_mut()));
+static CURRENT: Current =
+    Current([const { Cell::new(core::ptr::null_mut()) }; super::percpu::MAX_CPUS]);
+
+fn current_slot() -> &'static Cell<*mut Fiber> {
+    &CURRENT.0[super::percpu::current()]
+}
 
 impl Fiber {
     /// A fiber that will run `work` on its own stack when first resumed.
@@ -112,12 +118,12 @@ impl Fiber {
             return Poll::Ready(());
         }
         self.context = context as *mut Context<'_> as *mut Context<'static>;
-        let previous = CURRENT.0.replace(self);
+        let previous = current_slot().replace(self);
         // SAFETY: `fiber_rsp` is either the initial frame built in `new` or the value saved
         // by the fiber's own last switch, on a stack this Fiber owns and keeps alive; the
         // fiber switches back here (to `executor_rsp`) before this call returns.
         unsafe { torito_fiber_switch(&mut self.executor_rsp, self.fiber_rsp) };
-        CURRENT.0.set(previous);
+        current_slot().set(previous);
         self.context = core::ptr::null_mut();
         if self.stack[..CANARY_WORDS]
             .iter()
@@ -172,7 +178,7 @@ impl core::error::Error for NotOnFiber {}
 /// # Errors
 /// `NotOnFiber` when called from an async task or the kernel (parking is impossible).
 pub fn park<F: Future>(future: F) -> Result<F::Output, NotOnFiber> {
-    let fiber = CURRENT.0.get();
+    let fiber = current_slot().get();
     if fiber.is_null() {
         return Err(NotOnFiber);
     }

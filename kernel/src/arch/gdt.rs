@@ -4,6 +4,7 @@
 //! that can hit a broken stack (double fault, page fault, NMI, machine check) switch to
 //! stacks of their own, so a stack overflow is reported instead of triple-faulting.
 
+use super::percpu::MAX_CPUS;
 use super::stacks::{self, StackKind};
 use spin::Once;
 use x86_64::VirtAddr;
@@ -19,25 +20,27 @@ struct Tables {
     tss: SegmentSelector,
 }
 
-static TSS: Once<TaskStateSegment> = Once::new();
-static TABLES: Once<Tables> = Once::new();
+static TSS: [Once<TaskStateSegment>; MAX_CPUS] = [const { Once::new() }; MAX_CPUS];
+static TABLES: [Once<Tables>; MAX_CPUS] = [const { Once::new() }; MAX_CPUS];
 
-/// Loads the GDT and the TSS on this core (core 0 for now).
-pub fn init() {
-    let tss = TSS.call_once(|| {
+/// Loads core `cpu`'s GDT and TSS; `ist` gives the tops of its double-fault, page-fault
+/// and NMI stacks.
+pub fn init(cpu: usize, ist: [u64; 3]) {
+    let tss = TSS[cpu].call_once(|| {
         let mut tss = TaskStateSegment::new();
-        for extent in stacks::all() {
-            let index = match extent.kind {
-                StackKind::Boot => continue,
-                StackKind::DoubleFault => stacks::IST_DOUBLE_FAULT,
-                StackKind::PageFault => stacks::IST_PAGE_FAULT,
-                StackKind::Nmi => stacks::IST_NMI,
-            };
-            tss.interrupt_stack_table[usize::from(index - 1)] = VirtAddr::new(extent.top);
+        for (index, top) in [
+            stacks::IST_DOUBLE_FAULT,
+            stacks::IST_PAGE_FAULT,
+            stacks::IST_NMI,
+        ]
+        .into_iter()
+        .zip(ist)
+        {
+            tss.interrupt_stack_table[usize::from(index - 1)] = VirtAddr::new(top);
         }
         tss
     });
-    let tables = TABLES.call_once(|| {
+    let tables = TABLES[cpu].call_once(|| {
         let mut gdt = GlobalDescriptorTable::new();
         let code = gdt.append(Descriptor::kernel_code_segment());
         let data = gdt.append(Descriptor::kernel_data_segment());
@@ -59,4 +62,18 @@ pub fn init() {
         SS::set_reg(tables.data);
         load_tss(tables.tss);
     }
+}
+
+/// Core 0's IST stack tops (static stacks).
+pub fn boot_ist() -> [u64; 3] {
+    let mut tops = [0; 3];
+    for extent in stacks::boot_stacks() {
+        match extent.kind {
+            StackKind::Boot => {}
+            StackKind::DoubleFault => tops[0] = extent.top,
+            StackKind::PageFault => tops[1] = extent.top,
+            StackKind::Nmi => tops[2] = extent.top,
+        }
+    }
+    tops
 }

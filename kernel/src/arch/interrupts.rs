@@ -19,6 +19,8 @@ use x86_64::structures::DescriptorTablePointer;
 
 /// The local APIC timer's vector.
 pub const TIMER_VECTOR: u8 = 32;
+/// The vector another core sends to end this core's `hlt` (a task here became ready).
+pub const WAKE_VECTOR: u8 = 33;
 /// The local APIC's spurious-interrupt vector (no EOI for it).
 pub const SPURIOUS_VECTOR: u8 = 0xff;
 /// First vector that devices may `register`.
@@ -145,7 +147,12 @@ fn ist_for(vector: u8) -> u8 {
 
 /// Builds the IDT (once) and loads it on this core.
 pub fn init() {
-    let idt = IDT.call_once(|| {
+    build();
+    load();
+}
+
+fn build() -> &'static Idt {
+    IDT.call_once(|| {
         let base = (&raw const torito_isr_table) as u64;
         use x86_64::instructions::segmentation::Segment;
         let code = x86_64::instructions::segmentation::CS::get_reg();
@@ -171,7 +178,12 @@ pub fn init() {
             };
         }
         Idt(gates)
-    });
+    })
+}
+
+/// Loads the (shared) IDT on this core.
+pub fn load() {
+    let idt = build();
     let pointer = DescriptorTablePointer {
         limit: (core::mem::size_of::<Idt>() - 1) as u16,
         base: VirtAddr::new(idt as *const Idt as u64),
@@ -213,7 +225,7 @@ extern "C" fn torito_interrupt_dispatch(frame: &mut InterruptFrame) {
     match vector {
         0..=31 => exceptions::report(frame),
         SPURIOUS_VECTOR => {}
-        TIMER_VECTOR => lapic::end_of_interrupt(),
+        TIMER_VECTOR | WAKE_VECTOR => lapic::end_of_interrupt(),
         _ => {
             let handler = HANDLERS[usize::from(vector)].load(Ordering::Acquire);
             if handler == 0 {

@@ -121,3 +121,32 @@ pub fn arm(deadline: Option<(u64, u64)>) {
 pub fn end_of_interrupt() {
     write(EOI, 0);
 }
+
+const ICR_LOW: usize = 0x300;
+const ICR_HIGH: usize = 0x310;
+const ICR_PENDING: u32 = 1 << 12;
+
+fn send(apic_id: u32, command: u32) {
+    write(ICR_HIGH, apic_id << 24);
+    write(ICR_LOW, command);
+    let mut spins = 0u32;
+    while read(ICR_LOW) & ICR_PENDING != 0 && spins < 1_000_000 {
+        spins += 1;
+        core::hint::spin_loop();
+    }
+}
+
+/// Sends interrupt `vector` to the core with local APIC id `apic_id`.
+pub fn send_ipi(apic_id: u32, vector: u8) {
+    send(apic_id, u32::from(vector));
+}
+
+/// Sends INIT (assert, level) to `apic_id` (Intel SDM vol. 3, 9.4.4).
+pub fn send_init(apic_id: u32) {
+    send(apic_id, 0x0000_4500);
+}
+
+/// Sends a start-up IPI: the core starts in real mode at `page * 4096`.
+pub fn send_startup(apic_id: u32, page: u8) {
+    send(apic_id, 0x0000_4600 | u32::from(page));
+}

@@ -167,7 +167,11 @@ fn low_page_flags(page: u64) -> u64 {
     let text_end = (&raw const __text_end) as u64;
     let rodata_end = (&raw const __rodata_end) as u64;
     let image = kernel_image();
-    if page == 0 || stacks::all().iter().any(|stack| stack.guard == page) {
+    if page == 0
+        || stacks::boot_stacks()
+            .iter()
+            .any(|stack| stack.guard == page)
+    {
         0
     } else if (image.start..text_end).contains(&page) {
         PRESENT
@@ -291,4 +295,76 @@ pub fn firmware_bytes(phys: u64, len: usize) -> Option<&'static [u8]> {
 /// Runs `f` with the frame allocator (for reports and for taking the heap region).
 pub fn with_frames<R>(f: impl FnOnce(&mut FrameAllocator) -> R) -> Option<R> {
     STATE.lock().frames.as_mut().map(f)
+}
+
+impl State {
+    /// The 4 KiB page-table entry for `address`, splitting a 2 MiB page into 512 small
+    /// ones (same flags) when one covers it.
+    fn small_entry(&mut self, address: u64) -> Result<&'static mut u64, MapError> {
+        let directory = self.page_directory(address)?;
+        // SAFETY: one of our tables, locked.
+        let pd_entry = &mut unsafe { entries(directory) }[(address >> 21) as usize & 511];
+        if *pd_entry & (PRESENT | HUGE) == PRESENT | HUGE {
+            let frame = self
+                .frames
+                .as_mut()
+                .and_then(|frames| frames.allocate(1))
+                .ok_or(MapError::OutOfFrames)?;
+            let base = *pd_entry & ADDRESS & !(HUGE_PAGE - 1);
+            let flags = *pd_entry & !ADDRESS & !HUGE;
+            // SAFETY: a fresh frame from the allocator, reachable through the active map.
+            let table = unsafe { entries(frame) };
+            for (index, entry) in table.iter_mut().enumerate() {
+                *entry = (base + index as u64 * FRAME) | flags;
+            }
+            // The same translations as before, so no flush is needed for correctness;
+            // `set_small` flushes the page it changes.
+            *pd_entry = frame | TABLE;
+        }
+        let table = self.next_table(pd_entry)?;
+        // SAFETY: one of our tables, locked; the 'static lifetime is sound because page
+        // tables are never freed and every access happens under the lock.
+        Ok(&mut unsafe { entries(table) }[(address >> 12) as usize & 511])
+    }
+
+    fn set_small(&mut self, address: u64, value: u64) -> Result<(), MapError> {
+        *self.small_entry(address)? = value;
+        if self.active {
+            x86_64::instructions::tlb::flush(x86_64::VirtAddr::new(address));
+        }
+        Ok(())
+    }
+}
+
+/// Unmaps the 4 KiB page at `address` so that any access faults: a stack's guard page.
+///
+/// # Errors
+/// When the page table for it cannot be allocated.
+pub fn unmap_guard(address: u64) -> Result<(), MapError> {
+    STATE.lock().set_small(address & !(FRAME - 1), 0)
+}
+
+/// Makes the low page at `address` executable (for the AP start-up trampoline) or,
+/// with `executable` false, read-write and no-execute again.
+///
+/// # Errors
+/// When the page table for it cannot be allocated.
+pub fn set_low_executable(address: u64, executable: bool) -> Result<(), MapError> {
+    let page = address & !(FRAME - 1);
+    let flags = if executable {
+        PRESENT | WRITABLE
+    } else {
+        PRESENT | WRITABLE | NO_EXECUTE
+    };
+    STATE.lock().set_small(page, page | flags)
+}
+
+/// The physical address of the kernel's top-level page table (for starting other CPUs).
+pub fn root_table() -> u64 {
+    PML4.0.get() as u64
+}
+
+/// `frames` contiguous frames from the frame allocator.
+pub fn allocate_frames(frames: u64) -> Option<u64> {
+    with_frames(|allocator| allocator.allocate(frames)).flatten()
 }

@@ -5,6 +5,7 @@
 //! (which runs on its own IST stack) names a fault inside a guard page a stack overflow.
 
 use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// Size of each interrupt stack (IST); exception reports need little.
 pub const IST_STACK_SIZE: usize = 16 * 1024;
@@ -64,7 +65,7 @@ impl StackKind {
     /// A short name for reports.
     pub fn name(self) -> &'static str {
         match self {
-            StackKind::Boot => "boot/main stack",
+            StackKind::Boot => "main stack",
             StackKind::DoubleFault => "double-fault stack",
             StackKind::PageFault => "page-fault stack",
             StackKind::Nmi => "NMI stack",
@@ -89,7 +90,7 @@ unsafe extern "C" {
     static __boot_stack_top: u8;
 }
 
-/// One stack's extent: `(kind, guard page, bottom, top)`.
+/// One stack's extent.
 #[derive(Debug, Clone, Copy)]
 pub struct StackExtent {
     /// Its use.
@@ -100,10 +101,12 @@ pub struct StackExtent {
     pub bottom: u64,
     /// One past the highest usable address (the initial stack pointer).
     pub top: u64,
+    /// The core that uses it.
+    pub core: usize,
 }
 
-/// Every kernel stack (core 0).
-pub fn all() -> [StackExtent; 4] {
+/// Core 0's stacks (static, in .bss).
+pub fn boot_stacks() -> [StackExtent; 4] {
     let ist = |kind, stack: &GuardedStack<IST_STACK_SIZE>| {
         let (bottom, top) = stack.range();
         StackExtent {
@@ -111,6 +114,7 @@ pub fn all() -> [StackExtent; 4] {
             guard: stack.guard(),
             bottom,
             top,
+            core: 0,
         }
     };
     [
@@ -119,6 +123,7 @@ pub fn all() -> [StackExtent; 4] {
             guard: (&raw const __boot_stack_guard) as u64,
             bottom: (&raw const __boot_stack_bottom) as u64,
             top: (&raw const __boot_stack_top) as u64,
+            core: 0,
         },
         ist(StackKind::DoubleFault, &DOUBLE_FAULT_STACK),
         ist(StackKind::PageFault, &PAGE_FAULT_STACK),
@@ -126,17 +131,67 @@ pub fn all() -> [StackExtent; 4] {
     ]
 }
 
-/// The stack whose guard page contains `address`, if any.
-pub fn guard_hit(address: u64) -> Option<StackKind> {
-    all()
+/// Stacks of the other cores, registered as they are made (fixed capacity, lock-free:
+/// the exception path reads it).
+const MAX_REGISTERED: usize = 4 * super::percpu::MAX_CPUS;
+static REGISTERED: [[AtomicU64; 5]; MAX_REGISTERED] =
+    [const { [const { AtomicU64::new(0) }; 5] }; MAX_REGISTERED];
+static REGISTERED_COUNT: AtomicUsize = AtomicUsize::new(0);
+
+fn kind_code(kind: StackKind) -> u64 {
+    match kind {
+        StackKind::Boot => 0,
+        StackKind::DoubleFault => 1,
+        StackKind::PageFault => 2,
+        StackKind::Nmi => 3,
+    }
+}
+
+fn kind_from(code: u64) -> StackKind {
+    match code {
+        1 => StackKind::DoubleFault,
+        2 => StackKind::PageFault,
+        3 => StackKind::Nmi,
+        _ => StackKind::Boot,
+    }
+}
+
+/// Records another core's stack so that faults on it are reported by name.
+pub fn register(extent: StackExtent) {
+    let index = REGISTERED_COUNT.load(Ordering::Acquire);
+    if index >= MAX_REGISTERED {
+        return;
+    }
+    let slot = &REGISTERED[index];
+    slot[0].store(kind_code(extent.kind), Ordering::Relaxed);
+    slot[1].store(extent.guard, Ordering::Relaxed);
+    slot[2].store(extent.bottom, Ordering::Relaxed);
+    slot[3].store(extent.top, Ordering::Relaxed);
+    slot[4].store(extent.core as u64, Ordering::Relaxed);
+    // Cores are started one at a time, so there is one writer.
+    REGISTERED_COUNT.store(index + 1, Ordering::Release);
+}
+
+/// Every kernel stack: core 0's, then the registered ones.
+pub fn all() -> impl Iterator<Item = StackExtent> {
+    let count = REGISTERED_COUNT.load(Ordering::Acquire);
+    boot_stacks()
         .into_iter()
-        .find(|s| (s.guard..s.guard + 4096).contains(&address))
-        .map(|s| s.kind)
+        .chain(REGISTERED[..count].iter().map(|slot| StackExtent {
+            kind: kind_from(slot[0].load(Ordering::Relaxed)),
+            guard: slot[1].load(Ordering::Relaxed),
+            bottom: slot[2].load(Ordering::Relaxed),
+            top: slot[3].load(Ordering::Relaxed),
+            core: slot[4].load(Ordering::Relaxed) as usize,
+        }))
+}
+
+/// The stack whose guard page contains `address`, if any.
+pub fn guard_hit(address: u64) -> Option<StackExtent> {
+    all().find(|s| (s.guard..s.guard + 4096).contains(&address))
 }
 
 /// The stack containing `address`, if any (the backtrace walk stays inside it).
 pub fn containing(address: u64) -> Option<StackExtent> {
-    all()
-        .into_iter()
-        .find(|s| (s.bottom..s.top).contains(&address))
+    all().find(|s| (s.bottom..s.top).contains(&address))
 }

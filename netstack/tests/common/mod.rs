@@ -290,7 +290,14 @@ impl Net {
             }
             self.step();
         }
-        panic!("not done after {max_steps} steps (time {:?})", self.now);
+        panic!(
+            "not done after {max_steps} steps (time {:?}) A {} B {} deadlines {:?} {:?}",
+            self.now,
+            self.a.debug_tcp(),
+            self.b.debug_tcp(),
+            self.runner_a.poll(self.now),
+            self.runner_b.poll(self.now)
+        );
     }
 }
 
