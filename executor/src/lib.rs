@@ -37,6 +37,7 @@
 
 extern crate alloc;
 
+pub mod channel;
 mod executor;
 mod join;
 mod platform;
@@ -45,6 +46,7 @@ mod raw;
 pub mod time;
 mod timer;
 
+pub use channel::{Receiver, Sender, channel};
 pub use executor::{Executor, RunOnce, current_executor};
 pub use join::JoinHandle;
 pub use platform::{Clock, Platform};

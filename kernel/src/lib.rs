@@ -45,6 +45,7 @@ pub mod boot;
 pub mod console;
 #[cfg(target_os = "none")]
 pub mod net;
+pub mod sync;
 #[cfg(target_os = "none")]
 pub mod task;
 #[cfg(target_os = "none")]

@@ -432,26 +432,3 @@ pub(crate) fn udp_payload_max(mtu: usize) -> usize {
     // IPv4 header (20) and UDP header (8); no fragmentation.
     mtu.saturating_sub(28)
 }
-
-impl Stack {
-    #[doc(hidden)]
-    pub fn debug_tcp(&self) -> alloc::string::String {
-        use core::fmt::Write;
-        let inner = self.lock();
-        let mut out = alloc::string::String::new();
-        for (h, s) in inner.sockets.iter() {
-            if let smoltcp::socket::Socket::Tcp(t) = s {
-                let _ = write!(
-                    out,
-                    "[{h}: {} rq={} sq={} cap={}/{}] ",
-                    t.state(),
-                    t.recv_queue(),
-                    t.send_queue(),
-                    t.recv_capacity(),
-                    t.send_capacity()
-                );
-            }
-        }
-        out
-    }
-}

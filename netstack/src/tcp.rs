@@ -39,6 +39,20 @@ pub(crate) struct Listener {
     acceptor: Option<Waker>,
 }
 
+/// Keep-alive interval set when our FIN goes out, as a rescue: smoltcp 0.14 can enter
+/// fast retransmit with only the FIN unacknowledged (duplicate ACKs after a lost FIN),
+/// which sends nothing and leaves no retransmission timer, so the connection would hang
+/// in FIN-WAIT-1/CLOSING/LAST-ACK for ever. A keep-alive expiry makes it dispatch, which
+/// resends the FIN and re-arms the timer. Costs one tiny probe per interval while the
+/// peer keeps its side open.
+const FIN_RESCUE: Duration = Duration::from_secs(3);
+
+/// Queues our FIN (see [`FIN_RESCUE`]).
+pub(crate) fn close_socket(socket: &mut tcp::Socket<'_>) {
+    socket.close();
+    socket.set_keep_alive(Some(FIN_RESCUE.into()));
+}
+
 /// A zeroed buffer of `size` bytes, or `None` if the allocator has no room.
 pub(crate) fn try_buffer(size: usize) -> Option<Vec<u8>> {
     let mut buffer = Vec::new();
@@ -462,7 +476,7 @@ impl TcpStream {
     pub fn shutdown(&mut self) {
         self.shut_down = true;
         let mut inner = self.stack.lock();
-        inner.sockets.get_mut::<tcp::Socket>(self.handle).close();
+        close_socket(inner.sockets.get_mut::<tcp::Socket>(self.handle));
         inner.wake_runner();
     }
 
@@ -509,7 +523,7 @@ impl TcpStream {
 impl Drop for TcpStream {
     fn drop(&mut self) {
         let mut inner = self.stack.lock();
-        inner.sockets.get_mut::<tcp::Socket>(self.handle).close();
+        close_socket(inner.sockets.get_mut::<tcp::Socket>(self.handle));
         inner.closing.push(Closing {
             handle: self.handle,
             deadline: None,

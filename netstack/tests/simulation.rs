@@ -35,9 +35,6 @@ fn transfer(seed: u64) {
                 break received;
             }
             received.extend_from_slice(&buffer[..n]);
-            if std::env::var("SIMDEBUG").is_ok() && true {
-                eprintln!("{} bytes", received.len());
-            }
         }
     };
     // Bounded: fails instead of hanging.
@@ -57,7 +54,7 @@ fn transfer(seed: u64) {
 
 #[test]
 fn lossy_reordering_wire_delivers_every_byte_in_order() {
-    for seed in [42] {
+    for seed in [1, 0xdead_beef, 42, 7_777_777, 2024] {
         transfer(seed);
     }
 }

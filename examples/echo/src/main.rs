@@ -1,4 +1,5 @@
-//! Echo: an async TCP echo service on port 5555, one task per connection.
+//! Echo: an async TCP echo service on port 5555, one task per connection, the
+//! connections spread over every core in turn.
 //!
 //! Try it: `make run-echo`, then `nc 127.0.0.1 5555`.
 #![no_std]
@@ -16,9 +17,14 @@ async fn main() -> Result<(), net::Error> {
     let stack = net::stack().await?;
     let mut listener = TcpListener::bind(&stack, PORT, BACKLOG)?;
     torito::println!("echo: listening on port {}", PORT);
+    let mut next_core = 0;
     loop {
         match listener.accept().await {
-            Ok(stream) => drop(torito::task::spawn(serve(stream))),
+            Ok(stream) => {
+                next_core = (next_core + 1) % torito::task::cores();
+                // The core exists (it is below `cores()`), so spawn_on cannot refuse.
+                let _ = torito::task::spawn_on(next_core, serve(stream));
+            }
             Err(error) => torito::log::warn!("echo: accept failed: {}", error),
         }
     }
