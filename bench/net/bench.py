@@ -12,6 +12,11 @@ Called by bench/net/run.sh, which builds the initramfs and picks the accelerator
    host port, and waits for "echo: listening on port 5555" on each console.
 2. For each of --reps rounds, runs client.py against each (the order alternates between
    rounds), both guests staying up, and takes the median of each figure over the rounds.
+   Each phase of the client (round trips, bulk, connections) runs on its own, and the CPU
+   time QEMU's threads spend meanwhile is read from /proc/PID/task/*/schedstat: the vCPU
+   thread's (under TCG: the guest's own work, plus the device registers it touches) and
+   the main loop's (QEMU's user networking and the virtio-net device's receive side).
+   Unlike wall-clock figures, those hardly move with the machine's other load.
    Each round also measures the floor: the same client against ECHOD run on the host
    (127.0.0.1, no VM), i.e. what the client and the host's loopback cost by themselves.
 3. Tries Torito's echo under each of --mem-candidates: boots, prints the listening line,
@@ -22,7 +27,6 @@ Console logs go to DIR. Prints the report on stdout. Every wait is bounded.
 import argparse
 import json
 import os
-import select
 import signal
 import socket
 import statistics
@@ -37,6 +41,7 @@ RUN_SH = os.path.join(ROOT, "qemu", "run.sh")
 CLIENT = os.path.join(HERE, "client.py")
 READY = b"echo: listening on port 5555"
 BOOT_TIMEOUT = 120.0  # s: a bound for a hung guest, not a measurement
+PHASES = ("round_trip", "bulk", "concurrent")
 MEM_TIMEOUT = 15.0  # s: the same in the memory sweep (a working echo listens in < 1 s)
 
 
@@ -46,7 +51,7 @@ def free_port():
         return s.getsockname()[1]
 
 
-def linux_command(kernel, initrd, mem, accel, port, tsc_khz):
+def linux_command(kernel, initrd, mem, accel, port, tsc_khz, extra_append=""):
     """The Linux guest's QEMU command line: qemu/run.sh's flags for microvm + PVH boot +
     one --forward, with -initrd added. KEEP IN SYNC with qemu/run.sh (run.sh has no
     -initrd option, so the bench cannot go through it)."""
@@ -56,6 +61,8 @@ def linux_command(kernel, initrd, mem, accel, port, tsc_khz):
         # Under TCG the guest's TSC is the host's; Linux's PIT calibration of it fails
         # often under TCG, and that kernel then hangs early (see tsc_khz.c).
         append += f" tsc_early_khz={tsc_khz}"
+    if extra_append:
+        append += " " + extra_append
     return [
         "qemu-system-x86_64",
         "-machine", "microvm",
@@ -112,6 +119,28 @@ class Guest:
     def wait_ready(self, timeout=BOOT_TIMEOUT):
         self.ready.wait(timeout)
         return self.ready_at is not None
+
+    def qemu_pid(self):
+        """QEMU's pid: the process itself, or run.sh's child."""
+        children = self._children(self.process.pid)
+        return children[0] if children else self.process.pid
+
+    def cpu_ns(self):
+        """(main thread, other threads) CPU time of QEMU so far, ns. The other threads are
+        the vCPU thread and QEMU's mostly idle helpers (RCU)."""
+        pid = self.qemu_pid()
+        main = others = 0
+        try:
+            for tid in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                    ns = int(f.read().split()[0])
+                if int(tid) == pid:
+                    main += ns
+                else:
+                    others += ns
+        except (OSError, ValueError):
+            return None
+        return main, others
 
     def alive(self):
         return self.process.poll() is None
@@ -186,15 +215,18 @@ def memory_sweep(args):
         log = os.path.join(args.out, f"torito-mem-{mem}.log")
         guest = Guest("torito", torito_command(args.torito, mem, args.accel, port), log)
         verdict = "ok"
-        if not guest.wait_ready(MEM_TIMEOUT):
-            verdict = (f"hung: no listening line within {MEM_TIMEOUT:.0f} s" if guest.alive()
-                       else f"QEMU ended (status {guest.process.returncode}) before listening")
-        else:
-            ping = subprocess.run([sys.executable, CLIENT, str(port), "--ping", "--timeout", "10"],
-                                  capture_output=True, text=True, timeout=60)
-            if ping.returncode != 0:
-                verdict = "listens, but no echo: " + ping.stderr.strip()[-100:]
-        guest.stop()
+        try:
+            if not guest.wait_ready(MEM_TIMEOUT):
+                verdict = (f"hung: no listening line within {MEM_TIMEOUT:.0f} s"
+                           if guest.alive()
+                           else f"QEMU ended (status {guest.process.returncode}) before listening")
+            else:
+                ping = subprocess.run([sys.executable, CLIENT, str(port), "--ping", "--timeout",
+                                       "10"], capture_output=True, text=True, timeout=60)
+                if ping.returncode != 0:
+                    verdict = "listens, but no echo: " + ping.stderr.strip()[-100:]
+        finally:
+            guest.stop()
         if verdict != "ok":
             last = [line for line in guest.tail(5).splitlines()
                     if line.strip() and "terminating on signal" not in line]
@@ -213,9 +245,10 @@ def main():
     parser.add_argument("--initrd", required=True)
     parser.add_argument("--echod", required=True)
     parser.add_argument("--out", required=True)
-    parser.add_argument("--mem", default="256M")
+    parser.add_argument("--mem", default="128M")
     parser.add_argument("--accel", default="tcg")
     parser.add_argument("--tsc-khz", default="")
+    parser.add_argument("--linux-append", default="", help="more Linux kernel arguments")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--mem-candidates", default="2M,3M,4M,6M,8M,16M")
     parser.add_argument("--client-args", default="")
@@ -228,7 +261,7 @@ def main():
     commands = {
         "torito": torito_command(args.torito, args.mem, args.accel, ports["torito"]),
         "linux": linux_command(args.kernel, args.initrd, args.mem, args.accel, ports["linux"],
-                               args.tsc_khz),
+                               args.tsc_khz, args.linux_append),
     }
     print(f"guests: microvm, 1 vCPU, -m {args.mem}, virtio-net-device, user networking, "
           f"accel {args.accel}")
@@ -261,12 +294,20 @@ def main():
                 if not guests[name].alive():
                     results[name].append({"errors": {"guest": "QEMU has ended"}})
                     continue
-                result = run_client(ports[name], client_args)
+                result = {"errors": {}}
+                for phase in PHASES:
+                    before = guests[name].cpu_ns()
+                    part = run_client(ports[name], client_args + ["--phases", phase])
+                    after = guests[name].cpu_ns()
+                    result["errors"].update(part.pop("errors", {}))
+                    result.update(part)
+                    if before and after:
+                        result[f"{phase}_main_ns"] = after[0] - before[0]
+                        result[f"{phase}_vcpu_ns"] = after[1] - before[1]
                 results[name].append(result)
                 status = "ok" if not result.get("errors") else f"errors: {result['errors']}"
-                print(f"  round {rep + 1} {name:<6} "
-                      f"{json.dumps({k: v for k, v in result.items() if k != 'errors'})} {status}",
-                      file=sys.stderr)
+                shown = {k: v for k, v in result.items() if k != "errors" and not k.endswith("_ns")}
+                print(f"  round {rep + 1} {name:<6} {json.dumps(shown)} {status}", file=sys.stderr)
             results["floor"].append(run_client(floor_port, client_args))
         for name in guests:
             if not guests[name].alive():
@@ -306,6 +347,31 @@ def main():
     rt, bulk = ratio(rows[1][1], rows[1][2]), ratio(rows[3][1], rows[3][2])
     print(f"  targets: round trip <= 0.5x: {'met' if rt is not None and rt <= 0.5 else 'not met'}"
           f"; bulk >= 2x: {'met' if bulk is not None and bulk >= 2 else 'not met'}")
+    print()
+
+    def per(name, phase, which, count_key, scale):
+        values = []
+        for r in results[name]:
+            ns, count = r.get(f"{phase}_{which}_ns"), r.get(count_key)
+            if ns is not None and count and not r["errors"].get(phase):
+                values.append(ns / count / scale)
+        return median(values)
+
+    print("CPU time of the guest's QEMU process per unit of work (medians; under TCG the vCPU")
+    print("thread's time is the guest's own work; the main loop runs user networking):")
+    print(f"  {'':<40} {'Torito':>10} {'Linux':>10} {'Torito/Linux':>13}")
+    for label, phase, which, count_key, scale, digits in [
+        ("vCPU per round trip (us)", "round_trip", "vcpu", "rt_count", 1e3, 1),
+        ("main loop per round trip (us)", "round_trip", "main", "rt_count", 1e3, 1),
+        ("vCPU per MiB of bulk echo (ms)", "bulk", "vcpu", "bulk_mib", 1e6, 1),
+        ("main loop per MiB of bulk echo (ms)", "bulk", "main", "bulk_mib", 1e6, 1),
+        ("vCPU per round trip, 50-conn phase (us)", "concurrent", "vcpu", "conc_count", 1e3, 1),
+    ]:
+        t = per("torito", phase, which, count_key, scale)
+        l = per("linux", phase, which, count_key, scale)
+        r = ratio(t, l)
+        print(f"  {label:<40} {fmt(t, digits):>10} {fmt(l, digits):>10} "
+              f"{(fmt(r, 2) + 'x') if r is not None else '-':>13}")
     for name in ("torito", "linux", "floor"):
         for i, r in enumerate(results[name]):
             if r.get("errors"):

@@ -3,6 +3,7 @@
 
 usage: client.py PORT [--host 127.0.0.1] [--ping] [--round-trips N] [--warmup N]
                       [--bulk-mib N] [--connections N] [--conn-round-trips N] [--deadline S]
+                      [--phases round_trip,bulk,concurrent]
 
 Connect only once the server has printed its "listening" line: QEMU's user networking
 accepts the host's connection before the guest listens, then backs the SYN off for
@@ -20,6 +21,8 @@ Measures, one after the other, and prints them as one JSON object on stdout:
   concurrent_s              then one thread per connection, released together (a barrier),
                             each making M round trips of 64 bytes; seconds from the barrier
                             until every thread is done.
+Each phase also reports how much it asked of the server: rt_count (round trips, warm-up
+included), bulk_mib, conc_count (round trips, setup included), so a caller can divide.
 A phase that fails (timeout, reset, wrong bytes) reports null and its error under
 "errors" instead of ending the run. --ping makes one round trip and exits 0 on success.
 Every socket operation has a timeout and the whole run has a deadline (--deadline):
@@ -80,7 +83,7 @@ def measure_round_trips(host, port, count, warmup, timeout, deadline):
     samples.sort()
     p99 = samples[min(len(samples) - 1, int(round(0.99 * (len(samples) - 1))))]
     return {"rt_median_us": round(statistics.median(samples), 1), "rt_p99_us": round(p99, 1),
-            "rt_min_us": round(samples[0], 1)}
+            "rt_min_us": round(samples[0], 1), "rt_count": warmup + count}
 
 
 def measure_bulk(host, port, mib, timeout, deadline):
@@ -118,7 +121,7 @@ def measure_bulk(host, port, mib, timeout, deadline):
     if received != expected:
         first = next(i for i in range(total) if received[i] != expected[i])
         raise ValueError(f"echoed bytes differ from those sent, first at offset {first}")
-    return {"bulk_mib_s": round(mib / elapsed, 2), "bulk_s": round(elapsed, 3)}
+    return {"bulk_mib_s": round(mib / elapsed, 2), "bulk_s": round(elapsed, 3), "bulk_mib": mib}
 
 
 def measure_concurrent(host, port, connections, round_trips, timeout, deadline):
@@ -170,7 +173,8 @@ def measure_concurrent(host, port, connections, round_trips, timeout, deadline):
     finally:
         for sock in socks:
             sock.close()
-    return {"concurrent_s": round(elapsed, 3), "setup_s": round(setup, 3)}
+    return {"concurrent_s": round(elapsed, 3), "setup_s": round(setup, 3),
+            "conc_count": connections * (round_trips + 1)}
 
 
 def main():
@@ -185,6 +189,7 @@ def main():
     parser.add_argument("--conn-round-trips", type=int, default=20)
     parser.add_argument("--timeout", type=float, default=20.0, help="per socket operation, s")
     parser.add_argument("--deadline", type=float, default=240.0, help="whole run, s")
+    parser.add_argument("--phases", default="round_trip,bulk,concurrent")
     args = parser.parse_args()
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         sys.exit("client: loopback only (the guests are reached through QEMU's hostfwd)")
@@ -203,14 +208,20 @@ def main():
     phases = [
         ("round_trip", lambda: measure_round_trips(
             args.host, args.port, args.round_trips, args.warmup, args.timeout, deadline),
-         ["rt_median_us", "rt_p99_us", "rt_min_us"]),
+         ["rt_median_us", "rt_p99_us", "rt_min_us", "rt_count"]),
         ("bulk", lambda: measure_bulk(args.host, args.port, args.bulk_mib, args.timeout,
-                                      deadline), ["bulk_mib_s", "bulk_s"]),
+                                      deadline), ["bulk_mib_s", "bulk_s", "bulk_mib"]),
         ("concurrent", lambda: measure_concurrent(
             args.host, args.port, args.connections, args.conn_round_trips, args.timeout,
-            deadline), ["concurrent_s", "setup_s"]),
+            deadline), ["concurrent_s", "setup_s", "conc_count"]),
     ]
+    wanted = args.phases.split(",")
+    unknown = set(wanted) - {name for name, _, _ in phases}
+    if unknown:
+        sys.exit(f"client: unknown phase(s) {', '.join(sorted(unknown))}")
     for name, run, keys in phases:
+        if name not in wanted:
+            continue
         try:
             result.update(run())
         except Exception as error:

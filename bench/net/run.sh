@@ -6,11 +6,13 @@
 #
 # usage: bench/net/run.sh        (bench/run.sh calls it; needs build/echo.elf)
 #   REPS=N          interleaved measuring rounds (default 3; medians are reported)
-#   MEM=SIZE        -m for both guests (default 256M; Debian's cloud kernel needs
-#                   more than 64M to boot)
+#   MEM=SIZE        -m for both guests (default 128M; Debian's cloud kernel needs
+#                   more than 64M to boot: 64M hangs, 72M works)
 #   MEM_CANDIDATES  the --mem values tried for echo (default 1M,1536K,2M,3M,4M,6M,8M,16M;
 #                   every one is tried, so a size that fails above one that works shows)
 #   CLIENT_ARGS     extra client.py options, e.g. "--round-trips 5000 --bulk-mib 16"
+#   LINUX_APPEND    more Linux kernel arguments, e.g. "mitigations=off" (default: none, a
+#                   stock Debian cloud kernel as a distribution ships it)
 #   TORITO_ACCEL    kvm or tcg; otherwise chosen as qemu/run.sh does
 #
 # The Linux guest: Debian's linux-image-cloud-amd64 kernel and an initramfs built here
@@ -85,21 +87,26 @@ if [ "$accel" = tcg ]; then
     tsc_khz=$("$out/tsc_khz")
 fi
 
+# A copy, so a rebuild of build/echo.elf during the bench cannot mix two images.
+cp "$echo_elf" "$out/echo.elf"
+
 echo "networking bench ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs, accel $accel; Linux guest: $version)"
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine skews every number)"
 echo
 
 # --- Sizes -------------------------------------------------------------------------------
-objcopy --strip-all "$echo_elf" "$out/echo.stripped"
+objcopy --strip-all "$out/echo.elf" "$out/echo.stripped"
 bytes=$(stat -c %s "$out/echo.stripped")
 printf 'echo image, stripped:    %d bytes (%d.%d KiB); unstripped %d bytes\n' \
-    "$bytes" $((bytes / 1024)) $((bytes % 1024 * 10 / 1024)) "$(stat -c %s "$echo_elf")"
+    "$bytes" $((bytes / 1024)) $((bytes % 1024 * 10 / 1024)) "$(stat -c %s "$out/echo.elf")"
 kbytes=$(stat -c %s "$kernel") ibytes=$(stat -c %s "$initramfs")
 printf 'Linux guest, for scale:  kernel %d KiB + initramfs %d KiB (gzip; echod %d KiB static)\n' \
     $((kbytes / 1024)) $((ibytes / 1024)) $(($(stat -c %s "$out/echod") / 1024))
 echo
 
 # --- Boot both, measure interleaved, then the memory sweep ---------------------------------
-python3 "$here/bench.py" --torito "$echo_elf" --kernel "$kernel" --initrd "$initramfs" \
-    --echod "$out/echod" --out "$out" --mem "${MEM:-256M}" --accel "$accel" --tsc-khz "$tsc_khz" \
+python3 "$here/bench.py" --torito "$out/echo.elf" --kernel "$kernel" --initrd "$initramfs" \
+    --echod "$out/echod" --out "$out" --mem "${MEM:-128M}" --accel "$accel" --tsc-khz "$tsc_khz" \
     --reps "${REPS:-3}" --mem-candidates "${MEM_CANDIDATES:-1M,1536K,2M,3M,4M,6M,8M,16M}" \
-    --client-args "${CLIENT_ARGS:-}"
+    --client-args "${CLIENT_ARGS:-}" --linux-append "${LINUX_APPEND:-}"
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -16,7 +16,7 @@ use common::{
 use torito_executor::Executor;
 use torito_executor::channel::{Closed, TryRecvError, TrySendError, channel};
 
-const WATCHDOG: Duration = Duration::from_secs(120);
+const WATCHDOG: Duration = Duration::from_secs(60);
 
 /// A waker that counts its wakes, and the counter to read them.
 fn counting_waker() -> (Arc<CountingWaker>, Waker) {
@@ -412,6 +412,33 @@ fn four_producer_threads_into_a_capacity_16_channel_lose_nothing() {
             producer.join().unwrap();
         }
         check_all_arrived(&received, MESSAGES);
+    });
+}
+
+/// One slot, one producer: every send races the receiver's take, so a wakeup lost in
+/// either direction stalls both threads at once (and the watchdog fails the test).
+#[test]
+fn a_producer_thread_and_a_consumer_thread_through_one_slot_never_stall() {
+    const MESSAGES: u32 = 100_000;
+    within(WATCHDOG, || {
+        let (sender, mut receiver) = channel::<u32>(1);
+        let producer = std::thread::spawn(move || {
+            block_on_thread(async {
+                for seq in 0..MESSAGES {
+                    sender.send(seq).await.unwrap();
+                }
+            })
+        });
+        let received = block_on_thread(async {
+            let mut next = 0;
+            while let Some(seq) = receiver.recv().await {
+                assert_eq!(seq, next);
+                next += 1;
+            }
+            next
+        });
+        producer.join().unwrap();
+        assert_eq!(received, MESSAGES);
     });
 }
 

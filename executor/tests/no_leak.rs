@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::task::{Poll, Waker};
 
-use common::{leak, yield_now};
+use common::{leak, watchdog, yield_now};
 use torito_executor::{Clock, Duration, Executor, Instant, Platform, sleep, timeout};
 
 thread_local! {
@@ -70,6 +70,7 @@ impl Platform for Sim {
 
 #[test]
 fn every_task_allocation_is_freed() {
+    watchdog();
     let sim = leak(Sim {
         nanos: AtomicU64::new(0),
     });

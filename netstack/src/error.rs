@@ -48,8 +48,8 @@ pub enum Error {
     /// kernel): it would stall every task on the core. Run blocking code in a blocking
     /// task (`torito::task::spawn_blocking`), or use the async API.
     WouldBlockCore,
-    /// A received datagram was longer than the buffer given to `recv_from`; its
-    /// remainder was dropped. Use a buffer as large as the largest expected datagram.
+    /// A received datagram was longer than the buffer given to `recv_from`; it was
+    /// dropped. Use a buffer as large as the largest expected datagram.
     Truncated,
 }
 

@@ -26,6 +26,7 @@
 //! assert!(outcome.console.contains("slept"));
 //! ```
 
+mod cpu_time;
 mod failure;
 mod guest;
 mod options;

@@ -79,12 +79,20 @@ const STEPS: [Step; 7] = [
 fn echo_service(image: &str, options: RunOptions) -> Result<(), Failure> {
     let (guest, port) = Guest::start_forwarded(image, &options, GUEST_PORT, LISTENING, BOOT)?;
     for (number, (name, step)) in STEPS.iter().enumerate() {
+        let started = Instant::now();
         step(port).map_err(|error| {
             guest.failure(format!(
                 "step {} ({name}) against host port {port}: {error}",
                 number + 1
             ))
         })?;
+        // Shown with --nocapture or on failure: where the time goes, never asserted.
+        eprintln!(
+            "{image} {}: step {} ({name}) took {:?}",
+            options.args().join(" "),
+            number + 1,
+            started.elapsed()
+        );
     }
     if let Some(line) = guest.console().lines().find(|line| line.contains("!!!")) {
         return Err(guest.failure(format!(
@@ -179,33 +187,21 @@ fn concurrent_again(port: u16) -> Result<(), String> {
 
 fn many_connections(port: u16, seed: u64) -> Result<(), String> {
     let deadline = Deadline::after(STEP);
-    let results: Vec<Result<(), String>> = thread::scope(|scope| {
-        let threads: Vec<_> = (0..CONCURRENT_CONNECTIONS)
-            .map(|index| {
-                scope.spawn(move || {
-                    let mut random = Prng::new(seed ^ ((index as u64) << 32));
-                    let mut stream = connect(port, deadline)?;
-                    for message in 0..MESSAGES_PER_CONNECTION {
-                        let size = random.range(1, MAX_MESSAGE);
-                        let data = random.bytes(size);
-                        echo_message(&mut stream, &data, deadline).map_err(|error| {
-                            format!("message {message} ({size} bytes): {error}")
-                        })?;
-                    }
-                    Ok(())
-                })
-            })
-            .collect();
-        threads
-            .into_iter()
-            .map(|thread| {
-                thread
-                    .join()
-                    .unwrap_or_else(|_| Err("the client thread panicked".into()))
-            })
-            .collect()
-    });
-    failed_connections(&results)
+    at_once(
+        port,
+        CONCURRENT_CONNECTIONS,
+        deadline,
+        |index, mut stream| {
+            let mut random = Prng::new(seed ^ ((index as u64) << 32));
+            for message in 0..MESSAGES_PER_CONNECTION {
+                let size = random.range(1, MAX_MESSAGE);
+                let data = random.bytes(size);
+                echo_message(&mut stream, &data, deadline)
+                    .map_err(|error| format!("message {message} ({size} bytes): {error}"))?;
+            }
+            Ok(())
+        },
+    )
 }
 
 /// Step 2: [`BULK_BYTES`] through one connection, written and read at the same time.
@@ -241,38 +237,21 @@ fn binary(port: u16) -> Result<(), String> {
 /// way the server must survive, which the later steps check.)
 fn resets(port: u16) -> Result<(), String> {
     let deadline = Deadline::after(STEP);
-    let results: Vec<Result<(), String>> = thread::scope(|scope| {
-        let threads: Vec<_> = (0..RESET_CONNECTIONS)
-            .map(|index| {
-                scope.spawn(move || {
-                    let mut random = Prng::new(SEED_RESET ^ ((index as u64) << 32));
-                    let size = if index % 2 == 1 {
-                        RESET_LARGE
-                    } else {
-                        random.range(1, MAX_MESSAGE)
-                    };
-                    let mut stream = connect(port, deadline)?;
-                    write_all(&mut stream, &random.bytes(size), deadline)
-                        .map_err(|error| format!("sending {size} bytes: {error}"))?;
-                    wait_readable(&stream, deadline).map_err(|error| {
-                        format!("waiting for the echo of {size} bytes: {error}")
-                    })?;
-                    // Dropped with unread data: the kernel sends RST.
-                    drop(stream);
-                    Ok(())
-                })
-            })
-            .collect();
-        threads
-            .into_iter()
-            .map(|thread| {
-                thread
-                    .join()
-                    .unwrap_or_else(|_| Err("the client thread panicked".into()))
-            })
-            .collect()
-    });
-    failed_connections(&results)
+    at_once(port, RESET_CONNECTIONS, deadline, |index, mut stream| {
+        let mut random = Prng::new(SEED_RESET ^ ((index as u64) << 32));
+        let size = if index % 2 == 1 {
+            RESET_LARGE
+        } else {
+            random.range(1, MAX_MESSAGE)
+        };
+        write_all(&mut stream, &random.bytes(size), deadline)
+            .map_err(|error| format!("sending {size} bytes: {error}"))?;
+        wait_readable(&stream, deadline)
+            .map_err(|error| format!("waiting for the echo of {size} bytes: {error}"))?;
+        // Dropped with unread data: the kernel sends RST.
+        drop(stream);
+        Ok(())
+    })
 }
 
 /// Step 5: a message, then `shutdown(Write)`: the server must see end of stream, finish
@@ -360,6 +339,44 @@ fn connect(port: u16, deadline: Deadline) -> Result<TcpStream, String> {
         .set_nodelay(true)
         .map_err(|error| format!("set_nodelay: {error}"))?;
     Ok(stream)
+}
+
+/// Opens `count` connections, then runs `client` on each in a thread of its own, all
+/// at once; Ok when every one succeeded.
+///
+/// The connections are opened one after another, not from the threads: QEMU's
+/// `hostfwd` listens with a backlog of 1 (`ss -ltn` shows it), so simultaneous connects
+/// overflow the host's accept queue. Linux then drops the handshake's last ACK while the
+/// client already counts the connection as open, and such a connection stalls for tens
+/// of seconds or dies before slirp ever sends a SYN to the guest. Opened one by one,
+/// the connections still reach the guest in a burst and are all open at once.
+fn at_once<F>(port: u16, count: usize, deadline: Deadline, client: F) -> Result<(), String>
+where
+    F: Fn(usize, TcpStream) -> Result<(), String> + Sync,
+{
+    let mut streams = Vec::with_capacity(count);
+    for index in 0..count {
+        let stream =
+            connect(port, deadline).map_err(|error| format!("connection {index}: {error}"))?;
+        streams.push(stream);
+    }
+    let client = &client;
+    let results: Vec<Result<(), String>> = thread::scope(|scope| {
+        let threads: Vec<_> = streams
+            .into_iter()
+            .enumerate()
+            .map(|(index, stream)| scope.spawn(move || client(index, stream)))
+            .collect();
+        threads
+            .into_iter()
+            .map(|thread| {
+                thread
+                    .join()
+                    .unwrap_or_else(|_| Err("the client thread panicked".into()))
+            })
+            .collect()
+    });
+    failed_connections(&results)
 }
 
 /// One read with the time left as its timeout; timeouts and errors become messages.

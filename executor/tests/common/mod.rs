@@ -9,6 +9,24 @@ use std::task::{Poll, Wake, Waker};
 
 use torito_executor::{Clock, Executor, Instant, Platform};
 
+/// How long a test binary may run before the watchdog fails it: a bug such as a lost
+/// wakeup or a timer that never fires shows up as a hang, and a hang must fail. Far
+/// above any binary's normal run time (well under a second each).
+pub const BINARY_WATCHDOG: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Starts (once per test binary) a thread that fails the whole binary after
+/// [`BINARY_WATCHDOG`].
+pub fn watchdog() {
+    static START: std::sync::Once = std::sync::Once::new();
+    START.call_once(|| {
+        std::thread::spawn(|| {
+            std::thread::sleep(BINARY_WATCHDOG);
+            eprintln!("watchdog: test binary still running after {BINARY_WATCHDOG:?}: a hang");
+            std::process::exit(101);
+        });
+    });
+}
+
 pub fn leak<T>(value: T) -> &'static T {
     Box::leak(Box::new(value))
 }

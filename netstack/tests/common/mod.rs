@@ -95,10 +95,10 @@ impl Wire {
     pub fn set_now(&mut self, now: Instant) {
         self.now = now;
         for side in 0..2 {
-            if self.deliverable(side) {
-                if let Some(waker) = self.rx_wakers[side].take() {
-                    waker.wake();
-                }
+            if self.deliverable(side)
+                && let Some(waker) = self.rx_wakers[side].take()
+            {
+                waker.wake();
             }
         }
     }
@@ -113,6 +113,20 @@ impl Wire {
 
     pub fn in_flight(&self) -> usize {
         self.queues[0].len() + self.queues[1].len()
+    }
+
+    /// Removes and returns every frame queued for `side`.
+    pub fn take(&mut self, side: usize) -> Vec<Vec<u8>> {
+        self.queues[side].drain(..).map(|f| f.frame).collect()
+    }
+
+    /// Queues `frame` for `side` at once, waking its receiver.
+    pub fn inject(&mut self, side: usize, frame: Vec<u8>) {
+        let deliver_at = self.now;
+        self.queues[side].push_back(InFlight { deliver_at, frame });
+        if let Some(waker) = self.rx_wakers[side].take() {
+            waker.wake();
+        }
     }
 
     /// Gives `side` `n` more transmit descriptors (`None`: unlimited) and wakes it, as a
@@ -188,10 +202,10 @@ impl Driver for FakeDriver {
         };
         let deliver_at = Instant::from_nanos(wire.now.as_nanos() + delay);
         wire.queues[to].push_back(InFlight { deliver_at, frame });
-        if deliver_at <= wire.now {
-            if let Some(waker) = wire.rx_wakers[to].take() {
-                waker.wake();
-            }
+        if deliver_at <= wire.now
+            && let Some(waker) = wire.rx_wakers[to].take()
+        {
+            waker.wake();
         }
         true
     }
@@ -305,15 +319,15 @@ pub async fn join<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
     let (mut a, mut b) = (pin!(a), pin!(b));
     let (mut out_a, mut out_b) = (None, None);
     std::future::poll_fn(|cx| {
-        if out_a.is_none() {
-            if let Poll::Ready(v) = a.as_mut().poll(cx) {
-                out_a = Some(v);
-            }
+        if out_a.is_none()
+            && let Poll::Ready(v) = a.as_mut().poll(cx)
+        {
+            out_a = Some(v);
         }
-        if out_b.is_none() {
-            if let Poll::Ready(v) = b.as_mut().poll(cx) {
-                out_b = Some(v);
-            }
+        if out_b.is_none()
+            && let Poll::Ready(v) = b.as_mut().poll(cx)
+        {
+            out_b = Some(v);
         }
         if out_a.is_some() && out_b.is_some() {
             Poll::Ready((out_a.take().unwrap(), out_b.take().unwrap()))
