@@ -45,6 +45,9 @@ impl Platform for X86Platform {
             Some(at) => lapic::arm(Some((at - now, clock::tsc_at(at)))),
             None => lapic::arm(None),
         }
+        percpu::cpu(percpu::current())
+            .halts
+            .fetch_add(1, Ordering::Relaxed);
         x86_64::instructions::interrupts::enable_and_hlt();
         halted.store(false, Ordering::Relaxed);
     }
@@ -56,6 +59,9 @@ impl Platform for X86Platform {
         fence(Ordering::SeqCst);
         let target = percpu::cpu(core);
         if target.halted.load(Ordering::SeqCst) {
+            percpu::cpu(percpu::current())
+                .wakes_sent
+                .fetch_add(1, Ordering::Relaxed);
             lapic::send_ipi(target.apic_id(), WAKE_VECTOR);
         }
     }

@@ -71,3 +71,31 @@ where
 pub fn block_on<F: core::future::Future>(future: F) -> Result<F::Output, NotOnFiber> {
     crate::arch::fiber::park(future)
 }
+
+/// What one core did: for spotting busy or chatty cores.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CoreStats {
+    /// Times the core halted (went idle).
+    pub halts: u64,
+    /// Wake IPIs it sent to halted cores.
+    pub wakes_sent: u64,
+    /// Wake IPIs it received.
+    pub wakes_received: u64,
+    /// Timer interrupts it took.
+    pub timer_interrupts: u64,
+}
+
+/// Counters of core `core` (zeros for a core that does not exist).
+pub fn core_stats(core: usize) -> CoreStats {
+    use core::sync::atomic::Ordering::Relaxed;
+    if core >= cores() {
+        return CoreStats::default();
+    }
+    let cpu = crate::arch::percpu::cpu(core);
+    CoreStats {
+        halts: cpu.halts.load(Relaxed),
+        wakes_sent: cpu.wakes_sent.load(Relaxed),
+        wakes_received: cpu.wakes_received.load(Relaxed),
+        timer_interrupts: cpu.timer_interrupts.load(Relaxed),
+    }
+}

@@ -144,7 +144,12 @@ impl Inner {
                 Shown(config.gateway),
                 Shown(config.dns)
             ),
-            None => log::warn!("net: DHCP lease lost; waiting for a new one"),
+            // smoltcp reports Deconfigured once at start, before any lease: only a lost
+            // lease deserves a warning.
+            None if self.ipv4.is_some() => {
+                log::warn!("net: DHCP lease lost; waiting for a new one")
+            }
+            None => {}
         }
         self.apply_ipv4(config);
     }

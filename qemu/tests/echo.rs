@@ -344,20 +344,31 @@ fn connect(port: u16, deadline: Deadline) -> Result<TcpStream, String> {
 /// Opens `count` connections, then runs `client` on each in a thread of its own, all
 /// at once; Ok when every one succeeded.
 ///
-/// The connections are opened one after another, not from the threads: QEMU's
-/// `hostfwd` listens with a backlog of 1 (`ss -ltn` shows it), so simultaneous connects
-/// overflow the host's accept queue. Linux then drops the handshake's last ACK while the
-/// client already counts the connection as open, and such a connection stalls for tens
-/// of seconds or dies before slirp ever sends a SYN to the guest. Opened one by one,
-/// the connections still reach the guest in a burst and are all open at once.
+/// The connections are opened one after another, not from the threads, and each echoes
+/// a short greeting before the next is opened. QEMU's `hostfwd` listens with a backlog
+/// of 1 (`ss -ltn` shows it) and slirp does not always accept at once: with two
+/// connections waiting, Linux drops the next SYN (a 1 s retransmission) or, worse, the
+/// handshake's last ACK while the client already counts the connection as open; such a
+/// connection stalls for tens of seconds or dies before slirp ever sends a SYN to the
+/// guest (seen with 50 simultaneous connects, even against a guest that never answers).
+/// The echoed greeting proves slirp has accepted the connection and the guest serves
+/// it, so the host's queue is empty for the next one. All `count` connections are still
+/// open in the guest at once.
 fn at_once<F>(port: u16, count: usize, deadline: Deadline, client: F) -> Result<(), String>
 where
     F: Fn(usize, TcpStream) -> Result<(), String> + Sync,
 {
     let mut streams = Vec::with_capacity(count);
     for index in 0..count {
-        let stream =
-            connect(port, deadline).map_err(|error| format!("connection {index}: {error}"))?;
+        let mut stream = connect(port, deadline)
+            .map_err(|error| format!("opening connection {index}: {error}"))?;
+        let greeting = format!("hello from connection {index}");
+        echo_message(&mut stream, greeting.as_bytes(), deadline).map_err(|error| {
+            format!(
+                "opening connection {index} ({} open): the greeting: {error}",
+                streams.len()
+            )
+        })?;
         streams.push(stream);
     }
     let client = &client;

@@ -217,15 +217,16 @@ fn idle(cores: u32) -> Result<(), Failure> {
     let cpu_after = guest.qemu_cpu_time()?;
     let wall = wall_before.elapsed();
     let used = cpu_after.saturating_sub(cpu_before);
-    let percent = used.as_secs_f64() * 100.0 / wall.as_secs_f64();
+    let (used_seconds, wall_seconds) = (used.as_secs_f64(), wall.as_secs_f64());
+    let percent = used_seconds * 100.0 / wall_seconds;
     println!(
-        "idle, {cores} cores: QEMU used {used:.2?} of CPU in {wall:.2?} ({percent:.1}% of one \
-         host CPU)"
+        "idle, {cores} cores: QEMU used {used_seconds:.3} s of CPU in {wall_seconds:.3} s \
+         ({percent:.1}% of one host CPU)"
     );
     if used * 100 >= wall * IDLE_BUDGET_PERCENT {
         return Err(guest.failure(format!(
-            "the idle guest ({cores} cores) used {used:.2?} of host CPU in {wall:.2?} \
-             ({percent:.1}% of one CPU, budget {IDLE_BUDGET_PERCENT}%): a core polls \
+            "the idle guest ({cores} cores) used {used_seconds:.3} s of host CPU in \
+             {wall_seconds:.3} s ({percent:.1}% of one CPU, budget {IDLE_BUDGET_PERCENT}%): a core polls \
              instead of halting"
         )));
     }

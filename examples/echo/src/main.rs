@@ -17,6 +17,9 @@ async fn main() -> Result<(), net::Error> {
     let stack = net::stack().await?;
     let mut listener = TcpListener::bind(&stack, PORT, BACKLOG)?;
     torito::println!("echo: listening on port {}", PORT);
+    if torito::boot::arg("app.stats").is_some() {
+        drop(torito::task::spawn(report(stack.clone())));
+    }
     let mut next_core = 0;
     loop {
         match listener.accept().await {
@@ -44,4 +47,17 @@ async fn serve(mut stream: TcpStream) {
         }
     }
     let _ = stream.close().await;
+}
+
+/// `app.stats`: prints the network and per-core counters every second.
+async fn report(stack: net::Stack) {
+    let mut tick = torito::time::interval(torito::time::Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let counters = stack.counters();
+        torito::println!("echo: net {:?}", counters);
+        for core in 0..torito::task::cores() {
+            torito::println!("echo: core {} {:?}", core, torito::task::core_stats(core));
+        }
+    }
 }

@@ -225,7 +225,18 @@ extern "C" fn torito_interrupt_dispatch(frame: &mut InterruptFrame) {
     match vector {
         0..=31 => exceptions::report(frame),
         SPURIOUS_VECTOR => {}
-        TIMER_VECTOR | WAKE_VECTOR => lapic::end_of_interrupt(),
+        TIMER_VECTOR => {
+            super::percpu::cpu(super::percpu::current())
+                .timer_interrupts
+                .fetch_add(1, Ordering::Relaxed);
+            lapic::end_of_interrupt();
+        }
+        WAKE_VECTOR => {
+            super::percpu::cpu(super::percpu::current())
+                .wakes_received
+                .fetch_add(1, Ordering::Relaxed);
+            lapic::end_of_interrupt();
+        }
         _ => {
             let handler = HANDLERS[usize::from(vector)].load(Ordering::Acquire);
             if handler == 0 {

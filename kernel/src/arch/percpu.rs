@@ -5,7 +5,7 @@
 //! and are what executors, `spawn_on` and the halted flags use; APIC ids are only for
 //! interrupts.
 
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use x86_64::registers::model_specific::Msr;
 
 /// Most cores Torito runs on; more are reported and left parked.
@@ -22,6 +22,14 @@ pub struct PerCpu {
     pub halted: AtomicBool,
     /// Set once the core finished its bring-up.
     pub online: AtomicBool,
+    /// Times this core halted.
+    pub halts: AtomicU64,
+    /// Wake IPIs this core sent to halted cores.
+    pub wakes_sent: AtomicU64,
+    /// Wake IPIs this core received.
+    pub wakes_received: AtomicU64,
+    /// Local APIC timer interrupts on this core.
+    pub timer_interrupts: AtomicU64,
 }
 
 static CPUS: [PerCpu; MAX_CPUS] = [const {
@@ -30,6 +38,10 @@ static CPUS: [PerCpu; MAX_CPUS] = [const {
         apic_id: AtomicU32::new(0),
         halted: AtomicBool::new(false),
         online: AtomicBool::new(false),
+        halts: AtomicU64::new(0),
+        wakes_sent: AtomicU64::new(0),
+        wakes_received: AtomicU64::new(0),
+        timer_interrupts: AtomicU64::new(0),
     }
 }; MAX_CPUS];
 
