@@ -3,7 +3,7 @@
 
 usage: bench.py --torito ECHO.ELF --kernel VMLINUZ --initrd INITRAMFS --echod ECHOD --out DIR
                 [--mem SIZE] [--accel tcg|kvm] [--tsc-khz N] [--reps N]
-                [--mem-candidates 2M,3M,...] [--client-args "..."]
+                [--mem-candidates 2M,3M,...] [--client-args "..."] [--linux-append "..."]
 
 Called by bench/net/run.sh, which builds the initramfs and picks the accelerator.
 
@@ -16,7 +16,8 @@ Called by bench/net/run.sh, which builds the initramfs and picks the accelerator
    time QEMU's threads spend meanwhile is read from /proc/PID/task/*/schedstat: the vCPU
    thread's (under TCG: the guest's own work, plus the device registers it touches) and
    the main loop's (QEMU's user networking and the virtio-net device's receive side).
-   Unlike wall-clock figures, those hardly move with the machine's other load.
+   They move less than wall-clock figures with the machine's other load (not none:
+   contention costs TCG caches and the host scheduler).
    Each round also measures the floor: the same client against ECHOD run on the host
    (127.0.0.1, no VM), i.e. what the client and the host's loopback cost by themselves.
 3. Tries Torito's echo under each of --mem-candidates: boots, prints the listening line,

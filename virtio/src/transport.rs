@@ -29,29 +29,23 @@ pub fn status_steps(
     current: DeviceStatus,
     wanted: DeviceStatus,
 ) -> impl Iterator<Item = DeviceStatus> {
-    let adds_only = wanted.contains(current) && !wanted.is_empty();
-    let mut status = if adds_only {
-        current
-    } else {
-        DeviceStatus::empty()
-    };
     let mut steps = [None; 5];
-    let mut count = 0;
-    if !adds_only {
+    if wanted.is_empty() || !wanted.contains(current) {
         // A reset, or a status that drops bits: the device takes it as one write.
         steps[0] = Some(wanted);
-        count = 1;
-    } else {
-        for bit in ORDER {
-            if wanted.contains(bit) && !status.contains(bit) {
-                status |= bit;
-                steps[count] = Some(status);
-                count += 1;
-            }
+        return steps.into_iter().flatten();
+    }
+    let mut status = current;
+    let mut count = 0;
+    for bit in ORDER {
+        if wanted.contains(bit) && !status.contains(bit) {
+            status |= bit;
+            steps[count] = Some(status);
+            count += 1;
         }
-        if status != wanted {
-            steps[count] = Some(wanted);
-        }
+    }
+    if status != wanted {
+        steps[count] = Some(wanted);
     }
     steps.into_iter().flatten()
 }

@@ -204,7 +204,7 @@ pub struct IoApicEntry {
 }
 
 /// What the MADT lists (only the parts the kernel uses).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Madt {
     /// I/O APICs (at most 8 kept).
     pub io_apics: [Option<IoApicEntry>; 8],
@@ -212,16 +212,6 @@ pub struct Madt {
     pub local_apics: [Option<u32>; 32],
     /// Whether a MADT was found at all.
     pub present: bool,
-}
-
-impl Default for Madt {
-    fn default() -> Self {
-        Self {
-            io_apics: [None; 8],
-            local_apics: [None; 32],
-            present: false,
-        }
-    }
 }
 
 static MADT: spin::Once<Madt> = spin::Once::new();
@@ -260,21 +250,22 @@ pub fn madt() -> Madt {
                 9 if length >= 16 && usable(u32_at(table, offset + 8)) => u32_at(table, offset + 4),
                 _ => None,
             };
-            if let Some(id) = apic {
-                if let Some(slot) = madt.local_apics.iter_mut().find(|slot| slot.is_none()) {
-                    *slot = Some(id);
-                }
+            if let Some(id) = apic
+                && let Some(slot) = madt.local_apics.iter_mut().find(|slot| slot.is_none())
+            {
+                *slot = Some(id);
             }
-            if kind == 1 && length >= 12 && count < madt.io_apics.len() {
-                if let (Some(address), Some(gsi_base)) =
+            if kind == 1
+                && length >= 12
+                && count < madt.io_apics.len()
+                && let (Some(address), Some(gsi_base)) =
                     (u32_at(table, offset + 4), u32_at(table, offset + 8))
-                {
-                    madt.io_apics[count] = Some(IoApicEntry {
-                        address: u64::from(address),
-                        gsi_base,
-                    });
-                    count += 1;
-                }
+            {
+                madt.io_apics[count] = Some(IoApicEntry {
+                    address: u64::from(address),
+                    gsi_base,
+                });
+                count += 1;
             }
             offset += length;
         }

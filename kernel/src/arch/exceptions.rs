@@ -121,7 +121,7 @@ pub fn backtrace(rip: u64, mut rbp: u64) {
         let Some(stack) = stacks::containing(rbp) else {
             break;
         };
-        if rbp % 8 != 0 || rbp + 16 > stack.top {
+        if !rbp.is_multiple_of(8) || rbp + 16 > stack.top {
             break;
         }
         // SAFETY: `rbp..rbp+16` lies inside a mapped kernel stack (checked just above),

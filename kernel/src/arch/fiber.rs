@@ -117,7 +117,7 @@ impl Fiber {
         if self.done {
             return Poll::Ready(());
         }
-        self.context = context as *mut Context<'_> as *mut Context<'static>;
+        self.context = (context as *mut Context<'_>).cast::<Context<'static>>();
         let previous = current_slot().replace(self);
         // SAFETY: `fiber_rsp` is either the initial frame built in `new` or the value saved
         // by the fiber's own last switch, on a stack this Fiber owns and keeps alive; the

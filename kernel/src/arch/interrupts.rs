@@ -215,6 +215,10 @@ pub fn register(vector: u8, handler: Handler) -> Result<(), u8> {
 }
 
 /// How many interrupts arrived on vectors nobody registered.
+#[allow(
+    dead_code,
+    reason = "a diagnostic kept for the debugger and future stats"
+)]
 pub fn unexpected_count() -> u64 {
     UNEXPECTED.load(Ordering::Relaxed)
 }

@@ -12,8 +12,6 @@ const DEFAULT_ADDRESS: u64 = 0xfec0_0000;
 pub enum Trigger {
     /// Level-triggered, active-high (virtio-mmio, QEMU's PCI INTx).
     LevelHigh,
-    /// Edge-triggered, active-high (ISA).
-    EdgeHigh,
 }
 
 fn read(base: u64, register: u32) -> u32 {
