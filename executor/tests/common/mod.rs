@@ -21,7 +21,10 @@ pub fn watchdog() {
     START.call_once(|| {
         std::thread::spawn(|| {
             std::thread::sleep(BINARY_WATCHDOG);
-            eprintln!("watchdog: test binary still running after {BINARY_WATCHDOG:?}: a hang");
+            // Straight to stderr: `eprintln!` output of test threads is captured and
+            // would vanish with the process.
+            let message = format!("watchdog: test binary still running after {BINARY_WATCHDOG:?}: a hang\n");
+            let _ = std::io::Write::write_all(&mut std::io::stderr(), message.as_bytes());
             std::process::exit(101);
         });
     });
