@@ -23,7 +23,8 @@ pub fn watchdog() {
             std::thread::sleep(BINARY_WATCHDOG);
             // Straight to stderr: `eprintln!` output of test threads is captured and
             // would vanish with the process.
-            let message = format!("watchdog: test binary still running after {BINARY_WATCHDOG:?}: a hang\n");
+            let message =
+                format!("watchdog: test binary still running after {BINARY_WATCHDOG:?}: a hang\n");
             let _ = std::io::Write::write_all(&mut std::io::stderr(), message.as_bytes());
             std::process::exit(101);
         });
