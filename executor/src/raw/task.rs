@@ -146,7 +146,9 @@ impl<F: Future> Task<F> {
         // completed (caller's contract).
         let stage = unsafe { Self::stage(task) };
         let Stage::Running(future) = stage else {
-            return true;
+            // `run_once` checks COMPLETED before polling; a second `complete` would
+            // flip COMPLETED back off, so fail loudly instead.
+            unreachable!("torito task polled after completion");
         };
         // SAFETY: the future lives inside a `Box` that is never moved and is dropped in
         // place (by the assignment below or by `dealloc`), so it stays pinned.
