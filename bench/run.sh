@@ -105,3 +105,7 @@ if [ -f "$root/build/echo.elf" ]; then
 else
     echo "networking bench skipped: no $root/build/echo.elf yet (run 'make images')"
 fi
+
+# --- 5. SMP: bring-up per core, inter-core round trip vs host threads, idle CPU ----------
+echo
+"$root/bench/smp.sh"
