@@ -1,9 +1,11 @@
 //! Networking: the first virtio-net device, smoltcp behind `torito_netstack`, and the
 //! sockets applications use.
 //!
-//! At boot the kernel looks for a virtio-net device (virtio-mmio, then virtio-pci),
-//! starts its driver, builds the stack from the command line (`ip=dhcp` by default, or
-//! `ip=ADDR/PREFIX gw=ADDR dns=ADDR`) and spawns the stack's Runner task before `main`.
+//! On the application's first call to [`stack`] (or [`stack_now`]) the kernel reads the
+//! network keys of the command line (`ip=dhcp` by default, or `ip=ADDR/PREFIX gw=ADDR
+//! dns=ADDR`; a bad value stops the VM with a boot error), looks for a virtio-net device
+//! (virtio-mmio, then virtio-pci), starts its driver, builds the stack and spawns its
+//! Runner task. An application that never asks carries none of this code.
 //! The device interrupt wakes the Runner; socket futures are woken by smoltcp's wakers.
 //!
 //! * async sockets: [`TcpListener`], [`TcpStream`], [`UdpSocket`];
@@ -50,17 +52,14 @@ pub fn device_interrupts() -> u64 {
     virtio::net_interrupts()
 }
 
-/// Checks the network keys of the command line; called once at boot, so that a bad
-/// `ip=` stops the boot even before the application asks for the network.
-pub(crate) fn check_config(cmdline: &torito_boot::Cmdline<'_>) -> Result<(), ConfigError> {
-    Config::from_cmdline(|key| cmdline.get(key).and_then(|arg| arg.value)).map(|_| ())
-}
-
 /// Finds the device and starts the stack (on first use).
 fn start() -> Option<Stack> {
     let cmdline = torito_boot::Cmdline::parse(crate::boot::cmdline()).ok()?;
-    // `check_config` accepted this command line at boot.
-    let config = Config::from_cmdline(|key| cmdline.get(key).and_then(|arg| arg.value)).ok()?;
+    // A bad `ip=`/`gw=`/`dns=` stops the VM here, as a boot error: this runs when the
+    // application first asks for the network (at its start, for a network service), and
+    // an application that never does is not refused over keys it does not use.
+    let config = Config::from_cmdline(|key| cmdline.get(key).and_then(|arg| arg.value))
+        .unwrap_or_else(|error| crate::arch::entry::fatal("network configuration", error));
     let microvm_acpi = crate::arch::acpi::dsdt_mentions(b"LNRO0005");
     let Some(transport) = virtio::find_net(&cmdline, microvm_acpi) else {
         log::warn!("net: no virtio-net device");

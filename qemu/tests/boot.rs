@@ -224,6 +224,36 @@ fn cmdline_bad_value_refuses_to_boot() -> Result<(), Failure> {
 }
 
 #[test]
+fn net_bad_ip_stops_the_network_service() -> Result<(), Failure> {
+    let mut guest = Guest::start("echo", &RunOptions::default().append("ip=300.1.2.3/24"));
+    let refusal = guest.wait_for_line("cannot boot: network configuration", PVH)?;
+    if !refusal.contains("ip=300.1.2.3/24") || !refusal.contains("ADDRESS/PREFIX") {
+        return Err(guest.failure(format!(
+            "the refusal does not quote the bad value and what is expected: `{refusal}`"
+        )));
+    }
+    guest.expect_exit(EXIT_PANIC, PVH)?;
+    if guest.console().contains("listening") {
+        return Err(guest.failure("the service started despite the refused network setting"));
+    }
+    Ok(())
+}
+
+#[test]
+fn blocking_call_outside_a_blocking_task_is_refused() -> Result<(), Failure> {
+    let mut guest = Guest::start(
+        "faults",
+        &RunOptions::default().append("app.fault=block-outside"),
+    );
+    let refusal = guest.wait_for_line("faults: refused:", PVH)?;
+    if !refusal.contains("spawn_blocking") {
+        return Err(guest.failure(format!("the refusal does not say what to use: `{refusal}`")));
+    }
+    guest.expect_exit(3, PVH)?;
+    Ok(())
+}
+
+#[test]
 fn cmdline_unknown_key_is_only_a_warning() -> Result<(), Failure> {
     let guest = hello(RunOptions::default().append("frobnicate=1"), PVH)?;
     let warning = guest.wait_for_line("unknown key", PVH)?;

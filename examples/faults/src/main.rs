@@ -3,7 +3,8 @@
 //! `app.fault=` on the command line picks one: `page` (a null-page read), `divide` (a
 //! hardware divide error), `overflow` (unbounded recursion into the stack's guard page),
 //! `oom` (allocate until the heap is exhausted), `panic`, `write-text` (a write to the
-//! read-only kernel code). The deliberate faults need `unsafe`; that is the point of
+//! read-only kernel code), `block-outside` (a blocking wait from an async task, which
+//! must be refused with an error: exit 3). The deliberate faults need `unsafe`; that is the point of
 //! this image, and why it is not an example to copy.
 #![no_std]
 #![no_main]
@@ -47,6 +48,22 @@ async fn main() -> i32 {
             }
         }
         "panic" => panic!("deliberate panic from the faults image"),
+        // Not a crash: a blocking wait from an async task must be refused, not hang.
+        "block-outside" => {
+            match torito::task::block_on(torito::time::sleep(core::time::Duration::from_millis(1)))
+            {
+                Ok(()) => {
+                    torito::println!(
+                        "faults: a blocking wait outside a blocking task was not refused"
+                    );
+                    4
+                }
+                Err(error) => {
+                    torito::println!("faults: refused: {}", error);
+                    3
+                }
+            }
+        }
         "write-text" => {
             let code = main as *const () as *mut u8;
             // SAFETY: deliberately writes to the kernel's read-only code to fault.

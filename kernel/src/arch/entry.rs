@@ -43,7 +43,7 @@ impl PhysMemory for BootIdentityMap {
 }
 
 /// Stops the boot with a message naming what failed.
-fn fatal(stage: &str, error: impl Display) -> ! {
+pub(crate) fn fatal(stage: &str, error: impl Display) -> ! {
     serial::force_write(format_args!(
         "\n!!! torito: cannot boot: {}: {}\n",
         stage, error
@@ -153,9 +153,6 @@ extern "C" fn torito_kernel_entry(protocol: u32, magic: u32, info: u32) -> ! {
         clock::ticks_to_micros(stamps[3] - stamps[2]),
         clock::ticks_to_micros(stamps[4] - stamps[3]),
     );
-    if let Err(error) = crate::net::check_config(&cmdline) {
-        fatal("network configuration", error);
-    }
     super::percpu::cpu(0).apic_id_set(lapic::id());
     x86_64::instructions::interrupts::enable();
     super::smp::start_others();
