@@ -26,6 +26,7 @@
 //! assert!(outcome.console.contains("slept"));
 //! ```
 
+mod clients;
 mod cpu_time;
 mod failure;
 mod guest;
@@ -34,6 +35,7 @@ mod output;
 mod paths;
 mod ports;
 
+pub use clients::failed_connections;
 pub use failure::Failure;
 pub use guest::{Guest, Outcome};
 pub use options::RunOptions;

@@ -28,7 +28,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
-use torito_qemu_tests::{Failure, Guest, RunOptions};
+use torito_qemu_tests::{Failure, Guest, RunOptions, failed_connections};
 
 /// The guest port both images serve.
 const GUEST_PORT: u16 = 5555;
@@ -571,35 +571,6 @@ fn difference(a: &[u8], b: &[u8]) -> Option<usize> {
         .zip(b)
         .position(|(x, y)| x != y)
         .or_else(|| (a.len() != b.len()).then(|| a.len().min(b.len())))
-}
-
-/// Ok when every connection succeeded; otherwise how many failed and the first few
-/// reasons, each with its connection number.
-fn failed_connections(results: &[Result<(), String>]) -> Result<(), String> {
-    let failures: Vec<String> = results
-        .iter()
-        .enumerate()
-        .filter_map(|(index, result)| {
-            result
-                .as_ref()
-                .err()
-                .map(|error| format!("connection {index}: {error}"))
-        })
-        .collect();
-    if failures.is_empty() {
-        return Ok(());
-    }
-    let shown = failures
-        .iter()
-        .take(5)
-        .cloned()
-        .collect::<Vec<_>>()
-        .join("\n  ");
-    Err(format!(
-        "{} of {} connections failed:\n  {shown}",
-        failures.len(),
-        results.len()
-    ))
 }
 
 /// A seeded pseudo-random generator (SplitMix64): the same seed gives the same bytes.

@@ -22,7 +22,7 @@ use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
-use torito_qemu_tests::{Failure, Guest, Outcome, RunOptions};
+use torito_qemu_tests::{Failure, Guest, Outcome, RunOptions, failed_connections};
 
 /// Bound for a boot plus the default 1000 round trips per pair (well under 1 s healthy).
 const BOOT: Duration = Duration::from_secs(60);
@@ -267,22 +267,8 @@ fn echo_smp4_q35_concurrent_connections() -> Result<(), Failure> {
             })
             .collect()
     });
-    let failures: Vec<String> = results
-        .iter()
-        .enumerate()
-        .filter_map(|(index, result)| {
-            result
-                .as_ref()
-                .err()
-                .map(|error| format!("connection {index}: {error}"))
-        })
-        .collect();
-    if !failures.is_empty() {
-        return Err(guest.failure(format!(
-            "{} of {ECHO_CONNECTIONS} connections failed:\n  {}",
-            failures.len(),
-            failures[..failures.len().min(5)].join("\n  ")
-        )));
+    if let Err(summary) = failed_connections(&results) {
+        return Err(guest.failure(summary));
     }
     no_fault_report(&guest)
 }
