@@ -7,9 +7,16 @@
 //! 3. a measurement against the ACPI PM timer (3.579545 MHz, q35/pc);
 //! 4. a measurement against PIT channel 0 (1.193182 MHz, microvm, Firecracker).
 //!
-//! A measurement takes `CALIBRATION_MICROS`: short, because boot time is a product
-//! feature, yet a thousand reference ticks, so the error stays near 0.1%. The same window
-//! measures the local APIC count-down rate when the CPU lacks TSC-deadline mode.
+//! A measurement spans at least `CALIBRATION_MICROS`: short, because boot time is a
+//! product feature, yet a thousand reference ticks, so the error stays near 0.1%.
+//!
+//! The PIT measurement overlaps the rest of the boot instead of waiting for it: at
+//! kernel entry `start_early` starts PIT channel 0 as a one-shot count-down from 0xffff
+//! (55 ms) and notes the TSC; `calibrate` reads the count and the TSC again. The PIT's
+//! OUT pin (read-back status) says whether the count ran out, so a boot slower than
+//! 55 ms is detected and measured the slow way instead of being miscounted. The local
+//! APIC count-down rate (needed without TSC-deadline mode) is measured against the TSC
+//! over the window since `lapic::init` started it.
 
 use super::{acpi::Fadt, lapic};
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -20,6 +27,10 @@ const PIT_HZ: u64 = 1_193_182;
 const PM_TIMER_HZ: u64 = 3_579_545;
 
 static BOOT_TSC: AtomicU64 = AtomicU64::new(0);
+/// TSC when the early PIT one-shot started (0 = not started).
+static EARLY_TSC: AtomicU64 = AtomicU64::new(0);
+/// TSC when the local APIC started its free count (0 = not started).
+static APIC_START_TSC: AtomicU64 = AtomicU64::new(0);
 static TSC_HZ: AtomicU64 = AtomicU64::new(0);
 /// `nanoseconds = (ticks * NANOS_PER_TICK_32) >> 32`.
 static NANOS_PER_TICK_32: AtomicU64 = AtomicU64::new(0);
@@ -141,6 +152,75 @@ fn start_pit() {
     }
 }
 
+/// Starts the overlapped PIT measurement (first thing at kernel entry).
+pub fn start_early() {
+    // SAFETY: PIT ports belong to this module; channel 0, lobyte/hibyte, mode 0
+    // (interrupt on terminal count: OUT goes high when the count reaches 0), binary,
+    // count 0xffff. IRQ 0 stays masked, so this only runs a counter.
+    unsafe {
+        Port::<u8>::new(0x43).write(0x30);
+        Port::<u8>::new(0x40).write(0xff);
+        Port::<u8>::new(0x40).write(0xff);
+    }
+    EARLY_TSC.store(rdtsc(), Ordering::Relaxed);
+}
+
+/// Channel 0's (status, count) through the read-back command.
+fn pit_status_and_count() -> (u8, u16) {
+    // SAFETY: read-back of channel 0's status and count (0xc2) has no other effect.
+    unsafe {
+        Port::<u8>::new(0x43).write(0xc2);
+        let status = Port::<u8>::new(0x40).read();
+        let low = Port::<u8>::new(0x40).read();
+        let high = Port::<u8>::new(0x40).read();
+        (status, u16::from_le_bytes([low, high]))
+    }
+}
+
+/// The TSC frequency from the early PIT one-shot, if it is usable: running in mode 0,
+/// not run out, and (after waiting if needed) at least `CALIBRATION_MICROS` long.
+fn from_early_pit() -> Option<u64> {
+    let start = EARLY_TSC.load(Ordering::Relaxed);
+    if start == 0 {
+        return None;
+    }
+    let wanted = PIT_HZ * CALIBRATION_MICROS / 1_000_000;
+    loop {
+        let tsc = rdtsc();
+        let (status, count) = pit_status_and_count();
+        // Status: bit 7 OUT (high = ran out), bits 1-3 mode (0), bits 4-5 access (3).
+        if status & 0x80 != 0 || status & 0x3e != 0x30 {
+            return None;
+        }
+        let elapsed = u64::from(0xffff - count);
+        if elapsed >= wanted {
+            return Some((tsc - start) * PIT_HZ / elapsed);
+        }
+        core::hint::spin_loop();
+    }
+}
+
+/// Records that the local APIC's free count starts now (see `apic_hz_since_start`).
+pub fn mark_apic_start() {
+    APIC_START_TSC.store(rdtsc(), Ordering::Relaxed);
+}
+
+/// The APIC count-down rate measured against the TSC (now known at `tsc_hz`) since
+/// `mark_apic_start`, waiting until the window is `CALIBRATION_MICROS` long.
+fn apic_hz_since_start(tsc_hz: u64) -> Option<u64> {
+    let start = APIC_START_TSC.load(Ordering::Relaxed);
+    if start == 0 {
+        return None;
+    }
+    let window = tsc_hz * CALIBRATION_MICROS / 1_000_000;
+    while rdtsc() - start < window {
+        core::hint::spin_loop();
+    }
+    let counted = u64::from(u32::MAX - lapic::current_count());
+    let ticks = rdtsc() - start;
+    Some(counted * tsc_hz / ticks)
+}
+
 /// Measures (TSC Hz, APIC count-down Hz) against `reference`; `None` if it never moves.
 fn measure(reference: &Reference) -> Option<(u64, u64)> {
     let wanted = reference.hz * CALIBRATION_MICROS / 1_000_000;
@@ -182,6 +262,8 @@ fn measure(reference: &Reference) -> Option<(u64, u64)> {
 pub fn calibrate(fadt: &Fadt) -> Result<Calibration, &'static str> {
     let (tsc_hz, source, timer_hz) = if let Some(found) = from_cpuid() {
         found
+    } else if let Some(tsc_hz) = from_early_pit() {
+        (tsc_hz, Source::Pit, apic_hz_since_start(tsc_hz))
     } else {
         let pm = fadt.pm_timer.map(|port| Reference {
             read: read_pm_timer,

@@ -59,13 +59,14 @@ unsafe extern "Rust" {
 #[unsafe(no_mangle)]
 extern "C" fn torito_kernel_entry(protocol: u32, magic: u32, info: u32) -> ! {
     clock::mark_boot();
+    clock::start_early();
     super::percpu::init(0, 0);
     serial::init();
     gdt::init(0, gdt::boot_ist());
     interrupts::init();
     pic::disable();
 
-    let mut stamps = [0u64; 5];
+    let mut stamps = [0u64; 4];
     stamps[0] = clock::rdtsc();
     let parsed = match protocol {
         torito_boot::PROTOCOL_PVH => torito_boot::parse_pvh(&BootIdentityMap, u64::from(info)),
@@ -125,12 +126,11 @@ extern "C" fn torito_kernel_entry(protocol: u32, magic: u32, info: u32) -> ! {
     );
 
     stamps[1] = clock::rdtsc();
-    let fadt = acpi::init(boot.acpi);
-    stamps[2] = clock::rdtsc();
     if let Err(error) = lapic::init() {
         fatal("local APIC", error);
     }
-    stamps[3] = clock::rdtsc();
+    let fadt = acpi::init(boot.acpi);
+    stamps[2] = clock::rdtsc();
     match clock::calibrate(&fadt) {
         Ok(calibration) => log::debug!(
             "clock: TSC {} kHz from {:?}, APIC timer in {} mode",
@@ -144,14 +144,13 @@ extern "C" fn torito_kernel_entry(protocol: u32, magic: u32, info: u32) -> ! {
         ),
         Err(error) => fatal("clock", error),
     }
-    stamps[4] = clock::rdtsc();
+    stamps[3] = clock::rdtsc();
     log::debug!(
-        "boot: us spent: early {}, boot info + memory {}, acpi {}, apic {}, clock {}",
+        "boot: us spent: early {}, boot info + memory {}, apic + acpi {}, clock {}",
         clock::ticks_to_micros(stamps[0] - clock::boot_tsc()),
         clock::ticks_to_micros(stamps[1] - stamps[0]),
         clock::ticks_to_micros(stamps[2] - stamps[1]),
         clock::ticks_to_micros(stamps[3] - stamps[2]),
-        clock::ticks_to_micros(stamps[4] - stamps[3]),
     );
     super::percpu::cpu(0).apic_id_set(lapic::id());
     x86_64::instructions::interrupts::enable();

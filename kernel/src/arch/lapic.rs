@@ -54,6 +54,12 @@ pub fn init() -> Result<u32, &'static str> {
     write(LVT_TIMER, MASKED | u32::from(TIMER_VECTOR));
     let deadline = x86_64_cpuid(1).2 & (1 << 24) != 0;
     DEADLINE_MODE.store(deadline, Ordering::Relaxed);
+    if TIMER_HZ.load(Ordering::Relaxed) == 0 {
+        // Not calibrated yet (the boot core): count freely so that `clock::calibrate`
+        // can measure the rate over the rest of the boot.
+        start_free_count();
+        super::clock::mark_apic_start();
+    }
     Ok(read(ID) >> 24)
 }
 
