@@ -3,7 +3,7 @@
 #
 # usage: qemu/run.sh IMAGE [--machine microvm|q35|pc] [--boot pvh|grub] [--smp N]
 #                          [--mem SIZE] [--forward HOSTPORT:GUESTPORT]... [--append "ARGS"]
-#                          [--accel kvm|tcg] [--log FILE]
+#                          [--accel kvm|tcg] [--acpi on|off] [--log FILE]
 #
 # The accelerator is chosen here: hardware KVM only when the CPU has vmx/svm and
 # /dev/kvm is usable; otherwise TCG. (The build machines' /dev/kvm is a software
@@ -19,7 +19,7 @@ usage() { sed -n '2,5p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 [ $# -ge 1 ] || usage
 image=$1; shift
-machine=microvm boot=pvh smp=1 mem=64M append="" accel=${TORITO_ACCEL:-} log=""
+machine=microvm boot=pvh smp=1 mem=64M append="" accel=${TORITO_ACCEL:-} log="" acpi=on
 forwards=()
 while [ $# -gt 0 ]; do
     case $1 in
@@ -31,6 +31,7 @@ while [ $# -gt 0 ]; do
         --append) append=$2; shift 2 ;;
         --accel) accel=$2; shift 2 ;;
         --log) log=$2; shift 2 ;;
+        --acpi) acpi=$2; shift 2 ;;
         -h|--help) usage ;;
         *) echo "run.sh: unknown option $1" >&2; usage ;;
     esac
@@ -38,6 +39,7 @@ done
 [ -f "$image" ] || { echo "run.sh: no image at $image (run 'make images')" >&2; exit 2; }
 case $machine in microvm|q35|pc) ;; *) echo "run.sh: --machine must be microvm, q35 or pc" >&2; exit 2 ;; esac
 case $boot in pvh|grub) ;; *) echo "run.sh: --boot must be pvh or grub" >&2; exit 2 ;; esac
+case $acpi in on|off) ;; *) echo "run.sh: --acpi must be on or off" >&2; exit 2 ;; esac
 if [ "$boot" = grub ] && [ "$machine" = microvm ]; then
     echo "run.sh: --boot grub needs a BIOS machine (q35 or pc); microvm has no disk boot" >&2; exit 2
 fi
@@ -63,8 +65,14 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 [ -n "$log" ] || log=$work/console.log
 
+# --acpi off: no ACPI tables, as on Firecracker: the kernel then finds CPUs in the MP
+# table (or fw_cfg) and, on microvm, virtio-mmio devices on the command line, which QEMU
+# appends (virtio_mmio.device=...).
+machine_options=$machine
+[ "$acpi" = off ] && machine_options+=",acpi=off"
+
 args=(
-    -machine "$machine"
+    -machine "$machine_options"
     -accel "$accel"
     -cpu "$cpu"
     -smp "$smp"

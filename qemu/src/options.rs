@@ -30,6 +30,8 @@ pub struct RunOptions {
     /// TCP port forwards `(host port, guest port)` through user-mode networking
     /// (`--forward HOST:GUEST`); a non-empty list also adds a virtio-net device.
     pub forwards: Vec<(u16, u16)>,
+    /// Whether the machine has ACPI tables (`--acpi off` mimics Firecracker).
+    pub acpi: bool,
 }
 
 impl Default for RunOptions {
@@ -41,6 +43,7 @@ impl Default for RunOptions {
             mem: "64M".into(),
             append: String::new(),
             forwards: Vec::new(),
+            acpi: true,
         }
     }
 }
@@ -82,6 +85,13 @@ impl RunOptions {
         self
     }
 
+    /// Turns the machine's ACPI tables off (QEMU `-machine ...,acpi=off`): the kernel
+    /// must then find CPUs and devices the way it does on Firecracker.
+    pub fn without_acpi(mut self) -> Self {
+        self.acpi = false;
+        self
+    }
+
     /// The options as `run.sh` arguments (everything after the image path).
     pub fn args(&self) -> Vec<String> {
         let mut args = vec![
@@ -94,6 +104,10 @@ impl RunOptions {
             "--mem".into(),
             self.mem.clone(),
         ];
+        if !self.acpi {
+            args.push("--acpi".into());
+            args.push("off".into());
+        }
         for (host, guest) in &self.forwards {
             args.push("--forward".into());
             args.push(format!("{host}:{guest}"));

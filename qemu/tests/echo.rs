@@ -107,6 +107,14 @@ fn echo_microvm() -> Result<(), Failure> {
     echo_service("echo", RunOptions::default())
 }
 
+/// No ACPI (as on Firecracker): the device comes from QEMU's `virtio_mmio.device=`
+/// command-line entry and its interrupt from the I/O APIC at the default address; the
+/// two CPUs from the MP table.
+#[test]
+fn echo_microvm_without_acpi() -> Result<(), Failure> {
+    echo_service("echo", RunOptions::default().without_acpi().smp(2))
+}
+
 #[test]
 fn echo_q35() -> Result<(), Failure> {
     echo_service("echo", RunOptions::default().machine("q35"))

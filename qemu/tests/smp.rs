@@ -154,6 +154,25 @@ fn intercore_smp4_microvm() -> Result<(), Failure> {
     intercore(RunOptions::default(), 4, None, BOOT).map(drop)
 }
 
+/// No ACPI (as on Firecracker): the CPUs come from the MP table.
+#[test]
+fn intercore_smp4_microvm_without_acpi() -> Result<(), Failure> {
+    intercore(RunOptions::default().without_acpi(), 4, None, BOOT).map(drop)
+}
+
+/// No ACPI on a BIOS machine: SeaBIOS's MP table lists only the boot CPU, so the
+/// kernel asks fw_cfg for the count.
+#[test]
+fn intercore_smp2_pc_without_acpi() -> Result<(), Failure> {
+    intercore(
+        RunOptions::default().machine("pc").without_acpi(),
+        2,
+        None,
+        BOOT,
+    )
+    .map(drop)
+}
+
 #[test]
 fn intercore_smp1_q35() -> Result<(), Failure> {
     intercore(RunOptions::default().machine("q35"), 1, None, BOOT).map(drop)

@@ -1,7 +1,8 @@
 //! Starting the other CPUs (application processors, APs).
 //!
-//! The CPUs come from the MADT (q35, microvm with ACPI, GRUB's RSDP), or without ACPI
-//! from QEMU's fw_cfg CPU count (microvm `acpi=off`), APIC ids then assumed 0..n.
+//! The CPUs come from the MADT (q35, microvm with ACPI, GRUB's RSDP); without ACPI from
+//! the MP configuration table (Firecracker), or else from QEMU's fw_cfg CPU count
+//! (microvm `acpi=off`), APIC ids then assumed 0..n.
 //!
 //! Each AP gets INIT, then a start-up IPI pointing at a real-mode trampoline copied to
 //! 0x8000; the trampoline switches to protected and long mode on the kernel's own page
@@ -117,27 +118,89 @@ fn make_stack(core: usize, kind: StackKind, size: u64) -> Option<StackExtent> {
 
 /// The APIC ids of the CPUs other than this one.
 fn other_cpus(own: u32) -> ([u32; percpu::MAX_CPUS], usize, usize) {
+    let madt = acpi::madt();
+    let mut listed = [None; 32];
+    if madt.present {
+        listed = madt.local_apics;
+    } else {
+        for (slot, id) in listed
+            .iter_mut()
+            .zip(mp_table().into_iter().flat_map(mp_table_cpus))
+        {
+            *slot = Some(id);
+        }
+        if listed.iter().flatten().all(|id| *id == own) {
+            // No MP table, or one that lists only this CPU (SeaBIOS with ACPI off).
+            for (slot, id) in listed.iter_mut().zip(0..fw_cfg_cpu_count()) {
+                *slot = Some(id);
+            }
+        }
+    }
     let mut ids = [0u32; percpu::MAX_CPUS];
     let mut count = 0;
     let mut skipped = 0;
-    let mut add = |id: u32| {
-        if id == own {
-            return;
-        }
+    for id in listed.into_iter().flatten().filter(|id| *id != own) {
         if count + 1 < percpu::MAX_CPUS {
             ids[count] = id;
             count += 1;
         } else {
             skipped += 1;
         }
-    };
-    let madt = acpi::madt();
-    if madt.present {
-        madt.local_apics.iter().flatten().for_each(|id| add(*id));
-    } else {
-        (0..fw_cfg_cpu_count()).for_each(&mut add);
     }
     (ids, count, skipped)
+}
+
+fn checksum_ok(bytes: &[u8]) -> bool {
+    bytes.iter().fold(0u8, |sum, byte| sum.wrapping_add(*byte)) == 0
+}
+
+/// The MP configuration table (Intel MP spec 1.4, chapter 4), which Firecracker provides
+/// instead of ACPI: found through the floating pointer in the EBDA's first KiB, the last
+/// KiB of base memory, or the BIOS ROM. Checksums are checked; lengths bounded.
+fn mp_table() -> Option<&'static [u8]> {
+    let ebda = paging::firmware_bytes(0x40e, 2)
+        .map(|bytes| u64::from(u16::from_le_bytes([bytes[0], bytes[1]])) << 4);
+    let areas = [
+        ebda.map(|start| (start, 1024)),
+        Some((0x9fc00, 1024)),
+        Some((0xf0000, 0x10000)),
+    ];
+    let pointer = areas.into_iter().flatten().find_map(|(start, len)| {
+        let area = paging::firmware_bytes(start, len)?;
+        area.chunks_exact(16)
+            .find(|chunk| &chunk[..4] == b"_MP_" && checksum_ok(chunk))
+    })?;
+    let table_address = u64::from(u32::from_le_bytes(pointer[4..8].try_into().ok()?));
+    let header = paging::firmware_bytes(table_address, 44)?;
+    if &header[..4] != b"PCMP" {
+        return None;
+    }
+    let length = usize::from(u16::from_le_bytes([header[4], header[5]]));
+    let table = paging::firmware_bytes(table_address, length.clamp(44, 0x10000))?;
+    checksum_ok(table).then_some(table)
+}
+
+/// The local APIC ids of the enabled processors in an MP configuration table.
+///
+/// Walks the entries to the end of the base table rather than trusting the entry count
+/// (QEMU microvm's firmware writes 0 there), and stops at an unknown entry type, whose
+/// length the spec does not give.
+fn mp_table_cpus(table: &'static [u8]) -> impl Iterator<Item = u32> {
+    let mut offset = 44;
+    core::iter::from_fn(move || {
+        let kind = *table.get(offset)?;
+        // Processor entries are 20 bytes; bus, I/O APIC and interrupt entries 8 (MP
+        // spec table 4-3).
+        let length = match kind {
+            0 => 20,
+            1..=4 => 8,
+            _ => return None,
+        };
+        let entry = table.get(offset..offset + length)?;
+        offset += length;
+        Some((kind == 0 && entry[3] & 1 != 0).then(|| u32::from(entry[1])))
+    })
+    .flatten()
 }
 
 /// QEMU's fw_cfg CPU count (key 0x05), or 1 when there is no fw_cfg.
