@@ -11,7 +11,7 @@ TARGET   := x86_64-unknown-none
 EXAMPLES := hello faults echo echo-blocking intercore
 IMAGES   := $(EXAMPLES:%=build/%.elf)
 HOST_CRATES := -p torito-boot -p torito-executor -p torito-netstack -p torito-virtio -p torito -p torito-macros
-DEBIAN_PACKAGES := qemu-system-x86 grub-pc-bin grub-common xorriso mtools
+DEBIAN_PACKAGES := qemu-system-x86 grub-pc-bin grub-common xorriso mtools binutils netcat-openbsd
 QEMU_ARGS ?=
 
 .PHONY: all setup images run-hello run-echo test lint host-test qemu-test bench clean
