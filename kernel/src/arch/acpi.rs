@@ -150,8 +150,35 @@ fn parse_fadt(fadt: &[u8]) -> Fadt {
     }
 }
 
-/// Reads the FADT (once). Without ACPI (Firecracker, microvm `acpi=off`) nothing is found.
+/// Looks for the RSDP where BIOS-style firmware leaves it (ACPI 6.5, 5.2.5.1): the first
+/// KiB of the EBDA, then 0xe0000-0xfffff, on 16-byte boundaries, validated like one the
+/// loader passed. Firecracker writes its tables there but passes no address in PVH's
+/// start info.
+pub fn search_rsdp() -> Option<AcpiRoot> {
+    let ebda = paging::firmware_bytes(0x40e, 2)
+        .map(|bytes| u64::from(u16::from_le_bytes([bytes[0], bytes[1]])) << 4);
+    let areas = [
+        ebda.filter(|start| *start >= 0x80000)
+            .map(|start| (start, 1024)),
+        Some((0xe0000, 0x20000)),
+    ];
+    areas.into_iter().flatten().find_map(|(start, len)| {
+        let area = paging::firmware_bytes(start, len)?;
+        area.chunks_exact(16)
+            .enumerate()
+            .find_map(|(index, chunk)| {
+                if &chunk[..8] != b"RSD PTR " {
+                    return None;
+                }
+                let offset = index * 16;
+                torito_boot::parse_rsdp(&area[offset..(offset + 36).min(area.len())]).ok()
+            })
+    })
+}
+
+/// Reads the FADT (once). Without ACPI (microvm `acpi=off`) nothing is found.
 pub fn init(root: Option<AcpiRoot>) -> Fadt {
+    let root = root.or_else(search_rsdp);
     ROOT.call_once(|| root);
     *FADT.call_once(|| {
         let fadt = root

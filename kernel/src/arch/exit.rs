@@ -5,7 +5,8 @@
 //!   `(code << 1) | 1`, the only path that carries the exit code;
 //! * ACPI S5 through the FADT's PM1a control block or sleep control register ends
 //!   QEMU without the device and Cloud Hypervisor;
-//! * `0xfe` to port 0x64 ends Firecracker (it treats the reset as an exit);
+//! * `0xfe` to port 0x64 ends Firecracker (it treats the reset as an exit), after a
+//!   moment: the kernel waits up to half a second for that;
 //! * a triple fault resets anything else.
 
 use super::{acpi, serial};
@@ -22,6 +23,14 @@ pub fn exit(code: u32) -> ! {
     // SAFETY: 0xfe to the keyboard controller's command port pulses the reset line; we
     // are leaving anyway.
     unsafe { Port::<u8>::new(0x64).write(0xfe) };
+    // Firecracker acts on that write from another thread: give it time to stop the VM
+    // before the last resort, or it sees the triple fault first and reports an error.
+    let give_up = super::clock::now_nanos().saturating_add(500_000_000);
+    let mut spins = 0u64;
+    while super::clock::now_nanos() < give_up && spins < 4_000_000_000 {
+        spins += 1;
+        core::hint::spin_loop();
+    }
     triple_fault()
 }
 

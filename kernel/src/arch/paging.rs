@@ -298,9 +298,9 @@ pub fn with_frames<R>(f: impl FnOnce(&mut FrameAllocator) -> R) -> Option<R> {
 }
 
 impl State {
-    /// The 4 KiB page-table entry for `address`, splitting a 2 MiB page into 512 small
-    /// ones (same flags) when one covers it.
-    fn small_entry(&mut self, address: u64) -> Result<&'static mut u64, MapError> {
+    /// Sets the 4 KiB page-table entry for `address` to `value`, splitting a 2 MiB page
+    /// into 512 small ones (same flags) when one covers it.
+    fn set_small(&mut self, address: u64, value: u64) -> Result<(), MapError> {
         let directory = self.page_directory(address)?;
         // SAFETY: one of our tables, locked.
         let pd_entry = &mut unsafe { entries(directory) }[(address >> 21) as usize & 511];
@@ -322,13 +322,9 @@ impl State {
             *pd_entry = frame | TABLE;
         }
         let table = self.next_table(pd_entry)?;
-        // SAFETY: one of our tables, locked; the 'static lifetime is sound because page
-        // tables are never freed and every access happens under the lock.
-        Ok(&mut unsafe { entries(table) }[(address >> 12) as usize & 511])
-    }
-
-    fn set_small(&mut self, address: u64, value: u64) -> Result<(), MapError> {
-        *self.small_entry(address)? = value;
+        // SAFETY: one of our tables, locked.
+        let entries = unsafe { entries(table) };
+        entries[(address >> 12) as usize & 511] = value;
         if self.active {
             x86_64::instructions::tlb::flush(x86_64::VirtAddr::new(address));
         }
