@@ -112,13 +112,10 @@ pub mod blocking {
     pub struct FiberPark;
 
     impl Park for FiberPark {
-        fn block_on<F: core::future::Future>(&self, future: F) -> F::Output {
-            match crate::task::block_on(future) {
-                Ok(output) => output,
-                // A blocking socket call outside a blocking task: refusing loudly beats
-                // stalling every task on the core (which would look like a hang).
-                Err(error) => panic!("{}", error),
-            }
+        fn block_on<F: core::future::Future>(&self, future: F) -> Result<F::Output, Error> {
+            // Outside a blocking task, refusing beats stalling every task on the core
+            // (which would look like a hang).
+            crate::task::block_on(future).map_err(|_| Error::WouldBlockCore)
         }
     }
 

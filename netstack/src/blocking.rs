@@ -20,7 +20,13 @@ use crate::stack::Stack;
 /// or driven by the implementation itself.
 pub trait Park {
     /// Polls `future` until it completes and returns its output.
-    fn block_on<F: Future>(&self, future: F) -> F::Output;
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WouldBlockCore`] when the caller cannot be parked here (for the kernel:
+    /// it is not a blocking task); the future is then dropped unpolled. Every blocking
+    /// socket method returns that error as it is.
+    fn block_on<F: Future>(&self, future: F) -> Result<F::Output, Error>;
 }
 
 /// A blocking [`crate::TcpListener`].
@@ -46,7 +52,7 @@ impl<'p, P: Park> TcpListener<'p, P> {
     ///
     /// As [`crate::TcpListener::accept`].
     pub fn accept(&mut self) -> Result<TcpStream<'p, P>, Error> {
-        let inner = self.park.block_on(self.inner.accept())?;
+        let inner = self.park.block_on(self.inner.accept())??;
         Ok(TcpStream {
             inner,
             park: self.park,
@@ -73,7 +79,7 @@ impl<'p, P: Park> TcpStream<'p, P> {
     ///
     /// As [`crate::TcpStream::connect`].
     pub fn connect(stack: &Stack, remote: SocketAddr, park: &'p P) -> Result<Self, Error> {
-        let inner = park.block_on(crate::TcpStream::connect(stack, remote))?;
+        let inner = park.block_on(crate::TcpStream::connect(stack, remote))??;
         Ok(TcpStream { inner, park })
     }
 
@@ -93,7 +99,7 @@ impl<'p, P: Park> TcpStream<'p, P> {
     ///
     /// As [`crate::TcpStream::read`].
     pub fn read(&mut self, buffer: &mut [u8]) -> Result<usize, Error> {
-        self.park.block_on(self.inner.read(buffer))
+        self.park.block_on(self.inner.read(buffer))?
     }
 
     /// See [`crate::TcpStream::write`].
@@ -102,7 +108,7 @@ impl<'p, P: Park> TcpStream<'p, P> {
     ///
     /// As [`crate::TcpStream::write`].
     pub fn write(&mut self, buffer: &[u8]) -> Result<usize, Error> {
-        self.park.block_on(self.inner.write(buffer))
+        self.park.block_on(self.inner.write(buffer))?
     }
 
     /// See [`crate::TcpStream::write_all`].
@@ -111,7 +117,7 @@ impl<'p, P: Park> TcpStream<'p, P> {
     ///
     /// As [`crate::TcpStream::write_all`].
     pub fn write_all(&mut self, buffer: &[u8]) -> Result<(), Error> {
-        self.park.block_on(self.inner.write_all(buffer))
+        self.park.block_on(self.inner.write_all(buffer))?
     }
 
     /// See [`crate::TcpStream::flush`].
@@ -120,7 +126,7 @@ impl<'p, P: Park> TcpStream<'p, P> {
     ///
     /// As [`crate::TcpStream::flush`].
     pub fn flush(&mut self) -> Result<(), Error> {
-        self.park.block_on(self.inner.flush())
+        self.park.block_on(self.inner.flush())?
     }
 
     /// See [`crate::TcpStream::shutdown`].
@@ -134,7 +140,7 @@ impl<'p, P: Park> TcpStream<'p, P> {
     ///
     /// As [`crate::TcpStream::close`].
     pub fn close(self) -> Result<(), Error> {
-        self.park.block_on(self.inner.close())
+        self.park.block_on(self.inner.close())?
     }
 
     /// See [`crate::TcpStream::set_timeout`].
@@ -204,7 +210,7 @@ impl<'p, P: Park> UdpSocket<'p, P> {
     ///
     /// As [`crate::UdpSocket::send_to`].
     pub fn send_to(&self, buffer: &[u8], to: SocketAddr) -> Result<usize, Error> {
-        self.park.block_on(self.inner.send_to(buffer, to))
+        self.park.block_on(self.inner.send_to(buffer, to))?
     }
 
     /// See [`crate::UdpSocket::recv_from`].
@@ -213,7 +219,7 @@ impl<'p, P: Park> UdpSocket<'p, P> {
     ///
     /// As [`crate::UdpSocket::recv_from`].
     pub fn recv_from(&self, buffer: &mut [u8]) -> Result<(usize, SocketAddr), Error> {
-        self.park.block_on(self.inner.recv_from(buffer))
+        self.park.block_on(self.inner.recv_from(buffer))?
     }
 
     /// The async socket underneath.

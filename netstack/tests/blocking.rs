@@ -41,3 +41,23 @@ fn blocking_tcp_and_udp() {
     let (n, _) = udp_b.recv_from(&mut datagram).unwrap();
     assert_eq!(&datagram[..n], b"query");
 }
+
+/// Where the caller cannot be parked, every blocking call says so instead of hanging.
+#[test]
+fn blocking_calls_where_parking_is_impossible_are_refused() {
+    let net = Net::new(Faults::none());
+    let (a, b) = (net.a.clone(), net.b.clone());
+    let mut listener = TcpListener::bind(&b, 7, 1, &NoPark).unwrap();
+    assert_eq!(
+        listener.accept().err(),
+        Some(torito_netstack::Error::WouldBlockCore)
+    );
+    let connect = TcpStream::connect(&a, addr(IP_B, 7), &NoPark);
+    assert_eq!(connect.err(), Some(torito_netstack::Error::WouldBlockCore));
+    let udp = UdpSocket::bind(&a, 0, &NoPark).unwrap();
+    let mut datagram = [0u8; 4];
+    assert_eq!(
+        udp.recv_from(&mut datagram).err(),
+        Some(torito_netstack::Error::WouldBlockCore)
+    );
+}

@@ -14,7 +14,7 @@ use std::task::{Context, Poll, Wake, Waker};
 
 use torito_netstack::blocking::Park;
 use torito_netstack::{
-    Config, Driver, Duration, Instant, Ipv4Cidr, Ipv4Config, Runner, Stack, StaticConfig,
+    Config, Driver, Duration, Error, Instant, Ipv4Cidr, Ipv4Config, Runner, Stack, StaticConfig,
 };
 
 /// xorshift64: a tiny deterministic PRNG for fault injection.
@@ -343,15 +343,24 @@ pub async fn join<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
 pub struct Pump<'n>(pub RefCell<&'n mut Net>);
 
 impl Park for Pump<'_> {
-    fn block_on<F: Future>(&self, future: F) -> F::Output {
+    fn block_on<F: Future>(&self, future: F) -> Result<F::Output, Error> {
         let mut future: Pin<&mut F> = pin!(future);
         let mut cx = Context::from_waker(Waker::noop());
         for _ in 0..100_000 {
             if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
-                return output;
+                return Ok(output);
             }
             self.0.borrow_mut().step();
         }
         panic!("block_on: not done after 100000 steps");
+    }
+}
+
+/// A `Park` that cannot park (like a kernel task that is not a blocking task).
+pub struct NoPark;
+
+impl Park for NoPark {
+    fn block_on<F: Future>(&self, _future: F) -> Result<F::Output, Error> {
+        Err(Error::WouldBlockCore)
     }
 }
