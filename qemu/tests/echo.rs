@@ -611,3 +611,70 @@ impl Prng {
         bytes
     }
 }
+
+/// Memory exhaustion: in a 2 MiB guest, holding 100 connections open runs the heap out.
+/// The connections that do not fit are refused (and counted as refused for memory); the
+/// kernel survives, and once they close, a new connection is served again.
+#[test]
+fn echo_out_of_memory_refuses_connections_and_survives() -> Result<(), Failure> {
+    let options = RunOptions::default().mem("2M").append("app.stats=1");
+    let (guest, port) = Guest::start_forwarded("echo", &options, GUEST_PORT, LISTENING, BOOT)?;
+    let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let mut open = Vec::new();
+    let mut refused = 0;
+    for _ in 0..100 {
+        // A connection counts as served once it echoes a byte; refused otherwise.
+        let served =
+            TcpStream::connect_timeout(&address, Duration::from_secs(5)).and_then(|mut stream| {
+                stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+                stream.write_all(b"x")?;
+                let mut byte = [0u8; 1];
+                stream.read_exact(&mut byte)?;
+                Ok(stream)
+            });
+        match served {
+            Ok(stream) => open.push(stream),
+            Err(_) => refused += 1,
+        }
+    }
+    if open.is_empty() || refused == 0 {
+        return Err(guest.failure(format!(
+            "expected some connections served and some refused in 2 MiB; served {}, refused {refused}",
+            open.len()
+        )));
+    }
+    drop(open);
+    let counted = guest.wait_for_line("refused_no_memory: ", STEP)?;
+    if counted.contains("refused_no_memory: 0,") {
+        // The stats line comes every second: wait for one printed after the refusals.
+        thread::sleep(Duration::from_millis(1500));
+        if guest
+            .console()
+            .lines()
+            .rev()
+            .find(|line| line.contains("refused_no_memory"))
+            .is_some_and(|line| line.contains("refused_no_memory: 0,"))
+        {
+            return Err(guest.failure("refused connections were not counted as refused for memory"));
+        }
+    }
+    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(5))
+        .map_err(|error| guest.failure(format!("no connection after the exhaustion: {error}")))?;
+    stream
+        .set_read_timeout(Some(STEP))
+        .map_err(|error| guest.failure(error.to_string()))?;
+    stream
+        .write_all(b"still here")
+        .map_err(|error| guest.failure(error.to_string()))?;
+    let mut reply = [0u8; 10];
+    stream
+        .read_exact(&mut reply)
+        .map_err(|error| guest.failure(format!("no echo after the exhaustion: {error}")))?;
+    if &reply != b"still here" {
+        return Err(guest.failure(format!("wrong echo after the exhaustion: {reply:?}")));
+    }
+    if guest.console().contains("!!!") {
+        return Err(guest.failure("the kernel reported a fault"));
+    }
+    Ok(())
+}
