@@ -35,7 +35,7 @@ mod output;
 mod paths;
 mod ports;
 
-pub use clients::failed_connections;
+pub use clients::{failed_connections, run_clients};
 pub use failure::Failure;
 pub use guest::{Guest, Outcome};
 pub use options::RunOptions;

@@ -28,7 +28,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
-use torito_qemu_tests::{Failure, Guest, RunOptions, failed_connections};
+use torito_qemu_tests::{Failure, Guest, RunOptions, failed_connections, run_clients};
 
 /// The guest port both images serve.
 const GUEST_PORT: u16 = 5555;
@@ -379,23 +379,7 @@ where
         })?;
         streams.push(stream);
     }
-    let client = &client;
-    let results: Vec<Result<(), String>> = thread::scope(|scope| {
-        let threads: Vec<_> = streams
-            .into_iter()
-            .enumerate()
-            .map(|(index, stream)| scope.spawn(move || client(index, stream)))
-            .collect();
-        threads
-            .into_iter()
-            .map(|thread| {
-                thread
-                    .join()
-                    .unwrap_or_else(|_| Err("the client thread panicked".into()))
-            })
-            .collect()
-    });
-    failed_connections(&results)
+    failed_connections(&run_clients(streams, client))
 }
 
 /// One read with the time left as its timeout; timeouts and errors become messages.

@@ -22,7 +22,7 @@ use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
-use torito_qemu_tests::{Failure, Guest, Outcome, RunOptions, failed_connections};
+use torito_qemu_tests::{Failure, Guest, Outcome, RunOptions, failed_connections, run_clients};
 
 /// Bound for a boot plus the default 1000 round trips per pair (well under 1 s healthy).
 const BOOT: Duration = Duration::from_secs(60);
@@ -273,18 +273,8 @@ fn echo_smp4_q35_concurrent_connections() -> Result<(), Failure> {
     let (guest, port) = Guest::start_forwarded("echo", &options, ECHO_PORT, LISTENING, BOOT)?;
     let deadline = Instant::now() + ECHO_STEP;
     // echo hands connection i to core (i + 1) % 4, so all four cores serve some.
-    let results: Vec<Result<(), String>> = thread::scope(|scope| {
-        let threads: Vec<_> = (0..ECHO_CONNECTIONS)
-            .map(|index| scope.spawn(move || echo_connection(port, index, ECHO_ROUNDS, deadline)))
-            .collect();
-        threads
-            .into_iter()
-            .map(|thread| {
-                thread
-                    .join()
-                    .unwrap_or_else(|_| Err("the client thread panicked".into()))
-            })
-            .collect()
+    let results = run_clients((0..ECHO_CONNECTIONS).collect(), |index, _| {
+        echo_connection(port, index, ECHO_ROUNDS, deadline)
     });
     if let Err(summary) = failed_connections(&results) {
         return Err(guest.failure(summary));
