@@ -25,15 +25,8 @@ for tool in objcopy as ld python3 qemu-system-x86_64; do
         echo "bench: $tool not found (apt-get install -y binutils python3 qemu-system-x86)" >&2; exit 2; }
 done
 
-# The accelerator qemu/run.sh will pick (the same rule, repeated here only to report it).
-accel=${TORITO_ACCEL:-}
-if [ -z "$accel" ]; then
-    if grep -qwE 'vmx|svm' /proc/cpuinfo 2>/dev/null && [ -r /dev/kvm ] && [ -w /dev/kvm ]; then
-        accel=kvm
-    else
-        accel=tcg
-    fi
-fi
+# The accelerator qemu/run.sh picks (asked, not repeated).
+accel=$("$root/qemu/run.sh" --which-accel)
 
 echo "Torito bench ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs, accel $accel, $(qemu-system-x86_64 --version | head -n 1))"
 echo

@@ -4,6 +4,7 @@
 # usage: qemu/run.sh IMAGE [--machine microvm|q35|pc] [--boot pvh|grub] [--smp N]
 #                          [--mem SIZE] [--forward HOSTPORT:GUESTPORT]... [--append "ARGS"]
 #                          [--accel kvm|tcg] [--acpi on|off] [--log FILE]
+#        qemu/run.sh --which-accel      (prints the accelerator it would pick, then exits)
 #
 # The accelerator is chosen here: hardware KVM only when the CPU has vmx/svm and
 # /dev/kvm is usable; otherwise TCG. (The build machines' /dev/kvm is a software
@@ -15,11 +16,23 @@
 # from the guest (it crashed, reset, or QEMU itself failed).
 set -euo pipefail
 
-usage() { sed -n '2,5p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '4,7p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+
+# The accelerator rule, in one place (the benches ask for it with --which-accel).
+pick_accel() {
+    if [ -n "${TORITO_ACCEL:-}" ]; then
+        echo "$TORITO_ACCEL"
+    elif grep -qwE 'vmx|svm' /proc/cpuinfo 2>/dev/null && [ -r /dev/kvm ] && [ -w /dev/kvm ]; then
+        echo kvm
+    else
+        echo tcg
+    fi
+}
 
 [ $# -ge 1 ] || usage
+if [ "$1" = --which-accel ]; then pick_accel; exit 0; fi
 image=$1; shift
-machine=microvm boot=pvh smp=1 mem=64M append="" accel=${TORITO_ACCEL:-} log="" acpi=on
+machine=microvm boot=pvh smp=1 mem=64M append="" accel="" log="" acpi=on
 forwards=()
 while [ $# -gt 0 ]; do
     case $1 in
@@ -46,13 +59,7 @@ fi
 command -v qemu-system-x86_64 >/dev/null || {
     echo "run.sh: qemu-system-x86_64 not found; install it: apt-get install -y qemu-system-x86" >&2; exit 2; }
 
-if [ -z "$accel" ]; then
-    if grep -qwE 'vmx|svm' /proc/cpuinfo 2>/dev/null && [ -r /dev/kvm ] && [ -w /dev/kvm ]; then
-        accel=kvm
-    else
-        accel=tcg
-    fi
-fi
+[ -n "$accel" ] || accel=$(pick_accel)
 case $accel in
     # -cpu host fails on MSR 0x10a (arch-capabilities) on some hosts; drop that bit.
     kvm) cpu="host,-arch-capabilities" ;;

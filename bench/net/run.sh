@@ -72,15 +72,8 @@ if stale "$initramfs" "$out/echod" "$here/init.sh" "$here/mkinitramfs.py" /bin/b
         --modules "/lib/modules/$version" virtio_mmio virtio_net
 fi
 
-# --- The accelerator: qemu/run.sh's rule, repeated so the Linux guest gets the same ------
-accel=${TORITO_ACCEL:-}
-if [ -z "$accel" ]; then
-    if grep -qwE 'vmx|svm' /proc/cpuinfo 2>/dev/null && [ -r /dev/kvm ] && [ -w /dev/kvm ]; then
-        accel=kvm
-    else
-        accel=tcg
-    fi
-fi
+# --- The accelerator: qemu/run.sh's choice, so the Linux guest gets the same -----------
+accel=$("$root/qemu/run.sh" --which-accel)
 tsc_khz=""
 if [ "$accel" = tcg ]; then
     stale "$out/tsc_khz" "$here/tsc_khz.c" && gcc -O2 -o "$out/tsc_khz" "$here/tsc_khz.c"
