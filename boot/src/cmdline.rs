@@ -75,8 +75,8 @@ impl<'a> Cmdline<'a> {
                 }
                 Some((Token::Separator, start, end)) => {
                     return Ok(Self {
-                        kernel: &line[..start],
-                        app: line[end..].trim_ascii(),
+                        kernel: sub(line, 0, start),
+                        app: sub(line, end, line.len()).trim_ascii(),
                     });
                 }
                 Some((Token::Arg(_), _, end)) => offset = end,
@@ -134,6 +134,13 @@ enum Token<'a> {
     Separator,
 }
 
+/// `line[from..to]`. Every index the parser makes sits next to an ASCII byte, so this is
+/// always a char boundary; `get` states that without `str` indexing's panic path, which
+/// would pull core's Unicode tables and `char` formatting (about 4 KiB) into every image.
+fn sub(line: &str, from: usize, to: usize) -> &str {
+    line.get(from..to).unwrap_or_default()
+}
+
 /// The next token of `line` at or after byte `offset`, with its start and end offsets.
 fn next_token(
     line: &str,
@@ -153,7 +160,7 @@ fn next_token(
             .unwrap_or(bytes.len())
     };
     let malformed = |problem| CmdlineError::Malformed {
-        token: &line[start..run_end(start)],
+        token: sub(line, start, run_end(start)),
         offset: start,
         problem,
     };
@@ -161,14 +168,14 @@ fn next_token(
     let key_end = (start..bytes.len())
         .find(|&i| bytes[i].is_ascii_whitespace() || bytes[i] == b'=' || bytes[i] == b'"')
         .unwrap_or(bytes.len());
-    let key = &line[start..key_end];
+    let key = sub(line, start, key_end);
     match bytes.get(key_end) {
         Some(b'"') => Err(malformed("a key cannot contain '\"'")),
         Some(b'=') if key.is_empty() => Err(malformed("the key before '=' is empty")),
         Some(b'=') => {
             let value_start = key_end + 1;
             if bytes.get(value_start) == Some(&b'"') {
-                let Some(close) = line[value_start + 1..]
+                let Some(close) = sub(line, value_start + 1, line.len())
                     .find('"')
                     .map(|i| value_start + 1 + i)
                 else {
@@ -186,11 +193,11 @@ fn next_token(
                         "text follows the closing '\"' (put all of the value inside the quotes)",
                     ));
                 }
-                let value = Some(&line[value_start + 1..close]);
+                let value = Some(sub(line, value_start + 1, close));
                 Ok(Some((Token::Arg(Arg { key, value }), start, end)))
             } else {
                 let end = run_end(value_start);
-                let value = &line[value_start..end];
+                let value = sub(line, value_start, end);
                 if value.contains('"') {
                     return Err(malformed(
                         "'\"' inside a value (quote the whole value: key=\"...\")",

@@ -8,10 +8,11 @@
 //! * multiboot2 (GRUB) jumps to the ELF entry point, `torito_multiboot2_entry`, with the
 //!   magic value in `eax`.
 //!
-//! The common path zeroes `.bss` (not every loader does), checks that the CPU has long
+//! The common path checks that the CPU has long
 //! mode and NX (and says so on COM1 when it does not: a silent hang is the worst failure),
 //! identity-maps the first 1 GiB with 2 MiB pages, enables PAE, long mode, NX and paging,
-//! and calls the kernel's `torito_kernel_entry(protocol, magic, info)` on the boot stack.
+//! zeroes `.bss` (not every loader does) and calls the kernel's
+//! `torito_kernel_entry(protocol, magic, info)` on the boot stack.
 //! The kernel replaces these early page tables with its own at once.
 //!
 //! The boot stack has an unmapped guard page below it once the kernel's tables are in
@@ -74,12 +75,11 @@ torito_multiboot2_entry:
 1:  /* edi = protocol, esi = magic, ebx = boot information: keep these three. */
     mov $__boot_stack_top, %esp
 
-    /* Zero .bss: the loader is not trusted to. */
-    mov %edi, %ebp                 /* the stack is in .bss: keep edi in a register */
-    mov $__bss_start, %edi
-    mov $__bss_end, %ecx
-    sub %edi, %ecx
-    shr $2, %ecx
+    /* Zero the two upper boot tables (the loop below writes all of the PD); the loader
+     * is not trusted to have zeroed them. */
+    mov %edi, %ebp
+    mov $torito_boot_pml4, %edi
+    mov $(2 * 4096 / 4), %ecx
     xor %eax, %eax
     rep stosl
     mov %ebp, %edi
@@ -150,7 +150,25 @@ torito_multiboot2_entry:
     mov %eax, %fs
     mov %eax, %gs
     mov $__boot_stack_top, %rsp
-    xor %ebp, %ebp                 /* ends the backtrace walk */
+
+    /* Zero .bss (the loader is not trusted to): 64 bytes a step, because under TCG every
+     * iteration of a store loop is emulated and `rep stos` costs one per 4 or 8 bytes. */
+    mov $__bss_start, %rax
+    mov $__bss_end, %rcx
+    xor %ebp, %ebp
+6:  cmp %rcx, %rax
+    jae 7f
+    mov %rbp, (%rax)
+    mov %rbp, 8(%rax)
+    mov %rbp, 16(%rax)
+    mov %rbp, 24(%rax)
+    mov %rbp, 32(%rax)
+    mov %rbp, 40(%rax)
+    mov %rbp, 48(%rax)
+    mov %rbp, 56(%rax)
+    add $64, %rax
+    jmp 6b
+7:  /* rbp = 0 ends the backtrace walk. */
     mov %edi, %edi                 /* zero-extend: protocol */
     mov %esi, %esi                 /* magic */
     mov %ebx, %edx                 /* boot information address */
@@ -169,7 +187,7 @@ torito_boot_gdt_pointer:
 torito_boot_no_long_mode:
     .asciz "torito: this CPU has no 64-bit long mode or no NX bit; cannot boot\r\n"
 
-    .section .bss.boot, "aw", @nobits
+    .section .bss.unzeroed.boot, "aw", @nobits
     .balign 4096
 torito_boot_pml4: .skip 4096
 torito_boot_pdpt: .skip 4096

@@ -80,8 +80,18 @@ pub const IST_PAGE_FAULT: u16 = 2;
 /// IST index for NMI and machine check.
 pub const IST_NMI: u16 = 3;
 
+// Core 0's IST stacks live in the part of .bss that the boot code does not zero
+// (kernel/torito.ld): a stack is written before it is read.
+// SAFETY: `.bss.unzeroed` is a NOBITS section inside the kernel image, so the statics
+// are allocated, mapped read-write (paging.rs maps the data segment) and zero-filled by
+// the loader; nothing else is placed over them.
+#[unsafe(link_section = ".bss.unzeroed.ist")]
 static DOUBLE_FAULT_STACK: GuardedStack<IST_STACK_SIZE> = GuardedStack::new();
+// SAFETY: as above.
+#[unsafe(link_section = ".bss.unzeroed.ist")]
 static PAGE_FAULT_STACK: GuardedStack<IST_STACK_SIZE> = GuardedStack::new();
+// SAFETY: as above.
+#[unsafe(link_section = ".bss.unzeroed.ist")]
 static NMI_STACK: GuardedStack<IST_STACK_SIZE> = GuardedStack::new();
 
 unsafe extern "C" {
