@@ -12,6 +12,16 @@ pub enum Protocol {
     Multiboot2,
 }
 
+impl Protocol {
+    /// Its usual name, for logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Pvh => "PVH",
+            Self::Multiboot2 => "multiboot2",
+        }
+    }
+}
+
 /// The kind of a physical memory region, in E820 terms (PVH and multiboot2 both use them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MemoryKind {

@@ -67,3 +67,16 @@ pub(crate) fn init_log(level: log::LevelFilter) {
     let _ = log::set_logger(&LOGGER);
     log::set_max_level(level);
 }
+
+/// Shows an `Option` as its value or `none`: for log lines, without `Debug`'s
+/// formatting machinery in the image.
+pub(crate) struct OrNone<T>(pub Option<T>);
+
+impl<T: fmt::Display> fmt::Display for OrNone<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Some(value) => value.fmt(f),
+            None => f.write_str("none"),
+        }
+    }
+}

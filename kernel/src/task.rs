@@ -85,6 +85,17 @@ pub struct CoreStats {
     pub timer_interrupts: u64,
 }
 
+/// One line, `name: value` pairs (like the network counters' `Display`).
+impl core::fmt::Display for CoreStats {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "halts: {}, wakes_sent: {}, wakes_received: {}, timer_interrupts: {}",
+            self.halts, self.wakes_sent, self.wakes_received, self.timer_interrupts
+        )
+    }
+}
+
 /// Counters of core `core` (zeros for a core that does not exist).
 pub fn core_stats(core: usize) -> CoreStats {
     use core::sync::atomic::Ordering::Relaxed;

@@ -55,9 +55,9 @@ async fn report(stack: net::Stack) {
     loop {
         tick.tick().await;
         let counters = stack.counters();
-        torito::println!("echo: net {:?}", counters);
+        torito::println!("echo: net {}", counters);
         for core in 0..torito::task::cores() {
-            torito::println!("echo: core {} {:?}", core, torito::task::core_stats(core));
+            torito::println!("echo: core {} {}", core, torito::task::core_stats(core));
         }
     }
 }

@@ -4,6 +4,7 @@
 //! checked, and a table that fails is ignored (with a warning) rather than trusted.
 //! No AML interpreter: `\_S5` is found with the usual byte-pattern scan of the DSDT.
 
+use crate::console::OrNone;
 use super::paging;
 use torito_boot::AcpiRoot;
 use x86_64::instructions::port::Port;
@@ -186,11 +187,11 @@ pub fn init(root: Option<AcpiRoot>) -> Fadt {
             .map(parse_fadt)
             .unwrap_or_default();
         log::debug!(
-            "acpi: PM1a control {:?}, sleep control {}, PM timer {:?}, S5 type {:?}",
-            fadt.pm1a_control,
+            "acpi: PM1a control {}, sleep control {}, PM timer {}, S5 type {}",
+            OrNone(fadt.pm1a_control),
             fadt.sleep_control.is_some(),
-            fadt.pm_timer,
-            fadt.s5_sleep_type
+            OrNone(fadt.pm_timer),
+            OrNone(fadt.s5_sleep_type)
         );
         fadt
     })

@@ -48,6 +48,18 @@ pub enum Source {
     Pit,
 }
 
+impl Source {
+    /// What it is, for logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::CpuidCrystal => "CPUID 0x15",
+            Self::Hypervisor => "CPUID 0x40000010",
+            Self::PmTimer => "the ACPI PM timer",
+            Self::Pit => "the PIT",
+        }
+    }
+}
+
 /// The result of calibration.
 #[derive(Debug, Clone, Copy)]
 pub struct Calibration {

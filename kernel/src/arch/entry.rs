@@ -85,8 +85,8 @@ extern "C" fn torito_kernel_entry(protocol: u32, magic: u32, info: u32) -> ! {
         log::warn!("command line: unknown key `{}` ignored", arg.key);
     }
     log::debug!(
-        "boot: {:?}, command line `{}`",
-        boot.protocol,
+        "boot: {}, command line `{}`",
+        boot.protocol.name(),
         boot.cmdline()
     );
 
@@ -133,9 +133,9 @@ extern "C" fn torito_kernel_entry(protocol: u32, magic: u32, info: u32) -> ! {
     stamps[2] = clock::rdtsc();
     match clock::calibrate(&fadt) {
         Ok(calibration) => log::debug!(
-            "clock: TSC {} kHz from {:?}, APIC timer in {} mode",
+            "clock: TSC {} kHz from {}, APIC timer in {} mode",
             calibration.tsc_hz / 1000,
-            calibration.source,
+            calibration.source.name(),
             if lapic::deadline_mode() {
                 "TSC-deadline"
             } else {

@@ -312,7 +312,7 @@ fn find_pci_net() -> Option<SomeTransport<'static>> {
     let transport = match PciTransport::new::<KernelHal, _>(&mut root, function) {
         Ok(transport) => transport,
         Err(error) => {
-            log::error!("virtio-net: PCI transport at {:?}: {}", function, error);
+            log::error!("virtio-net: PCI transport at {}: {}", function, error);
             return None;
         }
     };
@@ -340,7 +340,7 @@ fn find_pci_net() -> Option<SomeTransport<'static>> {
         NET_IRQ.ack.store(ACK_NONE, Ordering::Relaxed);
         NET_IRQ.register.store(common, Ordering::Relaxed);
         MSIX_COMMON.store(common, Ordering::Relaxed);
-        log::debug!("virtio-net: PCI {:?}, MSI-X", function);
+        log::debug!("virtio-net: PCI {}, MSI-X", function);
     } else {
         let line = cam.read_word(function, 0x3c) & 0xff;
         let isr_register =
@@ -356,7 +356,7 @@ fn find_pci_net() -> Option<SomeTransport<'static>> {
                 error
             );
         }
-        log::debug!("virtio-net: PCI {:?}, INTx line {}", function, line);
+        log::debug!("virtio-net: PCI {}, INTx line {}", function, line);
     }
     Some(SomeTransport::Pci(transport))
 }
