@@ -1,6 +1,6 @@
 //! The IDT, its 256 entry stubs and the dispatcher they call.
 //!
-//! Stable Rust has no `x86-interrupt` ABI, so every vector gets a 16-byte assembly stub
+//! Stable Rust has no `x86-interrupt` ABI, so every vector gets an 8-byte assembly stub
 //! that pushes a uniform frame (a zero where the CPU pushes no error code, then the
 //! vector number), saves the general registers and calls `torito_interrupt_dispatch`.
 //!
@@ -61,17 +61,32 @@ core::arch::global_asm!(
     .code64
     .balign 16
     .global torito_isr_table
+    /* 16 blocks of 16 stubs. A stub is 8 bytes: `push $0` where the CPU pushes no error
+     * code, `push` of the vector as a sign-extended byte (torito_isr_common masks it
+     * back to 0-255), and a short `jmp` to its block's trampoline, which jumps on to
+     * torito_isr_common. Half the size of 16-byte stubs with a long `jmp` each. */
 torito_isr_table:
     .set vector, 0
-    .rept 256
-    .balign 16
+    .set block, 0
+    .rept 16
+    .rept 16
+    .balign 8
     .if (vector == 8) || ((vector >= 10) && (vector <= 14)) || (vector == 17) || (vector == 21) || (vector == 29) || (vector == 30)
     .else
     push $0
     .endif
+    .if vector < 128
     push $vector
-    jmp torito_isr_common
+    .else
+    push $(vector - 256)
+    .endif
+    jmp 1f
     .set vector, vector + 1
+    .endr
+1:  jmp torito_isr_common
+    /* Fails to assemble if a stub outgrew its 8 bytes (stub_offset assumes them). */
+    .set block, block + 1
+    .org torito_isr_table + block * 136, 0xcc
     .endr
 
 torito_isr_common:
@@ -90,6 +105,7 @@ torito_isr_common:
     push %r13
     push %r14
     push %r15
+    andq $0xff, 120(%rsp)          /* the vector, pushed sign-extended by the stub */
     cld
     mov %rsp, %rdi
     call torito_interrupt_dispatch
@@ -116,6 +132,16 @@ torito_isr_common:
 
 unsafe extern "C" {
     static torito_isr_table: u8;
+}
+
+/// Stubs per block, and a block's size: 16 stubs of 8 bytes, then the block's 5-byte
+/// trampoline padded to 8 (the layout of `torito_isr_table` above).
+const STUBS_PER_BLOCK: usize = 16;
+const BLOCK_BYTES: usize = STUBS_PER_BLOCK * 8 + 8;
+
+/// Offset of `vector`'s stub from `torito_isr_table`.
+const fn stub_offset(vector: usize) -> u64 {
+    ((vector / STUBS_PER_BLOCK) * BLOCK_BYTES + (vector % STUBS_PER_BLOCK) * 8) as u64
 }
 
 /// One IDT gate (Intel SDM vol. 3, 6.14.1).
@@ -166,7 +192,7 @@ fn build() -> &'static Idt {
             reserved: 0,
         }; 256];
         for (vector, gate) in gates.iter_mut().enumerate() {
-            let handler = base + 16 * vector as u64;
+            let handler = base + stub_offset(vector);
             *gate = Gate {
                 offset_low: handler as u16,
                 selector: code.0,
