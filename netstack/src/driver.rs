@@ -37,5 +37,16 @@ pub trait Driver: Send {
     /// If a transmit descriptor is free: calls `f` once with a buffer of `len` bytes for
     /// it to fill, queues the frame and returns `true`. Otherwise registers `waker` to be
     /// woken at the next transmit completion and returns `false` without calling `f`.
+    ///
+    /// A queued frame may wait in the driver until [`flush`](Self::flush); a driver
+    /// whose queue is full must itself make sure the device sees what is queued (it is
+    /// waiting for the device to make room).
     fn transmit(&mut self, waker: &Waker, len: usize, f: &mut dyn FnMut(&mut [u8])) -> bool;
+
+    /// Tells the device about the frames queued (and receive buffers given back) since
+    /// the last call. The [`Runner`](crate::Runner) calls it once at the end of every
+    /// poll, so a device notification (a VM exit under virtualization) is paid once per
+    /// batch of frames rather than once per frame. The default does nothing: for a
+    /// driver whose `transmit` hands every frame over at once.
+    fn flush(&mut self) {}
 }

@@ -369,7 +369,8 @@ impl<D: Driver> Runner<D> {
 
     /// Polls the interface once at time `now`: receives what the driver has (up to a
     /// budget), updates listeners and DHCP, sends what sockets queued, reaps closed
-    /// connections and fires socket timeouts.
+    /// connections, fires socket timeouts, and flushes the driver (one device
+    /// notification for everything queued in this poll).
     ///
     /// Returns when to poll again at the latest if nothing wakes the waker before
     /// (`None`: only a wake can make work). A deadline at or before `now` means more
@@ -415,6 +416,7 @@ impl<D: Driver> Runner<D> {
         crate::tcp::refresh_listeners(inner, &mut phy.refusing);
         let reap = inner.reap(now, counters);
         let timers = inner.timers.fire(now);
+        phy.driver.flush();
 
         let smoltcp = inner
             .iface

@@ -9,6 +9,9 @@
 //!   interrupt context;
 //! * transmit never busy-waits: with no free descriptor, `transmit` registers the waker
 //!   and says "not now" (backpressure), and the next completion interrupt wakes it;
+//! * one device notification per batch: frames and re-posted receive buffers reach the
+//!   device at [`NetDevice::flush`] (once per runner poll), and a burst of received
+//!   frames raises one interrupt (it stays off while the runner drains the ring);
 //! * receive buffers are allocated once, at construction, and re-posted after each
 //!   frame: no allocation on the hot path;
 //! * device memory is untrusted: a used-ring token outside the queue or a length larger

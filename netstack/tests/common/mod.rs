@@ -73,6 +73,9 @@ pub struct Wire {
     pub tx_registrations: [usize; 2],
     pub delivered: [usize; 2],
     pub dropped: usize,
+    /// Frames transmitted but not yet flushed: the device has not heard of them, so they
+    /// are not on the wire (a runner that forgot `Driver::flush` would never deliver).
+    unflushed: [Vec<Vec<u8>>; 2],
 }
 
 impl Wire {
@@ -88,6 +91,7 @@ impl Wire {
             tx_registrations: [0, 0],
             delivered: [0, 0],
             dropped: 0,
+            unflushed: [Vec::new(), Vec::new()],
         }))
     }
 
@@ -182,6 +186,9 @@ impl Driver for FakeDriver {
             Some(0) => {
                 wire.tx_registrations[self.side] += 1;
                 wire.tx_wakers[self.side] = Some(waker.clone());
+                // A full driver makes sure the device sees what is queued (the contract).
+                drop(wire);
+                self.flush();
                 return false;
             }
             Some(n) => *n -= 1,
@@ -189,25 +196,34 @@ impl Driver for FakeDriver {
         }
         let mut frame = vec![0; len];
         f(&mut frame);
-        let to = 1 - self.side;
-        let faults = &mut wire.faults;
-        if faults.loss_percent > 0 && faults.rng.chance(faults.loss_percent) {
-            // Lost on the wire: the device did send it.
-            wire.dropped += 1;
-            return true;
-        }
-        let delay = match faults.max_delay.as_nanos() as u64 {
-            0 => 0,
-            max => faults.rng.next() % (max + 1),
-        };
-        let deliver_at = Instant::from_nanos(wire.now.as_nanos() + delay);
-        wire.queues[to].push_back(InFlight { deliver_at, frame });
-        if deliver_at <= wire.now
-            && let Some(waker) = wire.rx_wakers[to].take()
-        {
-            waker.wake();
-        }
+        wire.unflushed[self.side].push(frame);
         true
+    }
+
+    /// Puts the frames transmitted since the last flush on the wire.
+    fn flush(&mut self) {
+        let mut wire = self.wire.lock().unwrap();
+        let wire = &mut *wire;
+        let to = 1 - self.side;
+        for frame in wire.unflushed[self.side].drain(..) {
+            let faults = &mut wire.faults;
+            if faults.loss_percent > 0 && faults.rng.chance(faults.loss_percent) {
+                // Lost on the wire: the device did send it.
+                wire.dropped += 1;
+                continue;
+            }
+            let delay = match faults.max_delay.as_nanos() as u64 {
+                0 => 0,
+                max => faults.rng.next() % (max + 1),
+            };
+            let deliver_at = Instant::from_nanos(wire.now.as_nanos() + delay);
+            wire.queues[to].push_back(InFlight { deliver_at, frame });
+            if deliver_at <= wire.now
+                && let Some(waker) = wire.rx_wakers[to].take()
+            {
+                waker.wake();
+            }
+        }
     }
 }
 
