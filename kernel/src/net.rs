@@ -58,8 +58,10 @@ fn start() -> Option<Stack> {
     // A bad `ip=`/`gw=`/`dns=` stops the VM here, as a boot error: this runs when the
     // application first asks for the network (at its start, for a network service), and
     // an application that never does is not refused over keys it does not use.
-    let config = Config::from_cmdline(|key| cmdline.get(key).and_then(|arg| arg.value))
+    let mut config = Config::from_cmdline(|key| cmdline.get(key).and_then(|arg| arg.value))
         .unwrap_or_else(|error| crate::arch::entry::fatal("network configuration", error));
+    // Socket buffers in proportion to the heap: 8 KiB in small guests, up to 64 KiB.
+    config.tcp = torito_netstack::TcpConfig::for_memory(crate::runtime::HEAP.stats().size);
     let microvm_acpi = crate::arch::acpi::dsdt_mentions(b"LNRO0005");
     let Some(transport) = virtio::find_net(&cmdline, microvm_acpi) else {
         log::warn!("net: no virtio-net device");
