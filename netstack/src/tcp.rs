@@ -61,10 +61,23 @@ pub(crate) fn try_buffer(size: usize) -> Option<Vec<u8>> {
     Some(buffer)
 }
 
+/// Memory that must still be free once a connection's buffers are allocated: room for
+/// the task that will serve the connection (the echo example's takes 2.5 KiB) and its
+/// first allocations. Spawning that task cannot fail gracefully, so a connection that
+/// would leave less than this is refused (counted as out of memory) like one whose
+/// buffers do not fit, rather than accepted into a kernel panic. Without it, whether the
+/// last connection that fits stops the kernel depended on where the heap happened to
+/// end (a 3 KiB smaller image did).
+const HEADROOM: usize = 8 * 1024;
+
 fn new_socket(config: TcpConfig) -> Option<tcp::Socket<'static>> {
+    let rx = try_buffer(config.rx_buffer)?;
+    let tx = try_buffer(config.tx_buffer)?;
+    // A probe, given back at once: the headroom is not reserved, only checked.
+    Vec::<u8>::new().try_reserve_exact(HEADROOM).ok()?;
     Some(tcp::Socket::new(
-        tcp::SocketBuffer::new(try_buffer(config.rx_buffer)?),
-        tcp::SocketBuffer::new(try_buffer(config.tx_buffer)?),
+        tcp::SocketBuffer::new(rx),
+        tcp::SocketBuffer::new(tx),
     ))
 }
 
