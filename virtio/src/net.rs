@@ -196,8 +196,10 @@ impl<H: Hal> Queue<H> {
         match self.slots.get_mut(usize::from(token)) {
             Some(slot) => *slot = Slot::Posted(buffer, length),
             // The crate handed out a token outside the queue: a broken invariant there.
+            // The device owns the buffer now, so it is leaked, never freed under it.
             None => {
                 stats.rx_bad_used.fetch_add(1, Ordering::Relaxed);
+                Box::leak(buffer);
             }
         }
         Ok(())
