@@ -485,3 +485,6 @@ impl<H: Hal, T: Transport + Send> torito_netstack::Driver for NetDevice<H, T> {
         NetDevice::flush(self)
     }
 }
+
+#[cfg(test)]
+mod tests;
