@@ -133,7 +133,10 @@ mod tests {
         };
         let text = counters.to_string();
         assert!(text.starts_with("frames_in: 1, frames_out: 0, "), "{text}");
-        assert!(text.contains(", refused_no_memory: 7, accepted: 0,"), "{text}");
+        assert!(
+            text.contains(", refused_no_memory: 7, accepted: 0,"),
+            "{text}"
+        );
         assert!(text.ends_with(", active: 11"), "{text}");
         assert_eq!(text.matches(": ").count(), counters.named().len());
     }

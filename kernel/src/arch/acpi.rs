@@ -4,8 +4,8 @@
 //! checked, and a table that fails is ignored (with a warning) rather than trusted.
 //! No AML interpreter: `\_S5` is found with the usual byte-pattern scan of the DSDT.
 
-use crate::console::OrNone;
 use super::paging;
+use crate::console::OrNone;
 use torito_boot::AcpiRoot;
 use x86_64::instructions::port::Port;
 
