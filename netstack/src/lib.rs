@@ -41,6 +41,7 @@ mod counters;
 mod device;
 mod driver;
 mod error;
+mod sockets;
 mod stack;
 mod tcp;
 mod timer;

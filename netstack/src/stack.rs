@@ -5,6 +5,7 @@
 //! for a few smoltcp calls and release it before returning `Pending`; no lock is ever
 //! held across an `.await`. The runner holds it for one interface poll.
 
+use crate::sockets::Sockets;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::convert::Infallible;
@@ -12,9 +13,7 @@ use core::future::{Future, poll_fn};
 use core::pin::Pin;
 use core::task::{Poll, Waker};
 
-use smoltcp::iface::{
-    self, Interface, PollIngressSingleResult, PollResult, SocketHandle, SocketSet,
-};
+use smoltcp::iface::{self, Interface, PollIngressSingleResult, PollResult, SocketHandle};
 use smoltcp::socket::{dhcpv4, tcp};
 use smoltcp::time::Instant as SmolInstant;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr};
@@ -61,7 +60,7 @@ pub(crate) struct Closing {
 
 pub(crate) struct Inner {
     pub iface: Interface,
-    pub sockets: SocketSet<'static>,
+    pub sockets: Sockets,
     pub tcp: TcpConfig,
     /// The IP MTU of the device.
     pub mtu: usize,
@@ -232,9 +231,12 @@ pub fn new<D: Driver>(driver: D, config: Config, seed: u64, now: Instant) -> (St
         iface::Config::new(HardwareAddress::Ethernet(EthernetAddress(phy.driver.mac())));
     iface_config.random_seed = seed;
     let iface = Interface::new(iface_config, &mut phy, to_smoltcp(now));
-    let mut sockets = SocketSet::new(Vec::new());
+    let mut sockets = Sockets::new();
     let dhcp = match config.ipv4 {
-        Ipv4Config::Dhcp => Some(sockets.add(dhcpv4::Socket::new())),
+        Ipv4Config::Dhcp => match sockets.add(dhcpv4::Socket::new()) {
+            Ok(handle) => Some(handle),
+            Err(_) => unreachable!("a new socket table has free slots"),
+        },
         Ipv4Config::Static(_) => None,
     };
     let span = u64::from(u16::MAX - EPHEMERAL_FIRST) + 1;

@@ -121,12 +121,16 @@ pub(crate) fn refresh_listeners(inner: &mut Inner, refusing: &mut Vec<(u16, Refu
         if listener.listening.is_none() {
             if listener.pending.len() >= listener.backlog {
                 refusing.push((listener.port, Refusal::Backlog));
-            } else if let Some(mut socket) = new_socket(*config) {
-                // Cannot fail: the port is non-zero and the socket is fresh.
-                let _ = socket.listen(listener.port);
-                listener.listening = Some(sockets.add(socket));
             } else {
-                refusing.push((listener.port, Refusal::NoMemory));
+                let added = new_socket(*config).and_then(|mut socket| {
+                    // Cannot fail: the port is non-zero and the socket is fresh.
+                    let _ = socket.listen(listener.port);
+                    sockets.add(socket).ok()
+                });
+                match added {
+                    Some(handle) => listener.listening = Some(handle),
+                    None => refusing.push((listener.port, Refusal::NoMemory)),
+                }
             }
         }
         let ready = listener
@@ -172,7 +176,7 @@ impl TcpListener {
         let listener = Listener {
             port,
             backlog: backlog.max(1),
-            listening: Some(inner.sockets.add(socket)),
+            listening: Some(inner.sockets.add(socket)?),
             pending: VecDeque::new(),
             acceptor: None,
         };
@@ -315,7 +319,10 @@ impl TcpStream {
                 add(&stack.counter_cells().refused_no_memory, 1);
                 return Err(Error::NoMemory);
             };
-            let handle = inner.sockets.add(socket);
+            let Ok(handle) = inner.sockets.add(socket) else {
+                add(&stack.counter_cells().refused_no_memory, 1);
+                return Err(Error::NoMemory);
+            };
             let socket = inner.sockets.get_mut::<tcp::Socket>(handle);
             if socket.connect(inner.iface.context(), remote, port).is_err() {
                 inner.sockets.remove(handle);

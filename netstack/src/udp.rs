@@ -64,7 +64,7 @@ impl UdpSocket {
         };
         let mut socket = udp::Socket::new(rx, tx);
         socket.bind(port).map_err(|_| Error::InvalidState)?;
-        let handle = inner.sockets.add(socket);
+        let handle = inner.sockets.add(socket)?;
         Ok(UdpSocket {
             stack: stack.clone(),
             handle,

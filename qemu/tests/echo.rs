@@ -601,7 +601,23 @@ impl Prng {
 /// kernel survives, and once they close, a new connection is served again.
 #[test]
 fn echo_out_of_memory_refuses_connections_and_survives() -> Result<(), Failure> {
-    let options = RunOptions::default().mem("2M").append("app.stats=1");
+    out_of_memory_case("2M")
+}
+
+/// The same at every size from 2 MiB to 3 MiB in 64 KiB steps. Which allocation fails
+/// first depends on where the heap ends: a connection's buffers, its task, or smoltcp's
+/// socket table doubling (59 KiB from 64 to 128 slots, which stopped the kernel in
+/// 2800 KiB before `netstack/src/sockets.rs`). Every one must be a refusal.
+#[test]
+fn echo_out_of_memory_at_every_size_from_2_to_3_mib() -> Result<(), Failure> {
+    for kib in (2048 + 64..=3072).step_by(64) {
+        out_of_memory_case(&format!("{kib}K"))?;
+    }
+    Ok(())
+}
+
+fn out_of_memory_case(mem: &str) -> Result<(), Failure> {
+    let options = RunOptions::default().mem(mem).append("app.stats=1");
     let (guest, port) = Guest::start_forwarded("echo", &options, GUEST_PORT, LISTENING, BOOT)?;
     let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let mut open = Vec::new();
@@ -623,7 +639,7 @@ fn echo_out_of_memory_refuses_connections_and_survives() -> Result<(), Failure> 
     }
     if open.is_empty() || refused == 0 {
         return Err(guest.failure(format!(
-            "expected some connections served and some refused in 2 MiB; served {}, refused {refused}",
+            "expected some connections served and some refused in {mem}; served {}, refused {refused}",
             open.len()
         )));
     }

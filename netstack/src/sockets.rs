@@ -1,0 +1,150 @@
+//! smoltcp's socket table, with an `add` that reports running out of memory instead of
+//! stopping the kernel.
+//!
+//! `SocketSet` keeps its sockets in a `Vec` of slots. Removing a socket frees its slot
+//! for the next one; adding a socket when every slot is taken pushes a new slot, and when
+//! the `Vec` is full that push reallocates it at twice the size, infallibly. In a small
+//! guest that reallocation (464 bytes a slot: 59 KiB from 64 to 128 slots) can be the
+//! one allocation that does not fit, and an infallible allocation that fails stops the
+//! kernel. So [`Sockets::add`] counts slots the way `SocketSet` uses them and, when the
+//! next add will reallocate, first checks that the larger table can be allocated (a
+//! fallible probe, given back at once), returning `Error::NoMemory` when it cannot.
+//!
+//! The probe and the reallocation are separate allocations: a task on another core that
+//! allocates in between can still take the memory. The window is a few instructions
+//! long; the other allocations of a connection (its buffers, the headroom check in
+//! `tcp.rs`) are what normally run out first.
+
+use crate::Error;
+use alloc::vec::Vec;
+use core::ops::{Deref, DerefMut};
+use smoltcp::iface::{SocketHandle, SocketSet, SocketStorage};
+use smoltcp::socket::{AnySocket, Socket};
+
+/// A `SocketSet` whose additions fail with `Error::NoMemory` rather than panic.
+///
+/// It dereferences to the `SocketSet` for `get`, `get_mut`, `iter` and the interface's
+/// polls; its own `add` and `remove` (which keep the slot count) take precedence over
+/// the set's.
+pub(crate) struct Sockets {
+    set: SocketSet<'static>,
+    /// Sockets in the set.
+    live: usize,
+    /// Slots the set has created: the length of its `Vec`. `live` of them are taken.
+    slots: usize,
+    /// The `Vec`'s capacity: what `Vec::with_capacity` and doubling give it.
+    capacity: usize,
+}
+
+/// Slots the table starts with: enough for DHCP, a listener and a few connections.
+const INITIAL_SLOTS: usize = 8;
+
+impl Sockets {
+    /// An empty table with room for [`INITIAL_SLOTS`] sockets (allocated like the rest
+    /// of the stack's start-up state: infallibly).
+    pub fn new() -> Self {
+        let storage = Vec::with_capacity(INITIAL_SLOTS);
+        let capacity = storage.capacity();
+        Self {
+            set: SocketSet::new(storage),
+            live: 0,
+            slots: 0,
+            capacity,
+        }
+    }
+
+    /// Adds `socket`.
+    ///
+    /// # Errors
+    /// `NoMemory` if the table must grow and the larger table does not fit; the socket
+    /// is dropped.
+    pub fn add<T: AnySocket<'static>>(&mut self, socket: T) -> Result<SocketHandle, Error> {
+        if self.live == self.slots && self.slots == self.capacity {
+            // `Vec` growth: twice the capacity, at least 4 slots.
+            let grown = (self.capacity * 2).max(4);
+            let mut probe = Vec::<SocketStorage<'static>>::new();
+            probe
+                .try_reserve_exact(grown)
+                .map_err(|_| Error::NoMemory)?;
+            drop(probe);
+            self.capacity = grown;
+        }
+        let handle = self.set.add(socket);
+        self.live += 1;
+        self.slots = self.slots.max(self.live);
+        Ok(handle)
+    }
+
+    /// Removes the socket `handle` names, freeing its slot for the next `add`.
+    ///
+    /// # Panics
+    /// If `handle` is not in the set (as `SocketSet::remove` does): a netstack bug.
+    pub fn remove(&mut self, handle: SocketHandle) -> Socket<'static> {
+        let socket = self.set.remove(handle);
+        self.live -= 1;
+        socket
+    }
+}
+
+impl Deref for Sockets {
+    type Target = SocketSet<'static>;
+    fn deref(&self) -> &Self::Target {
+        &self.set
+    }
+}
+
+impl DerefMut for Sockets {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.set
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use smoltcp::socket::udp;
+
+    fn udp_socket() -> udp::Socket<'static> {
+        let buffer = || udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 1], vec![0; 16]);
+        udp::Socket::new(buffer(), buffer())
+    }
+
+    /// The slot count follows `SocketSet`: freed slots are reused before new ones are
+    /// made, so the table only grows past its high-water mark.
+    #[test]
+    fn slots_follow_the_high_water_mark() {
+        let mut sockets = Sockets::new();
+        let handles: Vec<_> = (0..20)
+            .map(|_| sockets.add(udp_socket()).unwrap())
+            .collect();
+        assert_eq!((sockets.live, sockets.slots), (20, 20));
+        assert!(sockets.capacity >= 20);
+        let capacity = sockets.capacity;
+        for &handle in &handles[..15] {
+            sockets.remove(handle);
+        }
+        assert_eq!((sockets.live, sockets.slots), (5, 20));
+        for _ in 0..15 {
+            sockets.add(udp_socket()).unwrap();
+        }
+        assert_eq!(
+            (sockets.live, sockets.slots, sockets.capacity),
+            (20, 20, capacity)
+        );
+        assert_eq!(sockets.iter().count(), 20);
+    }
+
+    /// The modelled capacity is at least what the `Vec` really has whenever an `add`
+    /// would need to grow it, so the probe is never smaller than the reallocation.
+    #[test]
+    fn modelled_capacity_doubles_like_vec() {
+        let mut sockets = Sockets::new();
+        let mut model = Vec::<SocketStorage<'static>>::new();
+        model.reserve_exact(INITIAL_SLOTS);
+        for _ in 0..100 {
+            sockets.add(udp_socket()).unwrap();
+            model.push(SocketStorage::EMPTY);
+            assert_eq!(sockets.capacity, model.capacity());
+        }
+    }
+}
