@@ -75,8 +75,8 @@ torito_multiboot2_entry:
 1:  /* edi = protocol, esi = magic, ebx = boot information: keep these three. */
     mov $__boot_stack_top, %esp
 
-    /* Zero the two upper boot tables (the loop below writes all of the PD); the loader
-     * is not trusted to have zeroed them. */
+    /* Zero the two upper boot tables; the loop below writes both halves of every PD
+     * entry. Nothing here trusts the loader to have zeroed them. */
     mov %edi, %ebp
     mov $torito_boot_pml4, %edi
     mov $(2 * 4096 / 4), %ecx
@@ -110,6 +110,7 @@ torito_multiboot2_entry:
     shl $21, %eax
     or $0x83, %eax                 /* present | writable | 2 MiB page */
     mov %eax, torito_boot_pd(,%ecx,8)
+    movl $0, torito_boot_pd+4(,%ecx,8)  /* high half: no NX, no address bits above 4 GiB */
     inc %ecx
     cmp $512, %ecx
     jne 2b

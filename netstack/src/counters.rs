@@ -40,18 +40,33 @@ pub struct Counters {
 impl Counters {
     /// Each counter with its name, in declaration order.
     pub fn named(&self) -> [(&'static str, u64); 11] {
+        // Destructured without `..`: a counter added to the struct and not here is a
+        // compile error, not a silently missing entry.
+        let Self {
+            frames_in,
+            frames_out,
+            bytes_in,
+            bytes_out,
+            rx_malformed,
+            tx_backpressure,
+            refused_backlog,
+            refused_no_memory,
+            accepted,
+            connected,
+            active,
+        } = *self;
         [
-            ("frames_in", self.frames_in),
-            ("frames_out", self.frames_out),
-            ("bytes_in", self.bytes_in),
-            ("bytes_out", self.bytes_out),
-            ("rx_malformed", self.rx_malformed),
-            ("tx_backpressure", self.tx_backpressure),
-            ("refused_backlog", self.refused_backlog),
-            ("refused_no_memory", self.refused_no_memory),
-            ("accepted", self.accepted),
-            ("connected", self.connected),
-            ("active", self.active),
+            ("frames_in", frames_in),
+            ("frames_out", frames_out),
+            ("bytes_in", bytes_in),
+            ("bytes_out", bytes_out),
+            ("rx_malformed", rx_malformed),
+            ("tx_backpressure", tx_backpressure),
+            ("refused_backlog", refused_backlog),
+            ("refused_no_memory", refused_no_memory),
+            ("accepted", accepted),
+            ("connected", connected),
+            ("active", active),
         ]
     }
 }

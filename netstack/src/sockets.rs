@@ -17,15 +17,15 @@
 
 use crate::Error;
 use alloc::vec::Vec;
-use core::ops::{Deref, DerefMut};
+use core::ops::Deref;
 use smoltcp::iface::{SocketHandle, SocketSet, SocketStorage};
 use smoltcp::socket::{AnySocket, Socket};
 
 /// A `SocketSet` whose additions fail with `Error::NoMemory` rather than panic.
 ///
-/// It dereferences to the `SocketSet` for `get`, `get_mut`, `iter` and the interface's
-/// polls; its own `add` and `remove` (which keep the slot count) take precedence over
-/// the set's.
+/// It dereferences (shared) to the `SocketSet` for `get` and `iter`; mutable access goes
+/// through [`get_mut`](Self::get_mut) and [`for_poll`](Self::for_poll), so that only
+/// `add` and `remove` here, which keep the slot count, change the set's membership.
 pub(crate) struct Sockets {
     set: SocketSet<'static>,
     /// Sockets in the set.
@@ -93,8 +93,19 @@ impl Deref for Sockets {
     }
 }
 
-impl DerefMut for Sockets {
-    fn deref_mut(&mut self) -> &mut Self::Target {
+impl Sockets {
+    /// The socket `handle` names, as a `T`.
+    ///
+    /// # Panics
+    /// If `handle` is not in the set or not a `T` (as `SocketSet::get_mut` does): a
+    /// netstack bug.
+    pub fn get_mut<T: AnySocket<'static>>(&mut self, handle: SocketHandle) -> &mut T {
+        self.set.get_mut(handle)
+    }
+
+    /// The set, for the interface's polls and deadline queries, which change sockets'
+    /// state but never add or remove one.
+    pub fn for_poll(&mut self) -> &mut SocketSet<'static> {
         &mut self.set
     }
 }

@@ -403,7 +403,7 @@ impl<D: Driver> Runner<D> {
             }
             let result = inner
                 .iface
-                .poll_ingress_single(timestamp, phy, &mut inner.sockets);
+                .poll_ingress_single(timestamp, phy, inner.sockets.for_poll());
             if result == PollIngressSingleResult::None {
                 break false;
             }
@@ -414,7 +414,11 @@ impl<D: Driver> Runner<D> {
         };
 
         inner.update_dhcp();
-        while inner.iface.poll_egress(timestamp, phy, &mut inner.sockets) != PollResult::None {}
+        while inner
+            .iface
+            .poll_egress(timestamp, phy, inner.sockets.for_poll())
+            != PollResult::None
+        {}
         crate::tcp::refresh_listeners(inner, &mut phy.refusing);
         let reap = inner.reap(now, counters);
         let timers = inner.timers.fire(now);

@@ -171,13 +171,24 @@ impl TcpListener {
         if inner.listeners.iter().flatten().any(|l| l.port == port) {
             return Err(Error::AddressInUse { port });
         }
+        let backlog = backlog.max(1);
+        // Room for every pending handle and for the listener's slot, taken now (and
+        // fallibly), so that the runner never grows these under a full heap.
+        let mut pending = VecDeque::new();
+        pending
+            .try_reserve_exact(backlog)
+            .map_err(|_| Error::NoMemory)?;
+        inner
+            .listeners
+            .try_reserve(1)
+            .map_err(|_| Error::NoMemory)?;
         let mut socket = new_socket(inner.tcp).ok_or(Error::NoMemory)?;
         socket.listen(port).map_err(|_| Error::InvalidState)?;
         let listener = Listener {
             port,
-            backlog: backlog.max(1),
+            backlog,
             listening: Some(inner.sockets.add(socket)?),
-            pending: VecDeque::new(),
+            pending,
             acceptor: None,
         };
         let slot = match inner.listeners.iter().position(Option::is_none) {
@@ -543,6 +554,13 @@ impl TcpStream {
 impl Drop for TcpStream {
     fn drop(&mut self) {
         let mut inner = self.stack.lock();
+        if inner.closing.try_reserve(1).is_err() {
+            // No memory to track a graceful close: drop the connection now. Its peer gets
+            // a reset when its next segment finds no socket.
+            inner.sockets.remove(self.handle);
+            self.stack.counter_cells().connection_gone();
+            return;
+        }
         close_socket(inner.sockets.get_mut::<tcp::Socket>(self.handle));
         inner.closing.push(Closing {
             handle: self.handle,

@@ -1,6 +1,6 @@
 //! UDP: [`UdpSocket`], datagrams to and from any IPv4 address.
 
-use alloc::vec;
+use alloc::vec::Vec;
 use core::net::SocketAddr;
 use core::task::Poll;
 
@@ -32,10 +32,10 @@ pub struct UdpSocket {
 }
 
 fn packet_buffer() -> Option<PacketBuffer<'static>> {
-    Some(PacketBuffer::new(
-        vec![PacketMetadata::EMPTY; UDP_PACKETS],
-        try_buffer(UDP_BUFFER)?,
-    ))
+    let mut metadata = Vec::new();
+    metadata.try_reserve_exact(UDP_PACKETS).ok()?;
+    metadata.resize(UDP_PACKETS, PacketMetadata::EMPTY);
+    Some(PacketBuffer::new(metadata, try_buffer(UDP_BUFFER)?))
 }
 
 impl UdpSocket {

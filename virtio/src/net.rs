@@ -42,9 +42,12 @@ const BUFFER: usize = 1536 + 64;
 /// Queue indices (spec 5.1.2: receiveq1, transmitq1).
 const RECEIVE_QUEUE: u16 = 0;
 const TRANSMIT_QUEUE: u16 = 1;
-/// Feature bits (spec 5.1.3 and 6): the device's MAC address in its configuration space,
-/// and the non-legacy interface, which a driver must accept when offered.
+/// Feature bits (spec 5.1.3 and 6): the device's MAC address in its configuration space;
+/// for a legacy device, header and frame in one descriptor (spec 5.1.6.6, which this
+/// driver's buffers are); and the non-legacy interface, which a driver must accept
+/// when offered.
 const VIRTIO_NET_F_MAC: u64 = 1 << 5;
+const VIRTIO_F_ANY_LAYOUT: u64 = 1 << 27;
 const VIRTIO_F_VERSION_1: u64 = 1 << 32;
 /// `struct virtio_net_hdr` (spec 5.1.6): 12 bytes with `VIRTIO_F_VERSION_1`; the legacy
 /// header without `num_buffers` (no `VIRTIO_NET_F_MRG_RXBUF` either) is 10.
@@ -288,17 +291,20 @@ impl<H: Hal, T: Transport> NetDevice<H, T> {
         stats: &'static NetStats,
     ) -> Result<Self, NetError> {
         // Spec 3.1.1: reset, ACKNOWLEDGE | DRIVER, features, FEATURES_OK (checked), queues,
-        // DRIVER_OK.
+        // DRIVER_OK. A legacy device (no VERSION_1) skips FEATURES_OK (spec 3.1.2).
         let base = DeviceStatus::ACKNOWLEDGE | DeviceStatus::DRIVER;
         transport.set_status(DeviceStatus::empty());
         transport.set_status(base);
-        let features = transport.read_device_features() & (VIRTIO_NET_F_MAC | VIRTIO_F_VERSION_1);
+        let features = transport.read_device_features()
+            & (VIRTIO_NET_F_MAC | VIRTIO_F_ANY_LAYOUT | VIRTIO_F_VERSION_1);
         transport.write_driver_features(features);
-        transport.set_status(base | DeviceStatus::FEATURES_OK);
-        if !transport.get_status().contains(DeviceStatus::FEATURES_OK) {
-            return Err(NetError::Features {
-                requested: features,
-            });
+        if features & VIRTIO_F_VERSION_1 != 0 {
+            transport.set_status(base | DeviceStatus::FEATURES_OK);
+            if !transport.get_status().contains(DeviceStatus::FEATURES_OK) {
+                return Err(NetError::Features {
+                    requested: features,
+                });
+            }
         }
         transport.set_guest_page_size(4096);
         let mac = transport

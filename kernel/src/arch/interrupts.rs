@@ -68,8 +68,8 @@ core::arch::global_asm!(
 torito_isr_table:
     .set vector, 0
     .set block, 0
-    .rept 16
-    .rept 16
+    .rept 256 / {stubs_per_block}
+    .rept {stubs_per_block}
     .balign 8
     .if (vector == 8) || ((vector >= 10) && (vector <= 14)) || (vector == 17) || (vector == 21) || (vector == 29) || (vector == 30)
     .else
@@ -86,7 +86,7 @@ torito_isr_table:
 1:  jmp torito_isr_common
     /* Fails to assemble if a stub outgrew its 8 bytes (stub_offset assumes them). */
     .set block, block + 1
-    .org torito_isr_table + block * 136, 0xcc
+    .org torito_isr_table + block * {block_bytes}, 0xcc
     .endr
 
 torito_isr_common:
@@ -127,6 +127,8 @@ torito_isr_common:
     add $16, %rsp
     iretq
     "#,
+    stubs_per_block = const STUBS_PER_BLOCK,
+    block_bytes = const BLOCK_BYTES,
     options(att_syntax)
 );
 

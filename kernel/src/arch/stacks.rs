@@ -83,8 +83,10 @@ pub const IST_NMI: u16 = 3;
 // Core 0's IST stacks live in the part of .bss that the boot code does not zero
 // (kernel/torito.ld): a stack is written before it is read.
 // SAFETY: `.bss.unzeroed` is a NOBITS section inside the kernel image, so the statics
-// are allocated, mapped read-write (paging.rs maps the data segment) and zero-filled by
-// the loader; nothing else is placed over them.
+// are allocated there, mapped read-write (paging.rs maps the image's data) and nothing
+// else is placed over them. Their bytes may be anything the RAM held: a
+// `GuardedStack` is `UnsafeCell` bytes, valid with any contents, and only ever used as
+// a stack, whose bytes are written before they are read.
 #[unsafe(link_section = ".bss.unzeroed.ist")]
 static DOUBLE_FAULT_STACK: GuardedStack<IST_STACK_SIZE> = GuardedStack::new();
 // SAFETY: as above.

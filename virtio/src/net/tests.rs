@@ -52,6 +52,11 @@ const NO_INTERRUPT: u16 = 1; // avail ring flag (spec 2.7.7)
 #[derive(Default)]
 struct DeviceState {
     status: DeviceStatus,
+    /// What the device offers; `None`: a modern device (MAC, VERSION_1, EVENT_IDX).
+    offered: Option<u64>,
+    /// The device does not keep FEATURES_OK (a legacy device has no such bit, or a
+    /// modern one refusing the features).
+    drops_features_ok: bool,
     features: u64,
     /// (descriptor table, avail ring, used ring) addresses per queue.
     rings: [(u64, u64, u64); 2],
@@ -66,7 +71,8 @@ impl Transport for FakeTransport {
         DeviceType::Network
     }
     fn read_device_features(&mut self) -> u64 {
-        VIRTIO_NET_F_MAC | VIRTIO_F_VERSION_1 | 1 << 29 // and EVENT_IDX, to be declined
+        // By default also EVENT_IDX, to be declined.
+        (self.0.lock().unwrap().offered).unwrap_or(VIRTIO_NET_F_MAC | VIRTIO_F_VERSION_1 | 1 << 29)
     }
     fn write_driver_features(&mut self, features: u64) {
         self.0.lock().unwrap().features = features;
@@ -81,7 +87,11 @@ impl Transport for FakeTransport {
         self.0.lock().unwrap().status
     }
     fn set_status(&mut self, status: DeviceStatus) {
-        self.0.lock().unwrap().status = status;
+        let mut state = self.0.lock().unwrap();
+        state.status = status;
+        if state.drops_features_ok {
+            state.status.remove(DeviceStatus::FEATURES_OK);
+        }
     }
     fn set_guest_page_size(&mut self, _size: u32) {}
     fn requires_legacy_layout(&self) -> bool {
@@ -131,6 +141,8 @@ struct FakeDevice {
     transport: FakeTransport,
     next_avail: [u16; 2],
     next_used: [u16; 2],
+    /// The virtio-net header's size: 12, or 10 for a legacy device.
+    header: usize,
 }
 
 /// Reads a `T` the driver shares at `address`.
@@ -193,7 +205,7 @@ impl FakeDevice {
         let mut frames = Vec::new();
         while let Some((head, address, length)) = self.take_avail(1) {
             frames.push(
-                (HEADER as u64..u64::from(length))
+                (self.header as u64..u64::from(length))
                     .map(|i| read::<u8>(address + i))
                     .collect(),
             );
@@ -204,15 +216,16 @@ impl FakeDevice {
 
     /// Writes `frame` into the next receive buffer.
     fn deliver(&mut self, frame: &[u8]) {
+        let header = self.header;
         let (head, address, length) = self.take_avail(0).expect("a receive buffer");
-        assert!(HEADER + frame.len() <= length as usize);
-        for i in 0..HEADER {
+        assert!(header + frame.len() <= length as usize);
+        for i in 0..header {
             write::<u8>(address + i as u64, 0);
         }
         for (i, &byte) in frame.iter().enumerate() {
-            write::<u8>(address + (HEADER + i) as u64, byte);
+            write::<u8>(address + (header + i) as u64, byte);
         }
-        self.put_used(0, head, (HEADER + frame.len()) as u32);
+        self.put_used(0, head, (header + frame.len()) as u32);
     }
 }
 
@@ -230,17 +243,29 @@ fn setup() -> (
     &'static AtomicWaker,
     Waker,
 ) {
-    let transport = FakeTransport::default();
+    let (driver, device, waker) = setup_device(DeviceState::default(), HEADER).unwrap();
+    let task = Waker::from(Arc::new(CountingWaker(AtomicUsize::new(0))));
+    (driver, device, waker, task)
+}
+
+type Setup = (
+    NetDevice<FakeHal, FakeTransport>,
+    FakeDevice,
+    &'static AtomicWaker,
+);
+
+fn setup_device(state: DeviceState, header: usize) -> Result<Setup, NetError> {
+    let transport = FakeTransport(Arc::new(Mutex::new(state)));
     let waker: &'static AtomicWaker = Box::leak(Box::new(AtomicWaker::new()));
     let stats: &'static NetStats = Box::leak(Box::new(NetStats::new()));
-    let driver = NetDevice::<FakeHal, _>::new(transport.clone(), waker, stats).unwrap();
+    let driver = NetDevice::<FakeHal, _>::new(transport.clone(), waker, stats)?;
     let device = FakeDevice {
         transport,
         next_avail: [0; 2],
         next_used: [0; 2],
+        header,
     };
-    let task = Waker::from(Arc::new(CountingWaker(AtomicUsize::new(0))));
-    (driver, device, waker, task)
+    Ok((driver, device, waker))
 }
 
 fn frame(n: u8) -> Vec<u8> {
@@ -353,4 +378,45 @@ fn a_full_transmit_queue_is_backpressure_until_a_completion() {
         !device.interrupts_wanted(1),
         "no completion interrupts once there is room"
     );
+}
+
+/// A legacy device (no VERSION_1) has no FEATURES_OK step (spec 3.1.2) and a 10-byte
+/// header; it offers ANY_LAYOUT, which the driver's one-descriptor buffers need.
+#[test]
+fn a_legacy_device_skips_features_ok_and_uses_the_short_header() {
+    let state = DeviceState {
+        offered: Some(VIRTIO_NET_F_MAC | VIRTIO_F_ANY_LAYOUT),
+        drops_features_ok: true,
+        ..DeviceState::default()
+    };
+    let (mut driver, mut device, _) = setup_device(state, HEADER_LEGACY).unwrap();
+    let task = Waker::from(Arc::new(CountingWaker(AtomicUsize::new(0))));
+    {
+        let state = device.transport.0.lock().unwrap();
+        assert_eq!(state.features, VIRTIO_NET_F_MAC | VIRTIO_F_ANY_LAYOUT);
+        assert!(state.status.contains(DeviceStatus::DRIVER_OK));
+    }
+    assert!(send(&mut driver, &task, &frame(3)));
+    driver.flush();
+    assert_eq!(device.transmitted(), vec![frame(3)]);
+    device.deliver(&frame(4));
+    let mut got = Vec::new();
+    assert!(driver.receive(&task, &mut |bytes| got.push(bytes.to_vec())));
+    assert_eq!(got, vec![frame(4)]);
+}
+
+/// A modern device that does not keep FEATURES_OK refused the features: a clear error.
+#[test]
+fn a_modern_device_refusing_the_features_is_an_error() {
+    let state = DeviceState {
+        drops_features_ok: true,
+        ..DeviceState::default()
+    };
+    match setup_device(state, HEADER) {
+        Err(NetError::Features { requested }) => {
+            assert_eq!(requested, VIRTIO_NET_F_MAC | VIRTIO_F_VERSION_1);
+        }
+        Err(other) => panic!("wrong error: {other}"),
+        Ok(_) => panic!("a device that refused the features was accepted"),
+    }
 }
