@@ -80,7 +80,8 @@ pub enum MapError {
     OutOfFrames,
     /// The range is already covered by a 2 MiB RAM page (a device there is a firmware bug).
     CoveredByRam(u64),
-    /// The address is beyond what this kernel maps (512 GiB).
+    /// The address is beyond what an identity map can reach: 128 TiB, the lower half of
+    /// the 48-bit virtual address space.
     TooHigh(u64),
 }
 
@@ -117,12 +118,18 @@ impl State {
         Ok(frame)
     }
 
+    /// The page directory covering `address`, with the tables above it allocated when
+    /// missing. RAM and low devices sit under PML4 entry 0 (the static `PDPT_LOW`);
+    /// 64-bit PCI BARs can be far higher (Cloud Hypervisor puts them near 64 TiB).
     fn page_directory(&mut self, address: u64) -> Result<u64, MapError> {
-        if address >> 39 != 0 {
+        if address >> 47 != 0 {
             return Err(MapError::TooHigh(address));
         }
-        // SAFETY: PDPT_LOW is ours, mapped (in .bss) and we hold the lock.
-        let pdpt = unsafe { entries(PDPT_LOW.0.get() as u64) };
+        // SAFETY: PML4 is ours, mapped (in .bss) and we hold the lock.
+        let pml4 = unsafe { entries(PML4.0.get() as u64) };
+        let pdpt = self.next_table(&mut pml4[(address >> 39) as usize & 511])?;
+        // SAFETY: `pdpt` is PDPT_LOW or a table `next_table` allocated: ours, locked.
+        let pdpt = unsafe { entries(pdpt) };
         self.next_table(&mut pdpt[(address >> 30) as usize & 511])
     }
 
@@ -237,7 +244,11 @@ impl core::fmt::Display for MapError {
             }
             MapError::CoveredByRam(address) => write!(f, "{:#x} is already mapped as RAM", address),
             MapError::TooHigh(address) => {
-                write!(f, "{:#x} is above the 512 GiB this kernel maps", address)
+                write!(
+                    f,
+                    "{:#x} is above the 128 TiB an identity map can reach",
+                    address
+                )
             }
         }
     }
