@@ -43,6 +43,7 @@ qemu=$(pgrep -P "$runner" -f qemu-system-x86_64 | head -n 1)
 ticks() { awk '{print $14 + $15}' "/proc/$qemu/stat"; }
 hz=$(getconf CLK_TCK)
 before=$(ticks); sleep 5; after=$(ticks)
-kill "$runner" 2>/dev/null || true; pkill -P "$runner" 2>/dev/null || true; wait "$runner" 2>/dev/null || true
+# QEMU first: once run.sh is gone, its child is re-parented and `pkill -P` misses it.
+kill "$qemu" 2>/dev/null || true; kill "$runner" 2>/dev/null || true; wait "$runner" 2>/dev/null || true
 rm -f "$log"
 python3 -c "used=($after-$before)/$hz; print(f'  {used:.2f} s of host CPU in 5 s = {used/5*100:.1f}% of one CPU')"
