@@ -75,17 +75,12 @@ impl Counters {
 /// than the `Debug` builders, which cost every image a few KiB of formatting code.
 impl fmt::Display for Counters {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write_named(f, &self.named())
+        for (i, (name, value)) in self.named().iter().enumerate() {
+            let separator = if i == 0 { "" } else { ", " };
+            write!(f, "{separator}{name}: {value}")?;
+        }
+        Ok(())
     }
-}
-
-/// Writes `name: value, name: value, ...`.
-fn write_named(f: &mut fmt::Formatter<'_>, items: &[(&str, u64)]) -> fmt::Result {
-    for (i, (name, value)) in items.iter().enumerate() {
-        let separator = if i == 0 { "" } else { ", " };
-        write!(f, "{separator}{name}: {value}")?;
-    }
-    Ok(())
 }
 
 /// The live counters behind [`Counters`].
