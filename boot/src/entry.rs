@@ -12,12 +12,14 @@
 //! mode and NX (and says so on COM1 when it does not: a silent hang is the worst failure),
 //! identity-maps the first 1 GiB with 2 MiB pages, enables PAE, long mode, NX and paging,
 //! zeroes `.bss` (not every loader does) and calls the kernel's
-//! `torito_kernel_entry(protocol, magic, info)` on the boot stack.
+//! `torito_kernel_entry(protocol, magic, info, entry_tsc)` on the boot stack.
 //! The kernel replaces these early page tables with its own at once.
 //!
 //! The boot stack has an unmapped guard page below it once the kernel's tables are in
 //! place: `__boot_stack_guard`, `__boot_stack_bottom`, `__boot_stack_top` are exported
 //! for that.
+
+use crate::pack::{Descriptor, EXIT_CORRUPT_IMAGE};
 
 /// `protocol` value passed to `torito_kernel_entry` for a PVH boot.
 pub const PROTOCOL_PVH: u32 = 1;
@@ -73,6 +75,189 @@ torito_multiboot2_entry:
     mov %eax, %esi
 
 1:  /* edi = protocol, esi = magic, ebx = boot information: keep these three. */
+    rdtsc                          /* the boot epoch, before the unpacking it includes */
+    mov %eax, torito_entry_tsc
+    mov %edx, torito_entry_tsc+4
+    mov torito_pack+{source_len}, %ecx
+    test %ecx, %ecx
+    jz torito_boot_unpacked        /* not packed: the loader loaded everything */
+
+    /* ---- Unpack the kernel (boot/src/pack.rs). No stack, no paging: the packed bytes
+     * may lie where the boot stack and tables go, so only registers and the descriptor
+     * are used. One LZ4 block (lz4 block format): sequences of a token, literals, then
+     * (unless the input ends there) a 16-bit offset back into the output and a match.
+     * Every length and offset is checked against both buffers before it is used. ---- */
+    mov %edi, torito_pack_saved
+    mov %esi, torito_pack_saved+4
+    mov %ebx, torito_pack_saved+8
+    mov torito_pack+{source}, %esi
+    lea (%esi,%ecx), %ebp          /* esi..ebp: packed input */
+    mov torito_pack+{dest}, %edi
+    mov torito_pack+{dest_len}, %edx
+    add %edi, %edx                 /* edi..edx: output */
+10: cmp %ebp, %esi
+    jae 19f                        /* the input ended where a sequence should start */
+    movzbl (%esi), %eax            /* token: literal length << 4 | match length - 4 */
+    inc %esi
+    mov %eax, %ecx
+    shr $4, %ecx
+    cmp $15, %ecx
+    je 11f
+12: mov %ebp, %ebx
+    sub %esi, %ebx
+    cmp %ebx, %ecx
+    ja 19f                         /* literals run past the input */
+    mov %edx, %ebx
+    sub %edi, %ebx
+    cmp %ebx, %ecx
+    ja 19f                         /* literals run past the output */
+    cmp $16, %ecx
+    ja 21f
+    /* Up to 16 literals: copy 16 with plain moves and step by the count (the packer
+     * leaves room past the output, pack.rs OVERRUN). Under TCG each step of a `rep` is
+     * emulated on its own, and most sequences are this short. */
+    mov (%esi), %ebx
+    mov %ebx, (%edi)
+    mov 4(%esi), %ebx
+    mov %ebx, 4(%edi)
+    mov 8(%esi), %ebx
+    mov %ebx, 8(%edi)
+    mov 12(%esi), %ebx
+    mov %ebx, 12(%edi)
+    add %ecx, %esi
+    add %ecx, %edi
+22: cmp %ebp, %esi
+    je 15f                         /* the last sequence has literals only */
+    mov %ebp, %ebx
+    sub %esi, %ebx
+    cmp $2, %ebx
+    jb 19f
+    movzwl (%esi), %ebx            /* offset: 1..=bytes already written */
+    add $2, %esi
+    mov %edi, %ecx
+    sub torito_pack+{dest}, %ecx
+    dec %ebx
+    cmp %ecx, %ebx
+    jae 19f                        /* offset - 1 >= written: zero, or before the start */
+    inc %ebx
+    and $15, %eax
+    mov %eax, %ecx
+    cmp $15, %ecx
+    je 13f
+14: add $4, %ecx
+    mov %edx, %eax
+    sub %edi, %eax
+    cmp %eax, %ecx
+    ja 19f                         /* the match runs past the output */
+    mov %esi, %eax
+    mov %edi, %esi
+    sub %ebx, %esi                 /* copy forward from offset bytes back */
+    cmp $4, %ebx
+    jb 23f
+    cmp $16, %ecx
+    ja 24f
+    /* Offset 4 or more, up to 16 bytes: four word moves, each reading only bytes
+     * already final, as in the literal case. */
+    mov (%esi), %ebx
+    mov %ebx, (%edi)
+    mov 4(%esi), %ebx
+    mov %ebx, 4(%edi)
+    mov 8(%esi), %ebx
+    mov %ebx, 8(%edi)
+    mov 12(%esi), %ebx
+    mov %ebx, 12(%edi)
+    add %ecx, %edi
+    mov %eax, %esi
+    jmp 10b
+
+11: cmp %ebp, %esi                 /* 15: more length bytes follow, up to one below 255 */
+    jae 19f
+    movzbl (%esi), %ebx
+    inc %esi
+    add %ebx, %ecx
+    cmp $255, %ebx
+    je 11b
+    jmp 12b
+21: mov %ecx, %ebx                 /* long literal run: 4 bytes a step, then the rest */
+    shr $2, %ecx
+    rep movsl
+    mov %ebx, %ecx
+    and $3, %ecx
+    rep movsb
+    jmp 22b
+13: cmp %ebp, %esi                 /* long match length */
+    jae 19f
+    movzbl (%esi), %eax
+    inc %esi
+    add %eax, %ecx
+    cmp $255, %eax
+    je 13b
+    jmp 14b
+24: mov %ecx, %ebx                 /* long match, offset 4 or more: 4 bytes a step */
+    shr $2, %ecx
+    rep movsl
+    mov %ebx, %ecx
+    and $3, %ecx
+23: rep movsb                      /* offset below 4 repeats what was just written: */
+    mov %eax, %esi                 /* byte by byte, forward */
+    jmp 10b
+
+15: cmp %edx, %edi
+    jne 19f                        /* fewer bytes than the descriptor promised */
+    /* Checksums over the unpacked words (pack.rs: checksums). */
+    mov torito_pack+{dest}, %esi
+    xor %eax, %eax
+    xor %ebx, %ebx
+16: cmp %edx, %esi                 /* 16 bytes a step (the length is a multiple) */
+    jae 17f
+    add (%esi), %eax
+    add %eax, %ebx
+    add 4(%esi), %eax
+    add %eax, %ebx
+    add 8(%esi), %eax
+    add %eax, %ebx
+    add 12(%esi), %eax
+    add %eax, %ebx
+    add $16, %esi
+    jmp 16b
+17: cmp torito_pack+{sum}, %eax
+    jne 19f
+    cmp torito_pack+{sum_of_sums}, %ebx
+    jne 19f
+    mov torito_pack_saved, %edi
+    mov torito_pack_saved+4, %esi
+    mov torito_pack_saved+8, %ebx
+    jmp torito_boot_unpacked
+
+19: /* Damaged: say so on COM1, end QEMU through isa-debug-exit if present, stop. */
+    mov $torito_pack_corrupt, %esi
+    mov $0x3f8, %dx
+18: lodsb
+    test %al, %al
+    jz 7f
+    out %al, %dx
+    jmp 18b
+7:  mov ${corrupt}, %eax
+    mov $0xf4, %dx
+    out %eax, %dx
+6:  cli
+    hlt
+    jmp 6b
+
+    .balign 4
+    .global torito_pack
+torito_pack: .skip {descriptor_size}   /* written by torito-pack; zero = not packed */
+torito_pack_saved: .skip 12
+torito_entry_tsc: .skip 8
+torito_pack_corrupt:
+    .ascii "torito: this image is damaged: its packed kernel does not unpack or fails its "
+    .ascii "checksum; build or copy it again\r\n"
+    .asciz "torito: exit({corrupt})\r\n"
+
+    /* ---- The rest runs after unpacking, so it is packed too. ---- */
+    .section .text.torito_boot, "ax"
+    .code32
+torito_boot_unpacked:
     mov $__boot_stack_top, %esp
 
     /* Zero the two upper boot tables; the loop below writes both halves of every PD
@@ -173,6 +358,7 @@ torito_multiboot2_entry:
     mov %edi, %edi                 /* zero-extend: protocol */
     mov %esi, %esi                 /* magic */
     mov %ebx, %edx                 /* boot information address */
+    mov torito_entry_tsc, %rcx     /* TSC at the first instruction */
     call torito_kernel_entry
     ud2
 
@@ -203,6 +389,14 @@ __boot_stack_top:
     .text
     "#,
     pvh = const PROTOCOL_PVH,
+    source = const Descriptor::SOURCE,
+    source_len = const Descriptor::SOURCE_LEN,
+    dest = const Descriptor::DEST,
+    dest_len = const Descriptor::DEST_LEN,
+    sum = const Descriptor::SUM,
+    sum_of_sums = const Descriptor::SUM_OF_SUMS,
+    descriptor_size = const Descriptor::SIZE,
+    corrupt = const EXIT_CORRUPT_IMAGE,
     mb2 = const PROTOCOL_MULTIBOOT2,
     stack_size = const BOOT_STACK_SIZE,
     options(att_syntax)

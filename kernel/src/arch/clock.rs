@@ -75,9 +75,10 @@ pub fn rdtsc() -> u64 {
     unsafe { core::arch::x86_64::_rdtsc() }
 }
 
-/// Records the TSC at kernel entry: the epoch of `now_nanos`.
-pub fn mark_boot() {
-    BOOT_TSC.store(rdtsc(), Ordering::Relaxed);
+/// Records the TSC at kernel entry (the boot stub's first instruction, which reads it
+/// before unpacking the kernel): the epoch of `now_nanos`.
+pub fn mark_boot(entry_tsc: u64) {
+    BOOT_TSC.store(entry_tsc, Ordering::Relaxed);
 }
 
 /// The TSC at kernel entry.

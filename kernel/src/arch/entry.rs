@@ -57,8 +57,8 @@ unsafe extern "Rust" {
 }
 
 #[unsafe(no_mangle)]
-extern "C" fn torito_kernel_entry(protocol: u32, magic: u32, info: u32) -> ! {
-    clock::mark_boot();
+extern "C" fn torito_kernel_entry(protocol: u32, magic: u32, info: u32, entry_tsc: u64) -> ! {
+    clock::mark_boot(entry_tsc);
     clock::start_early();
     super::percpu::init(0, 0);
     serial::init();
