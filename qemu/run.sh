@@ -138,7 +138,7 @@ set +e
 qemu-system-x86_64 "${args[@]}"
 status=$?
 set -e
-code=$(grep -ao 'torito: exit([0-9]*)' "$log" | tail -n 1 | tr -dc '0-9')
+code=$({ grep -ao 'torito: exit([0-9]*)' "$log" || true; } | tail -n 1 | tr -dc '0-9')
 if [ -n "$code" ]; then
     exit "$code"
 fi

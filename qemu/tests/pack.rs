@@ -124,12 +124,18 @@ fn packed_images_claim_all_the_kernel_memory_and_unpack_to_the_kernel() {
                 "{name}: {pair:?} overlap or are unsorted"
             );
         }
-        for segment in headers(&kernel)
-            .iter()
-            .filter(|header| header.kind == PT_LOAD)
+        // So is every byte the unpacker may write.
+        let written = u64::from(descriptor.dest)
+            ..u64::from(descriptor.dest) + u64::from(descriptor.dest_len) + u64::from(OVERRUN);
+        let kernel_segments = headers(&kernel)
+            .into_iter()
+            .filter(|header| header.kind == PT_LOAD);
+        for range in kernel_segments
+            .map(|segment| segment.memory())
+            .chain([written])
         {
-            let mut at = segment.addr;
-            while at < segment.memory().end {
+            let mut at = range.start;
+            while at < range.end {
                 let owner = loads.iter().find(|load| load.memory().contains(&at));
                 let owner =
                     owner.unwrap_or_else(|| panic!("{name}: {at:#x} is claimed by no segment"));

@@ -188,6 +188,7 @@ pub fn pack(kernel: &[u8]) -> Result<Packed, PackError> {
     // and zero-filled tails inside it become zeros, which is what they hold at run time.
     let files_end = loads
         .iter()
+        .filter(|load| !load.bytes.is_empty())
         .map(|load| load.addr + load.bytes.len() as u64)
         .max();
     let files_end = files_end.unwrap_or(stub.end);
@@ -211,7 +212,9 @@ pub fn pack(kernel: &[u8]) -> Result<Packed, PackError> {
     if checked != unpacked {
         return Err(PackError::SelfCheck(UnpackError::Mismatch));
     }
-    let packed_at = (unpacked_range.end + u64::from(OVERRUN)).next_multiple_of(PACKED_ALIGN);
+    // What the unpacker writes: the kernel, and up to OVERRUN bytes past it.
+    let written = unpacked_range.start..unpacked_range.end + u64::from(OVERRUN);
+    let packed_at = written.end.next_multiple_of(PACKED_ALIGN);
     let packed_range = packed_at..packed_at + packed.len() as u64;
     let (sum, sum_of_sums) = checksums(&unpacked);
     let descriptor = Descriptor {
@@ -235,12 +238,14 @@ pub fn pack(kernel: &[u8]) -> Result<Packed, PackError> {
     // packed bytes go: reserved, so loaders keep their boot information out of it.
     let mut segments = vec![
         elf::Segment::file(stub.start, stub_bytes, elf::RWX),
-        elf::Segment::reserve(stub_used..unpacked_range.end, elf::RWX),
+        // Claimed up to what the unpacker may write (OVERRUN past the end), so that no
+        // loader puts its boot information there (GRUB did, in the gap before .bss).
+        elf::Segment::reserve(stub_used..written.end, elf::RWX),
         elf::Segment::file(packed_range.start, packed, elf::R),
     ];
     for load in &loads {
         let memory = load.memory();
-        let beyond = memory.start.max(unpacked_range.end)..memory.end;
+        let beyond = memory.start.max(written.end)..memory.end;
         for piece in subtract(beyond, &packed_range) {
             segments.push(elf::Segment::reserve(piece, elf::RW));
         }
