@@ -8,7 +8,9 @@
 //! * multiboot2 (GRUB) jumps to the ELF entry point, `torito_multiboot2_entry`, with the
 //!   magic value in `eax`.
 //!
-//! The common path checks that the CPU has long
+//! The common path first unpacks the kernel when `torito-pack` packed it (see
+//! [`crate::pack`]): the stub, up to `__boot_stub_used`, is the only code that runs
+//! before that. It then checks that the CPU has long
 //! mode and NX (and says so on COM1 when it does not: a silent hang is the worst failure),
 //! identity-maps the first 1 GiB with 2 MiB pages, enables PAE, long mode, NX and paging,
 //! zeroes `.bss` (not every loader does) and calls the kernel's
