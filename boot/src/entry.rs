@@ -84,6 +84,19 @@ torito_multiboot2_entry:
     test %ecx, %ecx
     jz torito_boot_unpacked        /* not packed: the loader loaded everything */
 
+    /* Copies 16 bytes from esi to edi with four word moves (clobbers ebx): one emulated
+     * block under TCG, where each step of a `rep movs` is emulated on its own. */
+    .macro torito_copy16
+    mov (%esi), %ebx
+    mov %ebx, (%edi)
+    mov 4(%esi), %ebx
+    mov %ebx, 4(%edi)
+    mov 8(%esi), %ebx
+    mov %ebx, 8(%edi)
+    mov 12(%esi), %ebx
+    mov %ebx, 12(%edi)
+    .endm
+
     /* ---- Unpack the kernel (boot/src/pack.rs). No stack, no paging: the packed bytes
      * may lie where the boot stack and tables go, so only registers and the descriptor
      * are used. One LZ4 block (lz4 block format): sequences of a token, literals, then
@@ -115,17 +128,9 @@ torito_multiboot2_entry:
     ja 19f                         /* literals run past the output */
     cmp $16, %ecx
     ja 21f
-    /* Up to 16 literals: copy 16 with plain moves and step by the count (the packer
-     * leaves room past the output, pack.rs OVERRUN). Under TCG each step of a `rep` is
-     * emulated on its own, and most sequences are this short. */
-    mov (%esi), %ebx
-    mov %ebx, (%edi)
-    mov 4(%esi), %ebx
-    mov %ebx, 4(%edi)
-    mov 8(%esi), %ebx
-    mov %ebx, 8(%edi)
-    mov 12(%esi), %ebx
-    mov %ebx, 12(%edi)
+    /* Up to 16 literals (most sequences): copy 16 and step by the count (the packer
+     * leaves room past the output, pack.rs OVERRUN). */
+    torito_copy16
     add %ecx, %esi
     add %ecx, %edi
 22: cmp %ebp, %esi
@@ -160,14 +165,7 @@ torito_multiboot2_entry:
     ja 24f
     /* Offset 4 or more, up to 16 bytes: four word moves, each reading only bytes
      * already final, as in the literal case. */
-    mov (%esi), %ebx
-    mov %ebx, (%edi)
-    mov 4(%esi), %ebx
-    mov %ebx, 4(%edi)
-    mov 8(%esi), %ebx
-    mov %ebx, 8(%edi)
-    mov 12(%esi), %ebx
-    mov %ebx, 12(%edi)
+    torito_copy16
     add %ecx, %edi
     mov %eax, %esi
     jmp 10b

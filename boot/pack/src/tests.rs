@@ -3,15 +3,16 @@
 
 use crate::{UnpackError, compress, subtract, unpack};
 
-/// A small deterministic generator (xorshift64*), so failures reproduce.
+/// A small deterministic generator (a 64-bit LCG, high bits), so failures reproduce.
 struct Rng(u64);
 
 impl Rng {
     fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        self.0 >> 24
     }
 
     fn below(&mut self, bound: usize) -> usize {
