@@ -320,6 +320,12 @@ impl Guest {
         if self.exited.is_none() {
             self.exited = self.child.wait().ok();
         }
+        // SIGKILL is delivered, not yet acted on: wait (boundedly) until the group is
+        // gone, so that no QEMU outlives its Guest, even on a loaded machine.
+        let deadline = Instant::now() + TERMINATE_GRACE;
+        while process_group_alive(group) && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// A failure with `reason`, the reproduction command and everything captured so
@@ -339,6 +345,28 @@ impl Drop for Guest {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Whether a live (not zombie) process is left in process group `group`. `kill -0`
+/// would count zombies: QEMU is reparented to init when run.sh dies first, and init may
+/// reap it a little later.
+pub fn process_group_alive(group: u32) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    entries.flatten().any(|entry| {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            return false;
+        };
+        // "pid (comm) state ppid pgrp ...": comm may hold spaces, so split after its ')'.
+        let Some((_, fields)) = stat.rsplit_once(')') else {
+            return false;
+        };
+        let mut fields = fields.split_whitespace();
+        let state = fields.next();
+        let pgrp = fields.nth(1);
+        state != Some("Z") && pgrp == Some(group.to_string().as_str())
+    })
 }
 
 /// Sends `signal` to every process in process group `group` (through kill(1): no libc).

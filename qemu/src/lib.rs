@@ -37,7 +37,7 @@ mod ports;
 
 pub use clients::{failed_connections, run_clients};
 pub use failure::Failure;
-pub use guest::{Guest, Outcome};
+pub use guest::{Guest, Outcome, process_group_alive};
 pub use options::RunOptions;
 pub use paths::{image_path, workspace_root};
 pub use ports::free_port;

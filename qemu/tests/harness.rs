@@ -52,28 +52,6 @@ fn run(command: &mut Command) {
     assert!(status.success(), "{command:?} failed: {status}");
 }
 
-/// Whether a live (not zombie) process is left in process group `group`. `kill -0`
-/// would count zombies: QEMU is reparented to init when run.sh dies first, and init may
-/// reap it a little later.
-fn group_alive(group: u32) -> bool {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return false;
-    };
-    entries.flatten().any(|entry| {
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            return false;
-        };
-        // "pid (comm) state ppid pgrp ...": comm may hold spaces, so split after its ')'.
-        let Some((_, fields)) = stat.rsplit_once(')') else {
-            return false;
-        };
-        let mut fields = fields.split_whitespace();
-        let state = fields.next();
-        let pgrp = fields.nth(1);
-        state != Some("Z") && pgrp == Some(group.to_string().as_str())
-    })
-}
-
 #[test]
 fn exit_code_and_console_come_through() -> Result<(), Failure> {
     let image = floor(false);
@@ -111,7 +89,7 @@ fn a_timeout_kills_qemu_and_keeps_the_console() {
     assert!(failure.reason.contains("did not exit"), "{failure}");
     assert!(failure.console.contains("floor: hanging"), "{failure}");
     assert!(
-        !group_alive(group),
+        !torito_qemu_tests::process_group_alive(group),
         "QEMU's process group {group} outlived the timeout"
     );
 }
@@ -124,7 +102,7 @@ fn dropping_a_running_guest_kills_qemu() {
     guest.wait_for_line("floor: hanging", TIMEOUT).unwrap();
     drop(guest);
     assert!(
-        !group_alive(group),
+        !torito_qemu_tests::process_group_alive(group),
         "QEMU's process group {group} outlived the Guest"
     );
 }
