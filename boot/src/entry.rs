@@ -21,7 +21,7 @@
 //! place: `__boot_stack_guard`, `__boot_stack_bottom`, `__boot_stack_top` are exported
 //! for that.
 
-use crate::pack::{Descriptor, EXIT_CORRUPT_IMAGE};
+use crate::pack::{Descriptor, EXIT_CORRUPT_IMAGE, OVERRUN, UNPACKED_ALIGN};
 
 /// `protocol` value passed to `torito_kernel_entry` for a PVH boot.
 pub const PROTOCOL_PVH: u32 = 1;
@@ -101,15 +101,30 @@ torito_multiboot2_entry:
      * may lie where the boot stack and tables go, so only registers and the descriptor
      * are used. One LZ4 block (lz4 block format): sequences of a token, literals, then
      * (unless the input ends there) a 16-bit offset back into the output and a match.
-     * Every length and offset is checked against both buffers before it is used. ---- */
+     * Every length and offset is checked against both buffers before it is used, and
+     * every sum of lengths for a carry (32-bit registers). ---- */
     mov %edi, torito_pack_saved
     mov %esi, torito_pack_saved+4
     mov %ebx, torito_pack_saved+8
-    mov torito_pack+{source}, %esi
-    lea (%esi,%ecx), %ebp          /* esi..ebp: packed input */
+    /* The descriptor is data too: output right after the stub, a length the checksum
+     * loop can step through, input past the output and its overrun, no wrap-around. */
     mov torito_pack+{dest}, %edi
+    cmp $__boot_stub_end, %edi
+    jne 19f
     mov torito_pack+{dest_len}, %edx
+    test ${align_mask}, %edx
+    jnz 19f
     add %edi, %edx                 /* edi..edx: output */
+    jc 19f
+    mov %edx, %eax
+    add ${overrun}, %eax
+    jc 19f
+    mov torito_pack+{source}, %esi
+    cmp %eax, %esi
+    jb 19f
+    mov %esi, %ebp
+    add %ecx, %ebp                 /* esi..ebp: packed input */
+    jc 19f
 10: cmp %ebp, %esi
     jae 19f                        /* the input ended where a sequence should start */
     movzbl (%esi), %eax            /* token: literal length << 4 | match length - 4 */
@@ -152,6 +167,7 @@ torito_multiboot2_entry:
     cmp $15, %ecx
     je 13f
 14: add $4, %ecx
+    jc 19f
     mov %edx, %eax
     sub %edi, %eax
     cmp %eax, %ecx
@@ -175,6 +191,7 @@ torito_multiboot2_entry:
     movzbl (%esi), %ebx
     inc %esi
     add %ebx, %ecx
+    jc 19f
     cmp $255, %ebx
     je 11b
     jmp 12b
@@ -190,6 +207,7 @@ torito_multiboot2_entry:
     movzbl (%esi), %eax
     inc %esi
     add %eax, %ecx
+    jc 19f
     cmp $255, %eax
     je 13b
     jmp 14b
@@ -397,6 +415,8 @@ __boot_stack_top:
     sum_of_sums = const Descriptor::SUM_OF_SUMS,
     descriptor_size = const Descriptor::SIZE,
     corrupt = const EXIT_CORRUPT_IMAGE,
+    align_mask = const UNPACKED_ALIGN - 1,
+    overrun = const OVERRUN,
     mb2 = const PROTOCOL_MULTIBOOT2,
     stack_size = const BOOT_STACK_SIZE,
     options(att_syntax)

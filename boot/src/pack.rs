@@ -84,8 +84,10 @@ impl Descriptor {
 
 /// The unpacked kernel's checksums, as the entry code computes them: over little-endian
 /// 32-bit words `w`, `sum = Σ w` and `sum_of_sums = Σ (running sum)`, both wrapping.
-/// The second depends on where each word is, so moved or swapped words are caught too.
-/// This detects a damaged image; it is not a defence against a deliberate one.
+/// The second depends on where each word is, so most moved or swapped words are caught
+/// too (not all: two words an even distance apart that differ only in their top bit
+/// swap unseen). This detects a damaged image; it is not a defence against a deliberate
+/// one.
 ///
 /// `bytes.len()` must be a multiple of [`UNPACKED_ALIGN`]; a trailing partial word is
 /// ignored.

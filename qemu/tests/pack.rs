@@ -224,6 +224,27 @@ fn packing_a_packed_image_or_something_else_is_refused() {
     kernel[text.offset + (descriptor_at - text.addr) as usize] = 1;
     let error = torito_pack::pack(&kernel).err();
     assert_eq!(error, Some(torito_pack::PackError::AlreadyPacked));
+    // Entry points outside the stub would run code not yet unpacked: the ELF entry
+    // (multiboot2) and the PVH note's.
+    let outside = 0x10_2000u64;
+    let mut kernel = unpacked("hello");
+    kernel[24..32].copy_from_slice(&outside.to_le_bytes());
+    let error = torito_pack::pack(&kernel).err();
+    assert_eq!(
+        error,
+        Some(torito_pack::PackError::EntryOutsideStub { entry: outside })
+    );
+    let mut kernel = unpacked("hello");
+    let note = headers(&kernel)
+        .into_iter()
+        .find(|header| header.kind == PT_NOTE)
+        .expect("a note");
+    kernel[note.offset + 16..note.offset + 24].copy_from_slice(&outside.to_le_bytes());
+    let error = torito_pack::pack(&kernel).err();
+    assert_eq!(
+        error,
+        Some(torito_pack::PackError::EntryOutsideStub { entry: outside })
+    );
     let error = torito_pack::pack(b"#!/bin/sh\necho not a kernel\n").err();
     assert!(
         matches!(error, Some(torito_pack::PackError::NotKernel(_))),
@@ -318,4 +339,42 @@ fn a_stream_longer_than_its_room_stops_the_boot() -> Result<(), Failure> {
         let smaller = packing.descriptor.dest_len - 4096;
         image[at..at + 4].copy_from_slice(&smaller.to_le_bytes());
     })
+}
+
+/// Writes `value` into descriptor field `field` of a packed hello.
+fn with_field(
+    field: usize,
+    value: impl Fn(&torito_pack::Packed) -> u32,
+) -> impl FnOnce(&mut Vec<u8>, &torito_pack::Packed, &[Header]) {
+    move |image, packing, headers| {
+        let at = descriptor_field(packing, headers, field);
+        image[at..at + 4].copy_from_slice(&value(packing).to_le_bytes());
+    }
+}
+
+#[test]
+fn a_destination_over_the_stub_stops_the_boot() -> Result<(), Failure> {
+    // Unpacking there would overwrite the code doing it: the stub checks first.
+    boots_damaged(
+        "dest",
+        with_field(Descriptor::DEST, |packing| packing.descriptor.dest - 4096),
+    )
+}
+
+#[test]
+fn a_length_the_checksum_cannot_step_through_stops_the_boot() -> Result<(), Failure> {
+    boots_damaged(
+        "align",
+        with_field(Descriptor::DEST_LEN, |packing| {
+            packing.descriptor.dest_len + 4
+        }),
+    )
+}
+
+#[test]
+fn input_inside_the_output_stops_the_boot() -> Result<(), Failure> {
+    boots_damaged(
+        "overlap",
+        with_field(Descriptor::SOURCE, |packing| packing.descriptor.dest + 64),
+    )
 }

@@ -85,6 +85,38 @@ impl<'a> Input<'a> {
         })
     }
 
+    /// The entry addresses of the PVH notes (`XEN_ELFNOTE_PHYS32_ENTRY`, type 18, owner
+    /// "Xen"; the address is 4 or 8 bytes). Malformed notes are skipped: loaders read
+    /// them, the packer only checks where they point.
+    pub fn pvh_entries(&self) -> Vec<u64> {
+        let mut entries = Vec::new();
+        for &(notes, _) in &self.notes {
+            let mut at = 0;
+            while let Some(header) = notes.get(at..at + 12) {
+                let word = |i: usize| {
+                    u32::from_le_bytes([header[i], header[i + 1], header[i + 2], header[i + 3]])
+                };
+                let (name_len, desc_len, kind) = (word(0) as usize, word(4) as usize, word(8));
+                let name_at = at + 12;
+                let desc_at = name_at + name_len.next_multiple_of(4);
+                let (Some(name), Some(desc)) = (
+                    notes.get(name_at..name_at + name_len),
+                    notes.get(desc_at..desc_at + desc_len),
+                ) else {
+                    break;
+                };
+                if kind == 18 && name == b"Xen\0" {
+                    let mut address = [0u8; 8];
+                    let used = desc.len().min(8);
+                    address[..used].copy_from_slice(&desc[..used]);
+                    entries.push(u64::from_le_bytes(address));
+                }
+                at = desc_at + desc_len.next_multiple_of(4);
+            }
+        }
+        entries
+    }
+
     /// The address of a symbol the boot crate or linker script defines.
     pub fn symbol(&self, name: &'static str) -> Result<u64, PackError> {
         if self.file.symbols().next().is_none() {

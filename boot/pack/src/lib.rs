@@ -7,14 +7,16 @@
 //! | segment | memory | in the file |
 //! |---|---|---|
 //! | the stub, with its descriptor filled in | where the kernel put it | yes |
-//! | the stub's padding and the unpacked kernel's place | up to the end of `.data` | no: reserved |
-//! | the packed kernel | right after that, where `.bss` will be | yes |
+//! | the stub's padding and the unpacked kernel's place | up to the end of `.data`, and 16 bytes more | no: reserved |
+//! | the packed kernel | right after that, usually where `.bss` will be | yes |
 //! | the rest of `.bss` | as in the kernel | no: reserved |
 //! | the PVH note | (not loaded) | yes |
 //!
-//! Every byte of memory the kernel will use is still claimed by a segment, so no loader
-//! puts its boot information there; the packed bytes sit where `.bss` goes, so the image
-//! needs no memory the unpacked kernel did not. The stub unpacks (boot/src/entry.rs), checks
+//! Every byte of memory the kernel or the unpacker will write is still claimed by a
+//! segment, so no loader puts its boot information there. The packed bytes go where
+//! `.bss` will be; when `.bss` is smaller than they are, they run past the kernel's end,
+//! and loading needs that much more memory than the kernel (not so for Torito's
+//! examples: their `.bss` holds the stacks). The stub unpacks (boot/src/entry.rs), checks
 //! the checksums, and boots on as if the loader had loaded the kernel itself.
 //!
 //! The format contract (descriptor, checksums) is `torito_boot::pack`; [`unpack`] is the
@@ -64,6 +66,13 @@ pub enum PackError {
     /// bytes of the first segment, or the descriptor is not inside its contents (up to
     /// `__boot_stub_used`).
     BadStub,
+    /// An entry point (the ELF entry, for multiboot2, or a PVH note's) lies outside the
+    /// stub, in code that is packed when the loader jumps there: entry code belongs in
+    /// `.boot.text` (boot/src/entry.rs).
+    EntryOutsideStub {
+        /// The entry address.
+        entry: u64,
+    },
     /// The descriptor is already filled in: the input is a packed image. Pack the
     /// kernel cargo built (target/x86_64-unknown-none/release/NAME), not its output.
     AlreadyPacked,
@@ -97,6 +106,11 @@ impl fmt::Display for PackError {
                 f,
                 "the boot stub (up to `{STUB_END_SYMBOL}`) and `{DESCRIPTOR_SYMBOL}` are not \
                  in the first segment's file bytes"
+            ),
+            Self::EntryOutsideStub { entry } => write!(
+                f,
+                "entry point {entry:#x} is outside the boot stub; entry code belongs in \
+                 .boot.text, which is not packed"
             ),
             Self::AlreadyPacked => write!(
                 f,
@@ -176,6 +190,12 @@ pub fn pack(kernel: &[u8]) -> Result<Packed, PackError> {
         && stub.end <= first.addr + first.bytes.len() as u64)
     {
         return Err(PackError::BadStub);
+    }
+    // Loaders jump into the stub: anything else is not unpacked yet when they do.
+    for entry in std::iter::once(input.entry).chain(input.pvh_entries()) {
+        if !(stub.start..stub_used).contains(&entry) {
+            return Err(PackError::EntryOutsideStub { entry });
+        }
     }
     let mut stub_bytes = first.bytes[..(stub_used - stub.start) as usize].to_vec();
     let descriptor_in_stub = (descriptor_range.start - stub.start) as usize;
