@@ -32,6 +32,7 @@ pub const PROTOCOL_MULTIBOOT2: u32 = 2;
 pub const BOOT_STACK_SIZE: usize = 64 * 1024;
 
 core::arch::global_asm!(
+    include_str!("unpack.s"),
     r#"
     /* ---- multiboot2 header (spec 3.1.1): magic, arch 0 = i386, length, checksum ---- */
     .section .multiboot2_header, "a"
@@ -84,19 +85,6 @@ torito_multiboot2_entry:
     test %ecx, %ecx
     jz torito_boot_unpacked        /* not packed: the loader loaded everything */
 
-    /* Copies 16 bytes from esi to edi with four word moves (clobbers ebx): one emulated
-     * block under TCG, where each step of a `rep movs` is emulated on its own. */
-    .macro torito_copy16
-    mov (%esi), %ebx
-    mov %ebx, (%edi)
-    mov 4(%esi), %ebx
-    mov %ebx, 4(%edi)
-    mov 8(%esi), %ebx
-    mov %ebx, 8(%edi)
-    mov 12(%esi), %ebx
-    mov %ebx, 12(%edi)
-    .endm
-
     /* ---- Unpack the kernel (boot/src/pack.rs). No stack, no paging: the packed bytes
      * may lie where the boot stack and tables go, so only registers and the descriptor
      * are used. One LZ4 block (lz4 block format): sequences of a token, literals, then
@@ -125,103 +113,7 @@ torito_multiboot2_entry:
     mov %esi, %ebp
     add %ecx, %ebp                 /* esi..ebp: packed input */
     jc 19f
-10: cmp %ebp, %esi
-    jae 19f                        /* the input ended where a sequence should start */
-    movzbl (%esi), %eax            /* token: literal length << 4 | match length - 4 */
-    inc %esi
-    mov %eax, %ecx
-    shr $4, %ecx
-    cmp $15, %ecx
-    je 11f
-12: mov %ebp, %ebx
-    sub %esi, %ebx
-    cmp %ebx, %ecx
-    ja 19f                         /* literals run past the input */
-    mov %edx, %ebx
-    sub %edi, %ebx
-    cmp %ebx, %ecx
-    ja 19f                         /* literals run past the output */
-    cmp $16, %ecx
-    ja 21f
-    /* Up to 16 literals (most sequences): copy 16 and step by the count (the packer
-     * leaves room past the output, pack.rs OVERRUN). */
-    torito_copy16
-    add %ecx, %esi
-    add %ecx, %edi
-22: cmp %ebp, %esi
-    je 15f                         /* the last sequence has literals only */
-    mov %ebp, %ebx
-    sub %esi, %ebx
-    cmp $2, %ebx
-    jb 19f
-    movzwl (%esi), %ebx            /* offset: 1..=bytes already written */
-    add $2, %esi
-    mov %edi, %ecx
-    sub torito_pack+{dest}, %ecx
-    dec %ebx
-    cmp %ecx, %ebx
-    jae 19f                        /* offset - 1 >= written: zero, or before the start */
-    inc %ebx
-    and $15, %eax
-    mov %eax, %ecx
-    cmp $15, %ecx
-    je 13f
-14: add $4, %ecx
-    jc 19f
-    mov %edx, %eax
-    sub %edi, %eax
-    cmp %eax, %ecx
-    ja 19f                         /* the match runs past the output */
-    mov %esi, %eax
-    mov %edi, %esi
-    sub %ebx, %esi                 /* copy forward from offset bytes back */
-    cmp $4, %ebx
-    jb 23f
-    cmp $16, %ecx
-    ja 24f
-    /* Offset 4 or more, up to 16 bytes: four word moves, each reading only bytes
-     * already final, as in the literal case. */
-    torito_copy16
-    add %ecx, %edi
-    mov %eax, %esi
-    jmp 10b
-
-11: cmp %ebp, %esi                 /* 15: more length bytes follow, up to one below 255 */
-    jae 19f
-    movzbl (%esi), %ebx
-    inc %esi
-    add %ebx, %ecx
-    jc 19f
-    cmp $255, %ebx
-    je 11b
-    jmp 12b
-21: mov %ecx, %ebx                 /* long literal run: 4 bytes a step, then the rest */
-    shr $2, %ecx
-    rep movsl
-    mov %ebx, %ecx
-    and $3, %ecx
-    rep movsb
-    jmp 22b
-13: cmp %ebp, %esi                 /* long match length */
-    jae 19f
-    movzbl (%esi), %eax
-    inc %esi
-    add %eax, %ecx
-    jc 19f
-    cmp $255, %eax
-    je 13b
-    jmp 14b
-24: mov %ecx, %ebx                 /* long match, offset 4 or more: 4 bytes a step */
-    shr $2, %ecx
-    rep movsl
-    mov %ebx, %ecx
-    and $3, %ecx
-23: rep movsb                      /* offset below 4 repeats what was just written: */
-    mov %eax, %esi                 /* byte by byte, forward */
-    jmp 10b
-
-15: cmp %edx, %edi
-    jne 19f                        /* fewer bytes than the descriptor promised */
+    torito_unpack_lz4 torito_pack+{dest}, 19f
     /* Checksums over the unpacked words (pack.rs: checksums). */
     mov torito_pack+{dest}, %esi
     xor %eax, %eax
