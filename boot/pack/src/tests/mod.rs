@@ -1,13 +1,16 @@
-//! Host tests of the LZ4 code and the layout helpers. Packing real kernels (and booting
-//! the result, damaged or not) is tested in qemu/tests/pack.rs, after `make images`.
+//! Host tests of the LZ4 code and the layout helpers, and (`unpacker`) of the boot stub's
+//! assembly against the Rust model. Packing real kernels (and booting the result, damaged
+//! or not) is tested in qemu/tests/pack.rs, after `make images`.
+
+mod unpacker;
 
 use crate::{UnpackError, compress, subtract, unpack};
 
 /// A small deterministic generator (a 64-bit LCG, high bits), so failures reproduce.
-struct Rng(u64);
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 = self
             .0
             .wrapping_mul(6_364_136_223_846_793_005)
@@ -15,7 +18,7 @@ impl Rng {
         self.0 >> 24
     }
 
-    fn below(&mut self, bound: usize) -> usize {
+    pub(crate) fn below(&mut self, bound: usize) -> usize {
         (self.next() % bound as u64) as usize
     }
 

@@ -7,9 +7,10 @@
 //! Needs binutils (`as --32`, `ld -m elf_i386`) and a kernel that runs 32-bit programs;
 //! `make test` installs binutils.
 
+use super::Rng;
+use crate::{compress, unpack};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use torito_pack::{compress, unpack};
 
 /// Guard bytes around the output, and the overrun the unpacker may write past it.
 const GUARD: usize = 64;
@@ -168,23 +169,6 @@ fn check(harness: &Harness, case: usize, block: &[u8], len: usize) {
                 "case {case}: the model says {error}, the assembly accepts"
             )
         }
-    }
-}
-
-/// A small deterministic generator (a 64-bit LCG, high bits).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        self.0 >> 24
-    }
-
-    fn below(&mut self, bound: usize) -> usize {
-        (self.next() % bound as u64) as usize
     }
 }
 
