@@ -31,13 +31,24 @@ pub struct InSegment<'a> {
     pub bytes: &'a [u8],
 }
 
+impl InSegment<'_> {
+    /// Its memory, by physical address (where the loader puts it).
+    pub fn memory(&self) -> Range<u64> {
+        self.paddr..self.paddr + self.mem_len
+    }
+}
+
 /// What the packer needs from the linked kernel.
 pub struct Input<'a> {
     file: ElfFile64<'a, Endianness>,
     pub loads: Vec<InSegment<'a>>,
     /// Each PT_NOTE segment's bytes and alignment (the PVH entry note is one).
     pub notes: Vec<(&'a [u8], u64)>,
+    /// The ELF entry (where multiboot2 loaders jump).
     pub entry: u64,
+    /// The entry addresses of the PVH notes (`XEN_ELFNOTE_PHYS32_ENTRY`: type 18, owner
+    /// "Xen", a 4- or 8-byte address).
+    pub pvh_entries: Vec<u64>,
 }
 
 impl<'a> Input<'a> {
@@ -56,6 +67,7 @@ impl<'a> Input<'a> {
         }
         let mut loads = Vec::new();
         let mut notes = Vec::new();
+        let mut pvh_entries = Vec::new();
         for segment in file.elf_program_headers() {
             let bytes = segment
                 .data(endian, data)
@@ -72,7 +84,18 @@ impl<'a> Input<'a> {
                         bytes,
                     });
                 }
-                PT_NOTE => notes.push((bytes, segment.p_align(endian).max(1))),
+                PT_NOTE => {
+                    notes.push((bytes, segment.p_align(endian).max(1)));
+                    let mut iter = segment.notes(endian, data).ok().flatten();
+                    while let Some(Ok(Some(note))) = iter.as_mut().map(|notes| notes.next()) {
+                        if note.n_type(endian) == 18 && note.name() == b"Xen" {
+                            let mut address = [0u8; 8];
+                            let used = note.desc().len().min(8);
+                            address[..used].copy_from_slice(&note.desc()[..used]);
+                            pvh_entries.push(u64::from_le_bytes(address));
+                        }
+                    }
+                }
                 _ => {}
             }
         }
@@ -82,39 +105,8 @@ impl<'a> Input<'a> {
             loads,
             notes,
             entry,
+            pvh_entries,
         })
-    }
-
-    /// The entry addresses of the PVH notes (`XEN_ELFNOTE_PHYS32_ENTRY`, type 18, owner
-    /// "Xen"; the address is 4 or 8 bytes). Malformed notes are skipped: loaders read
-    /// them, the packer only checks where they point.
-    pub fn pvh_entries(&self) -> Vec<u64> {
-        let mut entries = Vec::new();
-        for &(notes, _) in &self.notes {
-            let mut at = 0;
-            while let Some(header) = notes.get(at..at + 12) {
-                let word = |i: usize| {
-                    u32::from_le_bytes([header[i], header[i + 1], header[i + 2], header[i + 3]])
-                };
-                let (name_len, desc_len, kind) = (word(0) as usize, word(4) as usize, word(8));
-                let name_at = at + 12;
-                let desc_at = name_at + name_len.next_multiple_of(4);
-                let (Some(name), Some(desc)) = (
-                    notes.get(name_at..name_at + name_len),
-                    notes.get(desc_at..desc_at + desc_len),
-                ) else {
-                    break;
-                };
-                if kind == 18 && name == b"Xen\0" {
-                    let mut address = [0u8; 8];
-                    let used = desc.len().min(8);
-                    address[..used].copy_from_slice(&desc[..used]);
-                    entries.push(u64::from_le_bytes(address));
-                }
-                at = desc_at + desc_len.next_multiple_of(4);
-            }
-        }
-        entries
     }
 
     /// The address of a symbol the boot crate or linker script defines.
@@ -122,9 +114,8 @@ impl<'a> Input<'a> {
         if self.file.symbols().next().is_none() {
             return Err(PackError::NoSymbols);
         }
-        self.file
-            .symbols()
-            .find(|symbol| symbol.name() == Ok(name))
+        let symbol = self.file.symbol_by_name(name);
+        symbol
             .map(|symbol| symbol.address())
             .ok_or(PackError::MissingSymbol(name))
     }

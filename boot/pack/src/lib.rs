@@ -137,23 +137,9 @@ pub struct Packed {
     pub stub_len: usize,
 }
 
-/// One loadable segment of the input.
-struct Load<'a> {
-    addr: u64,
-    bytes: &'a [u8],
-    mem_len: u64,
-}
-
-impl Load<'_> {
-    fn memory(&self) -> Range<u64> {
-        self.addr..self.addr + self.mem_len
-    }
-}
-
 /// Packs a linked kernel (the ELF file's bytes). See the crate documentation.
 pub fn pack(kernel: &[u8]) -> Result<Packed, PackError> {
     let input = elf::Input::parse(kernel)?;
-    let mut loads: Vec<Load<'_>> = Vec::new();
     for segment in &input.loads {
         let end = segment.paddr.checked_add(segment.mem_len);
         if segment.vaddr != segment.paddr || end.is_none_or(|end| end > 1 << 32) {
@@ -163,16 +149,12 @@ pub fn pack(kernel: &[u8]) -> Result<Packed, PackError> {
                 len: segment.mem_len,
             });
         }
-        loads.push(Load {
-            addr: segment.paddr,
-            bytes: segment.bytes,
-            mem_len: segment.mem_len,
-        });
     }
-    loads.sort_by_key(|load| load.addr);
+    let mut loads: Vec<&elf::InSegment<'_>> = input.loads.iter().collect();
+    loads.sort_by_key(|load| load.paddr);
     if loads
         .windows(2)
-        .any(|pair| pair[0].memory().end > pair[1].addr)
+        .any(|pair| pair[0].memory().end > pair[1].paddr)
     {
         return Err(PackError::Overlap);
     }
@@ -182,17 +164,17 @@ pub fn pack(kernel: &[u8]) -> Result<Packed, PackError> {
     let descriptor_at = input.symbol(DESCRIPTOR_SYMBOL)?;
     let first = loads.first().ok_or(PackError::Empty)?;
     // The stub's contents; from `stub_used` to `stub.end` is padding.
-    let stub = first.addr..stub_end;
+    let stub = first.paddr..stub_end;
     let descriptor_range = descriptor_at..descriptor_at + Descriptor::SIZE as u64;
     if !(stub.start <= descriptor_range.start
         && descriptor_range.end <= stub_used
         && stub_used <= stub.end
-        && stub.end <= first.addr + first.bytes.len() as u64)
+        && stub.end <= first.paddr + first.bytes.len() as u64)
     {
         return Err(PackError::BadStub);
     }
     // Loaders jump into the stub: anything else is not unpacked yet when they do.
-    for entry in std::iter::once(input.entry).chain(input.pvh_entries()) {
+    for &entry in std::iter::once(&input.entry).chain(&input.pvh_entries) {
         if !(stub.start..stub_used).contains(&entry) {
             return Err(PackError::EntryOutsideStub { entry });
         }
@@ -209,7 +191,7 @@ pub fn pack(kernel: &[u8]) -> Result<Packed, PackError> {
     let files_end = loads
         .iter()
         .filter(|load| !load.bytes.is_empty())
-        .map(|load| load.addr + load.bytes.len() as u64)
+        .map(|load| load.paddr + load.bytes.len() as u64)
         .max();
     let files_end = files_end.unwrap_or(stub.end);
     if files_end <= stub.end {
@@ -219,10 +201,10 @@ pub fn pack(kernel: &[u8]) -> Result<Packed, PackError> {
         stub.end..stub.end + (files_end - stub.end).next_multiple_of(UNPACKED_ALIGN as u64);
     let mut unpacked = vec![0u8; (unpacked_range.end - unpacked_range.start) as usize];
     for load in &loads {
-        let from = load.addr.max(unpacked_range.start);
-        let to = (load.addr + load.bytes.len() as u64).min(unpacked_range.end);
+        let from = load.paddr.max(unpacked_range.start);
+        let to = (load.paddr + load.bytes.len() as u64).min(unpacked_range.end);
         if from < to {
-            let source = &load.bytes[(from - load.addr) as usize..(to - load.addr) as usize];
+            let source = &load.bytes[(from - load.paddr) as usize..(to - load.paddr) as usize];
             unpacked[(from - unpacked_range.start) as usize..(to - unpacked_range.start) as usize]
                 .copy_from_slice(source);
         }

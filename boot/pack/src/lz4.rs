@@ -1,5 +1,5 @@
 //! The LZ4 block format, both ways: [`compress`] for the packer, and [`unpack`], the
-//! boot stub's unpacker (boot/src/entry.rs) written again in Rust with the same checks, so
+//! boot stub's unpacker (boot/src/unpack.s) written again in Rust with the same checks, so
 //! the packer can prove each image unpacks before writing it and the tests can feed it
 //! damaged input.
 //!
