@@ -84,16 +84,7 @@ impl Sockets {
         self.live -= 1;
         socket
     }
-}
 
-impl Deref for Sockets {
-    type Target = SocketSet<'static>;
-    fn deref(&self) -> &Self::Target {
-        &self.set
-    }
-}
-
-impl Sockets {
     /// The socket `handle` names, as a `T`.
     ///
     /// # Panics
@@ -107,6 +98,13 @@ impl Sockets {
     /// state but never add or remove one.
     pub fn for_poll(&mut self) -> &mut SocketSet<'static> {
         &mut self.set
+    }
+}
+
+impl Deref for Sockets {
+    type Target = SocketSet<'static>;
+    fn deref(&self) -> &Self::Target {
+        &self.set
     }
 }
 
