@@ -4,6 +4,7 @@
 # usage: qemu/run.sh IMAGE [--machine microvm|q35|pc] [--boot pvh|grub] [--smp N]
 #                          [--mem SIZE] [--forward HOSTPORT:GUESTPORT]... [--append "ARGS"]
 #                          [--accel kvm|tcg] [--acpi on|off] [--log FILE]
+#                          [--trace-code FILE]
 #        qemu/run.sh --which-accel      (prints the accelerator it would pick, then exits)
 #
 # The accelerator is chosen here: hardware KVM only when the CPU has vmx/svm and
@@ -16,7 +17,7 @@
 # from the guest (it crashed, reset, or QEMU itself failed).
 set -euo pipefail
 
-usage() { sed -n '4,7p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '4,8p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 # The accelerator rule, in one place (the benches ask for it with --which-accel).
 pick_accel() {
@@ -32,7 +33,7 @@ pick_accel() {
 [ $# -ge 1 ] || usage
 if [ "$1" = --which-accel ]; then pick_accel; exit 0; fi
 image=$1; shift
-machine=microvm boot=pvh smp=1 mem=64M append="" accel="" log="" acpi=on
+machine=microvm boot=pvh smp=1 mem=64M append="" accel="" log="" acpi=on trace_code=
 forwards=()
 while [ $# -gt 0 ]; do
     case $1 in
@@ -45,6 +46,7 @@ while [ $# -gt 0 ]; do
         --accel) accel=$2; shift 2 ;;
         --log) log=$2; shift 2 ;;
         --acpi) acpi=$2; shift 2 ;;
+        --trace-code) trace_code=$2; shift 2 ;;
         -h|--help) usage ;;
         *) echo "run.sh: unknown option $1" >&2; usage ;;
     esac
@@ -94,6 +96,14 @@ args=(
     # Writing N to port 0xf4 ends QEMU with status (N << 1) | 1.
     -device isa-debug-exit,iobase=0xf4,iosize=0x04
 )
+
+# --trace-code FILE (TCG only): QEMU logs every block of guest code it translates, once,
+# with its instructions. Under TCG that translation is most of the boot's cost, so the
+# distinct instructions on the way to main are a noise-free measure of it (bench/run.sh).
+if [ -n "$trace_code" ]; then
+    [ "$accel" = tcg ] || { echo "run.sh: --trace-code needs --accel tcg" >&2; exit 2; }
+    args+=(-d in_asm -D "$trace_code")
+fi
 
 if [ ${#forwards[@]} -gt 0 ]; then
     netdev="user,id=net0"   # user-mode networking: guest 10.0.2.15, no host privileges

@@ -1,0 +1,104 @@
+#!/usr/bin/env python3
+"""How much kernel code QEMU translated on the way to main, from a --trace-code log.
+
+usage: translated.py LOG ELF [--until SYMBOL] [--by-function N]
+
+LOG is what `qemu/run.sh IMAGE --trace-code LOG` wrote (QEMU's `-d in_asm`: one "IN:"
+block per translation, with its instructions). ELF is the kernel as linked, with its
+symbols (build/unpacked/NAME.elf; a packed image runs the same addresses once unpacked).
+
+Counts the translation blocks that start inside the kernel image and the distinct
+instructions in them, up to the first block at SYMBOL (default torito_app_main, the
+application's main: what comes before it is the kernel's boot). Firmware and option-ROM
+code lie outside the image and are not counted: the floor kernel pays for them too.
+
+Why: under TCG a boot's cost is mostly QEMU translating code that runs once, about in
+proportion to these two numbers (docs/architecture.md, "Boot time under emulation").
+They do not depend on the machine's load, unlike the wall-clock timings next to them.
+
+Prints "instructions N blocks M"; with --by-function, then the N symbols that hold the
+most of those instructions.
+"""
+
+import bisect
+import collections
+import re
+import subprocess
+import sys
+
+
+def symbols(elf):
+    """(sorted addresses, names) of the ELF's code and data symbols, and name -> address."""
+    listing = subprocess.run(
+        ["nm", "-n", "--demangle", elf], capture_output=True, text=True, check=True
+    ).stdout
+    addresses, names, by_name = [], [], {}
+    for line in listing.splitlines():
+        parts = line.split(" ", 2)
+        if len(parts) != 3 or not re.fullmatch(r"[0-9a-f]+", parts[0]):
+            continue
+        address = int(parts[0], 16)
+        by_name.setdefault(parts[2], address)
+        if parts[1] in "tTwW":
+            addresses.append(address)
+            names.append(parts[2])
+    return addresses, names, by_name
+
+
+def blocks(log):
+    """Each translated block's instruction addresses, in translation order."""
+    block = None
+    with open(log, errors="replace") as lines:
+        for line in lines:
+            if line.startswith("IN:"):
+                if block:
+                    yield block
+                block = []
+                continue
+            match = re.match(r"^0x([0-9a-f]+):", line)
+            if match and block is not None:
+                block.append(int(match.group(1), 16))
+    if block:
+        yield block
+
+
+def main(argv):
+    if len(argv) < 2:
+        sys.exit(__doc__)
+    log, elf, rest = argv[0], argv[1], argv[2:]
+    until, by_function = "torito_app_main", 0
+    while rest:
+        if rest[0] == "--until" and len(rest) > 1:
+            until, rest = rest[1], rest[2:]
+        elif rest[0] == "--by-function" and len(rest) > 1:
+            by_function, rest = int(rest[1]), rest[2:]
+        else:
+            sys.exit(__doc__)
+    addresses, names, by_name = symbols(elf)
+    for needed in ("__kernel_start", "__kernel_end", until):
+        if needed not in by_name:
+            sys.exit(f"translated: {elf} has no symbol {needed} (use build/unpacked/NAME.elf)")
+    start, end, stop = by_name["__kernel_start"], by_name["__kernel_end"], by_name[until]
+
+    count, seen, reached = 0, set(), False
+    for block in blocks(log):
+        if block[0] == stop:
+            reached = True
+            break
+        if start <= block[0] < end:
+            count += 1
+            seen.update(address for address in block if start <= address < end)
+    if not reached:
+        sys.exit(f"translated: no block at {until} ({stop:#x}) in {log}: did the kernel reach it?")
+    print(f"instructions {len(seen)} blocks {count}")
+
+    if by_function:
+        per_symbol = collections.Counter(
+            names[bisect.bisect_right(addresses, address) - 1] for address in seen
+        )
+        for name, instructions in per_symbol.most_common(by_function):
+            print(f"  {instructions:6d}  {name}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
