@@ -7,16 +7,18 @@ LOG is what `qemu/run.sh IMAGE --trace-code LOG` wrote (QEMU's `-d in_asm`: one 
 block per translation, with its instructions). ELF is the kernel as linked, with its
 symbols (build/unpacked/NAME.elf; a packed image runs the same addresses once unpacked).
 
-Counts the translation blocks that start inside the kernel image and the distinct
-instructions in them, up to the first block at SYMBOL (default torito_app_main, the
+Counts the translation blocks that start inside the kernel image, the distinct
+instructions in them and how many of those access memory, up to the first block at SYMBOL (default torito_app_main, the
 application's main: what comes before it is the kernel's boot). Firmware and option-ROM
 code lie outside the image and are not counted: the floor kernel pays for them too.
 
 Why: under TCG a boot's cost is mostly QEMU translating code that runs once, about in
-proportion to these two numbers (docs/architecture.md, "Boot time under emulation").
-They do not depend on the machine's load, unlike the wall-clock timings next to them.
+proportion to these numbers, an instruction that accesses memory costing several times
+one that does not (docs/architecture.md, "Boot time under emulation"; bench/run.sh prices
+each kind in the same batch). They do not depend on the machine's load, unlike the
+wall-clock timings next to them.
 
-Prints "instructions N blocks M"; with --by-function, then the N symbols that hold the
+Prints "instructions N (M access memory) blocks B"; with --by-function, then the N symbols that hold the
 most of those instructions.
 """
 
@@ -45,8 +47,12 @@ def symbols(elf):
     return addresses, names, by_name
 
 
+# Mnemonics that access memory without a memory operand: the stack and string operations.
+IMPLICIT_MEMORY = re.compile(r"(push|pop|call|ret|leave|enter|iret|stos|movs|lods|cmps|scas)")
+
+
 def blocks(log):
-    """Each translated block's instruction addresses, in translation order."""
+    """Each translated block's instructions as (address, accesses memory), in order."""
     block = None
     with open(log, errors="replace") as lines:
         for line in lines:
@@ -55,9 +61,14 @@ def blocks(log):
                     yield block
                 block = []
                 continue
-            match = re.match(r"^0x([0-9a-f]+):", line)
+            # "0xADDRESS:  BYTES  MNEMONIC OPERANDS" (AT&T syntax: memory operands have
+            # parentheses, e.g. 8(%rsp) or 0x10(%rip)). A long instruction's last bytes
+            # continue on a line of their own, with no mnemonic: not an instruction.
+            match = re.match(r"^0x([0-9a-f]+):\s+(?:[0-9a-f]{2} )+\s*([a-z]\S*)\s*(.*)", line)
             if match and block is not None:
-                block.append(int(match.group(1), 16))
+                mnemonic, operands = match.group(2), match.group(3)
+                memory = "(" in operands or bool(IMPLICIT_MEMORY.match(mnemonic))
+                block.append((int(match.group(1), 16), memory))
     if block:
         yield block
 
@@ -80,17 +91,17 @@ def main(argv):
             sys.exit(f"translated: {elf} has no symbol {needed} (use build/unpacked/NAME.elf)")
     start, end, stop = by_name["__kernel_start"], by_name["__kernel_end"], by_name[until]
 
-    count, seen, reached = 0, set(), False
+    count, seen, reached = 0, {}, False
     for block in blocks(log):
-        if block[0] == stop:
+        if block[0][0] == stop:
             reached = True
             break
-        if start <= block[0] < end:
+        if start <= block[0][0] < end:
             count += 1
-            seen.update(address for address in block if start <= address < end)
+            seen.update((address, memory) for address, memory in block if start <= address < end)
     if not reached:
         sys.exit(f"translated: no block at {until} ({stop:#x}) in {log}: did the kernel reach it?")
-    print(f"instructions {len(seen)} blocks {count}")
+    print(f"instructions {len(seen)} ({sum(seen.values())} access memory) blocks {count}")
 
     if by_function:
         per_symbol = collections.Counter(

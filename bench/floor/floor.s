@@ -7,6 +7,12 @@
 #
 # Assembled with `--defsym HANG=1` it prints the line and then hangs instead of exiting
 # (qemu/tests/harness.rs uses that to check that a timeout ends QEMU).
+#
+# Assembled with `--defsym WORK=N` it first runs code that QEMU must translate (once),
+# for bench/run.sh to price translation under TCG against the plain floor:
+#   WORK=1: 4000 register-only instructions in one straight line (a few blocks);
+#   WORK=2: 2000 instructions with a memory operand, in one straight line;
+#   WORK=3: 1000 blocks of two register instructions (an add and a jump to the next).
 
     # The PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY). QEMU 7.2 reads an ELF64 note's
     # descriptor as 8 bytes: the entry is a .quad with descsz 8, as Linux emits it.
@@ -24,6 +30,23 @@
     .code32
     .globl _start
 _start:
+.ifdef WORK
+.if WORK == 1
+    .rept 4000
+    add $1, %eax
+    .endr
+.elseif WORK == 2
+    .rept 2000
+    addl $1, 0x7000
+    .endr
+.else
+    .rept 1000
+    add $1, %eax
+    jmp 4f
+4:
+    .endr
+.endif
+.endif
     cld
     mov $0x3f8, %dx         # COM1 data register: QEMU's UART needs no setup to send
     mov $message, %esi
