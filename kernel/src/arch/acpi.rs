@@ -177,12 +177,20 @@ pub fn search_rsdp() -> Option<AcpiRoot> {
     })
 }
 
-/// Reads the FADT (once). Without ACPI (microvm `acpi=off`) nothing is found.
-pub fn init(root: Option<AcpiRoot>) -> Fadt {
-    let root = root.or_else(search_rsdp);
-    ROOT.call_once(|| root);
+/// Records where the ACPI tables are, searching the BIOS area when the loader gave no
+/// RSDP. No table is read here: each is read when first needed, so a boot that needs
+/// neither the PM timer nor S5 never parses the FADT or scans the DSDT.
+pub fn init(root: Option<AcpiRoot>) {
+    ROOT.call_once(|| root.or_else(search_rsdp));
+}
+
+/// What the FADT says (read on first use); all `None` without ACPI.
+pub fn fadt() -> Fadt {
     *FADT.call_once(|| {
-        let fadt = root
+        let fadt = ROOT
+            .get()
+            .copied()
+            .flatten()
             .and_then(|root| find(&root, b"FACP"))
             .map(parse_fadt)
             .unwrap_or_default();
@@ -199,7 +207,14 @@ pub fn init(root: Option<AcpiRoot>) -> Fadt {
 
 /// Enters ACPI S5 (soft off) if the FADT allows; returns if it did not work.
 pub fn power_off() {
-    let Some(fadt) = FADT.get() else { return };
+    // Reading the FADT maps firmware pages under the page-table lock. An exit from a
+    // fault inside a page-table change holds that lock: then S5 is skipped (the caller
+    // resets instead) rather than waiting forever.
+    let fadt = match FADT.get() {
+        Some(fadt) => *fadt,
+        None if paging::busy() => return,
+        None => fadt(),
+    };
     let sleep_type = u16::from(fadt.s5_sleep_type.unwrap_or(0));
     const SLEEP_ENABLE: u16 = 1 << 13;
     if let Some(port) = fadt.pm1a_control {
@@ -231,74 +246,66 @@ pub struct IoApicEntry {
     pub gsi_base: u32,
 }
 
-/// What the MADT lists (only the parts the kernel uses).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Madt {
-    /// I/O APICs (at most 8 kept).
-    pub io_apics: [Option<IoApicEntry>; 8],
-    /// Usable local APIC ids (enabled or online-capable), at most 32 kept.
-    pub local_apics: [Option<u32>; 32],
-    /// Whether a MADT was found at all.
-    pub present: bool,
-}
+/// The MADT (ACPI 5.2.12), read where the firmware left it: its entries are parsed as
+/// they are iterated, so nothing is copied out at boot.
+#[derive(Debug, Clone, Copy)]
+pub struct Madt(&'static [u8]);
 
-static MADT: spin::Once<Madt> = spin::Once::new();
+static MADT: spin::Once<Option<Madt>> = spin::Once::new();
 static ROOT: spin::Once<Option<AcpiRoot>> = spin::Once::new();
 
-/// The MADT's I/O APICs (read once); `present` is false without ACPI.
-pub fn madt() -> Madt {
+/// The MADT (looked up once); `None` without ACPI.
+pub fn madt() -> Option<Madt> {
     *MADT.call_once(|| {
-        let mut madt = Madt::default();
-        let Some(table) = ROOT
-            .get()
+        ROOT.get()
             .copied()
             .flatten()
             .and_then(|root| find(&root, b"APIC"))
-        else {
-            return madt;
-        };
-        madt.present = true;
+            .map(Madt)
+    })
+}
+
+impl Madt {
+    /// The interrupt controller structures as (type, bytes), up to a malformed one.
+    fn entries(self) -> impl Iterator<Item = (u8, &'static [u8])> {
+        let table = self.0;
         let mut offset = 44;
-        let mut count = 0;
-        while let (Some(&kind), Some(&length)) = (table.get(offset), table.get(offset + 1)) {
-            let length = usize::from(length);
-            if length < 2 || offset + length > table.len() {
+        core::iter::from_fn(move || {
+            let length = usize::from(*table.get(offset + 1)?);
+            let entry = table.get(offset..offset + length).filter(|_| length >= 2);
+            let Some(entry) = entry else {
                 log::warn!(
                     "acpi: MADT entry at offset {} has a bad length {}; rest ignored",
                     offset,
                     length
                 );
-                break;
-            }
-            let usable = |flags: Option<u32>| flags.is_some_and(|flags| flags & 0b11 != 0);
-            let apic = match kind {
-                0 if length >= 8 && usable(u32_at(table, offset + 4)) => {
-                    table.get(offset + 3).map(|id| u32::from(*id))
-                }
-                9 if length >= 16 && usable(u32_at(table, offset + 8)) => u32_at(table, offset + 4),
-                _ => None,
+                return None;
             };
-            if let Some(id) = apic
-                && let Some(slot) = madt.local_apics.iter_mut().find(|slot| slot.is_none())
-            {
-                *slot = Some(id);
-            }
-            if kind == 1
-                && length >= 12
-                && count < madt.io_apics.len()
-                && let (Some(address), Some(gsi_base)) =
-                    (u32_at(table, offset + 4), u32_at(table, offset + 8))
-            {
-                madt.io_apics[count] = Some(IoApicEntry {
-                    address: u64::from(address),
-                    gsi_base,
-                });
-                count += 1;
-            }
             offset += length;
-        }
-        madt
-    })
+            Some((entry[0], entry))
+        })
+    }
+
+    /// Usable local APIC ids (enabled or online-capable): processor local APIC and
+    /// local x2APIC entries.
+    pub fn local_apics(self) -> impl Iterator<Item = u32> {
+        let usable = |flags: Option<u32>| flags.is_some_and(|flags| flags & 0b11 != 0);
+        self.entries().filter_map(move |(kind, entry)| match kind {
+            0 if entry.len() >= 8 && usable(u32_at(entry, 4)) => Some(u32::from(entry[3])),
+            9 if entry.len() >= 16 && usable(u32_at(entry, 8)) => u32_at(entry, 4),
+            _ => None,
+        })
+    }
+
+    /// The I/O APICs.
+    pub fn io_apics(self) -> impl Iterator<Item = IoApicEntry> {
+        self.entries().filter_map(|(kind, entry)| {
+            (kind == 1 && entry.len() >= 12).then_some(IoApicEntry {
+                address: u64::from(u32_at(entry, 4)?),
+                gsi_base: u32_at(entry, 8)?,
+            })
+        })
+    }
 }
 
 /// Whether the DSDT mentions `name` (e.g. QEMU microvm's virtio-mmio `_HID "LNRO0005"`).

@@ -15,10 +15,11 @@
 //! (55 ms) and notes the TSC; `calibrate` reads the count and the TSC again. The PIT's
 //! OUT pin (read-back status) says whether the count ran out, so a boot slower than
 //! 55 ms is detected and measured the slow way instead of being miscounted. The local
-//! APIC count-down rate (needed without TSC-deadline mode) is measured against the TSC
-//! over the window since `lapic::init` started it.
+//! APIC count-down rate (needed without TSC-deadline mode) is then measured against the
+//! TSC over the window from `lapic::init` to `finish_calibration`, just before `main`:
+//! the other cores' bring-up overlaps it too.
 
-use super::{acpi::Fadt, lapic};
+use super::{acpi, lapic};
 use core::sync::atomic::{AtomicU64, Ordering};
 use x86_64::instructions::port::Port;
 
@@ -213,9 +214,11 @@ fn from_early_pit() -> Option<u64> {
     }
 }
 
-/// Records that the local APIC's free count starts now (see `apic_hz_since_start`).
+/// Records that the boot core's local APIC free count starts now (see
+/// `apic_hz_since_start`). Only the first call counts: the other cores' `lapic::init`
+/// may run before `finish_calibration`, and their counts are not the one measured.
 pub fn mark_apic_start() {
-    APIC_START_TSC.store(rdtsc(), Ordering::Relaxed);
+    let _ = APIC_START_TSC.compare_exchange(0, rdtsc(), Ordering::Relaxed, Ordering::Relaxed);
 }
 
 /// The APIC count-down rate measured against the TSC (now known at `tsc_hz`) since
@@ -232,6 +235,27 @@ fn apic_hz_since_start(tsc_hz: u64) -> Option<u64> {
     let counted = u64::from(u32::MAX - lapic::current_count());
     let ticks = rdtsc() - start;
     Some(counted * tsc_hz / ticks)
+}
+
+const NO_TIMER_RATE: &str = "no rate for the local APIC timer and no TSC-deadline mode";
+
+/// Completes the calibration on the boot core, before anything can arm a timer: when the
+/// TSC came from the early PIT and there is no TSC-deadline mode, the local APIC's rate
+/// is measured against the TSC over the window since `lapic::init`. By now that window
+/// spans the rest of the boot, so it rarely has to be waited for.
+pub fn finish_calibration() -> Result<(), &'static str> {
+    if lapic::timer_hz() != 0 || lapic::deadline_mode() {
+        return Ok(());
+    }
+    let hz = apic_hz_since_start(TSC_HZ.load(Ordering::Relaxed)).filter(|hz| *hz > 0);
+    let hz = hz.ok_or(NO_TIMER_RATE)?;
+    lapic::set_timer_hz(hz);
+    log::debug!(
+        "clock: APIC timer {} kHz, measured over {} us",
+        hz / 1000,
+        ticks_to_micros(rdtsc() - APIC_START_TSC.load(Ordering::Relaxed))
+    );
+    Ok(())
 }
 
 /// Measures (TSC Hz, APIC count-down Hz) against `reference`; `None` if it never moves.
@@ -272,12 +296,14 @@ fn measure(reference: &Reference) -> Option<(u64, u64)> {
 }
 
 /// Finds the TSC frequency (and the APIC timer rate) and starts the clock.
-pub fn calibrate(fadt: &Fadt) -> Result<Calibration, &'static str> {
+pub fn calibrate() -> Result<Calibration, &'static str> {
     let (tsc_hz, source, timer_hz) = if let Some(found) = from_cpuid() {
         found
     } else if let Some(tsc_hz) = from_early_pit() {
-        (tsc_hz, Source::Pit, apic_hz_since_start(tsc_hz))
+        // The APIC rate is left to `finish_calibration`, over a longer window.
+        (tsc_hz, Source::Pit, None)
     } else {
+        let fadt = acpi::fadt();
         let pm = fadt.pm_timer.map(|port| Reference {
             read: read_pm_timer,
             port,
@@ -315,8 +341,8 @@ pub fn calibrate(fadt: &Fadt) -> Result<Calibration, &'static str> {
     }
     if let Some(hz) = timer_hz.filter(|hz| *hz > 0) {
         lapic::set_timer_hz(hz);
-    } else if !lapic::deadline_mode() {
-        return Err("no rate for the local APIC timer and no TSC-deadline mode");
+    } else if !lapic::deadline_mode() && APIC_START_TSC.load(Ordering::Relaxed) == 0 {
+        return Err(NO_TIMER_RATE);
     }
     TSC_HZ.store(tsc_hz, Ordering::Relaxed);
     NANOS_PER_TICK_32.store(

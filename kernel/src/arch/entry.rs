@@ -6,7 +6,8 @@
 //!    into an owned `BootInfo`; a malformed structure stops the boot here, by name;
 //! 3. the command line: log level, unknown keys warned about, bad values fatal;
 //! 4. frames from the memory map, the kernel's page tables, the heap;
-//! 5. ACPI (FADT), the local APIC, the clock calibration;
+//! 5. where the ACPI tables are (each is read on first use), the local APIC, the clock
+//!    calibration;
 //! 6. interrupts on, and the application's `main` as the first task.
 
 use super::{acpi, clock, gdt, interrupts, lapic, paging, pic, serial};
@@ -129,9 +130,9 @@ extern "C" fn torito_kernel_entry(protocol: u32, magic: u32, info: u32, entry_ts
     if let Err(error) = lapic::init() {
         fatal("local APIC", error);
     }
-    let fadt = acpi::init(boot.acpi);
+    acpi::init(boot.acpi);
     stamps[2] = clock::rdtsc();
-    match clock::calibrate(&fadt) {
+    match clock::calibrate() {
         Ok(calibration) => log::debug!(
             "clock: TSC {} kHz from {}, APIC timer in {} mode",
             calibration.tsc_hz / 1000,
@@ -155,6 +156,9 @@ extern "C" fn torito_kernel_entry(protocol: u32, magic: u32, info: u32, entry_ts
     super::percpu::cpu(0).apic_id_set(lapic::id());
     x86_64::instructions::interrupts::enable();
     super::smp::start_others();
+    if let Err(error) = clock::finish_calibration() {
+        fatal("clock", error);
+    }
     crate::runtime::run(torito_app_main())
 }
 

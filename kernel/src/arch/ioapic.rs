@@ -37,17 +37,15 @@ fn write(base: u64, register: u32, value: u32) {
 /// A message when no I/O APIC serves `gsi` or its registers cannot be mapped.
 pub fn route(gsi: u32, vector: u8, trigger: Trigger) -> Result<(), &'static str> {
     let madt = acpi::madt();
-    let candidates = if madt.present {
-        madt.io_apics
-    } else {
-        let mut fallback = [None; 8];
-        fallback[0] = Some(acpi::IoApicEntry {
-            address: DEFAULT_ADDRESS,
-            gsi_base: 0,
-        });
-        fallback
+    let fallback = acpi::IoApicEntry {
+        address: DEFAULT_ADDRESS,
+        gsi_base: 0,
     };
-    for entry in candidates.into_iter().flatten() {
+    let candidates = madt
+        .into_iter()
+        .flat_map(acpi::Madt::io_apics)
+        .chain(madt.is_none().then_some(fallback));
+    for entry in candidates {
         let base = paging::map_device(entry.address, 0x20).ok_or("cannot map an I/O APIC")?;
         let pins = ((read(base, 1) >> 16) & 0xff) + 1;
         if gsi < entry.gsi_base || gsi >= entry.gsi_base + pins {

@@ -55,8 +55,8 @@ pub fn init() -> Result<u32, &'static str> {
     let deadline = x86_64_cpuid(1).2 & (1 << 24) != 0;
     DEADLINE_MODE.store(deadline, Ordering::Relaxed);
     if TIMER_HZ.load(Ordering::Relaxed) == 0 {
-        // Not calibrated yet (the boot core): count freely so that `clock::calibrate`
-        // can measure the rate over the rest of the boot.
+        // Not calibrated yet: count freely so that `clock::finish_calibration` can
+        // measure the boot core's rate over the rest of the boot.
         start_free_count();
         super::clock::mark_apic_start();
     }
@@ -87,6 +87,11 @@ pub fn start_free_count() {
 /// The count-down timer's current count.
 pub fn current_count() -> u32 {
     read(TIMER_CURRENT)
+}
+
+/// The measured count-down rate (0 until measured).
+pub fn timer_hz() -> u64 {
+    TIMER_HZ.load(Ordering::Relaxed)
 }
 
 /// Records the measured count-down rate (divide-by-16 counts per second).

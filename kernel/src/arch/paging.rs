@@ -303,6 +303,11 @@ pub fn firmware_bytes(phys: u64, len: usize) -> Option<&'static [u8]> {
     Some(unsafe { core::slice::from_raw_parts(address as *const u8, len) })
 }
 
+/// Whether the page tables are being changed right now (their lock is held).
+pub fn busy() -> bool {
+    STATE.is_locked()
+}
+
 /// Runs `f` with the frame allocator (for reports and for taking the heap region).
 pub fn with_frames<R>(f: impl FnOnce(&mut FrameAllocator) -> R) -> Option<R> {
     STATE.lock().frames.as_mut().map(f)

@@ -116,35 +116,32 @@ fn make_stack(core: usize, kind: StackKind, size: u64) -> Option<StackExtent> {
     Some(extent)
 }
 
-/// The APIC ids of the CPUs other than this one.
+/// The APIC ids of the CPUs other than this one (at most `MAX_CPUS - 1`), how many there
+/// are, and how many more were listed.
 fn other_cpus(own: u32) -> ([u32; percpu::MAX_CPUS], usize, usize) {
-    let madt = acpi::madt();
-    let mut listed = [None; 32];
-    if madt.present {
-        listed = madt.local_apics;
-    } else {
-        for (slot, id) in listed
-            .iter_mut()
-            .zip(mp_table().into_iter().flat_map(mp_table_cpus))
-        {
-            *slot = Some(id);
-        }
-        if listed.iter().flatten().all(|id| *id == own) {
-            // No MP table, or one that lists only this CPU (SeaBIOS with ACPI off).
-            for (slot, id) in listed.iter_mut().zip(0..fw_cfg_cpu_count()) {
-                *slot = Some(id);
-            }
-        }
-    }
     let mut ids = [0u32; percpu::MAX_CPUS];
     let mut count = 0;
     let mut skipped = 0;
-    for id in listed.into_iter().flatten().filter(|id| *id != own) {
-        if count + 1 < percpu::MAX_CPUS {
+    let mut add = |id: u32| {
+        if id == own {
+        } else if count + 1 < percpu::MAX_CPUS {
             ids[count] = id;
             count += 1;
         } else {
             skipped += 1;
+        }
+    };
+    if let Some(madt) = acpi::madt() {
+        madt.local_apics().for_each(&mut add);
+    } else {
+        let mut others = false;
+        for id in mp_table().into_iter().flat_map(mp_table_cpus) {
+            others |= id != own;
+            add(id);
+        }
+        if !others {
+            // No MP table, or one that lists only this CPU (SeaBIOS with ACPI off).
+            (0..fw_cfg_cpu_count()).for_each(&mut add);
         }
     }
     (ids, count, skipped)
