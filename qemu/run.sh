@@ -4,7 +4,7 @@
 # usage: qemu/run.sh IMAGE [--machine microvm|q35|pc] [--boot pvh|grub] [--smp N]
 #                          [--mem SIZE] [--forward HOSTPORT:GUESTPORT]... [--append "ARGS"]
 #                          [--accel kvm|tcg] [--acpi on|off] [--log FILE]
-#                          [--trace-code FILE]
+#                          [--exit-device on|off] [--trace-code FILE]
 #        qemu/run.sh --which-accel      (prints the accelerator it would pick, then exits)
 #
 # The accelerator is chosen here: hardware KVM only when the CPU has vmx/svm and
@@ -46,6 +46,7 @@ while [ $# -gt 0 ]; do
         --accel) accel=$2; shift 2 ;;
         --log) log=$2; shift 2 ;;
         --acpi) acpi=$2; shift 2 ;;
+        --exit-device) exit_device=$2; shift 2 ;;
         --trace-code) trace_code=$2; shift 2 ;;
         -h|--help) usage ;;
         *) echo "run.sh: unknown option $1" >&2; usage ;;
@@ -55,6 +56,7 @@ done
 case $machine in microvm|q35|pc) ;; *) echo "run.sh: --machine must be microvm, q35 or pc" >&2; exit 2 ;; esac
 case $boot in pvh|grub) ;; *) echo "run.sh: --boot must be pvh or grub" >&2; exit 2 ;; esac
 case $acpi in on|off) ;; *) echo "run.sh: --acpi must be on or off" >&2; exit 2 ;; esac
+case $exit_device in on|off) ;; *) echo "run.sh: --exit-device must be on or off" >&2; exit 2 ;; esac
 if [ "$boot" = grub ] && [ "$machine" = microvm ]; then
     echo "run.sh: --boot grub needs a BIOS machine (q35 or pc); microvm has no disk boot" >&2; exit 2
 fi
@@ -93,9 +95,10 @@ args=(
     # COM1 on stdio and, for the exit-line check, into a log file.
     -chardev "stdio,id=console,logfile=$log,signal=on"
     -serial chardev:console
-    # Writing N to port 0xf4 ends QEMU with status (N << 1) | 1.
-    -device isa-debug-exit,iobase=0xf4,iosize=0x04
 )
+# Writing N to port 0xf4 ends QEMU with status (N << 1) | 1. --exit-device off leaves it
+# out, as on other hypervisors: the kernel then powers off through ACPI S5 (or resets).
+[ "$exit_device" = on ] && args+=(-device isa-debug-exit,iobase=0xf4,iosize=0x04)
 
 # --trace-code FILE (TCG only): QEMU logs every block of guest code it translates, once,
 # with its instructions. Under TCG that translation is most of the boot's cost, so the

@@ -32,6 +32,9 @@ pub struct RunOptions {
     pub forwards: Vec<(u16, u16)>,
     /// Whether the machine has ACPI tables (`--acpi off` mimics Firecracker).
     pub acpi: bool,
+    /// Whether QEMU has the isa-debug-exit device (`--exit-device off` leaves the guest
+    /// to power off through ACPI S5 or a reset, as on other hypervisors).
+    pub exit_device: bool,
 }
 
 impl Default for RunOptions {
@@ -44,6 +47,7 @@ impl Default for RunOptions {
             append: String::new(),
             forwards: Vec::new(),
             acpi: true,
+            exit_device: true,
         }
     }
 }
@@ -92,6 +96,13 @@ impl RunOptions {
         self
     }
 
+    /// Leaves out QEMU's isa-debug-exit device: the guest's exit then ends QEMU through
+    /// ACPI S5 or a reset, and `run.sh` reads the exit code from the console.
+    pub fn without_exit_device(mut self) -> Self {
+        self.exit_device = false;
+        self
+    }
+
     /// The options as `run.sh` arguments (everything after the image path).
     pub fn args(&self) -> Vec<String> {
         let mut args = vec![
@@ -106,6 +117,10 @@ impl RunOptions {
         ];
         if !self.acpi {
             args.push("--acpi".into());
+            args.push("off".into());
+        }
+        if !self.exit_device {
+            args.push("--exit-device".into());
             args.push("off".into());
         }
         for (host, guest) in &self.forwards {

@@ -89,6 +89,43 @@ fn hello_smp4_q35() -> Result<(), Failure> {
 /// reports the actual floor, which is lower).
 const SMALL_MEMORY: &str = "2M";
 
+/// Without isa-debug-exit the kernel powers the VM off through ACPI S5, reading the FADT
+/// only then. Past S5 it says that it resets the VM, so the absence of that line, with
+/// the register the FADT named, shows that S5 ended QEMU.
+fn powers_off_through_s5(machine: &str, register: &str) -> Result<(), Failure> {
+    let options = RunOptions::default()
+        .machine(machine)
+        .append("log=debug")
+        .without_exit_device();
+    let guest = hello(options, PVH)?;
+    let console = guest.console();
+    let Some(fadt) = console
+        .lines()
+        .find(|line| line.contains("acpi: PM1a control"))
+    else {
+        return Err(guest.failure("the exit did not read the FADT"));
+    };
+    if !fadt.contains(register) {
+        return Err(guest.failure(format!("FADT line `{fadt}` lacks `{register}`")));
+    }
+    if console.contains("torito: resetting the VM") {
+        return Err(guest.failure("S5 did not end QEMU; the kernel fell back to a reset"));
+    }
+    Ok(())
+}
+
+#[test]
+fn power_off_s5_q35() -> Result<(), Failure> {
+    // q35's PM1a control block is I/O port 0x604 (1540).
+    powers_off_through_s5("q35", "PM1a control 1540")
+}
+
+#[test]
+fn power_off_s5_microvm() -> Result<(), Failure> {
+    // microvm has hardware-reduced ACPI: a sleep control register, no PM1a block.
+    powers_off_through_s5("microvm", "sleep control true")
+}
+
 #[test]
 fn hello_runs_in_small_memory() -> Result<(), Failure> {
     hello(RunOptions::default().mem(SMALL_MEMORY), PVH).map(drop)

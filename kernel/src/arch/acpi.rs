@@ -205,36 +205,45 @@ pub fn fadt() -> Fadt {
     })
 }
 
-/// Enters ACPI S5 (soft off) if the FADT allows; returns if it did not work.
-pub fn power_off() {
-    // Reading the FADT maps firmware pages under the page-table lock. An exit from a
-    // fault inside a page-table change holds that lock: then S5 is skipped (the caller
-    // resets instead) rather than waiting forever.
-    let fadt = match FADT.get() {
-        Some(fadt) => *fadt,
-        None if paging::busy() => return,
-        None => fadt(),
-    };
+/// Requests ACPI S5 (soft off) through the FADT's PM1a control block or sleep control
+/// register; returns whether it wrote a request (the VM then stops when the hypervisor
+/// acts on it).
+pub fn power_off() -> bool {
+    // Reading the FADT, or mapping a memory-mapped register, takes the page-table lock.
+    // An exit from a fault inside a page-table change holds it: S5 is then skipped (the
+    // caller resets instead) rather than waiting forever.
+    if FADT.get().is_none() && paging::busy() {
+        return false;
+    }
+    let fadt = fadt();
     let sleep_type = u16::from(fadt.s5_sleep_type.unwrap_or(0));
     const SLEEP_ENABLE: u16 = 1 << 13;
+    let mut requested = false;
     if let Some(port) = fadt.pm1a_control {
         // SAFETY: the FADT names this port as PM1a_CNT; writing SLP_TYP|SLP_EN requests S5.
         unsafe { Port::<u16>::new(port).write((sleep_type << 10) | SLEEP_ENABLE) };
+        requested = true;
     }
     if let Some(RegisterSlot(register)) = fadt.sleep_control {
         // Hardware-reduced ACPI: SLP_TYP in bits 2-4, SLP_EN is bit 5.
         let value = ((sleep_type as u8) << 2) | (1 << 5);
         match register {
-            // SAFETY: the FADT names this port as the sleep control register.
-            Register::Io(port) => unsafe { Port::<u8>::new(port).write(value) },
-            Register::Memory(phys) => {
+            Register::Io(port) => {
+                // SAFETY: the FADT names this port as the sleep control register.
+                unsafe { Port::<u8>::new(port).write(value) };
+                requested = true;
+            }
+            Register::Memory(phys) if !paging::busy() => {
                 if let Some(register) = paging::map_device(phys, 1) {
                     // SAFETY: `map_device` mapped this device register uncached.
                     unsafe { core::ptr::write_volatile(register as *mut u8, value) };
+                    requested = true;
                 }
             }
+            Register::Memory(_) => {}
         }
     }
+    requested
 }
 
 /// An I/O APIC from the MADT.

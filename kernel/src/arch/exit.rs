@@ -19,19 +19,31 @@ pub fn exit(code: u32) -> ! {
     // SAFETY: port 0xf4 is QEMU's isa-debug-exit when present and unused otherwise; a
     // write to an absent device is dropped.
     unsafe { Port::<u32>::new(0xf4).write(code) };
-    acpi::power_off();
+    if acpi::power_off() {
+        // A hypervisor stops the VM soon after the request: give it a moment before
+        // the next way out.
+        linger(100_000_000);
+    }
+    // Past S5, say which way the VM ends (Firecracker ends here, as designed).
+    serial::force_write(format_args!("torito: resetting the VM\n"));
     // SAFETY: 0xfe to the keyboard controller's command port pulses the reset line; we
     // are leaving anyway.
     unsafe { Port::<u8>::new(0x64).write(0xfe) };
     // Firecracker acts on that write from another thread: give it time to stop the VM
     // before the last resort, or it sees the triple fault first and reports an error.
-    let give_up = super::clock::now_nanos().saturating_add(500_000_000);
+    linger(500_000_000);
+    triple_fault()
+}
+
+/// Spins for `nanos`, or for a bounded number of spins when the clock is not calibrated
+/// yet (an exit during the boot).
+fn linger(nanos: u64) {
+    let give_up = super::clock::now_nanos().saturating_add(nanos);
     let mut spins = 0u64;
-    while super::clock::now_nanos() < give_up && spins < 4_000_000_000 {
+    while super::clock::now_nanos() < give_up && spins < nanos * 8 {
         spins += 1;
         core::hint::spin_loop();
     }
-    triple_fault()
 }
 
 fn triple_fault() -> ! {
