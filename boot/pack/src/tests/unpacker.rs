@@ -34,14 +34,15 @@ impl Harness {
         Self { dir, unpack_s }
     }
 
-    /// Runs the assembly on `block` with an output of `len` bytes: the exit status and
-    /// the memory from the guard before the output to the guard after its overrun.
-    fn run(&self, case: usize, block: &[u8], len: usize) -> (i32, Vec<u8>) {
+    /// Runs the assembly on `block` with an output of `len` bytes, `after` (16 bytes)
+    /// lying past the block's end: the exit status and the memory from the guard before
+    /// the output to the guard after its overrun.
+    fn run(&self, case: usize, block: &[u8], after: &[u8; 16], len: usize) -> (i32, Vec<u8>) {
         let bin = self.dir.join(format!("case{case}.bin"));
         let source = self.dir.join(format!("case{case}.s"));
         let object = self.dir.join(format!("case{case}.o"));
         let program = self.dir.join(format!("case{case}"));
-        std::fs::write(&bin, block).expect("write the block");
+        std::fs::write(&bin, [block, after].concat()).expect("write the block");
         let total = GUARD + len + OVERRUN + GUARD;
         let program_text = format!(
             r#"
@@ -78,9 +79,8 @@ report:
 
     .data
 start: .long 0
-input: .incbin "{bin}"
-input_end:
-    .fill 16, 1, 0x77           /* short literal runs read up to 15 bytes past the end */
+input: .incbin "{bin}"         /* the block, then 16 bytes that are not part of it */
+    input_end = input + {block_len}
     .balign 16
 region:
     .fill {guard}, 1, 0xa5
@@ -90,6 +90,7 @@ output:
 "#,
             unpack_s = self.unpack_s.display(),
             bin = bin.display(),
+            block_len = block.len(),
             accepted = ACCEPTED,
             rejected = REJECTED,
             clobbered = CLOBBERED_EDX,
@@ -140,9 +141,48 @@ fn tool(command: &mut Command) {
     );
 }
 
+/// Where each sequence of a well-formed `block` has its literals behind it: (bytes of
+/// the block read, bytes of output written, literals in that sequence) at that point.
+fn after_literals(block: &[u8]) -> Vec<(usize, usize, usize)> {
+    fn length(block: &[u8], at: &mut usize, mut value: usize) -> usize {
+        if value == 15 {
+            loop {
+                let byte = block[*at];
+                *at += 1;
+                value += usize::from(byte);
+                if byte != 255 {
+                    break;
+                }
+            }
+        }
+        value
+    }
+    let (mut at, mut written, mut points) = (0, 0, Vec::new());
+    while at < block.len() {
+        let token = block[at];
+        at += 1;
+        let literals = length(block, &mut at, usize::from(token >> 4));
+        at += literals;
+        written += literals;
+        points.push((at, written, literals));
+        if at == block.len() {
+            break;
+        }
+        at += 2;
+        written += length(block, &mut at, usize::from(token & 15)) + 4;
+    }
+    points
+}
+
 /// Runs one case and checks the assembly against the model.
 fn check(harness: &Harness, case: usize, block: &[u8], len: usize) {
-    let (status, memory) = harness.run(case, block, len);
+    check_after(harness, case, block, &[0x77; 16], len);
+}
+
+/// `check` with the 16 bytes that lie past the block's end (short literal runs read up
+/// to 15 of them, but nothing may decode them).
+fn check_after(harness: &Harness, case: usize, block: &[u8], after: &[u8; 16], len: usize) {
+    let (status, memory) = harness.run(case, block, after, len);
     assert_ne!(status, CLOBBERED_EDX, "case {case}: edx changed");
     let (before, rest) = memory.split_at(GUARD);
     let (output, after) = rest.split_at(len);
@@ -211,6 +251,28 @@ fn the_assembly_unpacks_exactly_as_the_model_does() {
         code.extend_from_slice(&pieces[rng.below(pieces.len())]);
     }
     inputs.push(code);
+    // Short repeats with offsets 1 to 3 between random bytes: matches short enough for
+    // the fast path whose offset sends them to the checked copy.
+    let mut repeats = Vec::new();
+    for j in 0..300 {
+        repeats.extend((0..1 + rng.below(4)).map(|_| rng.next() as u8));
+        let period = 1 + j % 3;
+        let start = repeats.len() - period.min(repeats.len());
+        for _ in 0..4 + rng.below(14) {
+            repeats.push(repeats[start + (repeats.len() - start) % period]);
+        }
+    }
+    inputs.push(repeats);
+    // A tail of short sequences (one literal, a 16-byte match from far back) before the
+    // final literals: the last few bytes of the block still write a lot of output, so
+    // the fast path's input bound is what keeps them on the checked path.
+    let mut tail: Vec<u8> = (0..512).map(|_| rng.next() as u8).collect();
+    for j in 0..12 {
+        tail.push(0xe0 + j as u8);
+        tail.extend_from_within(j * 37..j * 37 + 16);
+    }
+    tail.extend_from_slice(b"end!!!");
+    inputs.push(tail);
 
     for input in &inputs {
         let block = compress(input);
@@ -221,8 +283,31 @@ fn the_assembly_unpacks_exactly_as_the_model_does() {
             check(&harness, next_case(), &block[..cut], input.len());
         }
         check(&harness, next_case(), &block, input.len() + 1);
-        if !input.is_empty() {
-            check(&harness, next_case(), &block, input.len() - 1);
+        // Every output a little too short and every cut near the end: sequences close to
+        // either end must leave the fast path for the checked one.
+        for short in 1..=36.min(input.len()) {
+            check(&harness, next_case(), &block, input.len() - short);
+        }
+        // Cut near the end, with the rest of the block right behind the cut: a decoder
+        // that read past its input's end would find a good ending there.
+        for cut in 1..=16.min(block.len()) {
+            let (kept, rest) = block.split_at(block.len() - cut);
+            let mut after = [0x77; 16];
+            after[..cut].copy_from_slice(rest);
+            check_after(&harness, next_case(), kept, &after, input.len());
+        }
+        // Blocks that end after some sequence's literals (valid: the last sequence has
+        // literals only), and whole blocks with an output that ends there (too short):
+        // wherever the end falls, no sequence may read or write past it.
+        // Sequences with 4 to 14 literals, spread over the block: the ones whose output
+        // could end inside the fast path's reach.
+        let points: Vec<_> = after_literals(&block)
+            .into_iter()
+            .filter(|(_, _, literals)| (4..15).contains(literals))
+            .collect();
+        for &(read, written, _) in points.iter().step_by(points.len().div_ceil(16).max(1)) {
+            check(&harness, next_case(), &block[..read], written);
+            check(&harness, next_case(), &block, written);
         }
         // Damaged bytes.
         for _ in 0..20 {
