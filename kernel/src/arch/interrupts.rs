@@ -146,23 +146,14 @@ const fn stub_offset(vector: usize) -> u64 {
     ((vector / STUBS_PER_BLOCK) * BLOCK_BYTES + (vector % STUBS_PER_BLOCK) * 8) as u64
 }
 
-/// One IDT gate (Intel SDM vol. 3, 6.14.1).
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct Gate {
-    offset_low: u16,
-    selector: u16,
-    ist: u8,
-    attributes: u8,
-    offset_middle: u16,
-    offset_high: u32,
-    reserved: u32,
-}
-
+/// The IDT: 256 gates of 16 bytes (Intel SDM vol. 3, 6.14.1), each two words. Written in
+/// place, word by word, so the boot builds no 4 KiB table on its stack to copy over
+/// (under TCG every byte of such a copy is an emulated step).
 #[repr(C, align(16))]
-struct Idt([Gate; 256]);
+struct Idt([[AtomicU64; 2]; 256]);
 
-static IDT: spin::Once<Idt> = spin::Once::new();
+static IDT: Idt = Idt([const { [AtomicU64::new(0), AtomicU64::new(0)] }; 256]);
+static IDT_BUILT: spin::Once = spin::Once::new();
 
 fn ist_for(vector: u8) -> u8 {
     match vector {
@@ -175,49 +166,37 @@ fn ist_for(vector: u8) -> u8 {
 
 /// Builds the IDT (once) and loads it on this core.
 pub fn init() {
-    build();
+    IDT_BUILT.call_once(build);
     load();
 }
 
-fn build() -> &'static Idt {
-    IDT.call_once(|| {
-        let base = (&raw const torito_isr_table) as u64;
-        use x86_64::instructions::segmentation::Segment;
-        let code = x86_64::instructions::segmentation::CS::get_reg();
-        let mut gates = [Gate {
-            offset_low: 0,
-            selector: 0,
-            ist: 0,
-            attributes: 0,
-            offset_middle: 0,
-            offset_high: 0,
-            reserved: 0,
-        }; 256];
-        for (vector, gate) in gates.iter_mut().enumerate() {
-            let handler = base + stub_offset(vector);
-            *gate = Gate {
-                offset_low: handler as u16,
-                selector: code.0,
-                ist: ist_for(vector as u8),
-                attributes: 0x8e, // present, DPL 0, 64-bit interrupt gate (IF cleared)
-                offset_middle: (handler >> 16) as u16,
-                offset_high: (handler >> 32) as u32,
-                reserved: 0,
-            };
-        }
-        Idt(gates)
-    })
+fn build() {
+    let base = (&raw const torito_isr_table) as u64;
+    use x86_64::instructions::segmentation::Segment;
+    let code = u64::from(x86_64::instructions::segmentation::CS::get_reg().0);
+    for (vector, gate) in IDT.0.iter().enumerate() {
+        let handler = base + stub_offset(vector);
+        // offset 15:0, selector, IST, attributes (present, DPL 0, 64-bit interrupt gate,
+        // so IF is cleared), offset 31:16; then offset 63:32.
+        let low = (handler & 0xffff)
+            | code << 16
+            | u64::from(ist_for(vector as u8)) << 32
+            | 0x8e << 40
+            | (handler >> 16 & 0xffff) << 48;
+        gate[0].store(low, Ordering::Relaxed);
+        gate[1].store(handler >> 32, Ordering::Relaxed);
+    }
 }
 
-/// Loads the (shared) IDT on this core.
+/// Loads the (shared) IDT on this core; `init` has built it.
 pub fn load() {
-    let idt = build();
     let pointer = DescriptorTablePointer {
         limit: (core::mem::size_of::<Idt>() - 1) as u16,
-        base: VirtAddr::new(idt as *const Idt as u64),
+        base: VirtAddr::new(&raw const IDT as u64),
     };
-    // SAFETY: the IDT lives in a `static` (never moved or freed) and every gate points at
-    // a stub of `torito_isr_table`, each of which ends in `iretq` or a fatal report.
+    // SAFETY: the IDT is a `static` (never moved or freed), built by `init` on the boot
+    // core before any other core loads it, and every gate points at a stub of
+    // `torito_isr_table`, each of which ends in `iretq` or a fatal report.
     unsafe { lidt(&pointer) };
 }
 
