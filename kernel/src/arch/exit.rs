@@ -35,12 +35,12 @@ pub fn exit(code: u32) -> ! {
     triple_fault()
 }
 
-/// Spins for `nanos`, or for a bounded number of spins when the clock is not calibrated
-/// yet (an exit during the boot).
+/// Spins for `nanos`; before the clock is calibrated (an exit during the boot), for
+/// `nanos / 8` spins instead, a spin with its pause taking several nanoseconds.
 fn linger(nanos: u64) {
     let give_up = super::clock::now_nanos().saturating_add(nanos);
     let mut spins = 0u64;
-    while super::clock::now_nanos() < give_up && spins < nanos * 8 {
+    while super::clock::now_nanos() < give_up && spins < nanos / 8 {
         spins += 1;
         core::hint::spin_loop();
     }

@@ -27,7 +27,10 @@ struct Gdt([AtomicU64; 5]);
 /// I/O bitmap).
 #[repr(C, align(8))]
 struct Tss([AtomicU32; 26]);
-const _: () = assert!(size_of::<Tss>() == 104, "the TSS limit must end at the I/O map base");
+const _: () = assert!(
+    size_of::<Tss>() == 104,
+    "the TSS limit must end at the I/O map base"
+);
 
 /// Descriptors (Intel SDM vol. 3, 3.4.5): present, DPL 0, accessed (so the CPU never
 /// writes the table); code is 64-bit (L), data is writable.
