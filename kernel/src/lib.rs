@@ -60,5 +60,5 @@ pub use runtime::exit;
 #[doc(hidden)]
 #[cfg(target_os = "none")]
 pub mod __private {
-    pub use crate::runtime::{AppMain, ExitStatus};
+    pub use crate::runtime::{ExitStatus, run_main};
 }

@@ -18,10 +18,8 @@
 use crate::arch::interrupts::WAKE_VECTOR;
 use crate::arch::percpu::{self, MAX_CPUS};
 use crate::arch::{clock, lapic};
-use alloc::boxed::Box;
 use core::fmt::Display;
 use core::future::Future;
-use core::pin::Pin;
 use core::sync::atomic::{Ordering, fence};
 use torito_executor::time::Instant;
 use torito_executor::{Clock, Executor, Platform};
@@ -129,23 +127,15 @@ impl<T: ExitStatus, E: Display> ExitStatus for Result<T, E> {
     }
 }
 
-/// The application's main future, boxed by `#[torito::main]`.
-pub struct AppMain(Pin<Box<dyn Future<Output = i32>>>);
-
-impl AppMain {
-    /// Wraps the future of `async fn main`.
-    pub fn new<F>(main: F) -> Self
-    where
-        F: Future + 'static,
-        F::Output: ExitStatus,
-    {
-        Self(Box::pin(async move { main.await.code() }))
-    }
-}
-
-/// Runs the application's `main` to completion on core 0 and exits with its status.
-pub(crate) fn run(main: AppMain) -> ! {
-    let code = EXECUTORS[0].block_on(main.0);
+/// Runs the application's `main` future to completion on core 0 and exits with its
+/// status. `#[torito::main]` calls it from the application's crate, where the future's
+/// type is known, so it is pinned on the boot stack: starting `main` allocates nothing.
+pub fn run_main<F>(main: F) -> !
+where
+    F: Future,
+    F::Output: ExitStatus,
+{
+    let code = EXECUTORS[0].block_on(async move { main.await.code() });
     exit(code)
 }
 

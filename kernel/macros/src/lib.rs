@@ -52,8 +52,8 @@ pub fn main(attribute: TokenStream, item: TokenStream) -> TokenStream {
     let entry = format!(
         "#[doc(hidden)]
          #[unsafe(export_name = \"torito_app_main\")]
-         pub fn __torito_app_main() -> ::torito::__private::AppMain {{
-             ::torito::__private::AppMain::new({name}())
+         pub fn __torito_app_main() -> ! {{
+             ::torito::__private::run_main({name}())
          }}"
     );
     let mut output = item;

@@ -53,8 +53,8 @@ pub(crate) fn fatal(stage: &str, error: impl Display) -> ! {
 }
 
 unsafe extern "Rust" {
-    /// Defined by `#[torito::main]` in the application.
-    safe fn torito_app_main() -> crate::runtime::AppMain;
+    /// Defined by `#[torito::main]` in the application: runs its `main` (`run_main`).
+    safe fn torito_app_main() -> !;
 }
 
 #[unsafe(no_mangle)]
@@ -159,7 +159,7 @@ extern "C" fn torito_kernel_entry(protocol: u32, magic: u32, info: u32, entry_ts
     if let Err(error) = clock::finish_calibration() {
         fatal("clock", error);
     }
-    crate::runtime::run(torito_app_main())
+    torito_app_main()
 }
 
 fn level_filter(level: torito_boot::LogLevel) -> log::LevelFilter {
