@@ -34,8 +34,10 @@
      * output left (so the token, up to 14 literals and the offset, then up to 14 + 18
      * bytes of output, fit without further checks), lengths that sit in the token, and
      * an offset of 4 or more. It copies 16 literals and 20 match bytes whatever the
-     * lengths (the extra bytes lie inside the output or its overrun and are overwritten
-     * later). Anything else takes the checked path (30) from the token again. */
+     * lengths (the extra bytes lie inside the output, where later sequences overwrite
+     * them, or in its overrun). The input bound keeps a damaged block from being read
+     * as sequences past its end, where the checked path would have stopped. Anything
+     * else takes the checked path (30) from the token again. */
 10: mov %ebp, %ebx
     sub %esi, %ebx
     cmp $17, %ebx
