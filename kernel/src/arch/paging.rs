@@ -170,17 +170,11 @@ impl State {
     }
 }
 
-fn low_page_flags(page: u64) -> u64 {
-    let text_end = (&raw const __text_end) as u64;
-    let rodata_end = (&raw const __rodata_end) as u64;
-    let image = kernel_image();
-    if page == 0
-        || stacks::boot_stacks()
-            .iter()
-            .any(|stack| stack.guard == page)
-    {
-        0
-    } else if (image.start..text_end).contains(&page) {
+/// The flags of low page `page` (below 2 MiB) by where it lies: the kernel's text,
+/// its read-only data, or anything else (RW + NX). Page 0 and the guard pages are
+/// unmapped separately.
+fn low_page_flags(page: u64, image_start: u64, text_end: u64, rodata_end: u64) -> u64 {
+    if (image_start..text_end).contains(&page) {
         PRESENT
     } else if (text_end..rodata_end).contains(&page) {
         PRESENT | NO_EXECUTE
@@ -208,10 +202,18 @@ pub fn init(map: &[MemoryRegion], frames: FrameAllocator) -> Result<(), MapError
     pml4[0] = PDPT_LOW.0.get() as u64 | TABLE;
     pdpt[0] = PD_LOW.0.get() as u64 | TABLE;
     pd[0] = PT_LOW.0.get() as u64 | TABLE;
+    let (image_start, text_end) = (kernel_image().start, (&raw const __text_end) as u64);
+    let rodata_end = (&raw const __rodata_end) as u64;
     for (index, entry) in pt.iter_mut().enumerate() {
         let page = index as u64 * FRAME;
-        let flags = low_page_flags(page);
-        *entry = if flags == 0 { 0 } else { page | flags };
+        *entry = page | low_page_flags(page, image_start, text_end, rodata_end);
+    }
+    // Unmapped: page 0 (a null dereference faults) and the boot stacks' guard pages.
+    pt[0] = 0;
+    for stack in stacks::boot_stacks() {
+        if let Some(entry) = pt.get_mut((stack.guard / FRAME) as usize) {
+            *entry = 0;
+        }
     }
     let ram_like = |region: &&MemoryRegion| {
         matches!(
