@@ -54,31 +54,43 @@ floor() {   # floor NAME [as options]: assembles bench/floor/floor.s into $out/N
     ld -m elf_x86_64 -nostdlib -static -T "$root/bench/floor/floor.ld" -o "$out/$name.elf" "$out/$name.o"
 }
 floor floor
-kernels=(floor "$out/floor.elf" "" hello "$hello" "Hello from Torito")
-# Under TCG most of Torito's share is QEMU translating code that runs once. Three floors
-# that run known code first price that here, in the same batch (floor.s, WORK).
-if [ "$accel" = tcg ]; then
-    for work in 1 2 3; do
-        floor "work$work" --defsym WORK=$work
-        kernels+=("work$work" "$out/work$work.elf" "")
-    done
-fi
+
+# batch RUNS NAME IMAGE MARKER...: one interleaved batch, a row per kernel, and each
+# median's difference from the floor's (which must be the first kernel).
+batch() {
+    local rounds=$1; shift
+    local timings floor_median name median min max label
+    timings=$(python3 "$root/bench/boot_time.py" "$rounds" "$@")
+    floor_median=$(awk '$1 == "floor" { print $2 }' <<<"$timings")
+    printf '  %-40s %8s %8s %8s %9s\n' "" median min max "- floor"
+    while read -r name median min max; do
+        case $name in
+            floor) label="floor (first console byte)" ;;
+            hello) label="hello (the Hello line)" ;;
+            work1) label="floor + 4000 register instructions" ;;
+            work2) label="floor + 2000 memory instructions" ;;
+            work3) label="floor + 1000 two-instruction blocks" ;;
+        esac
+        printf '  %-40s %8s %8s %8s %9s\n' "$label" "$median" "$min" "$max" \
+            "$(awk -v m="$median" -v f="$floor_median" 'BEGIN { printf "%+.1f", m - f }')"
+    done <<<"$timings"
+}
 
 echo "boot time, microvm PVH, $runs interleaved runs each (ms from spawning run.sh):"
-timings=$(python3 "$root/bench/boot_time.py" "$runs" "${kernels[@]}")
-floor_median=$(awk '$1 == "floor" { print $2 }' <<<"$timings")
-printf '  %-40s %8s %8s %8s %9s\n' "" median min max "- floor"
-while read -r name median min max; do
-    case $name in
-        floor) label="floor (first console byte)" ;;
-        hello) label="hello (the Hello line)" ;;
-        work1) label="floor + 4000 register instructions" ;;
-        work2) label="floor + 2000 memory instructions" ;;
-        work3) label="floor + 1000 two-instruction blocks" ;;
-    esac
-    printf '  %-40s %8s %8s %8s %9s\n' "$label" "$median" "$min" "$max" \
-        "$(awk -v m="$median" -v f="$floor_median" 'BEGIN { printf "%+.1f", m - f }')"
-done <<<"$timings"
+batch "$runs" floor "$out/floor.elf" "" hello "$hello" "Hello from Torito"
+
+# Under TCG most of Torito's share is QEMU translating code that runs once. Three floors
+# that run known code first price that, against the floor in a batch of their own: 30
+# rounds by default (PRICE_RUNS), since each price is a small difference of noisy times.
+if [ "$accel" = tcg ]; then
+    price_runs=${PRICE_RUNS:-30}
+    for work in 1 2 3; do
+        floor "work$work" --defsym WORK=$work
+    done
+    echo "what TCG translation costs, $price_runs interleaved runs each:"
+    batch "$price_runs" floor "$out/floor.elf" "" work1 "$out/work1.elf" "" \
+        work2 "$out/work2.elf" "" work3 "$out/work3.elf" ""
+fi
 # What hello's kernel had QEMU translate before main, counted from QEMU's log: the same
 # in every run, so it shows a change in boot cost that the timings' noise would hide.
 if [ "$accel" = tcg ]; then
