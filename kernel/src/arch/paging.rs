@@ -170,19 +170,6 @@ impl State {
     }
 }
 
-/// The flags of low page `page` (below 2 MiB) by where it lies: the kernel's text,
-/// its read-only data, or anything else (RW + NX). Page 0 and the guard pages are
-/// unmapped separately.
-fn low_page_flags(page: u64, image_start: u64, text_end: u64, rodata_end: u64) -> u64 {
-    if (image_start..text_end).contains(&page) {
-        PRESENT
-    } else if (text_end..rodata_end).contains(&page) {
-        PRESENT | NO_EXECUTE
-    } else {
-        PRESENT | WRITABLE | NO_EXECUTE
-    }
-}
-
 /// Builds the kernel's page tables from the memory map and switches to them.
 ///
 /// `frames` becomes the source of page-table frames from now on.
@@ -202,13 +189,23 @@ pub fn init(map: &[MemoryRegion], frames: FrameAllocator) -> Result<(), MapError
     pml4[0] = PDPT_LOW.0.get() as u64 | TABLE;
     pdpt[0] = PD_LOW.0.get() as u64 | TABLE;
     pd[0] = PT_LOW.0.get() as u64 | TABLE;
-    let (image_start, text_end) = (kernel_image().start, (&raw const __text_end) as u64);
-    let rodata_end = (&raw const __rodata_end) as u64;
+    // The first 2 MiB: RW + NX, then the kernel's text (RX) and read-only data (R + NX),
+    // then the holes: page 0 (a null dereference faults) and the boot stacks' guards.
     for (index, entry) in pt.iter_mut().enumerate() {
-        let page = index as u64 * FRAME;
-        *entry = page | low_page_flags(page, image_start, text_end, rodata_end);
+        *entry = index as u64 * FRAME | PRESENT | WRITABLE | NO_EXECUTE;
     }
-    // Unmapped: page 0 (a null dereference faults) and the boot stacks' guard pages.
+    let text_end = (&raw const __text_end) as u64;
+    let rodata_end = (&raw const __rodata_end) as u64;
+    for page in (kernel_image().start..rodata_end).step_by(FRAME as usize) {
+        let flags = if page < text_end {
+            PRESENT
+        } else {
+            PRESENT | NO_EXECUTE
+        };
+        if let Some(entry) = pt.get_mut((page / FRAME) as usize) {
+            *entry = page | flags;
+        }
+    }
     pt[0] = 0;
     for stack in stacks::boot_stacks() {
         if let Some(entry) = pt.get_mut((stack.guard / FRAME) as usize) {
