@@ -192,7 +192,7 @@ pub fn init(map: &[MemoryRegion], frames: FrameAllocator) -> Result<(), MapError
     // The first 2 MiB: RW + NX, then the kernel's text (RX) and read-only data (R + NX),
     // then the holes: page 0 (a null dereference faults) and the boot stacks' guards.
     for (index, entry) in pt.iter_mut().enumerate() {
-        *entry = index as u64 * FRAME | PRESENT | WRITABLE | NO_EXECUTE;
+        *entry = (index as u64 * FRAME) | PRESENT | WRITABLE | NO_EXECUTE;
     }
     let text_end = (&raw const __text_end) as u64;
     let rodata_end = (&raw const __rodata_end) as u64;
