@@ -124,15 +124,26 @@ fn s5_sleep_type(aml: &[u8]) -> Option<u8> {
     }
 }
 
+/// The table named by `signature`, found through the root `init` recorded.
+fn find_table(signature: &[u8; 4]) -> Option<&'static [u8]> {
+    ROOT.get()
+        .copied()
+        .flatten()
+        .and_then(|root| find(&root, signature))
+}
+
+/// The DSDT a FADT points at: its 64-bit address when set, else the 32-bit one.
+fn dsdt(fadt: &[u8]) -> Option<&'static [u8]> {
+    let address = u64_at(fadt, 140)
+        .filter(|address| *address != 0)
+        .or(u32_at(fadt, 40).map(u64::from))?;
+    table(address, b"DSDT")
+}
+
 fn parse_fadt(fadt: &[u8]) -> Fadt {
     let flags = u32_at(fadt, 112).unwrap_or(0);
     let hardware_reduced = flags & (1 << 20) != 0;
-    let dsdt = u64_at(fadt, 140)
-        .filter(|address| *address != 0)
-        .or(u32_at(fadt, 40).map(u64::from));
-    let s5_sleep_type = dsdt
-        .and_then(|phys| table(phys, b"DSDT"))
-        .and_then(|dsdt| s5_sleep_type(&dsdt[36..]));
+    let s5_sleep_type = dsdt(fadt).and_then(|dsdt| s5_sleep_type(&dsdt[36..]));
     let pm_timer = if hardware_reduced {
         None
     } else {
@@ -187,13 +198,7 @@ pub fn init(root: Option<AcpiRoot>) {
 /// What the FADT says (read on first use); all `None` without ACPI.
 pub fn fadt() -> Fadt {
     *FADT.call_once(|| {
-        let fadt = ROOT
-            .get()
-            .copied()
-            .flatten()
-            .and_then(|root| find(&root, b"FACP"))
-            .map(parse_fadt)
-            .unwrap_or_default();
+        let fadt = find_table(b"FACP").map(parse_fadt).unwrap_or_default();
         log::debug!(
             "acpi: PM1a control {}, sleep control {}, PM timer {}, S5 type {}",
             OrNone(fadt.pm1a_control),
@@ -265,13 +270,7 @@ static ROOT: spin::Once<Option<AcpiRoot>> = spin::Once::new();
 
 /// The MADT (looked up once); `None` without ACPI.
 pub fn madt() -> Option<Madt> {
-    *MADT.call_once(|| {
-        ROOT.get()
-            .copied()
-            .flatten()
-            .and_then(|root| find(&root, b"APIC"))
-            .map(Madt)
-    })
+    *MADT.call_once(|| find_table(b"APIC").map(Madt))
 }
 
 impl Madt {
@@ -319,15 +318,7 @@ impl Madt {
 
 /// Whether the DSDT mentions `name` (e.g. QEMU microvm's virtio-mmio `_HID "LNRO0005"`).
 pub fn dsdt_mentions(name: &[u8]) -> bool {
-    let Some(root) = ROOT.get().copied().flatten() else {
-        return false;
-    };
-    let Some(fadt) = find(&root, b"FACP") else {
-        return false;
-    };
-    let dsdt = u64_at(fadt, 140)
-        .filter(|address| *address != 0)
-        .or(u32_at(fadt, 40).map(u64::from));
-    dsdt.and_then(|phys| table(phys, b"DSDT"))
+    find_table(b"FACP")
+        .and_then(dsdt)
         .is_some_and(|dsdt| dsdt.windows(name.len()).any(|window| window == name))
 }
