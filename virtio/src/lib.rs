@@ -21,6 +21,7 @@
 
 extern crate alloc;
 
+pub mod discovery;
 mod net;
 mod transport;
 
