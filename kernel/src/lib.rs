@@ -44,6 +44,8 @@ pub mod boot;
 #[cfg(target_os = "none")]
 pub mod console;
 #[cfg(target_os = "none")]
+mod devices;
+#[cfg(target_os = "none")]
 pub mod net;
 pub mod sync;
 #[cfg(target_os = "none")]

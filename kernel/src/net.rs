@@ -1,17 +1,19 @@
-//! Networking: the first virtio-net device, smoltcp behind `torito_netstack`, and the
-//! sockets applications use.
+//! Networking: the first virtio-net device discovery found, smoltcp behind
+//! `torito_netstack`, and the sockets applications use.
 //!
 //! On the application's first call to [`stack`] (or [`stack_now`]) the kernel reads the
 //! network keys of the command line (`ip=dhcp` by default, or `ip=ADDR/PREFIX gw=ADDR
-//! dns=ADDR`; a bad value stops the VM with a boot error), looks for a virtio-net device
-//! (virtio-mmio, then virtio-pci), starts its driver, builds the stack and spawns its
-//! Runner task. An application that never asks carries none of this code.
+//! dns=ADDR`; a bad value stops the VM with a boot error), takes the virtio-net devices
+//! that discovery found (`crate::devices`: virtio-mmio and virtio-pci), opens the first,
+//! starts its driver, builds the stack and spawns its Runner task. An application that never asks carries none of this code.
 //! The device interrupt wakes the Runner; socket futures are woken by smoltcp's wakers.
 //!
 //! * async sockets: [`TcpListener`], [`TcpStream`], [`UdpSocket`];
 //! * blocking sockets: [`blocking`], for code running in `torito::task::spawn_blocking`.
 
-use crate::arch::virtio::{self, KernelHal, NET_WAKER};
+use crate::arch::virtio::{DeviceInterrupt, KernelHal};
+use crate::devices;
+use torito_virtio::discovery::Kind;
 use torito_virtio::virtio_drivers::transport::SomeTransport;
 use torito_virtio::{NetDevice, NetStats, StepwiseStatus};
 
@@ -22,6 +24,7 @@ pub use torito_netstack::{
 
 static STACK: spin::Once<Option<Stack>> = spin::Once::new();
 static DEVICE_STATS: NetStats = NetStats::new();
+static NET_INTERRUPT: spin::Once<&'static DeviceInterrupt> = spin::Once::new();
 
 /// The network stack, once it has an address (waits for DHCP when `ip=dhcp`).
 ///
@@ -49,7 +52,7 @@ pub fn device_stats() -> &'static NetStats {
 
 /// How many interrupts the network device raised.
 pub fn device_interrupts() -> u64 {
-    virtio::net_interrupts()
+    NET_INTERRUPT.get().map_or(0, |interrupt| interrupt.count())
 }
 
 /// Finds the device and starts the stack (on first use).
@@ -62,16 +65,30 @@ fn start() -> Option<Stack> {
         .unwrap_or_else(|error| crate::arch::entry::fatal("network configuration", error));
     // Socket buffers in proportion to the heap: 8 KiB in small guests, up to 64 KiB.
     config.tcp = torito_netstack::TcpConfig::for_memory(crate::runtime::HEAP.stats().size);
-    let microvm_acpi = crate::arch::acpi::dsdt_mentions(b"LNRO0005");
-    let Some(transport) = virtio::find_net(&cmdline, microvm_acpi) else {
+    // The stack has one interface: it takes the first NIC that opens; any others stay
+    // untaken (and say so).
+    let mut nics = devices::take(Kind::NETWORK).into_iter();
+    let opened = nics
+        .by_ref()
+        .find_map(|nic| match devices::open(nic.clone()) {
+            Ok(opened) => Some(opened),
+            Err(error) => {
+                log::error!("net: {}: {}", nic, error);
+                None
+            }
+        });
+    let Some(opened) = opened else {
         log::warn!("net: no virtio-net device");
         return None;
     };
+    for unused in nics {
+        log::info!("net: {} left unused (the stack drives one NIC)", unused);
+    }
     // Status bits one at a time, as Firecracker requires (torito_virtio::StepwiseStatus).
-    let transport = StepwiseStatus(transport);
+    let transport = StepwiseStatus(opened.transport);
     let device = match NetDevice::<KernelHal, StepwiseStatus<SomeTransport<'static>>>::new(
         transport,
-        &NET_WAKER,
+        opened.interrupt.waker(),
         &DEVICE_STATS,
     ) {
         Ok(device) => device,
@@ -80,9 +97,11 @@ fn start() -> Option<Stack> {
             return None;
         }
     };
-    if let Err(error) = virtio::finish_net_setup() {
+    // Only after the driver set up the queues: a reset clears their MSI-X vectors.
+    if let Err(error) = opened.queues.assign() {
         log::error!("net: {}", error);
     }
+    NET_INTERRUPT.call_once(|| opened.interrupt);
     let mac = device.mac();
     log::info!(
         "net: virtio-net {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",

@@ -322,3 +322,9 @@ pub fn dsdt_mentions(name: &[u8]) -> bool {
         .and_then(dsdt)
         .is_some_and(|dsdt| dsdt.windows(name.len()).any(|window| window == name))
 }
+
+/// The MCFG table (PCI Express ECAM windows), when the firmware has one (q35, Cloud
+/// Hypervisor); parsed by `torito_virtio::discovery::pci::parse_mcfg`.
+pub fn mcfg() -> Option<&'static [u8]> {
+    find_table(b"MCFG")
+}

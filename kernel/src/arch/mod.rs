@@ -13,6 +13,7 @@ pub mod ioapic;
 pub mod lapic;
 pub mod paging;
 pub mod panic;
+pub mod pci;
 pub mod percpu;
 pub mod pic;
 pub mod serial;

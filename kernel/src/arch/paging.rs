@@ -159,6 +159,11 @@ impl State {
             // Firmware reads of memory that is already mapped keep its mapping.
             return Ok(true);
         }
+        if *entry & (PRESENT | NO_CACHE) == PRESENT && flags & NO_CACHE != 0 {
+            // Memory mapped cached (RAM split into small pages, the first 2 MiB): never
+            // turned into a device mapping.
+            return Ok(false);
+        }
         let wanted = (address & ADDRESS) | flags;
         if *entry != wanted {
             *entry = wanted;
@@ -254,7 +259,22 @@ impl core::fmt::Display for MapError {
 }
 
 /// Maps `[phys, phys + len)` as uncached device memory; returns the virtual address.
+///
+/// Refuses (logs and returns `None`) a range in the first 2 MiB (the null page, the
+/// kernel image, the boot stacks and tables live there) or over memory already mapped
+/// as RAM: a device entry there would overwrite the kernel's own mappings. Discovery
+/// checks device ranges against the whole memory map before they get here; this is the
+/// last line.
 pub fn map_device(phys: u64, len: u64) -> Option<u64> {
+    if phys < HUGE_PAGE {
+        log::error!(
+            "paging: device range {:#x}+{:#x} lies in the first 2 MiB (null page, kernel): \
+             not mapped",
+            phys,
+            len
+        );
+        return None;
+    }
     map_range(
         phys,
         len,
@@ -275,7 +295,10 @@ fn map_range(phys: u64, len: u64, flags: u64, device: bool) -> Option<u64> {
             Ok(true) => {}
             Ok(false) if !device => {}
             Ok(false) => {
-                log::error!("paging: device at {:#x} lies inside RAM; not mapped", page);
+                log::error!(
+                    "paging: device at {:#x} lies inside RAM or kernel memory; not mapped",
+                    page
+                );
                 return None;
             }
             Err(error) => {

@@ -186,7 +186,8 @@ impl Discovery {
                 self.claims.add(span, Owner::Device);
                 self.devices.push(device);
             }
-            Ok(None) if source == Source::MicrovmSlot => {}
+            // A microvm slot may be empty, or (another VMM) not there at all.
+            Ok(None) | Err(DiscoveryError::NotVirtio { .. }) if source == Source::MicrovmSlot => {}
             Ok(None) => log::debug!(
                 "discovery: virtio_mmio.device entry at {:#x}: no device (type 0)",
                 slot.address

@@ -223,11 +223,13 @@ fn microvm_slots_in_command_line_order_and_empty_ones_are_silent() {
     let net = FakeWindow::virtio_mmio(1, 1);
     let empty = FakeWindow::virtio_mmio(1, 0);
     let rng = FakeWindow::virtio_mmio(1, 4);
+    let nothing = FakeWindow::new(0x200); // another VMM: no device at a slot's address
     let mut discovery = Discovery::new(microvm_claims());
     for slot in MICROVM_SLOTS {
         let window = match slot.address {
             0xfeb0_2e00 => &net,
             0xfeb0_2c00 => &rng,
+            0xfeb0_0000 => &nothing,
             _ => &empty,
         };
         discovery.add_mmio(slot, Source::MicrovmSlot, |_| Some(window));
