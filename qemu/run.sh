@@ -4,7 +4,7 @@
 # usage: qemu/run.sh IMAGE [--machine microvm|q35|pc] [--boot pvh|grub] [--smp N]
 #                          [--mem SIZE] [--forward HOSTPORT:GUESTPORT]... [--append "ARGS"]
 #                          [--accel kvm|tcg] [--acpi on|off] [--log FILE]
-#                          [--exit-device on|off] [--trace-code FILE]
+#                          [--exit-device on|off] [--trace-code FILE] [--rng]
 #        qemu/run.sh --which-accel      (prints the accelerator it would pick, then exits)
 #
 # The accelerator is chosen here: hardware KVM only when the CPU has vmx/svm and
@@ -33,7 +33,7 @@ pick_accel() {
 [ $# -ge 1 ] || usage
 if [ "$1" = --which-accel ]; then pick_accel; exit 0; fi
 image=$1; shift
-machine=microvm boot=pvh smp=1 mem=64M append="" accel="" log="" acpi=on exit_device=on trace_code=""
+machine=microvm boot=pvh smp=1 mem=64M append="" accel="" log="" acpi=on exit_device=on trace_code="" rng=off
 forwards=()
 while [ $# -gt 0 ]; do
     case $1 in
@@ -48,6 +48,7 @@ while [ $# -gt 0 ]; do
         --acpi) acpi=$2; shift 2 ;;
         --exit-device) exit_device=$2; shift 2 ;;
         --trace-code) trace_code=$2; shift 2 ;;
+        --rng) rng=on; shift ;;
         -h|--help) usage ;;
         *) echo "run.sh: unknown option $1" >&2; usage ;;
     esac
@@ -119,6 +120,16 @@ if [ ${#forwards[@]} -gt 0 ]; then
         args+=(-device virtio-net-device,netdev=net0)   # virtio-mmio transport
     else
         args+=(-device virtio-net-pci,netdev=net0)      # virtio-pci transport
+    fi
+fi
+
+# --rng: a virtio-rng device (entropy from the host's /dev/urandom through QEMU's default
+# random backend), for torito::random.
+if [ "$rng" = on ]; then
+    if [ "$machine" = microvm ]; then
+        args+=(-device virtio-rng-device)   # virtio-mmio transport
+    else
+        args+=(-device virtio-rng-pci)      # virtio-pci transport
     fi
 fi
 

@@ -47,6 +47,8 @@ pub mod console;
 mod devices;
 #[cfg(target_os = "none")]
 pub mod net;
+#[cfg(target_os = "none")]
+pub mod random;
 pub mod sync;
 #[cfg(target_os = "none")]
 pub mod task;

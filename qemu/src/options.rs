@@ -35,6 +35,8 @@ pub struct RunOptions {
     /// Whether QEMU has the isa-debug-exit device (`--exit-device off` leaves the guest
     /// to power off through ACPI S5 or a reset, as on other hypervisors).
     pub exit_device: bool,
+    /// Whether the machine has a virtio-rng device (`--rng`).
+    pub rng: bool,
 }
 
 impl Default for RunOptions {
@@ -48,6 +50,7 @@ impl Default for RunOptions {
             forwards: Vec::new(),
             acpi: true,
             exit_device: true,
+            rng: false,
         }
     }
 }
@@ -103,6 +106,12 @@ impl RunOptions {
         self
     }
 
+    /// Adds a virtio-rng device (virtio-mmio on microvm, virtio-pci elsewhere).
+    pub fn rng(mut self) -> Self {
+        self.rng = true;
+        self
+    }
+
     /// The options as `run.sh` arguments (everything after the image path).
     pub fn args(&self) -> Vec<String> {
         let mut args = vec![
@@ -122,6 +131,9 @@ impl RunOptions {
         if !self.exit_device {
             args.push("--exit-device".into());
             args.push("off".into());
+        }
+        if self.rng {
+            args.push("--rng".into());
         }
         for (host, guest) in &self.forwards {
             args.push("--forward".into());

@@ -23,8 +23,10 @@ extern crate alloc;
 
 pub mod discovery;
 mod net;
+mod rng;
 mod transport;
 
 pub use net::{NetDevice, NetError, NetStats};
+pub use rng::{RngDevice, RngError};
 pub use transport::{StepwiseStatus, status_steps};
 pub use virtio_drivers;

@@ -3,6 +3,7 @@
 
 pub mod acpi;
 pub mod clock;
+pub mod entropy;
 pub mod entry;
 pub mod exceptions;
 pub mod exit;
