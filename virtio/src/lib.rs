@@ -22,6 +22,8 @@
 extern crate alloc;
 
 pub mod discovery;
+#[cfg(test)]
+mod fake;
 mod net;
 mod rng;
 mod transport;

@@ -198,3 +198,6 @@ impl<H: Hal, T: Transport> RngDevice<H, T> {
         Ok(Some((buffer, length as usize)))
     }
 }
+
+#[cfg(test)]
+mod tests;
