@@ -4,7 +4,7 @@
 # usage: qemu/run.sh IMAGE [--machine microvm|q35|pc] [--boot pvh|grub] [--smp N]
 #                          [--mem SIZE] [--forward HOSTPORT:GUESTPORT]... [--append "ARGS"]
 #                          [--accel kvm|tcg] [--acpi on|off] [--log FILE]
-#                          [--exit-device on|off] [--trace-code FILE] [--rng]
+#                          [--exit-device on|off] [--trace-code FILE] [--rng] [--msix on|off]
 #        qemu/run.sh --which-accel      (prints the accelerator it would pick, then exits)
 #
 # The accelerator is chosen here: hardware KVM only when the CPU has vmx/svm and
@@ -33,7 +33,7 @@ pick_accel() {
 [ $# -ge 1 ] || usage
 if [ "$1" = --which-accel ]; then pick_accel; exit 0; fi
 image=$1; shift
-machine=microvm boot=pvh smp=1 mem=64M append="" accel="" log="" acpi=on exit_device=on trace_code="" rng=off
+machine=microvm boot=pvh smp=1 mem=64M append="" accel="" log="" acpi=on exit_device=on trace_code="" rng=off msix=on
 forwards=()
 while [ $# -gt 0 ]; do
     case $1 in
@@ -49,6 +49,7 @@ while [ $# -gt 0 ]; do
         --exit-device) exit_device=$2; shift 2 ;;
         --trace-code) trace_code=$2; shift 2 ;;
         --rng) rng=on; shift ;;
+        --msix) msix=$2; shift 2 ;;
         -h|--help) usage ;;
         *) echo "run.sh: unknown option $1" >&2; usage ;;
     esac
@@ -58,6 +59,11 @@ case $machine in microvm|q35|pc) ;; *) echo "run.sh: --machine must be microvm, 
 case $boot in pvh|grub) ;; *) echo "run.sh: --boot must be pvh or grub" >&2; exit 2 ;; esac
 case $acpi in on|off) ;; *) echo "run.sh: --acpi must be on or off" >&2; exit 2 ;; esac
 case $exit_device in on|off) ;; *) echo "run.sh: --exit-device must be on or off" >&2; exit 2 ;; esac
+case $msix in on|off) ;; *) echo "run.sh: --msix must be on or off" >&2; exit 2 ;; esac
+# --msix off: virtio-pci devices without MSI-X (vectors=0), so the kernel takes the INTx
+# fallback through the I/O APIC. No effect on microvm (virtio-mmio has no MSI-X).
+pci_options=""
+[ "$msix" = off ] && pci_options=",vectors=0"
 if [ "$boot" = grub ] && [ "$machine" = microvm ]; then
     echo "run.sh: --boot grub needs a BIOS machine (q35 or pc); microvm has no disk boot" >&2; exit 2
 fi
@@ -119,7 +125,7 @@ if [ ${#forwards[@]} -gt 0 ]; then
     if [ "$machine" = microvm ]; then
         args+=(-device virtio-net-device,netdev=net0)   # virtio-mmio transport
     else
-        args+=(-device virtio-net-pci,netdev=net0)      # virtio-pci transport
+        args+=(-device "virtio-net-pci,netdev=net0$pci_options")   # virtio-pci transport
     fi
 fi
 
@@ -129,7 +135,7 @@ if [ "$rng" = on ]; then
     if [ "$machine" = microvm ]; then
         args+=(-device virtio-rng-device)   # virtio-mmio transport
     else
-        args+=(-device virtio-rng-pci)      # virtio-pci transport
+        args+=(-device "virtio-rng-pci$pci_options")   # virtio-pci transport
     fi
 fi
 

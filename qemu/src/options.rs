@@ -37,6 +37,8 @@ pub struct RunOptions {
     pub exit_device: bool,
     /// Whether the machine has a virtio-rng device (`--rng`).
     pub rng: bool,
+    /// Whether virtio-pci devices offer MSI-X (`--msix off` leaves them INTx only).
+    pub msix: bool,
 }
 
 impl Default for RunOptions {
@@ -51,6 +53,7 @@ impl Default for RunOptions {
             acpi: true,
             exit_device: true,
             rng: false,
+            msix: true,
         }
     }
 }
@@ -112,6 +115,12 @@ impl RunOptions {
         self
     }
 
+    /// Takes MSI-X away from virtio-pci devices: the kernel then uses INTx.
+    pub fn without_msix(mut self) -> Self {
+        self.msix = false;
+        self
+    }
+
     /// The options as `run.sh` arguments (everything after the image path).
     pub fn args(&self) -> Vec<String> {
         let mut args = vec![
@@ -134,6 +143,10 @@ impl RunOptions {
         }
         if self.rng {
             args.push("--rng".into());
+        }
+        if !self.msix {
+            args.push("--msix".into());
+            args.push("off".into());
         }
         for (host, guest) in &self.forwards {
             args.push("--forward".into());

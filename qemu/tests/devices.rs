@@ -106,3 +106,13 @@ fn hostile_entries_pc() -> Result<(), Failure> {
         "devices: net (type 1): virtio-pci 00:02.0 at 0x",
     )
 }
+
+/// q35 without MSI-X: the INTx fallback (the firmware's line through the I/O APIC, the
+/// ISR read to acknowledge) carries the NIC's interrupts.
+#[test]
+fn intx_fallback_q35() -> Result<(), Failure> {
+    hostile_entries(
+        RunOptions::default().machine("q35").without_msix(),
+        ", INTx line ",
+    )
+}

@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::discovery::Claims;
-use crate::discovery::fake::FakeWindow;
+use crate::discovery::fake::{FakeWindow, Rng};
 use std::cell::RefCell;
 
 fn slot(address: u64, size: u64, gsi: u32) -> MmioSlot {
@@ -239,18 +239,6 @@ fn microvm_slots_in_command_line_order_and_empty_ones_are_silent() {
     assert_eq!(kinds, [Kind::NETWORK, Kind::ENTROPY]);
     assert_eq!(discovery.take(Kind::ENTROPY).len(), 1);
     assert_eq!(discovery.devices.len(), 1);
-}
-
-/// xorshift64*, as in boot's fuzz tests: seeded, so a failure repeats.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
 }
 
 #[test]

@@ -5,7 +5,7 @@
 use super::*;
 use crate::discovery::Claims;
 use crate::discovery::fake::{
-    Access, FakeConfig, FakeFunction, FakeWindow, virtio_cap, virtio_net,
+    Access, FakeConfig, FakeFunction, FakeWindow, Rng, virtio_cap, virtio_net,
 };
 use virtio_drivers::transport::pci::bus::{BarInfo, ConfigurationAccess, DeviceFunction, PciRoot};
 
@@ -523,4 +523,78 @@ fn mcfg_gives_segment_zeros_window() {
     assert_eq!(ecam.address(NIC), 0xb001_8000);
     assert_eq!(parse_mcfg(&table[..50]), None);
     assert_eq!(parse_mcfg(&[]), None);
+}
+
+/// Seeded fuzzing: a good virtio-net function with random words overwritten (capability
+/// pointers, BARs, structure offsets, MSI-X fields), and a second function of pure noise.
+/// Discovery must end (no loop), never panic, and accept only devices whose BARs avoid
+/// every claim and whose structures fit their BARs.
+#[test]
+fn fuzz_hostile_configuration_spaces() {
+    let mut rng = Rng(0x5eed_0c0f);
+    let noise = Function { device: 7, ..NIC };
+    let (mut accepted, mut refused) = (0, 0);
+    for iteration in 0..5_000 {
+        let mut fake = virtio_net(NIC_BAR, MSIX_BAR);
+        for _ in 0..=rng.next() % 6 {
+            let index = (rng.next() % 64) as usize;
+            fake.words[index] = match rng.next() % 4 {
+                0 => rng.next() as u32 & 0xff,
+                1 => 0xffff_ffff,
+                _ => rng.next() as u32,
+            };
+            if index != 0 {
+                fake.words[0] = 0x1041_1af4;
+            }
+        }
+        let mut junk = FakeFunction::new(0x1af4, 0x1041 + (rng.next() % 30) as u16);
+        for word in junk.words.iter_mut().skip(1) {
+            *word = rng.next() as u32;
+        }
+        junk.writable = [
+            rng.next() as u32,
+            0,
+            rng.next() as u32,
+            0,
+            0,
+            rng.next() as u32,
+        ];
+        let mut config = FakeConfig::default().with(NIC, fake).with(noise, junk);
+        let discovery = scan(&mut config);
+        accepted += discovery.devices.len();
+        refused += discovery.skipped.len();
+        let kernel_claims = claims();
+        for device in &discovery.devices {
+            let Transport::Pci(pci) = &device.transport else {
+                panic!("iteration {iteration}: not PCI")
+            };
+            for bar in pci
+                .bars
+                .iter()
+                .flatten()
+                .filter(|bar| bar.kind != BarKind::Io)
+            {
+                if bar.address == 0 {
+                    continue;
+                }
+                let span = Span::new(bar.address, bar.size).expect("checked");
+                assert!(
+                    kernel_claims.conflict(span).is_none(),
+                    "iteration {iteration}: accepted a BAR over the kernel's memory: {span}"
+                );
+            }
+            for region in [pci.common, pci.notify, pci.isr] {
+                let bar = pci.bars[usize::from(region.bar)].expect("checked");
+                assert!(
+                    region.offset + region.length <= bar.size,
+                    "iteration {iteration}"
+                );
+            }
+        }
+    }
+    // Both outcomes happen, so the checks above ran.
+    assert!(
+        accepted > 500 && refused > 500,
+        "{accepted} accepted, {refused} refused"
+    );
 }
