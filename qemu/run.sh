@@ -129,8 +129,8 @@ if [ ${#forwards[@]} -gt 0 ]; then
     fi
 fi
 
-# --rng: a virtio-rng device (entropy from the host's /dev/urandom through QEMU's default
-# random backend), for torito::random.
+# --rng: a virtio-rng device (entropy from the host through QEMU's built-in backend, which
+# asks the host's getrandom), for torito::random.
 if [ "$rng" = on ]; then
     if [ "$machine" = microvm ]; then
         args+=(-device virtio-rng-device)   # virtio-mmio transport

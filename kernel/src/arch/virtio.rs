@@ -61,6 +61,9 @@ unsafe impl Hal for KernelHal {
 }
 
 /// A mapped window of device registers (uncached, identity-mapped).
+///
+/// An access outside the window panics: discovery checks every structure's length before
+/// anything here reads it, so such an access is a bug in this kernel, not a device's doing.
 #[derive(Debug, Clone, Copy)]
 pub struct Window {
     base: u64,
