@@ -47,11 +47,12 @@ pub mod time;
 mod timer;
 
 pub use channel::{Receiver, Sender, channel};
-pub use executor::{Executor, RunOnce, current_executor};
+pub use executor::{RunOnce, current_executor};
 pub use join::JoinHandle;
 pub use platform::{Clock, Platform};
+pub use raw::executor::Executor;
 pub use time::{Duration, Instant};
 pub use timer::{
-    Elapsed, Interval, Sleep, Timeout, interval, interval_at, now, now_from_waker, sleep,
-    sleep_until, timeout, timeout_at,
+    Elapsed, Interval, Sleep, Timeout, interval, interval_at, sleep, sleep_until, timeout,
+    timeout_at,
 };

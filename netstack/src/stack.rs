@@ -17,7 +17,7 @@ use smoltcp::iface::{self, Interface, PollIngressSingleResult, PollResult, Socke
 use smoltcp::socket::{dhcpv4, tcp};
 use smoltcp::time::Instant as SmolInstant;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr};
-use torito_executor::{Duration, Instant, sleep_until};
+use torito_executor::{Duration, Executor, Instant, sleep_until};
 
 use crate::config::{Config, Ipv4Config, StaticConfig, TcpConfig};
 use crate::counters::{CounterCells, Counters};
@@ -343,7 +343,10 @@ impl<D: Driver> Runner<D> {
     pub async fn run(mut self) -> Infallible {
         let mut timer = sleep_until(Instant::MAX);
         poll_fn(move |cx| {
-            let now = torito_executor::now_from_waker(cx.waker());
+            let Some(executor) = Executor::from_waker(cx.waker()) else {
+                panic!("Runner::run must be polled inside a torito executor task");
+            };
+            let now = executor.now();
             self.set_waker(cx.waker());
             match self.poll(now) {
                 Some(at) if at <= now => cx.waker().wake_by_ref(),
