@@ -18,11 +18,11 @@
 use crate::arch::interrupts::WAKE_VECTOR;
 use crate::arch::percpu::{self, MAX_CPUS};
 use crate::arch::{clock, lapic};
+use crate::time::CLOCK;
 use core::fmt::Display;
 use core::future::Future;
 use core::sync::atomic::{Ordering, fence};
-use torito_executor::time::Instant;
-use torito_executor::{Clock, Executor, Platform};
+use torito_executor::{Executor, Instant, Platform};
 
 struct X86Platform;
 
@@ -65,16 +65,7 @@ impl Platform for X86Platform {
     }
 }
 
-struct TscClock;
-
-impl Clock for TscClock {
-    fn now(&self) -> Instant {
-        Instant::from_nanos(clock::now_nanos())
-    }
-}
-
 static PLATFORM: X86Platform = X86Platform;
-static CLOCK: TscClock = TscClock;
 macro_rules! executors {
     ($($core:literal)*) => { [$(Executor::new($core, &PLATFORM, &CLOCK)),*] };
 }
