@@ -5,7 +5,7 @@ usage: translated.py LOG ELF [--until SYMBOL] [--by-function N]
 
 LOG is what `qemu/run.sh IMAGE --trace-code LOG` wrote (QEMU's `-d in_asm`: one "IN:"
 block per translation, with its instructions). ELF is the kernel as linked, with its
-symbols (build/unpacked/NAME.elf; a packed image runs the same addresses once unpacked).
+symbols (build/NAME.elf).
 
 Counts the translation blocks that start inside the kernel image, the distinct
 instructions in them and how many of those access memory, up to the first block at SYMBOL (default torito_app_main, the
@@ -88,7 +88,7 @@ def main(argv):
     addresses, names, by_name = symbols(elf)
     for needed in ("__kernel_start", "__kernel_end", until):
         if needed not in by_name:
-            sys.exit(f"translated: {elf} has no symbol {needed} (use build/unpacked/NAME.elf)")
+            sys.exit(f"translated: {elf} has no symbol {needed} (use build/NAME.elf)")
     start, end, stop = by_name["__kernel_start"], by_name["__kernel_end"], by_name[until]
 
     count, seen, reached = 0, {}, False
