@@ -155,7 +155,7 @@ impl State {
         let mut at = start;
         while at < end {
             let gigabyte_end = (at | (GIGABYTE_PAGE - 1)) + 1;
-            if gigabyte_pages && at % GIGABYTE_PAGE == 0 && gigabyte_end <= end {
+            if gigabyte_pages && at.is_multiple_of(GIGABYTE_PAGE) && gigabyte_end <= end {
                 let pointers = self.page_directory_pointers(at)?;
                 // SAFETY: a table `next_table` returned: ours, locked.
                 let entry = &mut unsafe { entries(pointers) }[(at >> 30) as usize & 511];
