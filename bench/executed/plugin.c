@@ -6,8 +6,9 @@
  *
  *   start, end  the kernel image [start, end): counting begins with the first block
  *               executed there (the firmware before it is not the kernel's cost);
- *   main        the address of the application's main: counting stops when a block
- *               starting there is about to run, and FILE is written at that moment;
+ *   main        the address of the application's main (or of any function): counting
+ *               stops when a block starting there is about to run, and FILE is written
+ *               at that moment (through FILE.tmp, renamed when complete);
  *   out         where to write: "executed N" on the first line, then one line per
  *               translated block that ran, "ADDRESS INSTRUCTIONS EXECUTIONS" (hex, dec,
  *               dec); a block translated twice (say, in 32- and 64-bit mode) has two lines.
@@ -63,11 +64,14 @@ static const char *out_path;
 static struct block *blocks;
 static int started, done;
 
+/* Writes FILE.tmp, then renames it: a reader that sees FILE sees all of it. */
 static void write_counts(void)
 {
-    FILE *out = fopen(out_path, "w");
+    char temporary[4096];
+    snprintf(temporary, sizeof temporary, "%s.tmp", out_path);
+    FILE *out = fopen(temporary, "w");
     if (!out) {
-        perror(out_path);
+        perror(temporary);
         return;
     }
     uint64_t total = 0;
@@ -79,7 +83,8 @@ static void write_counts(void)
             fprintf(out, "%llx %llu %llu\n", (unsigned long long)block->address,
                     (unsigned long long)block->instructions,
                     (unsigned long long)block->executions);
-    fclose(out);
+    if (fclose(out) == 0)
+        rename(temporary, out_path);
 }
 
 static void executed(unsigned int vcpu_index, void *userdata)
