@@ -14,7 +14,7 @@ code lie outside the image and are not counted: the floor kernel pays for them t
 
 Why: under TCG a boot's cost is mostly QEMU translating code that runs once, about in
 proportion to these numbers, an instruction that accesses memory costing several times
-one that does not (docs/architecture.md, "Boot time under emulation"; bench/run.sh prices
+one that does not (docs/performance.md, "What the emulator charges"; bench/run.sh prices
 each kind in the same batch). They do not depend on the machine's load, unlike the
 wall-clock timings next to them.
 
