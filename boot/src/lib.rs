@@ -41,7 +41,6 @@ pub mod cmdline;
 mod error;
 mod info;
 pub mod multiboot2;
-pub mod pack;
 mod phys;
 pub mod pvh;
 pub mod rsdp;

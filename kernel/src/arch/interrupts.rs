@@ -1,8 +1,9 @@
 //! The IDT, its 256 entry stubs and the dispatcher they call.
 //!
-//! Stable Rust has no `x86-interrupt` ABI, so every vector gets an 8-byte assembly stub
+//! Stable Rust has no `x86-interrupt` ABI, so every vector gets a 16-byte assembly stub
 //! that pushes a uniform frame (a zero where the CPU pushes no error code, then the
-//! vector number), saves the general registers and calls `torito_interrupt_dispatch`.
+//! vector number) and jumps to the common entry, which saves the general registers and
+//! calls `torito_interrupt_dispatch`.
 //!
 //! * Vectors 0-31 are CPU exceptions: reported (`exceptions.rs`) and fatal.
 //! * `TIMER_VECTOR` is the local APIC timer: acknowledged, nothing more. Its only job is
@@ -61,33 +62,22 @@ core::arch::global_asm!(
     .code64
     .balign 16
     .global torito_isr_table
-    /* 16 blocks of 16 stubs. A stub is 8 bytes: `push $0` where the CPU pushes no error
-     * code, `push` of the vector as a sign-extended byte (torito_isr_common masks it
-     * back to 0-255), and a short `jmp` to its block's trampoline, which jumps on to
-     * torito_isr_common. Half the size of 16-byte stubs with a long `jmp` each. */
+    /* 256 stubs, one per vector, 16 bytes apart: `push $0` where the CPU pushes no
+     * error code, `push` of the vector, `jmp` to torito_isr_common. */
 torito_isr_table:
     .set vector, 0
-    .set block, 0
-    .rept 256 / {stubs_per_block}
-    .rept {stubs_per_block}
-    .balign 8
+    .rept 256
+    .balign {stub_bytes}, 0xcc
     .if (vector == 8) || ((vector >= 10) && (vector <= 14)) || (vector == 17) || (vector == 21) || (vector == 29) || (vector == 30)
     .else
     push $0
     .endif
-    .if vector < 128
     push $vector
-    .else
-    push $(vector - 256)
-    .endif
-    jmp 1f
+    jmp torito_isr_common
     .set vector, vector + 1
     .endr
-1:  jmp torito_isr_common
-    /* Fails to assemble if a stub outgrew its 8 bytes (stub_offset assumes them). */
-    .set block, block + 1
-    .org torito_isr_table + block * {block_bytes}, 0xcc
-    .endr
+    /* Fails to assemble if a stub outgrew its 16 bytes (the IDT assumes them). */
+    .org torito_isr_table + 256 * {stub_bytes}, 0xcc
 
 torito_isr_common:
     push %rax
@@ -105,7 +95,6 @@ torito_isr_common:
     push %r13
     push %r14
     push %r15
-    andq $0xff, 120(%rsp)          /* the vector, pushed sign-extended by the stub */
     cld
     mov %rsp, %rdi
     call torito_interrupt_dispatch
@@ -127,8 +116,7 @@ torito_isr_common:
     add $16, %rsp
     iretq
     "#,
-    stubs_per_block = const STUBS_PER_BLOCK,
-    block_bytes = const BLOCK_BYTES,
+    stub_bytes = const STUB_BYTES,
     options(att_syntax)
 );
 
@@ -136,15 +124,8 @@ unsafe extern "C" {
     static torito_isr_table: u8;
 }
 
-/// Stubs per block, and a block's size: 16 stubs of 8 bytes, then the block's 5-byte
-/// trampoline padded to 8 (the layout of `torito_isr_table` above).
-const STUBS_PER_BLOCK: usize = 16;
-const BLOCK_BYTES: usize = STUBS_PER_BLOCK * 8 + 8;
-
-/// Offset of `vector`'s stub from `torito_isr_table`.
-const fn stub_offset(vector: usize) -> u64 {
-    ((vector / STUBS_PER_BLOCK) * BLOCK_BYTES + (vector % STUBS_PER_BLOCK) * 8) as u64
-}
+/// Size of one entry stub in `torito_isr_table` (at most 2 + 5 + 5 bytes of code).
+const STUB_BYTES: usize = 16;
 
 /// The IDT: 256 gates of 16 bytes (Intel SDM vol. 3, 6.14.1), each two words. Written in
 /// place, word by word, so the boot builds no 4 KiB table on its stack to copy over
@@ -175,7 +156,7 @@ fn build() {
     use x86_64::instructions::segmentation::Segment;
     let code = u64::from(x86_64::instructions::segmentation::CS::get_reg().0);
     for (vector, gate) in IDT.0.iter().enumerate() {
-        let handler = base + stub_offset(vector);
+        let handler = base + (vector * STUB_BYTES) as u64;
         // offset 15:0, selector, IST, attributes (present, DPL 0, 64-bit interrupt gate,
         // so IF is cleared), offset 31:16; then offset 63:32.
         let low = (handler & 0xffff)
