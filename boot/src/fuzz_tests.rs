@@ -2,10 +2,13 @@
 //! answer `Ok` or `Err` (a panic fails the test). Deterministic, so a failure reproduces;
 //! the failing seed and iteration are in the panic message of the assertion below.
 
+use crate::acpi::tests as acpi_tables;
+use crate::bios::tests as bios_tables;
 use crate::multiboot2::tests as mb2;
 use crate::pvh::tests as pvh;
 use crate::{
-    Cmdline, MULTIBOOT2_MAGIC, SliceMemory, parse_kernel_options, parse_multiboot2, parse_pvh,
+    Cmdline, MULTIBOOT2_MAGIC, SliceMemory, acpi, bios, parse_kernel_options, parse_multiboot2,
+    parse_pvh,
 };
 
 /// xorshift64*: tiny, seedable, good enough to pick bytes.
@@ -180,4 +183,87 @@ fn cmdline_never_panics() {
             Err(error) => assert!(!error.to_string().is_empty()),
         }
     }
+}
+
+/// The firmware tables of a machine (RSDP and MP table in the BIOS areas, XSDT, RSDT,
+/// FADT, DSDT, MADT), corrupted at random, then read the way the kernel reads them: the
+/// parsers answer, never panic, and never hand out more than the table holds.
+#[test]
+fn firmware_tables_never_panic() {
+    let mut rng = Rng(0x5eed_0004);
+    let mut valid = acpi_tables::tables();
+    valid.0.extend(bios_tables::bios_memory().0);
+    let (mut ok, mut err) = (0, 0);
+    for iteration in 0..ITERATIONS / 4 {
+        let mut memory = valid.clone();
+        // Mostly one piece, in its first 64 bytes (headers, pointers, lengths), sometimes
+        // anywhere in it; sometimes a piece is cut short or missing.
+        let piece = rng.below(memory.0.len());
+        let bytes = &mut memory.0[piece].1;
+        let len = bytes.len();
+        let range = if rng.below(2) == 0 {
+            0..len.min(64)
+        } else {
+            0..len
+        };
+        corrupt(&mut rng, bytes, range);
+        match rng.below(8) {
+            0 => {
+                let keep = rng.below(len + 1);
+                bytes.truncate(keep);
+            }
+            1 => drop(memory.0.remove(piece)),
+            _ => {}
+        }
+        let found = bios::scan_bios_areas(&memory, None);
+        let root = found.rsdp.unwrap_or(acpi_tables::root(rng.below(2) == 0));
+        let mut outcome = |result: Result<(), crate::BootError>| match result {
+            Ok(()) => ok += 1,
+            Err(error) => {
+                err += 1;
+                assert!(!error.to_string().is_empty());
+            }
+        };
+        outcome(acpi::find_table(&memory, &root, *b"FACP").and_then(|fadt| {
+            let Some(fadt) = fadt else { return Ok(()) };
+            assert!(fadt.len() >= acpi::HEADER_LENGTH, "iteration {iteration}");
+            let fadt = acpi::Fadt::parse(fadt);
+            let _ = fadt.to_string();
+            if let Some(address) = fadt.dsdt {
+                let dsdt = acpi::read_table(&memory, address, *b"DSDT")?;
+                let _ = (acpi::s5_sleep_type(dsdt), acpi::mentions(dsdt, b"LNRO0005"));
+            }
+            Ok(())
+        }));
+        outcome(acpi::find_table(&memory, &root, *b"APIC").map(|madt| {
+            if let Some(madt) = madt.map(acpi::Madt::new) {
+                assert!(
+                    madt.local_apics().count() <= madt_max_entries(),
+                    "iteration {iteration}"
+                );
+                let _ = (
+                    madt.io_apics().count(),
+                    madt.defect().map(|e| e.to_string()),
+                );
+            }
+        }));
+        if let Some(address) = found.mp_table {
+            outcome(bios::read_mp_table(&memory, address).map(|table| {
+                // At most one processor per 20 bytes of a 64 KiB table.
+                assert!(
+                    table.processors().count() <= 0x1_0000 / 20,
+                    "iteration {iteration}"
+                );
+            }));
+        }
+    }
+    assert!(
+        ok > ITERATIONS / 40 && err > ITERATIONS / 40,
+        "ok {ok}, err {err}"
+    );
+}
+
+/// A MADT of at most 1 MiB holds at most this many 2-byte structures.
+fn madt_max_entries() -> usize {
+    acpi::MAX_TABLE_LENGTH as usize / 2
 }
