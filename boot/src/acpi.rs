@@ -140,7 +140,7 @@ impl Register {
 impl fmt::Display for Register {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Io(port) => write!(f, "port {port:#x}"),
+            Self::Io(port) => write!(f, "port {:#x}", u32::from(*port)),
             Self::Memory(address) => write!(f, "memory {address:#x}"),
         }
     }
@@ -214,7 +214,7 @@ impl fmt::Display for Fadt {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("PM1a control ")?;
         match self.pm1a_control {
-            Some(port) => write!(f, "port {port:#x}")?,
+            Some(port) => write!(f, "port {:#x}", u32::from(port))?,
             None => f.write_str("none")?,
         }
         f.write_str(", sleep control ")?;
@@ -227,8 +227,8 @@ impl fmt::Display for Fadt {
             Some(timer) => write!(
                 f,
                 "port {:#x} ({} bits)",
-                timer.port,
-                if timer.bits32 { 32 } else { 24 }
+                u32::from(timer.port),
+                if timer.bits32 { 32u32 } else { 24 }
             ),
             None => f.write_str("none"),
         }
@@ -303,7 +303,7 @@ impl<'m> Madt<'m> {
             if length < 2 || offset + length > entries.len() {
                 defect = Some(BootError::MadtEntryLength {
                     offset: MADT_ENTRIES + offset,
-                    length: length as u8,
+                    length: length as u32,
                     table_length: table.len(),
                 });
                 break;
@@ -600,7 +600,7 @@ pub(crate) mod tests {
                 madt.defect(),
                 Some(BootError::MadtEntryLength {
                     offset: MADT_ENTRIES + offset,
-                    length: bad_length,
+                    length: u32::from(bad_length),
                     table_length: bytes.len(),
                 })
             );

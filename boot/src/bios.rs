@@ -118,7 +118,10 @@ pub fn read_mp_table(mem: &dyn PhysMemory, addr: u64) -> Result<MpTable<'_>, Boo
     }
     let length = u16_at(header, 4).unwrap_or(0);
     if usize::from(length) < MP_HEADER_LENGTH {
-        return Err(BootError::MpTableLength { addr, length });
+        return Err(BootError::MpTableLength {
+            addr,
+            length: u32::from(length),
+        });
     }
     let table = read_exact(mem, WHAT, addr, usize::from(length))?;
     let sum = checksum(table);

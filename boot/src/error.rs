@@ -178,8 +178,8 @@ pub enum BootError {
     MadtEntryLength {
         /// The structure's offset in the MADT.
         offset: usize,
-        /// Its `length` field.
-        length: u8,
+        /// Its `length` field (a byte in the table).
+        length: u32,
         /// The MADT's length.
         table_length: usize,
     },
@@ -194,8 +194,8 @@ pub enum BootError {
     MpTableLength {
         /// The table's physical address.
         addr: u64,
-        /// The length found.
-        length: u16,
+        /// The length found (16 bits in the table).
+        length: u32,
     },
     /// The bytes of the MP configuration table do not sum to 0.
     MpTableChecksum {

@@ -3,18 +3,17 @@
 //! which are tested and fuzzed on the host; it keeps what they found, and requests ACPI
 //! S5 (power-off) through the registers the FADT names.
 //!
-//! Nothing is read before it is needed: the MADT when the CPUs or I/O APICs are wanted,
-//! the FADT for the PM timer or S5, the DSDT at power-off or for a device lookup, and the BIOS
-//! areas are scanned (once, for both the RSDP and the MP floating pointer) only when the
-//! loader passed no RSDP or there is no MADT. A table that fails validation is ignored
-//! with a warning naming the defect.
+//! `init` reads the FADT and the MADT (every boot needs them); the DSDT is read only at
+//! power-off or for a device lookup, and the BIOS areas are scanned (once, for both the
+//! RSDP and the MP floating pointer) only when the loader passed no RSDP or there is no
+//! MADT. A table that fails validation is ignored with a warning naming the defect.
 
 use super::paging;
 use conquer_once::spin::OnceCell;
 use torito_boot::acpi::{self as tables, Fadt, Register};
 pub use torito_boot::acpi::{IoApicEntry, Madt};
-use torito_boot::bios::{self, BiosPointers, MpTable};
-use torito_boot::{AcpiRoot, BootError, BootInfo, MemoryKind, PhysMemory};
+use torito_boot::bios::{self, MpTable};
+use torito_boot::{BootError, BootInfo, MemoryKind, PhysMemory};
 use x86_64::instructions::port::Port;
 
 /// Physical memory as the firmware-table parsers see it: only what the kernel does not
@@ -54,34 +53,57 @@ impl PhysMemory for Firmware {
 }
 
 static FIRMWARE: OnceCell<Firmware> = OnceCell::uninit();
-static BIOS: OnceCell<BiosPointers> = OnceCell::uninit();
-static FADT: OnceCell<Fadt> = OnceCell::uninit();
-static MADT: OnceCell<Option<Madt<'static>>> = OnceCell::uninit();
+static TABLES: OnceCell<Tables> = OnceCell::uninit();
 
-/// Records where the firmware's tables can be found: the loader's RSDP and memory map in
-/// `boot`, and `ebda` (`torito_boot::ebda_address`, read while page 0 was still mapped).
-/// No table is read here. Only the first call counts.
+/// What the kernel keeps of the firmware's tables.
+struct Tables {
+    fadt: Fadt,
+    madt: Option<Madt<'static>>,
+    mp_table: Option<MpTable<'static>>,
+}
+
+/// Reads the firmware's tables, once: the FADT and the MADT through the loader's RSDP or,
+/// without one, through the RSDP the BIOS-area scan finds (Firecracker writes tables but
+/// passes no RSDP); the MP table when there is no MADT, from the same scan. Every boot
+/// needs the MADT (for the CPUs) and most need the FADT (for the PM timer), so nothing is
+/// saved by reading them later; the DSDT is read only at power-off or for a device lookup.
+/// `boot` gives the loader's RSDP and memory map, `ebda` the EBDA's address
+/// (`torito_boot::ebda_address`, read while page 0 was still mapped). Only the first call
+/// counts.
 pub fn init(boot: &'static BootInfo, ebda: Option<u64>) {
     FIRMWARE.init_once(|| Firmware { boot, ebda });
-}
-
-fn firmware() -> Option<&'static Firmware> {
-    FIRMWARE.get()
-}
-
-/// The one scan of the BIOS areas (for the RSDP and the MP floating pointer).
-fn bios_pointers() -> BiosPointers {
-    *BIOS.get_or_init(|| {
-        firmware()
-            .map(|firmware| bios::scan_bios_areas(firmware, firmware.ebda))
-            .unwrap_or_default()
-    })
-}
-
-/// The ACPI root: the loader's, else the one the BIOS-area scan finds (Firecracker
-/// writes tables but passes no RSDP).
-fn root() -> Option<AcpiRoot> {
-    firmware()?.boot.acpi.or_else(|| bios_pointers().rsdp)
+    let Ok(firmware) = FIRMWARE.try_get() else {
+        return;
+    };
+    TABLES.init_once(|| {
+        let mut scan = None;
+        let mut bios_pointers =
+            || *scan.get_or_insert_with(|| bios::scan_bios_areas(firmware, firmware.ebda));
+        let root = boot.acpi.or_else(|| bios_pointers().rsdp);
+        let find = |signature| {
+            let root = root?;
+            ignore_bad(tables::find_table(firmware, &root, signature))
+        };
+        let fadt = find(*b"FACP").map(Fadt::parse).unwrap_or_default();
+        log::debug!("acpi: {}", fadt);
+        let madt = find(*b"APIC").map(Madt::new);
+        if let Some(defect) = madt.and_then(|madt| madt.defect()) {
+            log::warn!("acpi: {}", defect);
+        }
+        let mp_table = match madt {
+            Some(_) => None,
+            None => bios_pointers().mp_table.and_then(|address| {
+                bios::read_mp_table(firmware, address)
+                    .map_err(|error| log::warn!("acpi: {}", error))
+                    .ok()
+            }),
+        };
+        Tables {
+            fadt,
+            madt,
+            mp_table,
+        }
+    });
 }
 
 /// Logs a table that failed validation; `None` for it.
@@ -92,46 +114,32 @@ fn ignore_bad<T>(result: Result<Option<T>, BootError>) -> Option<T> {
     })
 }
 
-/// The table named by `signature`, through the root.
-fn find_table(signature: [u8; 4]) -> Option<&'static [u8]> {
-    let firmware = firmware()?;
-    ignore_bad(tables::find_table(firmware, &root()?, signature))
+/// The tables, once `init` read them (never waiting: an exit from a fault inside `init`
+/// gets `None`).
+fn tables() -> Option<&'static Tables> {
+    TABLES.try_get().ok()
 }
 
 /// The DSDT the FADT points at.
 fn dsdt(fadt: &Fadt) -> Option<&'static [u8]> {
-    let firmware = firmware()?;
+    let firmware = FIRMWARE.try_get().ok()?;
     ignore_bad(tables::read_table(firmware, fadt.dsdt?, *b"DSDT").map(Some))
 }
 
-/// What the FADT says (read on first use); all `None` without ACPI.
+/// What the FADT says; all `None` without ACPI.
 pub fn fadt() -> Fadt {
-    *FADT.get_or_init(|| {
-        let fadt = find_table(*b"FACP").map(Fadt::parse).unwrap_or_default();
-        log::debug!("acpi: {}", fadt);
-        fadt
-    })
+    tables().map(|tables| tables.fadt).unwrap_or_default()
 }
 
-/// The MADT (looked up once); `None` without ACPI.
+/// The MADT; `None` without ACPI.
 pub fn madt() -> Option<Madt<'static>> {
-    *MADT.get_or_init(|| {
-        let madt = find_table(*b"APIC").map(Madt::new)?;
-        if let Some(defect) = madt.defect() {
-            log::warn!("acpi: {}", defect);
-        }
-        Some(madt)
-    })
+    tables()?.madt
 }
 
-/// The MP configuration table, found by the BIOS-area scan (Firecracker and QEMU microvm
-/// with `acpi=off` write one instead of ACPI's MADT).
+/// The MP configuration table, when there is no MADT (Firecracker and QEMU microvm with
+/// `acpi=off` write one instead).
 pub fn mp_table() -> Option<MpTable<'static>> {
-    let firmware = firmware()?;
-    let address = bios_pointers().mp_table?;
-    bios::read_mp_table(firmware, address)
-        .map_err(|error| log::warn!("acpi: {}", error))
-        .ok()
+    tables()?.mp_table
 }
 
 /// Whether the DSDT mentions `name` (e.g. QEMU microvm's virtio-mmio `_HID "LNRO0005"`).
@@ -143,12 +151,9 @@ pub fn dsdt_mentions(name: &[u8]) -> bool {
 /// register; returns whether it wrote a request (the VM then stops when the hypervisor
 /// acts on it).
 pub fn power_off() -> bool {
-    // Reading the FADT, or mapping a memory-mapped register, takes the page-table lock.
-    // An exit from a fault inside a page-table change holds it: S5 is then skipped (the
-    // caller resets instead) rather than waiting forever.
-    if !FADT.is_initialized() && paging::busy() {
-        return false;
-    }
+    // Reading the DSDT, or mapping a memory-mapped register, takes the page-table lock.
+    // An exit from a fault inside a page-table change holds it: those steps are then
+    // skipped rather than waiting forever.
     let fadt = fadt();
     // The sleep type is read here, at the one call: scanning the DSDT for it at boot
     // would cost every boot for the sake of the last moment of one.
