@@ -17,7 +17,7 @@
 
 use crate::arch::interrupts::WAKE_VECTOR;
 use crate::arch::percpu::{self, MAX_CPUS};
-use crate::arch::{clock, lapic};
+use crate::arch::{clock, lapic, smp};
 /// The heap, for `net`'s buffer sizing (it lives in `memory::heap`).
 pub(crate) use crate::memory::heap::HEAP;
 use core::fmt::Display;
@@ -139,7 +139,10 @@ where
     F: Future,
     F::Output: ExitStatus,
 {
-    crate::arch::smp::start_others(run_core);
+    // Only the first call may start them (a second `run_main` would be API misuse).
+    if let Some(once) = smp::StartOthers::take() {
+        smp::start_others(once, run_core);
+    }
     let code = EXECUTORS[0].block_on(async move { main.await.code() });
     exit(code)
 }

@@ -14,7 +14,7 @@
 //! within 200 us, and an AP that is not up after 100 ms is reported and left out.
 
 use super::{acpi, clock, gdt, interrupts, lapic, paging, percpu, serial, stacks};
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use stacks::{StackExtent, StackKind};
 
 const TRAMPOLINE: u64 = 0x8000;
@@ -197,9 +197,23 @@ fn wait_arrival(core: usize, micros: u64) -> bool {
 /// the core through the trampoline's parameters.
 pub type CoreMain = extern "C" fn(usize) -> !;
 
+/// The right to start the other CPUs. There is one: [`StartOthers::take`] hands it out
+/// once and [`start_others`] consumes it, so no core is sent INIT while it runs Torito
+/// (a "call once" token rather than an `unsafe` promise).
+pub struct StartOthers(());
+
+static START_TAKEN: AtomicBool = AtomicBool::new(false);
+
+impl StartOthers {
+    /// The token, the first time; `None` after that.
+    pub fn take() -> Option<Self> {
+        (!START_TAKEN.swap(true, Ordering::AcqRel)).then_some(Self(()))
+    }
+}
+
 /// Starts every other CPU, each ending in `core_main(its index)`; returns how many cores
 /// run (including this one).
-pub fn start_others(core_main: CoreMain) -> usize {
+pub fn start_others(_once: StartOthers, core_main: CoreMain) -> usize {
     let started_at = clock::now_nanos();
     let own = lapic::id();
     let (ids, count, skipped) = other_cpus(own);
