@@ -6,8 +6,8 @@
 //!    into an owned `BootInfo`; a malformed structure stops the boot here, by name;
 //! 3. the command line: log level, unknown keys warned about, bad values fatal;
 //! 4. frames from the memory map, the kernel's page tables, the heap;
-//! 5. where the ACPI tables are (each is read on first use), the local APIC, the clock
-//!    calibration;
+//! 5. the local APIC, the firmware tables (FADT, MADT, or the MP table; parsed by
+//!    torito-boot), the clock calibration;
 //! 6. interrupts on, and the application's `main` (`runtime::run_main` starts the other
 //!    cores first, so that `arch` needs nothing from above it).
 
