@@ -8,6 +8,7 @@
 //! RSDP and the MP floating pointer) only when the loader passed no RSDP or there is no
 //! MADT. A table that fails validation is ignored with a warning naming the defect.
 
+use super::boot_token::Boot;
 use super::paging;
 use conquer_once::spin::OnceCell;
 use torito_boot::acpi::{self as tables, Fadt, Register};
@@ -70,7 +71,7 @@ struct Tables {
 /// `boot` gives the loader's RSDP and memory map, `ebda` the EBDA's address
 /// (`torito_boot::ebda_address`, read while page 0 was still mapped). Only the first call
 /// counts.
-pub fn init(boot: &'static BootInfo, ebda: Option<u64>) {
+pub fn init(_boot_only: &Boot, boot: &'static BootInfo, ebda: Option<u64>) {
     FIRMWARE.init_once(|| Firmware { boot, ebda });
     let Ok(firmware) = FIRMWARE.try_get() else {
         return;

@@ -19,6 +19,7 @@
 //! the boot to this point takes well under the window and CPUID or TSC-deadline mode
 //! usually makes the measurement unnecessary.
 
+use super::boot_token::Boot;
 use super::{acpi, lapic};
 use core::sync::atomic::{AtomicU64, Ordering};
 use x86_64::instructions::port::Port;
@@ -214,12 +215,12 @@ fn measure(reference: &Reference) -> Option<(u64, u64)> {
 }
 
 /// Finds the TSC frequency (and the APIC timer rate, unless TSC-deadline mode makes it
-/// unneeded) and starts the clock. Runs once, on the boot core, after `lapic::init` and
-/// `acpi::init`.
+/// unneeded) and starts the clock. Runs in the boot sequence (hence `&Boot`), after
+/// `lapic::init` and `acpi::init`.
 ///
 /// # Errors
 /// A message when no reference clock works or the result is implausible.
-pub fn calibrate() -> Result<Calibration, &'static str> {
+pub fn calibrate(_boot_only: &Boot) -> Result<Calibration, &'static str> {
     let (tsc_hz, source, timer_hz) = match from_cpuid() {
         Some(found) => found,
         None => measure_against_reference()?,

@@ -11,6 +11,7 @@
 //! 6. interrupts on, and the application's `main` (`runtime::run_main` starts the other
 //!    cores first, so that `arch` needs nothing from above it).
 
+use super::boot_token::Boot;
 use super::{acpi, clock, exceptions, gdt, interrupts, lapic, paging, pic, serial};
 use crate::memory::frames::{FRAME, FrameAllocator, Range};
 use core::fmt::Display;
@@ -60,6 +61,9 @@ unsafe extern "Rust" {
 
 #[unsafe(no_mangle)]
 extern "C" fn torito_kernel_entry(protocol: u32, magic: u32, info: u32, entry_tsc: u64) -> ! {
+    // SAFETY: this is the boot sequence, entered once by the boot core with interrupts
+    // off; the token stays in this function.
+    let boot_only = unsafe { Boot::new() };
     clock::mark_boot(entry_tsc);
     super::percpu::init(0, 0);
     serial::init();
@@ -135,9 +139,9 @@ extern "C" fn torito_kernel_entry(protocol: u32, magic: u32, info: u32, entry_ts
     if let Err(error) = lapic::init() {
         fatal("local APIC", error);
     }
-    acpi::init(boot, ebda);
+    acpi::init(&boot_only, boot, ebda);
     stamps[2] = clock::rdtsc();
-    match clock::calibrate() {
+    match clock::calibrate(&boot_only) {
         Ok(calibration) => log::debug!(
             "clock: TSC {} kHz from {}, APIC timer in {} mode",
             calibration.tsc_hz / 1000,

@@ -9,6 +9,7 @@
 //! docs/architecture.md draws the whole order.
 
 pub mod acpi;
+pub mod boot_token;
 pub mod clock;
 pub mod entry;
 pub mod exceptions;
