@@ -11,8 +11,6 @@
 //!
 //! Offsets are those of ACPI 6.5, chapter 5.2.
 
-use core::fmt;
-
 use crate::phys::{PhysMemory, read_array, read_exact};
 use crate::rsdp::checksum;
 use crate::{AcpiRoot, BootError};
@@ -49,14 +47,14 @@ pub(crate) fn u64_at(bytes: &[u8], offset: usize) -> Option<u64> {
 /// (signature, length) and checksum. The result is the whole table, header included.
 ///
 /// # Errors
-/// `OutOfBounds` when the table is not readable, `AcpiTableSignature`,
-/// `AcpiTableLength`, `AcpiTableChecksum`.
+/// `OutOfBounds` when the table is not readable, `TableSignature`,
+/// `TableLength`, `TableChecksum`.
 pub fn read_table(mem: &dyn PhysMemory, addr: u64, signature: [u8; 4]) -> Result<&[u8], BootError> {
     const WHAT: &str = "ACPI table";
     let header = read_array::<8>(mem, WHAT, addr)?;
     let found: [u8; 4] = [header[0], header[1], header[2], header[3]];
     if found != signature {
-        return Err(BootError::AcpiTableSignature {
+        return Err(BootError::TableSignature {
             expected: signature,
             found,
             addr,
@@ -64,7 +62,7 @@ pub fn read_table(mem: &dyn PhysMemory, addr: u64, signature: [u8; 4]) -> Result
     }
     let length = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
     if !(HEADER_LENGTH as u32..=MAX_TABLE_LENGTH).contains(&length) {
-        return Err(BootError::AcpiTableLength {
+        return Err(BootError::TableLength {
             signature,
             addr,
             length,
@@ -73,7 +71,7 @@ pub fn read_table(mem: &dyn PhysMemory, addr: u64, signature: [u8; 4]) -> Result
     let table = read_exact(mem, WHAT, addr, length as usize)?;
     let sum = checksum(table);
     if sum != 0 {
-        return Err(BootError::AcpiTableChecksum {
+        return Err(BootError::TableChecksum {
             signature,
             addr,
             sum,
@@ -137,15 +135,6 @@ impl Register {
     }
 }
 
-impl fmt::Display for Register {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Io(port) => write!(f, "port {:#x}", u32::from(*port)),
-            Self::Memory(address) => write!(f, "memory {address:#x}"),
-        }
-    }
-}
-
 /// The ACPI PM timer: a free-running 3.579545 MHz counter in an I/O port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PmTimer {
@@ -205,32 +194,6 @@ impl Fadt {
             sleep_control: Register::at(table, FADT_SLEEP_CONTROL),
             pm_timer,
             dsdt,
-        }
-    }
-}
-
-/// One line for the kernel's log: each register or `none`.
-impl fmt::Display for Fadt {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("PM1a control ")?;
-        match self.pm1a_control {
-            Some(port) => write!(f, "port {:#x}", u32::from(port))?,
-            None => f.write_str("none")?,
-        }
-        f.write_str(", sleep control ")?;
-        match self.sleep_control {
-            Some(register) => write!(f, "{register}")?,
-            None => f.write_str("none")?,
-        }
-        f.write_str(", PM timer ")?;
-        match self.pm_timer {
-            Some(timer) => write!(
-                f,
-                "port {:#x} ({} bits)",
-                u32::from(timer.port),
-                if timer.bits32 { 32u32 } else { 24 }
-            ),
-            None => f.write_str("none"),
         }
     }
 }
@@ -503,10 +466,6 @@ pub(crate) mod tests {
             );
             assert_eq!(find_table(&memory, &root(xsdt), *b"MCFG"), Ok(None));
         }
-        assert_eq!(
-            Fadt::parse(find_table(&memory, &root(true), *b"FACP").unwrap().unwrap()).to_string(),
-            "PM1a control port 0x604, sleep control none, PM timer port 0x608 (24 bits)"
-        );
     }
 
     #[test]
@@ -515,7 +474,7 @@ pub(crate) mod tests {
         memory.0[2].1[50] ^= 0x40; // inside the FADT's body
         assert_eq!(
             find_table(&memory, &root(true), *b"FACP"),
-            Err(BootError::AcpiTableChecksum {
+            Err(BootError::TableChecksum {
                 signature: *b"FACP",
                 addr: FADT,
                 sum: 0x40
@@ -534,7 +493,7 @@ pub(crate) mod tests {
         for (length, error) in [
             (
                 10u32,
-                BootError::AcpiTableLength {
+                BootError::TableLength {
                     signature: *b"APIC",
                     addr: MADT,
                     length: 10,
@@ -542,7 +501,7 @@ pub(crate) mod tests {
             ),
             (
                 u32::MAX,
-                BootError::AcpiTableLength {
+                BootError::TableLength {
                     signature: *b"APIC",
                     addr: MADT,
                     length: u32::MAX,
@@ -575,7 +534,7 @@ pub(crate) mod tests {
         };
         assert_eq!(
             find_table(&memory, &wrong, *b"APIC"),
-            Err(BootError::AcpiTableSignature {
+            Err(BootError::TableSignature {
                 expected: *b"XSDT",
                 found: *b"FACP",
                 addr: FADT

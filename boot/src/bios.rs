@@ -97,6 +97,8 @@ fn mp_floating_pointer(bytes: &[u8]) -> Option<u64> {
         .map(u64::from)
 }
 
+/// The MP configuration table's signature.
+const MP_SIGNATURE: &[u8; 4] = b"PCMP";
 /// Size of the MP configuration table header (MP spec 1.4, table 4-2).
 const MP_HEADER_LENGTH: usize = 44;
 
@@ -108,17 +110,22 @@ pub struct MpTable<'m>(&'m [u8]);
 /// table length (at least its 44-byte header) and checksum.
 ///
 /// # Errors
-/// `OutOfBounds`, `MpTableSignature`, `MpTableLength`, `MpTableChecksum`.
+/// `OutOfBounds`, `TableSignature`, `TableLength`, `TableChecksum` (signature `PCMP`).
 pub fn read_mp_table(mem: &dyn PhysMemory, addr: u64) -> Result<MpTable<'_>, BootError> {
     const WHAT: &str = "MP configuration table";
     let header = read_exact(mem, WHAT, addr, MP_HEADER_LENGTH)?;
     let found: [u8; 4] = [header[0], header[1], header[2], header[3]];
-    if &found != b"PCMP" {
-        return Err(BootError::MpTableSignature { addr, found });
+    if &found != MP_SIGNATURE {
+        return Err(BootError::TableSignature {
+            expected: *MP_SIGNATURE,
+            found,
+            addr,
+        });
     }
     let length = u16_at(header, 4).unwrap_or(0);
     if usize::from(length) < MP_HEADER_LENGTH {
-        return Err(BootError::MpTableLength {
+        return Err(BootError::TableLength {
+            signature: *MP_SIGNATURE,
             addr,
             length: u32::from(length),
         });
@@ -126,7 +133,11 @@ pub fn read_mp_table(mem: &dyn PhysMemory, addr: u64) -> Result<MpTable<'_>, Boo
     let table = read_exact(mem, WHAT, addr, usize::from(length))?;
     let sum = checksum(table);
     if sum != 0 {
-        return Err(BootError::MpTableChecksum { addr, sum });
+        return Err(BootError::TableChecksum {
+            signature: *MP_SIGNATURE,
+            addr,
+            sum,
+        });
     }
     Ok(MpTable(table))
 }
@@ -290,16 +301,18 @@ pub(crate) mod tests {
         table[0] = b'X';
         assert_eq!(
             read_mp_table(&memory(table), MP_TABLE).err(),
-            Some(BootError::MpTableSignature {
+            Some(BootError::TableSignature {
+                expected: *b"PCMP",
+                found: *b"XCMP",
                 addr: MP_TABLE,
-                found: *b"XCMP"
             })
         );
         let mut table = mp_table();
         table[30] ^= 0x20;
         assert_eq!(
             read_mp_table(&memory(table), MP_TABLE).err(),
-            Some(BootError::MpTableChecksum {
+            Some(BootError::TableChecksum {
+                signature: *b"PCMP",
                 addr: MP_TABLE,
                 sum: 0x20
             })
@@ -308,7 +321,8 @@ pub(crate) mod tests {
         table[4..6].copy_from_slice(&10u16.to_le_bytes());
         assert_eq!(
             read_mp_table(&memory(table), MP_TABLE).err(),
-            Some(BootError::MpTableLength {
+            Some(BootError::TableLength {
+                signature: *b"PCMP",
                 addr: MP_TABLE,
                 length: 10
             })

@@ -145,8 +145,9 @@ pub enum BootError {
         needed: usize,
     },
 
-    /// An ACPI table does not carry the signature its reference promised.
-    AcpiTableSignature {
+    /// A firmware table (an ACPI table, or the MP configuration table, `PCMP`) does not
+    /// carry the signature its reference promised.
+    TableSignature {
         /// The signature looked for.
         expected: [u8; 4],
         /// The four bytes found.
@@ -154,9 +155,9 @@ pub enum BootError {
         /// The table's physical address.
         addr: u64,
     },
-    /// An ACPI table's `length` is below its 36-byte header or above
-    /// [`MAX_TABLE_LENGTH`](crate::acpi::MAX_TABLE_LENGTH).
-    AcpiTableLength {
+    /// A firmware table's length is below its header (36 bytes for ACPI, 44 for the MP
+    /// table) or above [`MAX_TABLE_LENGTH`](crate::acpi::MAX_TABLE_LENGTH).
+    TableLength {
         /// The table's signature.
         signature: [u8; 4],
         /// Its physical address.
@@ -164,8 +165,8 @@ pub enum BootError {
         /// The `length` found.
         length: u32,
     },
-    /// The bytes of an ACPI table do not sum to 0.
-    AcpiTableChecksum {
+    /// The bytes of a firmware table do not sum to 0.
+    TableChecksum {
         /// The table's signature.
         signature: [u8; 4],
         /// Its physical address.
@@ -182,27 +183,6 @@ pub enum BootError {
         length: u32,
         /// The MADT's length.
         table_length: usize,
-    },
-    /// The MP floating pointer leads to something without the `PCMP` signature.
-    MpTableSignature {
-        /// The table's physical address.
-        addr: u64,
-        /// The four bytes found.
-        found: [u8; 4],
-    },
-    /// The MP configuration table's base table length is below its 44-byte header.
-    MpTableLength {
-        /// The table's physical address.
-        addr: u64,
-        /// The length found (16 bits in the table).
-        length: u32,
-    },
-    /// The bytes of the MP configuration table do not sum to 0.
-    MpTableChecksum {
-        /// The table's physical address.
-        addr: u64,
-        /// Their sum modulo 256.
-        sum: u8,
     },
 }
 
@@ -320,35 +300,35 @@ impl fmt::Display for BootError {
                 "only {len} bytes of the ACPI RSDP are available, {needed} needed: \
                  the RSDP (or its multiboot2 tag) is truncated"
             ),
-            Self::AcpiTableSignature {
+            Self::TableSignature {
                 expected,
                 found,
                 addr,
             } => write!(
                 f,
-                "the ACPI table at {addr:#x} is {:?}, expected {:?}: the firmware's table \
+                "the firmware table at {addr:#x} is {:?}, expected {:?}: the firmware's table \
                  pointers are corrupt; the table is ignored (boot with ACPI off to skip ACPI)",
                 ByteString(&found),
                 ByteString(&expected)
             ),
-            Self::AcpiTableLength {
+            Self::TableLength {
                 signature,
                 addr,
                 length,
             } => write!(
                 f,
-                "the ACPI table {:?} at {addr:#x} claims {length} bytes, outside 36..={}: \
-                 it is corrupt and ignored",
+                "the firmware table {:?} at {addr:#x} claims {length} bytes, less than its header \
+                 or more than {}: it is corrupt and ignored",
                 ByteString(&signature),
                 crate::acpi::MAX_TABLE_LENGTH
             ),
-            Self::AcpiTableChecksum {
+            Self::TableChecksum {
                 signature,
                 addr,
                 sum,
             } => write!(
                 f,
-                "the ACPI table {:?} at {addr:#x} has checksum {sum:#04x}, not 0: \
+                "the firmware table {:?} at {addr:#x} has checksum {sum:#04x}, not 0: \
                  it is corrupt and ignored",
                 ByteString(&signature)
             ),
@@ -360,22 +340,6 @@ impl fmt::Display for BootError {
                 f,
                 "the MADT structure at offset {offset} has length {length}, which does not fit \
                  the {table_length}-byte table: the structures from there on are ignored"
-            ),
-            Self::MpTableSignature { addr, found } => write!(
-                f,
-                "the MP configuration table at {addr:#x} starts with {:?}, not \"PCMP\": \
-                 the MP floating pointer is corrupt; the table is ignored",
-                ByteString(&found)
-            ),
-            Self::MpTableLength { addr, length } => write!(
-                f,
-                "the MP configuration table at {addr:#x} claims {length} bytes, less than its \
-                 44-byte header: it is corrupt and ignored"
-            ),
-            Self::MpTableChecksum { addr, sum } => write!(
-                f,
-                "the MP configuration table at {addr:#x} has checksum {sum:#04x}, not 0: \
-                 it is corrupt and ignored"
             ),
         }
     }
@@ -479,7 +443,7 @@ mod tests {
                 "only 12 bytes of the ACPI RSDP are available, 20 needed",
             ),
             (
-                BootError::AcpiTableSignature {
+                BootError::TableSignature {
                     expected: *b"XSDT",
                     found: *b"FACP",
                     addr: 0x7fe_0000,
@@ -487,15 +451,15 @@ mod tests {
                 r#"0x7fe0000 is "FACP", expected "XSDT""#,
             ),
             (
-                BootError::AcpiTableLength {
-                    signature: *b"APIC",
+                BootError::TableLength {
+                    signature: *b"PCMP",
                     addr: 0x1000,
                     length: 10,
                 },
-                r#""APIC" at 0x1000 claims 10 bytes"#,
+                r#""PCMP" at 0x1000 claims 10 bytes"#,
             ),
             (
-                BootError::AcpiTableChecksum {
+                BootError::TableChecksum {
                     signature: *b"FACP",
                     addr: 0x2000,
                     sum: 0x40,
@@ -509,27 +473,6 @@ mod tests {
                     table_length: 60,
                 },
                 "offset 52 has length 0, which does not fit the 60-byte table",
-            ),
-            (
-                BootError::MpTableSignature {
-                    addr: 0x9fc40,
-                    found: *b"XCMP",
-                },
-                r#"0x9fc40 starts with "XCMP""#,
-            ),
-            (
-                BootError::MpTableLength {
-                    addr: 0x9fc40,
-                    length: 10,
-                },
-                "0x9fc40 claims 10 bytes",
-            ),
-            (
-                BootError::MpTableChecksum {
-                    addr: 0x9fc40,
-                    sum: 0x20,
-                },
-                "0x9fc40 has checksum 0x20",
             ),
         ];
         for (error, needle) in cases {

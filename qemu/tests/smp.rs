@@ -193,7 +193,7 @@ fn intercore_smp2_pc_without_acpi() -> Result<(), Failure> {
     cpus_from(
         RunOptions::default().machine("pc").without_acpi(),
         2,
-        "CPU count from fw_cfg",
+        "CPUs from fw_cfg's count",
     )
 }
 

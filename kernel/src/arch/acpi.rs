@@ -86,7 +86,17 @@ pub fn init(_boot_only: &Boot, boot: &'static BootInfo, ebda: Option<u64>) {
             ignore_bad(tables::find_table(firmware, &root, signature))
         };
         let fadt = find(*b"FACP").map(Fadt::parse).unwrap_or_default();
-        log::debug!("acpi: {}", fadt);
+        let sleep_control = match fadt.sleep_control {
+            Some(Register::Io(port)) => u64::from(port),
+            Some(Register::Memory(address)) => address,
+            None => 0,
+        };
+        log::debug!(
+            "acpi: PM1a control {:#x}, sleep control {:#x}, PM timer {:#x} (0: none)",
+            fadt.pm1a_control.map_or(0, u64::from),
+            sleep_control,
+            fadt.pm_timer.map_or(0, |timer| u64::from(timer.port))
+        );
         let madt = find(*b"APIC").map(Madt::new);
         if let Some(defect) = madt.and_then(|madt| madt.defect()) {
             log::warn!("acpi: {}", defect);

@@ -14,7 +14,7 @@
 
 pub use super::vectors::{FIRST_DEVICE_VECTOR, SPURIOUS_VECTOR, TIMER_VECTOR, WAKE_VECTOR};
 use super::{lapic, stacks};
-use conquer_once::spin::{Once, OnceCell};
+use conquer_once::spin::Once;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use x86_64::VirtAddr;
 use x86_64::instructions::tables::lidt;
@@ -152,7 +152,9 @@ static IDT_BUILT: Once = Once::uninit();
 /// What reports a CPU exception and ends the VM.
 pub type ExceptionReporter = fn(&InterruptFrame) -> !;
 
-static REPORTER: OnceCell<ExceptionReporter> = OnceCell::uninit();
+/// The `ExceptionReporter` given to `init`, as an address (0 until then), like the
+/// device handlers below.
+static REPORTER: AtomicUsize = AtomicUsize::new(0);
 
 fn ist_for(vector: u8) -> u8 {
     match vector {
@@ -165,7 +167,7 @@ fn ist_for(vector: u8) -> u8 {
 
 /// Builds the IDT (once) and loads it on this core; CPU exceptions go to `reporter`.
 pub fn init(reporter: ExceptionReporter) {
-    REPORTER.init_once(|| reporter);
+    REPORTER.store(reporter as usize, Ordering::Release);
     IDT_BUILT.init_once(build);
     load();
 }
@@ -224,13 +226,19 @@ pub fn register(vector: u8, handler: Handler) -> Result<(), u8> {
 extern "C" fn torito_interrupt_dispatch(frame: &mut InterruptFrame) {
     let vector = frame.vector as u8;
     match vector {
-        0..=31 => match REPORTER.get() {
-            Some(report) => report(frame),
-            // Unreachable: `init` records the reporter before it loads the IDT.
-            None => loop {
-                x86_64::instructions::hlt();
-            },
-        },
+        0..=31 => {
+            let report = REPORTER.load(Ordering::Acquire);
+            if report == 0 {
+                // Unreachable: `init` records the reporter before it loads the IDT.
+                loop {
+                    x86_64::instructions::hlt();
+                }
+            }
+            // SAFETY: non-zero values are only ever stored by `init`, from a value of type
+            // `ExceptionReporter`.
+            let report = unsafe { core::mem::transmute::<usize, ExceptionReporter>(report) };
+            report(frame)
+        }
         SPURIOUS_VECTOR => {}
         TIMER_VECTOR => {
             super::percpu::cpu(super::percpu::current())

@@ -133,9 +133,9 @@ fn other_cpus(own: u32) -> ([u32; percpu::MAX_CPUS], usize, usize) {
             skipped += 1;
         }
     };
-    if let Some(madt) = acpi::madt() {
-        log::debug!("smp: CPUs from the MADT");
+    let source = if let Some(madt) = acpi::madt() {
         madt.local_apics().for_each(&mut add);
+        "the MADT"
     } else {
         let mut others = false;
         for id in acpi::mp_table()
@@ -146,13 +146,14 @@ fn other_cpus(own: u32) -> ([u32; percpu::MAX_CPUS], usize, usize) {
             add(id);
         }
         if others {
-            log::debug!("smp: CPUs from the MP table");
+            "the MP table"
         } else {
             // No MP table, or one that lists only this CPU (SeaBIOS with ACPI off).
-            log::debug!("smp: CPU count from fw_cfg");
             (0..fw_cfg_cpu_count()).for_each(&mut add);
+            "fw_cfg's count"
         }
-    }
+    };
+    log::debug!("smp: CPUs from {}", source);
     (ids, count, skipped)
 }
 
