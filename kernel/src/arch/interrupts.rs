@@ -5,27 +5,21 @@
 //! vector number) and jumps to the common entry, which saves the general registers and
 //! calls `torito_interrupt_dispatch`.
 //!
-//! * Vectors 0-31 are CPU exceptions: reported (`exceptions.rs`) and fatal.
+//! * Vectors 0-31 are CPU exceptions: handed to the reporter given to `init`
+//!   (`exceptions::report`, which sits above this module and uses its frame type), fatal.
 //! * `TIMER_VECTOR` is the local APIC timer: acknowledged, nothing more. Its only job is
 //!   to end the `hlt` of an idle executor, which then fires expired timers itself.
 //! * Vectors registered with `register` run their handler, which must only acknowledge
 //!   its device and wake (no allocation, no lock a task may hold), then get an EOI.
-//! * Anything else is counted as unexpected and acknowledged.
+//! * Anything else is acknowledged and otherwise ignored.
 
-use super::{exceptions, lapic, stacks};
+pub use super::vectors::{FIRST_DEVICE_VECTOR, SPURIOUS_VECTOR, TIMER_VECTOR, WAKE_VECTOR};
+use super::{lapic, stacks};
+use conquer_once::spin::Once;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use x86_64::VirtAddr;
 use x86_64::instructions::tables::lidt;
 use x86_64::structures::DescriptorTablePointer;
-
-/// The local APIC timer's vector.
-pub const TIMER_VECTOR: u8 = 32;
-/// The vector another core sends to end this core's `hlt` (a task here became ready).
-pub const WAKE_VECTOR: u8 = 33;
-/// The local APIC's spurious-interrupt vector (no EOI for it).
-pub const SPURIOUS_VECTOR: u8 = 0xff;
-/// First vector that devices may `register`.
-pub const FIRST_DEVICE_VECTOR: u8 = 48;
 
 /// The register state an entry stub saves, in memory order (lowest address first).
 #[repr(C)]
@@ -134,7 +128,14 @@ const STUB_BYTES: usize = 16;
 struct Idt([[AtomicU64; 2]; 256]);
 
 static IDT: Idt = Idt([const { [AtomicU64::new(0), AtomicU64::new(0)] }; 256]);
-static IDT_BUILT: spin::Once = spin::Once::new();
+static IDT_BUILT: Once = Once::uninit();
+
+/// What reports a CPU exception and ends the VM.
+pub type ExceptionReporter = fn(&InterruptFrame) -> !;
+
+/// The `ExceptionReporter` given to `init`, as an address (0 until then), like the
+/// device handlers below.
+static REPORTER: AtomicUsize = AtomicUsize::new(0);
 
 fn ist_for(vector: u8) -> u8 {
     match vector {
@@ -145,9 +146,10 @@ fn ist_for(vector: u8) -> u8 {
     }
 }
 
-/// Builds the IDT (once) and loads it on this core.
-pub fn init() {
-    IDT_BUILT.call_once(build);
+/// Builds the IDT (once) and loads it on this core; CPU exceptions go to `reporter`.
+pub fn init(reporter: ExceptionReporter) {
+    REPORTER.store(reporter as usize, Ordering::Release);
+    IDT_BUILT.init_once(build);
     load();
 }
 
@@ -185,7 +187,6 @@ pub fn load() {
 pub type Handler = fn();
 
 static HANDLERS: [AtomicUsize; 256] = [const { AtomicUsize::new(0) }; 256];
-static UNEXPECTED: AtomicU64 = AtomicU64::new(0);
 
 /// Installs `handler` for `vector`.
 ///
@@ -202,20 +203,23 @@ pub fn register(vector: u8, handler: Handler) -> Result<(), u8> {
         .map_err(|_| vector)
 }
 
-/// How many interrupts arrived on vectors nobody registered.
-#[allow(
-    dead_code,
-    reason = "a diagnostic kept for the debugger and future stats"
-)]
-pub fn unexpected_count() -> u64 {
-    UNEXPECTED.load(Ordering::Relaxed)
-}
-
 #[unsafe(no_mangle)]
 extern "C" fn torito_interrupt_dispatch(frame: &mut InterruptFrame) {
     let vector = frame.vector as u8;
     match vector {
-        0..=31 => exceptions::report(frame),
+        0..=31 => {
+            let report = REPORTER.load(Ordering::Acquire);
+            if report == 0 {
+                // Unreachable: `init` records the reporter before it loads the IDT.
+                loop {
+                    x86_64::instructions::hlt();
+                }
+            }
+            // SAFETY: non-zero values are only ever stored by `init`, from a value of type
+            // `ExceptionReporter`.
+            let report = unsafe { core::mem::transmute::<usize, ExceptionReporter>(report) };
+            report(frame)
+        }
         SPURIOUS_VECTOR => {}
         TIMER_VECTOR => {
             super::percpu::cpu(super::percpu::current())
@@ -231,9 +235,7 @@ extern "C" fn torito_interrupt_dispatch(frame: &mut InterruptFrame) {
         }
         _ => {
             let handler = HANDLERS[usize::from(vector)].load(Ordering::Acquire);
-            if handler == 0 {
-                UNEXPECTED.fetch_add(1, Ordering::Relaxed);
-            } else {
+            if handler != 0 {
                 // SAFETY: non-zero entries are only ever stored by `register`, from a
                 // value of type `Handler`.
                 let handler: Handler = unsafe { core::mem::transmute::<usize, Handler>(handler) };

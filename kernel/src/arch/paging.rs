@@ -357,17 +357,22 @@ fn map_range(phys: u64, len: u64, flags: u64, device: bool) -> Option<u64> {
     Some(phys)
 }
 
-/// Firmware memory `[phys, phys + len)` (ACPI tables), mapped read-only on demand.
+/// Firmware memory `[phys, phys + len)` (ACPI tables, BIOS areas), mapped read-only on
+/// demand; `None` if it cannot be mapped (or lies in page 0).
 ///
-/// Returns `None` if it cannot be mapped. The bytes are never written by anyone: they
-/// belong to the firmware, and the frame allocator only hands out usable RAM.
-pub fn firmware_bytes(phys: u64, len: usize) -> Option<&'static [u8]> {
+/// # Safety
+/// For as long as the caller uses the slice (`'a`), nothing may write those bytes and no
+/// Rust object may live in them: the range must be memory the firmware owns (or no
+/// memory at all), never RAM the kernel allocates from, the kernel image or a device
+/// whose registers change when read. `acpi::Firmware` checks that against the memory
+/// map before each call.
+pub unsafe fn firmware_bytes<'a>(phys: u64, len: usize) -> Option<&'a [u8]> {
     if phys < FRAME {
         return None;
     }
     let address = map_range(phys, len as u64, PRESENT | NO_EXECUTE, false)?;
-    // SAFETY: the range is mapped (just above) and never written (see the doc comment),
-    // so a shared slice of it is valid for the kernel's lifetime.
+    // SAFETY: the range is mapped (just above); the caller promises that nothing writes
+    // it and nothing else lives there for `'a`.
     Some(unsafe { core::slice::from_raw_parts(address as *const u8, len) })
 }
 
