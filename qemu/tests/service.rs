@@ -267,6 +267,28 @@ async fn main() -> Result<(), &'static str> {
     Ok(())
 }
 
+/// Plain `cargo test` builds for the image's target, which has no test harness: it
+/// fails, and its first error says to run `cargo host-test`.
+#[test]
+fn plain_cargo_test_says_to_use_host_test() {
+    let scratch = Scratch::new("plain-test");
+    let service = new_service("plain-test-svc", &scratch.0);
+    let mut test = command("cargo", &["test"], &service);
+    test.env("CARGO_TARGET_DIR", services_target());
+    let output = run(test);
+    let stderr = text(&output.stderr);
+    let first_error = stderr
+        .lines()
+        .find(|line| line.starts_with("error"))
+        .unwrap_or_default();
+    assert!(
+        !output.status.success() && first_error.contains("use `cargo host-test`"),
+        "expected `cargo test` to fail with an error naming `cargo host-test` first; it \
+         ended with {} and printed:\n{stderr}",
+        output.status
+    );
+}
+
 /// The generator refuses what it cannot make well, says why, and writes nothing.
 #[test]
 fn new_service_refuses_bad_names_and_existing_directories() {
