@@ -26,7 +26,7 @@ QEMU_ARGS ?=
 CARGO_REGISTRY_SOURCES = $(wildcard $(or $(CARGO_HOME),$(HOME)/.cargo)/registry/src/*)
 export CARGO_TARGET_X86_64_UNKNOWN_NONE_RUSTFLAGS += $(patsubst %,--remap-path-prefix=%=crates,$(CARGO_REGISTRY_SOURCES))
 
-.PHONY: all setup images run-hello run-echo test lint host-test qemu-test bench clean new-service
+.PHONY: all setup images run-hello run-echo test lint host-test qemu-test bench clean
 
 all: images
 
@@ -74,6 +74,7 @@ bench: images
 	./bench/run.sh
 
 # A service crate of your own, outside this repository (qemu/new-service.sh).
+.PHONY: new-service
 new-service:
 	@[ -n "$(NAME)" ] && [ -n "$(DIR)" ] || { \
 	    echo "new-service: say what and where, e.g. make new-service NAME=myapp DIR=.." >&2; exit 2; }
