@@ -173,9 +173,10 @@ fn ask(port: u16, request: &[u8], expected: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
-/// The generated service as its README promises: it is formatted, its host tests pass,
-/// and `cargo run --release` boots it on two cores (RUN_ARGS), forwards a host port to it
-/// (RUN_ARGS' `--forward` replacing the configured one) and it answers requests.
+/// The generated service as its README promises: it is formatted and clippy-clean, its
+/// host tests pass, and `cargo run --release` boots it on four cores (RUN_ARGS), forwards
+/// a host port to it (RUN_ARGS' `--forward` replacing the configured one) and it answers
+/// requests.
 #[test]
 fn a_generated_service_builds_tests_boots_and_answers() -> Result<(), Failure> {
     let scratch = Scratch::new("answers");
@@ -195,6 +196,22 @@ fn a_generated_service_builds_tests_boots_and_answers() -> Result<(), Failure> {
         );
     }
     cargo(&service, &["fmt", "--check"]);
+    // The template is code users start from: held to our own lint bar, for the image
+    // and for the host-tested library.
+    cargo(&service, &["clippy", "--", "-D", "warnings"]);
+    cargo(
+        &service,
+        &[
+            "clippy",
+            "--target",
+            "host-tuple",
+            "--lib",
+            "--tests",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    );
     let tests = cargo(&service, &["host-test"]);
     assert!(
         tests.contains("test result: ok. 2 passed"),
@@ -209,12 +226,12 @@ fn a_generated_service_builds_tests_boots_and_answers() -> Result<(), Failure> {
         |port| {
             cargo_run(
                 &service,
-                &format!("--smp 2 --forward {port}:{SERVICE_PORT}"),
+                &format!("--smp 4 --forward {port}:{SERVICE_PORT}"),
                 &[],
             )
         },
     )?;
-    guest.wait_for_line("smp: 2 cores up", STEP)?;
+    guest.wait_for_line("smp: 4 cores up", STEP)?;
     ask(port, b"ping\n", b"pong\n").map_err(|error| guest.failure(error))?;
     ask(port, b"hello\r\nping\nsplit", b"hello\npong\n").map_err(|error| guest.failure(error))?;
     let stderr = guest.stderr();
