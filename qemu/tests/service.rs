@@ -314,13 +314,14 @@ fn new_service_refuses_bad_names_and_existing_directories() {
     std::fs::create_dir(&existing).unwrap();
     std::fs::write(existing.join("keep.txt"), "mine").unwrap();
     let cases = [
-        ("taken", "already exists"),
-        ("9lives", "is not a crate name"),
-        ("my app", "is not a crate name"),
-        ("fn", "is a Rust keyword"),
-        ("torito", "already uses"),
+        ("taken", "8080", "already exists"),
+        ("9lives", "8080", "is not a crate name"),
+        ("my app", "8080", "is not a crate name"),
+        ("fn", "8080", "is a Rust keyword"),
+        ("torito", "8080", "already uses"),
+        ("fine", "70000", "is not a TCP port"),
     ];
-    for (name, message) in cases {
+    for (name, port, message) in cases {
         let output = run(command(
             "make",
             &[
@@ -328,13 +329,15 @@ fn new_service_refuses_bad_names_and_existing_directories() {
                 "new-service",
                 &format!("NAME={name}"),
                 &format!("DIR={}", scratch.0.display()),
+                &format!("PORT={port}"),
             ],
             &workspace_root(),
         ));
         let stderr = text(&output.stderr);
         assert!(
             !output.status.success() && stderr.contains(message),
-            "NAME={name:?}: expected a refusal saying `{message}`, got {} with:\n{stderr}",
+            "NAME={name:?} PORT={port}: expected a refusal saying `{message}`, got {} \
+             with:\n{stderr}",
             output.status
         );
     }
@@ -351,5 +354,35 @@ fn new_service_refuses_bad_names_and_existing_directories() {
     assert_eq!(
         std::fs::read_to_string(existing.join("keep.txt")).unwrap(),
         "mine"
+    );
+}
+
+/// `PORT=N` reaches both places that name the port: the service's `PORT` and the
+/// runner's forward.
+#[test]
+fn new_service_port_sets_the_service_and_the_forward() {
+    let scratch = Scratch::new("port");
+    let output = run(command(
+        "make",
+        &[
+            "-s",
+            "new-service",
+            "NAME=port-svc",
+            &format!("DIR={}", scratch.0.display()),
+            "PORT=9090",
+        ],
+        &workspace_root(),
+    ));
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let service = scratch.0.join("port-svc");
+    let library = std::fs::read_to_string(service.join("src/lib.rs")).unwrap();
+    let config = std::fs::read_to_string(service.join(".cargo/config.toml")).unwrap();
+    assert!(
+        library.contains("pub const PORT: u16 = 9090;"),
+        "src/lib.rs:\n{library}"
+    );
+    assert!(
+        config.contains(r#""--forward", "9090:9090""#),
+        ".cargo/config.toml:\n{config}"
     );
 }
