@@ -306,6 +306,15 @@ fn plain_cargo_test_says_to_use_host_test() {
     );
 }
 
+/// Without `--release` the image links too (it must end below 2 MiB): the generated
+/// dev profile optimises the dependencies.
+#[test]
+fn a_debug_build_links() {
+    let scratch = Scratch::new("debug");
+    let service = new_service("debug-svc", &scratch.0);
+    cargo(&service, &["build"]);
+}
+
 /// The generator refuses what it cannot make well, says why, and writes nothing.
 #[test]
 fn new_service_refuses_bad_names_and_existing_directories() {
