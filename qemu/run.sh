@@ -5,6 +5,7 @@
 #                          [--mem SIZE] [--forward HOSTPORT:GUESTPORT]... [--append "ARGS"]
 #                          [--accel kvm|tcg] [--acpi on|off] [--log FILE]
 #                          [--exit-device on|off] [--trace-code FILE] [--rng] [--msix on|off]
+#                          [--udp-link LOCALPORT:REMOTEPORT]
 #        qemu/run.sh --which-accel      (prints the accelerator it would pick, then exits)
 #
 # The accelerator is chosen here: hardware KVM only when the CPU has vmx/svm and
@@ -17,7 +18,7 @@
 # from the guest (it crashed, reset, or QEMU itself failed).
 set -euo pipefail
 
-usage() { sed -n '4,8p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '4,9p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 # The accelerator rule, in one place (the benches ask for it with --which-accel).
 pick_accel() {
@@ -34,7 +35,7 @@ pick_accel() {
 if [ "$1" = --which-accel ]; then pick_accel; exit 0; fi
 image=$1; shift
 machine=microvm boot=pvh smp=1 mem=64M append="" accel="" log="" acpi=on exit_device=on trace_code="" rng=off msix=on
-forwards=()
+forwards=() udp_link=""
 while [ $# -gt 0 ]; do
     case $1 in
         --machine) machine=$2; shift 2 ;;
@@ -50,6 +51,7 @@ while [ $# -gt 0 ]; do
         --trace-code) trace_code=$2; shift 2 ;;
         --rng) rng=on; shift ;;
         --msix) msix=$2; shift 2 ;;
+        --udp-link) udp_link=$2; shift 2 ;;
         -h|--help) usage ;;
         *) echo "run.sh: unknown option $1" >&2; usage ;;
     esac
@@ -115,12 +117,24 @@ if [ -n "$trace_code" ]; then
     args+=(-d in_asm -D "$trace_code")
 fi
 
+if [ -n "$udp_link" ] && [ ${#forwards[@]} -gt 0 ]; then
+    echo "run.sh: --udp-link and --forward are two different NICs' backends: pick one" >&2; exit 2
+fi
+netdev=""
 if [ ${#forwards[@]} -gt 0 ]; then
     netdev="user,id=net0"   # user-mode networking: guest 10.0.2.15, no host privileges
     for forward in "${forwards[@]}"; do
         host=${forward%%:*} guest=${forward##*:}
         netdev+=",hostfwd=tcp:127.0.0.1:$host-:$guest"
     done
+elif [ -n "$udp_link" ]; then
+    # A raw link: each Ethernet frame is one UDP datagram from 127.0.0.1:LOCAL to
+    # 127.0.0.1:REMOTE, and datagrams arriving at LOCAL are frames for the guest. No
+    # DHCP server, no slirp: a test on the host plays the rest of the network (or
+    # nothing at all).
+    netdev="socket,id=net0,udp=127.0.0.1:${udp_link##*:},localaddr=127.0.0.1:${udp_link%%:*}"
+fi
+if [ -n "$netdev" ]; then
     args+=(-netdev "$netdev")
     if [ "$machine" = microvm ]; then
         args+=(-device virtio-net-device,netdev=net0)   # virtio-mmio transport
