@@ -119,8 +119,12 @@ impl TcpListener {
         let inner = &mut *guard;
         if let Some(Some(listener)) = inner.listeners.get_mut(self.slot) {
             listener.reserve = bytes;
-            // The listening socket's reserve was taken for the old size: make a new one.
-            if let Some((handle, _)) = listener.listening.take() {
+            // The listening socket's reserve was taken for the old size: make a new one
+            // (unless a SYN has just taken it: that connection keeps the old reserve).
+            if let Some((handle, _)) = &listener.listening
+                && inner.sockets.get::<tcp::Socket>(*handle).state() == State::Listen
+                && let Some((handle, _)) = listener.listening.take()
+            {
                 inner.sockets.remove(handle);
             }
             inner.wake_runner();

@@ -39,7 +39,11 @@ fn open_served(address: SocketAddr) -> std::io::Result<TcpStream> {
 /// Floods `image` booted in `mem` with [`FLOOD`] connections held open; requires some
 /// served and some refused, no fault and no exit, and service again afterwards.
 fn flood(image: &str, mem: &str) -> Result<(), Failure> {
-    let options = RunOptions::default().mem(mem);
+    flood_with(image, RunOptions::default().mem(mem))
+}
+
+fn flood_with(image: &str, options: RunOptions) -> Result<(), Failure> {
+    let mem = options.mem.clone();
     let (guest, port) = Guest::start_forwarded(image, &options, GUEST_PORT, LISTENING, BOOT)?;
     let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let mut open = Vec::new();
@@ -102,6 +106,12 @@ fn flood(image: &str, mem: &str) -> Result<(), Failure> {
 #[test]
 fn echo_blocking_survives_a_connection_flood_in_3_mib() -> Result<(), Failure> {
     flood("echo-blocking", "3M")
+}
+
+/// The same with four cores (each with its own executor and stacks).
+#[test]
+fn echo_blocking_survives_a_connection_flood_in_3_mib_smp4() -> Result<(), Failure> {
+    flood_with("echo-blocking", RunOptions::default().mem("3M").smp(4))
 }
 
 #[test]
@@ -317,13 +327,11 @@ impl Peer {
 }
 
 /// Boots `echo` on a raw link with a static address; the test is the only other host.
-fn raw_link() -> Result<(Guest, Peer), Failure> {
+fn raw_link(options: RunOptions) -> Result<(Guest, Peer), Failure> {
     let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind a UDP port");
     let remote = socket.local_addr().expect("its address").port();
     let local = free_udp_port();
-    let options = RunOptions::default()
-        .udp_link(local, remote)
-        .append("ip=10.0.9.2/24");
+    let options = options.udp_link(local, remote).append("ip=10.0.9.2/24");
     let guest = Guest::start("echo", &options);
     guest.wait_for_line(LISTENING, BOOT)?;
     let guest_address = SocketAddr::from((Ipv4Addr::LOCALHOST, local));
@@ -362,7 +370,17 @@ fn raw_link() -> Result<(Guest, Peer), Failure> {
 /// and the service keeps answering.
 #[test]
 fn raw_frames_syn_flood_duplicate_syn_and_malformed_headers() -> Result<(), Failure> {
-    let (guest, peer) = raw_link()?;
+    raw_frames(RunOptions::default())
+}
+
+/// The same on virtio-pci with four cores.
+#[test]
+fn raw_frames_q35_smp4() -> Result<(), Failure> {
+    raw_frames(RunOptions::default().machine("q35").smp(4))
+}
+
+fn raw_frames(options: RunOptions) -> Result<(), Failure> {
+    let (guest, peer) = raw_link(options)?;
     let fail = |reason: String| guest.failure(reason);
     for port in 20000..20080 {
         peer.send(&peer.tcp(port, SYN, 7, 0, &[2, 4, 5, 0xb4], &[]));
