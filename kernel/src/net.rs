@@ -46,7 +46,10 @@ pub async fn stack() -> Result<Stack, Error> {
         // RDSEED, else RDRAND), which only this async path can wait for.
         let mut seed = [0u8; 8];
         match crate::random::fill(&mut seed).await {
-            Ok(_) => SEED.store(u64::from_le_bytes(seed) | 1, Relaxed),
+            Ok(source) => {
+                log::debug!("net: seeded from {}", source.name());
+                SEED.store(u64::from_le_bytes(seed) | 1, Relaxed);
+            }
             Err(error) => log::warn!("net: {}", error),
         }
     }

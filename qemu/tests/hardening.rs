@@ -119,6 +119,25 @@ fn echo_survives_a_connection_flood_in_2_mib() -> Result<(), Failure> {
     flood("echo", "2M")
 }
 
+/// Issue 12, item 10: the stack's seed (TCP initial sequence numbers, DHCP transaction
+/// ids) comes from `torito::random`: the virtio-rng device when there is one, else the
+/// CPU's RDSEED or RDRAND, never the clock.
+#[test]
+fn the_network_is_seeded_from_the_entropy_source() -> Result<(), Failure> {
+    for (options, sources) in [
+        (RunOptions::default().rng(), &["virtio-rng"][..]),
+        (RunOptions::default(), &["RDSEED", "RDRAND"][..]),
+    ] {
+        let options = options.append("log=debug");
+        let (guest, _port) = Guest::start_forwarded("echo", &options, GUEST_PORT, LISTENING, BOOT)?;
+        let line = guest.wait_for_line("net: seeded from ", BOOT)?;
+        if !sources.iter().any(|source| line.ends_with(source)) {
+            return Err(guest.failure(format!("`{line}`: expected the seed from {sources:?}")));
+        }
+    }
+    Ok(())
+}
+
 /// A free UDP port on 127.0.0.1 (bound, then released).
 fn free_udp_port() -> u16 {
     let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind a UDP port");
