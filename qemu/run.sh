@@ -6,6 +6,7 @@
 #                          [--accel kvm|tcg] [--acpi on|off] [--log FILE]
 #                          [--exit-device on|off] [--trace-code FILE] [--rng] [--msix on|off]
 #                          [--icount SHIFT] [--plugin LIBRARY,ARGS]
+#                          [--udp-link LOCALPORT:REMOTEPORT]
 #        qemu/run.sh --which-accel      (prints the accelerator it would pick, then exits)
 #
 # The accelerator is chosen here: hardware KVM only when the CPU has vmx/svm and
@@ -35,7 +36,7 @@ pick_accel() {
 if [ "$1" = --which-accel ]; then pick_accel; exit 0; fi
 image=$1; shift
 machine=microvm boot=pvh smp=1 mem=64M append="" accel="" log="" acpi=on exit_device=on trace_code="" rng=off msix=on icount="" plugin=""
-forwards=()
+forwards=() udp_link=""
 while [ $# -gt 0 ]; do
     case $1 in
         --machine) machine=$2; shift 2 ;;
@@ -53,6 +54,7 @@ while [ $# -gt 0 ]; do
         --msix) msix=$2; shift 2 ;;
         --icount) icount=$2; shift 2 ;;
         --plugin) plugin=$2; shift 2 ;;
+        --udp-link) udp_link=$2; shift 2 ;;
         -h|--help) usage ;;
         *) echo "run.sh: unknown option $1" >&2; usage ;;
     esac
@@ -128,12 +130,24 @@ fi
 [ -n "$icount" ] && args+=(-icount "shift=$icount")
 [ -n "$plugin" ] && args+=(-plugin "$plugin")
 
+if [ -n "$udp_link" ] && [ ${#forwards[@]} -gt 0 ]; then
+    echo "run.sh: --udp-link and --forward are two different NICs' backends: pick one" >&2; exit 2
+fi
+netdev=""
 if [ ${#forwards[@]} -gt 0 ]; then
     netdev="user,id=net0"   # user-mode networking: guest 10.0.2.15, no host privileges
     for forward in "${forwards[@]}"; do
         host=${forward%%:*} guest=${forward##*:}
         netdev+=",hostfwd=tcp:127.0.0.1:$host-:$guest"
     done
+elif [ -n "$udp_link" ]; then
+    # A raw link: each Ethernet frame is one UDP datagram from 127.0.0.1:LOCAL to
+    # 127.0.0.1:REMOTE, and datagrams arriving at LOCAL are frames for the guest. No
+    # DHCP server, no slirp: a test on the host plays the rest of the network (or
+    # nothing at all).
+    netdev="socket,id=net0,udp=127.0.0.1:${udp_link##*:},localaddr=127.0.0.1:${udp_link%%:*}"
+fi
+if [ -n "$netdev" ]; then
     args+=(-netdev "$netdev")
     if [ "$machine" = microvm ]; then
         args+=(-device virtio-net-device,netdev=net0)   # virtio-mmio transport

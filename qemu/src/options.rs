@@ -39,6 +39,10 @@ pub struct RunOptions {
     pub rng: bool,
     /// Whether virtio-pci devices offer MSI-X (`--msix off` leaves them INTx only).
     pub msix: bool,
+    /// A virtio-net device on a raw UDP link instead of user-mode networking:
+    /// `(local port, remote port)` on 127.0.0.1 (`--udp-link LOCAL:REMOTE`). Frames go
+    /// to whatever listens on the remote port; no DHCP server, no forwards.
+    pub udp_link: Option<(u16, u16)>,
 }
 
 impl Default for RunOptions {
@@ -54,6 +58,7 @@ impl Default for RunOptions {
             exit_device: true,
             rng: false,
             msix: true,
+            udp_link: None,
         }
     }
 }
@@ -121,6 +126,13 @@ impl RunOptions {
         self
     }
 
+    /// Puts the NIC on a raw UDP link: QEMU sends each frame from 127.0.0.1:`local` to
+    /// 127.0.0.1:`remote` and takes frames arriving at `local`.
+    pub fn udp_link(mut self, local: u16, remote: u16) -> Self {
+        self.udp_link = Some((local, remote));
+        self
+    }
+
     /// The options as `run.sh` arguments (everything after the image path).
     pub fn args(&self) -> Vec<String> {
         let mut args = vec![
@@ -147,6 +159,10 @@ impl RunOptions {
         if !self.msix {
             args.push("--msix".into());
             args.push("off".into());
+        }
+        if let Some((local, remote)) = self.udp_link {
+            args.push("--udp-link".into());
+            args.push(format!("{local}:{remote}"));
         }
         for (host, guest) in &self.forwards {
             args.push("--forward".into());
