@@ -89,7 +89,7 @@ where
         work,
         stack_bytes: crate::arch::fiber::FIBER_STACK,
     };
-    let Some(mut fiber) = crate::arch::fiber::Fiber::try_new() else {
+    let Some(mut fiber) = crate::arch::fiber::Fiber::try_new(core::any::type_name::<W>()) else {
         return Err(refused(work));
     };
     // The task and the output slot are small infallible allocations: check that they
@@ -120,7 +120,7 @@ const TASK_HEADROOM: usize = 2 * 1024;
 /// the task. A listener whose connections are each served by a blocking task reserves
 /// this much per connection (`TcpListener::set_reserve`), so every connection it
 /// accepts can be served.
-pub const BLOCKING_TASK_BYTES: usize = crate::arch::fiber::FIBER_STACK + TASK_HEADROOM;
+pub const BLOCKING_TASK_BYTES: usize = crate::arch::fiber::FIBER_HEAP_BYTES + TASK_HEADROOM;
 
 /// [`try_spawn_blocking`] found no room on the heap for a blocking task's stack.
 ///

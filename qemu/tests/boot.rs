@@ -203,6 +203,39 @@ fn fault_stack_overflow_q35() -> Result<(), Failure> {
     fault("overflow", options, &STACK_OVERFLOW, EXIT_EXCEPTION).map(drop)
 }
 
+/// Issue 12, item 9: a blocking task that overflows its fiber stack runs into the
+/// stack's guard page, and the report names the task.
+#[test]
+fn fault_fiber_stack_overflow() -> Result<(), Failure> {
+    let expected = [
+        "!!! CPU exception 14: page fault",
+        "!!! stack overflow: blocking task `faults::overflow_fiber` ran into the guard page of its 32 KiB fiber stack",
+        BACKTRACE[0],
+        BACKTRACE[1],
+    ];
+    fault(
+        "fiber-overflow",
+        RunOptions::default(),
+        &expected,
+        EXIT_EXCEPTION,
+    )
+    .map(drop)
+}
+
+/// The same with four cores: the page-fault stack is per core, and so is the running
+/// fiber the report looks up.
+#[test]
+fn fault_fiber_stack_overflow_smp() -> Result<(), Failure> {
+    let expected = ["!!! stack overflow: blocking task `faults::overflow_fiber`"];
+    fault(
+        "fiber-overflow",
+        RunOptions::default().smp(4),
+        &expected,
+        EXIT_EXCEPTION,
+    )
+    .map(drop)
+}
+
 #[test]
 fn fault_out_of_memory() -> Result<(), Failure> {
     let guest = fault("oom", RunOptions::default(), &["!!! panic:"], EXIT_PANIC)?;
@@ -225,6 +258,19 @@ fn fault_panic() -> Result<(), Failure> {
         "!!! at examples/faults/src/main.rs:",
     ];
     fault("panic", RunOptions::default(), &expected, EXIT_PANIC).map(drop)
+}
+
+/// Issue 12, item 11: a panic raised inside the allocator, with the heap's lock held,
+/// once hung the VM silently (the panic handler waited for that lock to print the heap's
+/// figures). The report must come out, without the figures, and the VM must exit.
+#[test]
+fn fault_panic_inside_the_allocator() -> Result<(), Failure> {
+    let expected = [
+        "faults: 1 TiB refused: true",
+        "!!! panic: Freed node",
+        "!!! out of memory: 1099511627776 bytes (align 1) requested; heap: busy",
+    ];
+    fault("alloc-panic", RunOptions::default(), &expected, EXIT_PANIC).map(drop)
 }
 
 #[test]

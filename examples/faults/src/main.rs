@@ -2,8 +2,11 @@
 //!
 //! `app.fault=` on the command line picks one: `page` (a null-page read), `divide` (a
 //! hardware divide error), `overflow` (unbounded recursion into the stack's guard page),
-//! `oom` (allocate until the heap is exhausted), `panic`, `write-text` (a write to the
-//! read-only kernel code), `block-outside` (a blocking wait from an async task, which
+//! `fiber-overflow` (the same recursion in a blocking task, into its fiber stack's guard
+//! page: reported with the task's name), `oom` (allocate until the heap is exhausted), `panic`, `write-text` (a write to the
+//! read-only kernel code), `alloc-panic` (a double free, which the allocator catches and
+//! panics on while it holds the heap's lock, after a refused allocation so that the
+//! panic report has an out-of-memory record to print), `block-outside` (a blocking wait from an async task, which
 //! must be refused with an error: exit 3). The deliberate faults need `unsafe`; that is the point of
 //! this image, and why it is not an example to copy.
 #![no_std]
@@ -24,6 +27,11 @@ fn recurse(depth: u64) -> u64 {
     }
 }
 
+/// A blocking task that overflows its fiber stack (its name is in the report).
+fn overflow_fiber() -> u64 {
+    recurse(0)
+}
+
 #[torito::main]
 async fn main() -> i32 {
     let fault = torito::boot::arg("app.fault").unwrap_or("");
@@ -40,6 +48,7 @@ async fn main() -> i32 {
             (low + high) as i32
         }
         "overflow" => recurse(0) as i32,
+        "fiber-overflow" => torito::task::spawn_blocking(overflow_fiber).await as i32,
         "oom" => {
             let mut hoard: Vec<Vec<u8>> = Vec::new();
             loop {
@@ -48,6 +57,21 @@ async fn main() -> i32 {
             }
         }
         "panic" => panic!("deliberate panic from the faults image"),
+        "alloc-panic" => {
+            // A request no heap can meet: refused, and recorded for the panic report.
+            let mut refused: Vec<u8> = Vec::new();
+            let refusal = refused.try_reserve_exact(1 << 40).is_err();
+            torito::println!("faults: 1 TiB refused: {}", refusal);
+            let layout = core::alloc::Layout::new::<[u64; 32]>();
+            // SAFETY: deliberately frees the same block twice; the allocator's overlap
+            // check panics inside `dealloc`, with the heap's lock held.
+            unsafe {
+                let block = alloc::alloc::alloc(layout);
+                alloc::alloc::dealloc(block, layout);
+                alloc::alloc::dealloc(black_box(block), layout);
+            }
+            0
+        }
         // Not a crash: a blocking wait from an async task must be refused, not hang.
         "block-outside" => {
             match torito::task::block_on(torito::time::sleep(core::time::Duration::from_millis(1)))
@@ -72,7 +96,7 @@ async fn main() -> i32 {
         }
         other => {
             torito::println!(
-                "faults: unknown fault `{}`; use app.fault=page|divide|overflow|oom|panic|write-text|block-outside",
+                "faults: unknown fault `{}`; use app.fault=page|divide|overflow|fiber-overflow|oom|panic|alloc-panic|write-text|block-outside",
                 other
             );
             2

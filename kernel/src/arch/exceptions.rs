@@ -95,6 +95,13 @@ pub fn report(frame: &InterruptFrame) -> ! {
                 stack.kind.name(),
                 stack.core
             ));
+        } else if let Some((task, size)) = super::fiber::guard_hit(address) {
+            say(format_args!(
+                "!!! stack overflow: blocking task `{}` ran into the guard page of its {} KiB fiber stack on core {}\n",
+                task,
+                size / 1024,
+                super::percpu::current()
+            ));
         }
     }
     if vector == 8 {
@@ -113,15 +120,18 @@ pub fn report(frame: &InterruptFrame) -> ! {
 /// Prints the return addresses of the frame-pointer chain starting at `rbp`.
 ///
 /// The kernel is built with frame pointers. The walk only reads inside known kernel
-/// stacks and stops at the first frame pointer that is misaligned, outside them, or not
+/// stacks (and the running fiber's) and stops at the first frame pointer that is misaligned, outside them, or not
 /// moving up the stack, so a corrupted chain ends the backtrace instead of faulting.
 pub fn backtrace(rip: u64, mut rbp: u64) {
     say(format_args!("backtrace:\n  0: {:#018x}\n", rip));
     for depth in 1..32 {
-        let Some(stack) = stacks::containing(rbp) else {
+        let Some(top) = stacks::containing(rbp)
+            .map(|stack| stack.top)
+            .or_else(|| super::fiber::containing(rbp).map(|(_, top)| top))
+        else {
             break;
         };
-        if !rbp.is_multiple_of(8) || rbp + 16 > stack.top {
+        if !rbp.is_multiple_of(8) || rbp + 16 > top {
             break;
         }
         // SAFETY: `rbp..rbp+16` lies inside a mapped kernel stack (checked just above),

@@ -11,20 +11,114 @@
 //! A stack switch saves only the callee-saved registers (the System V ABI says the caller
 //! saved the rest), so it costs a dozen instructions.
 //!
-//! Fiber stacks come from the heap and have no guard page; a canary at the bottom is
-//! checked at every switch, and a clobbered canary is reported as a fiber stack
-//! overflow (a panic) instead of corrupting the heap further unnoticed.
+//! Fiber stacks come from the heap, page-aligned, with their lowest page unmapped (a
+//! guard page, as the boot stacks have): a fiber that overflows its stack faults on the
+//! guard instead of writing over whatever the heap put below it. Interrupts that arrive
+//! while a fiber runs are taken on the fiber's stack (only the double fault, the page
+//! fault, NMI and machine check have IST stacks of their own), so an interrupt near the
+//! bottom of a full stack can be the one that hits the guard; either way the page fault
+//! runs on its IST stack, and the exception report names the blocking task whose guard
+//! page it is (`guard_hit`). A canary just above the guard is still checked at every
+//! switch, for a frame that jumps over the guard page without touching it.
+//!
+//! The stack's top is 16-byte aligned, as the System V ABI wants at a call.
 
 use alloc::boxed::Box;
+use core::alloc::Layout;
 use core::cell::Cell;
 use core::future::Future;
 use core::pin::Pin;
+use core::ptr::NonNull;
 use core::task::{Context, Poll};
 
-/// Size of a fiber's stack.
+/// Size of a fiber's stack (usable bytes, the guard page not counted).
 pub const FIBER_STACK: usize = 32 * 1024;
+/// Size of the unmapped guard page below each fiber stack.
+const GUARD: usize = 4096;
+/// Heap one fiber stack takes: the stack, its guard page, and as much again for the
+/// page alignment (the allocator may leave a gap below a page-aligned block).
+pub const FIBER_HEAP_BYTES: usize = FIBER_STACK + 2 * GUARD;
 const CANARY: u64 = 0x7e57_ab1e_dead_f1be;
 const CANARY_WORDS: usize = 8;
+const STACK_LAYOUT: Layout = match Layout::from_size_align(GUARD + FIBER_STACK, GUARD) {
+    Ok(layout) => layout,
+    Err(_) => panic!("the fiber stack's size and alignment make a layout"),
+};
+
+/// A fiber's stack on the heap: a guard page (unmapped while the stack lives), then
+/// `FIBER_STACK` bytes.
+struct FiberStack {
+    base: NonNull<u8>,
+}
+
+impl FiberStack {
+    /// A stack with its guard page unmapped, or `None` when the heap has no room for it
+    /// or no page table can be had to unmap the guard (both: memory exhaustion).
+    fn try_new() -> Option<Self> {
+        // SAFETY: the layout's size is not zero.
+        let base = NonNull::new(unsafe { alloc::alloc::alloc(STACK_LAYOUT) })?;
+        let stack = Self { base };
+        if let Err(error) = super::paging::unmap_guard(stack.guard()) {
+            log::warn!(
+                "fiber: cannot unmap the guard page at {:#x}: {}",
+                stack.guard(),
+                error
+            );
+            // SAFETY: allocated just above with this layout; the guard is still mapped
+            // (unmapping it failed), so the allocator may write its bookkeeping there.
+            unsafe { alloc::alloc::dealloc(base.as_ptr(), STACK_LAYOUT) };
+            core::mem::forget(stack);
+            return None;
+        }
+        for word in 0..CANARY_WORDS {
+            // SAFETY: the first words above the guard: inside the allocation, mapped,
+            // 8-aligned (the block is page-aligned), and ours alone.
+            unsafe { (stack.bottom() as *mut u64).add(word).write(CANARY) };
+        }
+        Some(stack)
+    }
+
+    fn guard(&self) -> u64 {
+        self.base.as_ptr() as u64
+    }
+
+    /// The usable range's lowest address.
+    fn bottom(&self) -> u64 {
+        self.guard() + GUARD as u64
+    }
+
+    /// One past the usable range (the initial stack pointer); 16-byte (page) aligned.
+    fn top(&self) -> u64 {
+        self.bottom() + FIBER_STACK as u64
+    }
+
+    fn canary_intact(&self) -> bool {
+        (0..CANARY_WORDS).all(|word| {
+            // SAFETY: as in `try_new`: mapped words of this stack, above the guard.
+            unsafe { (self.bottom() as *const u64).add(word).read_volatile() == CANARY }
+        })
+    }
+}
+
+impl Drop for FiberStack {
+    fn drop(&mut self) {
+        // The allocator writes its bookkeeping into freed blocks: map the guard back
+        // first. Remapping a page needs no new page table (unmapping made it), so this
+        // fails only if the tables were changed behind our back; then the block leaks
+        // rather than handing an unmapped page to the allocator.
+        if let Err(error) = super::paging::restore_guard(self.guard()) {
+            log::error!(
+                "fiber: cannot map the guard page at {:#x} back: {}; its stack leaks",
+                self.guard(),
+                error
+            );
+            return;
+        }
+        // SAFETY: allocated in `try_new` with this layout, guard page mapped again, and
+        // the fiber no longer runs on it (a `Fiber` is dropped only outside `resume`).
+        unsafe { alloc::alloc::dealloc(self.base.as_ptr(), STACK_LAYOUT) };
+    }
+}
 
 core::arch::global_asm!(
     r#"
@@ -66,7 +160,8 @@ unsafe extern "C" {
 
 /// One fiber: its stack, the two saved stack pointers, and its work.
 pub struct Fiber {
-    stack: Box<[u64]>,
+    stack: FiberStack,
+    name: &'static str,
     fiber_rsp: u64,
     executor_rsp: u64,
     work: Option<Box<dyn FnOnce() + Send>>,
@@ -75,7 +170,8 @@ pub struct Fiber {
 }
 
 // SAFETY: a fiber only ever runs inside its task's `poll`, on the core polling it; the
-// raw context pointer is only dereferenced during that poll.
+// raw context pointer is only dereferenced during that poll, and the stack is owned
+// memory (its pointer is never shared).
 unsafe impl Send for Fiber {}
 
 // The fiber running on each core, if any.
@@ -91,18 +187,18 @@ fn current_slot() -> &'static Cell<*mut Fiber> {
 }
 
 impl Fiber {
-    /// A fiber with its stack and no work yet ([`set_work`](Self::set_work) gives it
-    /// some), or `None` when the heap has no room for the stack: that allocation is the
-    /// one that can fail (32 KiB against a few dozen bytes for the rest), so it is made
-    /// fallibly and a full heap refuses the fiber instead of stopping the kernel. The
-    /// caller keeps its work when there is no stack for it.
-    pub fn try_new() -> Option<Box<Self>> {
-        let words = FIBER_STACK / 8;
-        let mut stack = alloc::vec::Vec::new();
-        stack.try_reserve_exact(words).ok()?;
-        stack.resize(words, CANARY);
+    /// A fiber named `name` (for reports: the blocking task's closure type) with its
+    /// stack and no work yet ([`set_work`](Self::set_work) gives it some), or `None` when
+    /// the heap has no room for the stack: that allocation is the one that can fail
+    /// (32 KiB against a few dozen bytes for the rest), so it is made fallibly and a full
+    /// heap refuses the fiber instead of stopping the kernel. The caller keeps its work
+    /// when there is no stack for it.
+    pub fn try_new(name: &'static str) -> Option<Box<Self>> {
+        let stack = FiberStack::try_new()?;
+        let top = stack.top();
         let mut fiber = Box::new(Self {
-            stack: stack.into_boxed_slice(),
+            stack,
+            name,
             fiber_rsp: 0,
             executor_rsp: 0,
             work: None,
@@ -111,11 +207,17 @@ impl Fiber {
         });
         let this = &mut *fiber as *mut Fiber as u64;
         // The initial frame `torito_fiber_switch` pops: r15, r14, r13, r12, rbx, rbp, then
-        // the return address. After the `ret` the stack pointer is `top`, 16-aligned.
-        let top = words & !1;
+        // the return address. After the `ret` the stack pointer is `top`, 16-aligned, and
+        // `torito_fiber_start`'s call leaves it 8 below a multiple of 16, as a function
+        // expects on entry.
         let frame = [0, 0, 0, this, 0, 0, torito_fiber_start as *const () as u64];
-        fiber.stack[top - frame.len()..top].copy_from_slice(&frame);
-        fiber.fiber_rsp = fiber.stack.as_ptr() as u64 + ((top - frame.len()) * 8) as u64;
+        let frame_bottom = top - (frame.len() * 8) as u64;
+        for (index, word) in frame.iter().enumerate() {
+            // SAFETY: the top seven words of the fiber's own stack: mapped, 8-aligned,
+            // and not yet in use (the fiber has not run).
+            unsafe { (frame_bottom as *mut u64).add(index).write(*word) };
+        }
+        fiber.fiber_rsp = frame_bottom;
         Some(fiber)
     }
 
@@ -138,12 +240,10 @@ impl Fiber {
         unsafe { torito_fiber_switch(&mut self.executor_rsp, self.fiber_rsp) };
         current_slot().set(previous);
         self.context = core::ptr::null_mut();
-        if self.stack[..CANARY_WORDS]
-            .iter()
-            .any(|word| *word != CANARY)
-        {
+        if !self.stack.canary_intact() {
             panic!(
-                "a blocking task overflowed its {} KiB fiber stack",
+                "blocking task `{}` overflowed its {} KiB fiber stack",
+                self.name,
                 FIBER_STACK / 1024
             );
         }
@@ -169,6 +269,34 @@ extern "C" fn torito_fiber_main(fiber: *mut Fiber) -> ! {
     // again (`done` makes `resume` return at once).
     unsafe { torito_fiber_switch(&mut unused, fiber.executor_rsp) };
     unreachable!("a finished fiber was resumed")
+}
+
+/// The blocking task running on this core, if `address` lies in its fiber stack's
+/// guard page: its name and stack size, for the page-fault report. Lock-free and
+/// allocation-free (the exception path calls it).
+pub fn guard_hit(address: u64) -> Option<(&'static str, usize)> {
+    let fiber = current_slot().get();
+    if fiber.is_null() {
+        return None;
+    }
+    // SAFETY: CURRENT holds a fiber only during its `resume`, which owns it alive and
+    // unmoved; a fault handler on the same core reads two fields it never writes.
+    let (guard, name) = unsafe { ((*fiber).stack.guard(), (*fiber).name) };
+    (guard..guard + GUARD as u64)
+        .contains(&address)
+        .then_some((name, FIBER_STACK))
+}
+
+/// The usable range `[bottom, top)` of the stack of the fiber running on this core, if
+/// `address` lies in it (the backtrace walk stays inside it).
+pub fn containing(address: u64) -> Option<(u64, u64)> {
+    let fiber = current_slot().get();
+    if fiber.is_null() {
+        return None;
+    }
+    // SAFETY: as in `guard_hit`.
+    let range = unsafe { ((*fiber).stack.bottom(), (*fiber).stack.top()) };
+    (range.0..range.1).contains(&address).then_some(range)
 }
 
 /// Why a blocking call could not park.

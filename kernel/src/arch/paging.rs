@@ -449,6 +449,16 @@ pub fn unmap_guard(address: u64) -> Result<(), MapError> {
     STATE.lock().set_small(address & !(FRAME - 1), 0)
 }
 
+/// Maps a page that `unmap_guard` unmapped back as RAM (read-write, no-execute): a
+/// guard page of a stack that came from the heap, before the heap takes it back.
+///
+/// # Errors
+/// When the page table for it cannot be allocated (not after `unmap_guard` made it).
+pub fn restore_guard(address: u64) -> Result<(), MapError> {
+    let page = address & !(FRAME - 1);
+    STATE.lock().set_small(page, page | RAM)
+}
+
 /// Makes the low page at `address` executable (for the AP start-up trampoline) or,
 /// with `executable` false, read-write and no-execute again.
 ///

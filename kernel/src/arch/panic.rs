@@ -28,16 +28,23 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
             location.column()
         ));
     }
+    // Never blocks on the heap's lock: this panic may come from inside the allocator
+    // (which then holds the lock) or from a core while another holds it.
     if let Some(failure) = crate::memory::heap::HEAP.last_failure() {
         serial::force_write(format_args!(
-            "!!! out of memory: {} bytes (align {}) requested; heap: {} of {} bytes used, {} free; {} failed allocation(s)\n",
-            failure.size,
-            failure.align,
-            failure.heap.used,
-            failure.heap.size,
-            failure.heap.free,
-            failure.count
+            "!!! out of memory: {} bytes (align {}) requested; ",
+            failure.size, failure.align
         ));
+        match failure.heap {
+            Some(heap) => serial::force_write(format_args!(
+                "heap: {} of {} bytes used, {} free; ",
+                heap.used, heap.size, heap.free
+            )),
+            None => serial::force_write(format_args!(
+                "heap: busy (its lock is held, perhaps by the code that panicked); "
+            )),
+        }
+        serial::force_write(format_args!("{} failed allocation(s)\n", failure.count));
     }
     let rbp: u64;
     // SAFETY: reads the frame pointer register; no memory is touched.

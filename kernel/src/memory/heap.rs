@@ -44,8 +44,9 @@ pub struct AllocFailure {
     pub align: usize,
     /// How many allocations failed so far.
     pub count: u64,
-    /// The heap now.
-    pub heap: HeapStats,
+    /// The heap now, or `None` when its lock was held (see
+    /// [`KernelHeap::last_failure`]).
+    pub heap: Option<HeapStats>,
 }
 
 impl KernelHeap {
@@ -89,14 +90,31 @@ impl KernelHeap {
         }
     }
 
-    /// The last allocation failure, if any happened.
+    /// Current usage, or `None` when the heap's lock is held right now.
+    ///
+    /// For the panic path: a panic raised inside the allocator (a bad free caught by
+    /// linked_list_allocator's checks), or on a core while another holds the lock, must
+    /// not wait for a lock that is never released; the report goes out without the
+    /// numbers instead.
+    pub fn try_stats(&self) -> Option<HeapStats> {
+        let heap = self.heap.try_lock()?;
+        Some(HeapStats {
+            used: heap.used(),
+            free: heap.free(),
+            size: heap.size(),
+        })
+    }
+
+    /// The last allocation failure, if any happened. Never blocks: the failure is
+    /// recorded in atomics, and the heap's state is read only if its lock is free
+    /// ([`try_stats`](Self::try_stats)), since the panic handler calls this.
     pub fn last_failure(&self) -> Option<AllocFailure> {
         let count = self.failures.load(Ordering::Acquire);
         (count > 0).then(|| AllocFailure {
             size: self.failed_size.load(Ordering::Relaxed),
             align: self.failed_align.load(Ordering::Relaxed),
             count,
-            heap: self.stats(),
+            heap: self.try_stats(),
         })
     }
 }
