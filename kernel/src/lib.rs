@@ -38,6 +38,9 @@ mod arch;
 pub mod memory;
 #[cfg(target_os = "none")]
 mod runtime;
+// Used by `arch::smp`; pure bookkeeping, so built and tested on the host too.
+#[cfg_attr(not(target_os = "none"), allow(dead_code))]
+mod cpu_start;
 
 #[cfg(target_os = "none")]
 pub mod boot;

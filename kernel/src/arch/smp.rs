@@ -11,9 +11,15 @@
 //! page below each stack). Waits are only what the architecture needs: the INIT-to-SIPI
 //! 10 ms delay of the MP specification applies to CPUs before family 6 (Linux drops it
 //! for the same reason), a second SIPI is sent only if the first did not start the CPU
-//! within 200 us, and an AP that is not up after 100 ms is reported and left out.
+//! within 200 us, and an AP that is not up after a generous window (1 s to take its
+//! parameters, 1 s more to arrive) is reported and left out. A late AP cannot take the
+//! next one's parameters: a handshake word (`cpu_start`) decides, by compare-and-swap,
+//! whether it claimed them before the boot core gave up; if it did not, it is parked
+//! with INIT and its stacks go to the next CPU; if it did, nothing it was given is reused
+//! and the CPUs after it stay parked.
 
 use super::{acpi, clock, gdt, interrupts, lapic, paging, percpu, serial, stacks};
+use crate::cpu_start::{GiveUp, Progress};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use stacks::{StackExtent, StackKind};
 
@@ -66,6 +72,14 @@ torito_ap_long:
     mov %ax, %ds
     mov %ax, %es
     mov %ax, %ss
+    mov $1, %eax
+    cpuid                              /* EBX bits 31:24: this CPU's APIC id */
+    shr $24, %ebx
+    mov %rbx, %rax                     /* expected: the boot core waits for this CPU */
+    mov %rbx, %rcx
+    bts $32, %rcx                      /* CLAIMED | id (cpu_start.rs) */
+    lock cmpxchg %rcx, 0x8f28          /* claim the parameters, before touching memory */
+    jne torito_ap_park
     mov 0x8f08, %rsp                   /* stack top */
     mov 0x8f18, %rdi                   /* core index */
     mov 0x8f20, %rsi                   /* what the core runs */
@@ -73,6 +87,11 @@ torito_ap_long:
     mov 0x8f10, %rax                   /* entry */
     call *%rax
     ud2
+
+torito_ap_park:                        /* not (or no longer) this CPU's turn: stay */
+    cli
+    hlt
+    jmp torito_ap_park
 
     .balign 8
 torito_ap_gdt:
@@ -94,8 +113,24 @@ unsafe extern "C" {
     static torito_trampoline_end: u8;
 }
 
-/// Written by each AP when it is up (its index), read by the boot core.
-static ARRIVED: AtomicU64 = AtomicU64::new(u64::MAX);
+/// Offset of the start handshake's word in the parameter block (`cpu_start`).
+const HANDSHAKE: u64 = 0x28;
+
+/// How long the boot core waits for a CPU to claim its parameters, and then again for
+/// it to arrive. Generous: it costs only when a listed CPU does not start, while an
+/// emulator under load (or one that emulates real mode slowly) can take hundreds of
+/// milliseconds for a CPU that is fine (Linux waits 10 s).
+const WINDOW_MICROS: u64 = 1_000_000;
+
+/// The start handshake's word, in the trampoline page.
+fn handshake() -> crate::cpu_start::Handshake<'static> {
+    // SAFETY: the word lies in the parameter block of the trampoline page, which stays
+    // reserved for it for the kernel's life (LOW_RESERVED) and mapped read-write; it is
+    // 8-aligned, and every access to it is atomic (here, and the trampoline's `lock
+    // cmpxchg`).
+    let word = unsafe { AtomicU64::from_ptr((PARAMETERS + HANDSHAKE) as *mut u64) };
+    crate::cpu_start::Handshake::new(word)
+}
 
 fn write_parameter(offset: u64, value: u64) {
     // SAFETY: the parameter block lies in the trampoline page, which the boot core owns
@@ -182,15 +217,16 @@ fn wait_micros(micros: u64) {
     }
 }
 
-fn wait_arrival(core: usize, micros: u64) -> bool {
+/// Waits up to `micros` for CPU `apic_id` to leave the `from` step of its start.
+fn wait_past(apic_id: u32, from: Progress, micros: u64) -> Progress {
     let end = clock::now_nanos() + micros * 1000;
-    while clock::now_nanos() < end {
-        if ARRIVED.load(Ordering::Acquire) == core as u64 {
-            return true;
+    loop {
+        let progress = handshake().progress(apic_id);
+        if progress != from || clock::now_nanos() >= end {
+            return progress;
         }
         core::hint::spin_loop();
     }
-    false
 }
 
 /// What a secondary core runs once it is up: its executor, forever. Given by the caller
@@ -248,45 +284,87 @@ pub fn start_others(_once: StartOthers, core_main: CoreMain) -> usize {
             & 0xf
             < 6;
 
+    handshake().close();
     let mut next = 1;
+    // The stacks made for a core index, kept for the next CPU when the one they were
+    // made for never claimed them.
+    let mut spare: Option<[StackExtent; 4]> = None;
     for &apic_id in &ids[..count] {
         let core = next;
-        let stacks = [
-            make_stack(core, StackKind::Boot, AP_STACK),
-            make_stack(core, StackKind::DoubleFault, AP_IST_STACK),
-            make_stack(core, StackKind::PageFault, AP_IST_STACK),
-            make_stack(core, StackKind::Nmi, AP_IST_STACK),
-        ];
-        let [Some(main), Some(double), Some(page), Some(nmi)] = stacks else {
-            log::error!(
-                "smp: no memory for the stacks of CPU (APIC id {}); it stays parked",
-                apic_id
-            );
-            continue;
+        let stacks = match spare.take() {
+            Some(stacks) => stacks,
+            None => {
+                let made = [
+                    make_stack(core, StackKind::Boot, AP_STACK),
+                    make_stack(core, StackKind::DoubleFault, AP_IST_STACK),
+                    make_stack(core, StackKind::PageFault, AP_IST_STACK),
+                    make_stack(core, StackKind::Nmi, AP_IST_STACK),
+                ];
+                let [Some(main), Some(double), Some(page), Some(nmi)] = made else {
+                    log::error!(
+                        "smp: no memory for the stacks of CPU (APIC id {}); it stays parked",
+                        apic_id
+                    );
+                    continue;
+                };
+                [main, double, page, nmi]
+            }
         };
+        let [main, double, page, nmi] = stacks;
         AP_IST[core].store(double.top, Ordering::Relaxed);
         AP_IST_PAGE[core].store(page.top, Ordering::Relaxed);
         AP_IST_NMI[core].store(nmi.top, Ordering::Relaxed);
         percpu::cpu(core).apic_id_set(apic_id);
         write_parameter(0x08, main.top);
         write_parameter(0x18, core as u64);
+        handshake().expect(apic_id);
         lapic::send_init(apic_id);
         if old_cpu {
             wait_micros(10_000);
         }
         lapic::send_startup(apic_id, (TRAMPOLINE >> 12) as u8);
-        let mut up = wait_arrival(core, 200);
-        if !up {
+        let mut progress = wait_past(apic_id, Progress::Waiting, 200);
+        if progress == Progress::Waiting {
             lapic::send_startup(apic_id, (TRAMPOLINE >> 12) as u8);
-            up = wait_arrival(core, 100_000);
+            progress = wait_past(apic_id, Progress::Waiting, WINDOW_MICROS);
         }
-        if up {
+        if progress == Progress::Claimed {
+            progress = wait_past(apic_id, Progress::Claimed, WINDOW_MICROS);
+        }
+        if progress == Progress::Arrived {
             next += 1;
-        } else {
-            log::error!(
-                "smp: CPU with APIC id {} did not start; running without it",
-                apic_id
-            );
+            continue;
+        }
+        match handshake().give_up(apic_id) {
+            GiveUp::Arrived => next += 1,
+            GiveUp::NeverClaimed => {
+                // It never touched its parameters or stacks and now never will (its
+                // claim fails); INIT parks it wherever it is in the trampoline, so it
+                // does not run into the trampoline page once that is no longer
+                // executable. Its stacks and core index go to the next CPU.
+                lapic::send_init(apic_id);
+                spare = Some(stacks);
+                log::error!(
+                    "smp: CPU with APIC id {} did not start within {} ms; parked with INIT, \
+                     going on without it",
+                    apic_id,
+                    WINDOW_MICROS / 1000
+                );
+            }
+            GiveUp::AfterClaim => {
+                // It runs on core {core}'s stacks and may have set up that core's
+                // per-CPU block and TSS; it halts when it reaches its arrival, but none
+                // of that may be handed to another CPU. Not sent INIT: it may be in the
+                // middle of something the boot core cannot see.
+                log::error!(
+                    "smp: CPU with APIC id {} started but did not arrive within {} ms; \
+                     it halts when it does, and the remaining {} CPU(s) stay parked",
+                    apic_id,
+                    WINDOW_MICROS / 1000,
+                    ids[..count].iter().skip_while(|&&id| id != apic_id).count() - 1
+                );
+                break;
+            }
         }
     }
     let _ = paging::set_low_executable(TRAMPOLINE, false);
@@ -323,8 +401,14 @@ extern "C" fn torito_ap_entry(core: usize, core_main: CoreMain) -> ! {
             core
         ));
     }
+    if !handshake().arrive(percpu::cpu(core).apic_id()) {
+        // The boot core gave up on this CPU and counts it out: stay halted.
+        loop {
+            x86_64::instructions::interrupts::disable();
+            x86_64::instructions::hlt();
+        }
+    }
     percpu::cpu(core).online.store(true, Ordering::Release);
-    ARRIVED.store(core as u64, Ordering::Release);
     x86_64::instructions::interrupts::enable();
     core_main(core)
 }
