@@ -130,7 +130,7 @@ fn start() -> Option<Stack> {
     }
     // Status bits one at a time, as Firecracker requires (torito_virtio::StepwiseStatus).
     let transport = StepwiseStatus(opened.transport);
-    let device = match NetDevice::<KernelHal, StepwiseStatus<SomeTransport<'static>>>::new(
+    let mut device = match NetDevice::<KernelHal, StepwiseStatus<SomeTransport<'static>>>::new(
         transport,
         opened.interrupt.waker(),
         &DEVICE_STATS,
@@ -145,6 +145,15 @@ fn start() -> Option<Stack> {
     if let Err(error) = opened.queues.assign() {
         log::error!("net: {}", error);
     }
+    // A device that breaks its used ring is reset and brought back (torito-virtio); the
+    // reset clears the queue vectors again.
+    let queues = opened.queues;
+    device.set_after_reset(alloc::boxed::Box::new(move || {
+        log::warn!("net: the virtio-net device broke its used ring and was reset");
+        if let Err(error) = queues.assign() {
+            log::error!("net: after the reset: {}", error);
+        }
+    }));
     NET_INTERRUPT.call_once(|| opened.interrupt);
     let mac = device.mac();
     log::info!(

@@ -14,8 +14,10 @@
 //!   frames raises one interrupt (it stays off while the runner drains the ring);
 //! * receive buffers are allocated once, at construction, and re-posted after each
 //!   frame: no allocation on the hot path;
-//! * device memory is untrusted: a used-ring token outside the queue or a length larger
-//!   than the buffer is dropped and counted, never trusted.
+//! * device memory is untrusted: a used-ring length larger than the buffer is dropped
+//!   and counted; a used-ring token the driver never posted (outside the queue, or for
+//!   a buffer the device does not hold) is counted and the device is reset and brought
+//!   back on fresh queues (`NetStats::resets`), so one bad entry never stalls a queue.
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 

@@ -102,6 +102,11 @@ pub struct NetStats {
     pub tx_too_large: AtomicU64,
     /// Queue notifications written to the device (each a VM exit).
     pub notifications: AtomicU64,
+    /// Device resets after a used ring the driver could not trust (each brings the
+    /// device back with fresh queues).
+    pub resets: AtomicU64,
+    /// Resets after which the device did not come back (it is then left alone).
+    pub reset_failures: AtomicU64,
 }
 
 impl NetStats {
@@ -114,6 +119,8 @@ impl NetStats {
             tx_full: AtomicU64::new(0),
             tx_too_large: AtomicU64::new(0),
             notifications: AtomicU64::new(0),
+            resets: AtomicU64::new(0),
+            reset_failures: AtomicU64::new(0),
         }
     }
 }
@@ -272,6 +279,11 @@ pub struct NetDevice<H: Hal, T: Transport> {
     waker: &'static AtomicWaker,
     stats: &'static NetStats,
     mtu: usize,
+    /// Run after a reset brought the device back (what the transport alone cannot
+    /// restore: MSI-X queue vectors).
+    after_reset: Option<Box<dyn FnMut() + Send>>,
+    /// A reset failed: the device is left alone (no frames either way).
+    dead: bool,
 }
 
 fn buffer() -> Box<[u8]> {
@@ -290,8 +302,36 @@ impl<H: Hal, T: Transport> NetDevice<H, T> {
         waker: &'static AtomicWaker,
         stats: &'static NetStats,
     ) -> Result<Self, NetError> {
-        // Spec 3.1.1: reset, ACKNOWLEDGE | DRIVER, features, FEATURES_OK (checked), queues,
-        // DRIVER_OK. A legacy device (no VERSION_1) skips FEATURES_OK (spec 3.1.2).
+        let (header, mac) = Self::start(&mut transport)?;
+        let rx = Queue::new(&mut transport, RECEIVE_QUEUE, false, true)?;
+        let tx = Queue::new(&mut transport, TRANSMIT_QUEUE, true, false)?;
+        transport.finish_init();
+        let mut device = Self {
+            transport,
+            rx,
+            tx,
+            tx_free: (0..QUEUE / 2).map(|_| buffer()).collect(),
+            header,
+            mac,
+            waker,
+            stats,
+            mtu: 1500,
+            after_reset: None,
+            dead: false,
+        };
+        for _ in 0..QUEUE {
+            if device.rx.post(buffer(), BUFFER, stats).is_err() {
+                return Err(NetError::Device(virtio_drivers::Error::QueueFull));
+            }
+        }
+        device.flush();
+        Ok(device)
+    }
+
+    /// Spec 3.1.1 up to the queues: reset, ACKNOWLEDGE | DRIVER, features, FEATURES_OK
+    /// (checked; a legacy device without VERSION_1 skips it, spec 3.1.2). Gives the
+    /// virtio-net header's size and the MAC address.
+    fn start(transport: &mut T) -> Result<(usize, [u8; 6]), NetError> {
         let base = DeviceStatus::ACKNOWLEDGE | DeviceStatus::DRIVER;
         transport.set_status(DeviceStatus::empty());
         transport.set_status(base);
@@ -310,31 +350,76 @@ impl<H: Hal, T: Transport> NetDevice<H, T> {
         let mac = transport
             .read_consistent(|| transport.read_config_space::<[u8; 6]>(0))
             .map_err(NetError::Device)?;
-        let rx = Queue::new(&mut transport, RECEIVE_QUEUE, false, true)?;
-        let tx = Queue::new(&mut transport, TRANSMIT_QUEUE, true, false)?;
-        transport.finish_init();
-        let mut device = Self {
-            transport,
-            rx,
-            tx,
-            tx_free: (0..QUEUE / 2).map(|_| buffer()).collect(),
-            header: if features & VIRTIO_F_VERSION_1 != 0 {
-                HEADER
-            } else {
-                HEADER_LEGACY
-            },
-            mac,
-            waker,
-            stats,
-            mtu: 1500,
+        let header = if features & VIRTIO_F_VERSION_1 != 0 {
+            HEADER
+        } else {
+            HEADER_LEGACY
         };
-        for _ in 0..QUEUE {
-            if device.rx.post(buffer(), BUFFER, stats).is_err() {
-                return Err(NetError::Device(virtio_drivers::Error::QueueFull));
+        Ok((header, mac))
+    }
+
+    /// Sets what runs after a reset has brought the device back: whatever the caller set
+    /// up on the device that a reset clears and the transport does not know about (with
+    /// virtio-pci and MSI-X, the queues' vectors: without them no interrupt arrives).
+    pub fn set_after_reset(&mut self, hook: Box<dyn FnMut() + Send>) {
+        self.after_reset = Some(hook);
+    }
+
+    /// Resets the device and brings it back with fresh queues: the answer to a used
+    /// ring entry the driver cannot trust. virtio-drivers' queue pops only the entry it
+    /// expects, so a token the driver never posted would stay at the head of the ring
+    /// and stall the queue for good; a reset (spec 2.4) makes the device give up every
+    /// buffer and start over on new rings. The buffers it held are the driver's again:
+    /// the receive buffers are posted anew, the transmit buffers (their frames are lost)
+    /// go back to the free list. If the device does not come back, it is left alone.
+    fn reset(&mut self) {
+        self.stats.resets.fetch_add(1, Ordering::Relaxed);
+        self.transport.set_status(DeviceStatus::empty());
+        self.transport.queue_unset(RECEIVE_QUEUE);
+        self.transport.queue_unset(TRANSMIT_QUEUE);
+        let mut receive_buffers = Vec::with_capacity(QUEUE);
+        for slot in &mut self.rx.slots {
+            if let Slot::Posted(buffer, _) = core::mem::replace(slot, Slot::Empty) {
+                receive_buffers.push(buffer);
             }
         }
-        device.flush();
-        Ok(device)
+        for slot in &mut self.tx.slots {
+            if let Slot::Posted(buffer, _) = core::mem::replace(slot, Slot::Empty) {
+                self.tx_free.push(buffer);
+            }
+        }
+        match self.restart() {
+            Ok(()) => {
+                for buffer in receive_buffers {
+                    // Fresh queue, as many buffers as descriptors at most: cannot fail.
+                    let _ = self.rx.post(buffer, BUFFER, self.stats);
+                }
+                self.flush();
+                if let Some(hook) = &mut self.after_reset {
+                    hook();
+                }
+            }
+            Err(_) => {
+                self.transport.set_status(DeviceStatus::empty());
+                self.transport.queue_unset(RECEIVE_QUEUE);
+                self.transport.queue_unset(TRANSMIT_QUEUE);
+                self.stats.reset_failures.fetch_add(1, Ordering::Relaxed);
+                self.dead = true;
+            }
+        }
+    }
+
+    /// The set-up of `new` again, on new queues (the old ones are dropped, their
+    /// memory freed: the device was reset and no longer uses them).
+    fn restart(&mut self) -> Result<(), NetError> {
+        let (header, _) = Self::start(&mut self.transport)?;
+        let rx = Queue::new(&mut self.transport, RECEIVE_QUEUE, false, true)?;
+        let tx = Queue::new(&mut self.transport, TRANSMIT_QUEUE, true, false)?;
+        self.transport.finish_init();
+        self.rx = rx;
+        self.tx = tx;
+        self.header = header;
+        Ok(())
     }
 
     /// The device's MAC address.
@@ -365,7 +450,10 @@ impl<H: Hal, T: Transport> NetDevice<H, T> {
         while let Some(used) = self.tx.take_used(self.stats) {
             match used {
                 Used::Buffer(buffer, _) => self.tx_free.push(buffer),
-                Used::Untrusted => return,
+                Used::Untrusted => {
+                    self.reset();
+                    return;
+                }
             }
         }
     }
@@ -373,6 +461,9 @@ impl<H: Hal, T: Transport> NetDevice<H, T> {
     /// Hands the next received frame to `f`; `false` (after registering `waker` and
     /// enabling the receive interrupt) if none.
     pub fn receive(&mut self, waker: &Waker, f: &mut dyn FnMut(&[u8])) -> bool {
+        if self.dead {
+            return false;
+        }
         let used = match self.rx.take_used(self.stats) {
             Some(used) => used,
             None => {
@@ -388,9 +479,10 @@ impl<H: Hal, T: Transport> NetDevice<H, T> {
             }
         };
         let Used::Buffer(buffer, written) = used else {
-            // A device that broke the ring: wait for its next interrupt rather than spin.
+            // A device that broke the ring: reset it, then wait for its next interrupt
+            // (the new receive queue starts with interrupts on).
+            self.reset();
             self.waker.register(waker);
-            self.rx.set_interrupts(true);
             return false;
         };
         // Frames are pending: the runner drains them without interrupts until empty.
@@ -416,6 +508,9 @@ impl<H: Hal, T: Transport> NetDevice<H, T> {
     /// next [`flush`](Self::flush)); `false` (after registering `waker` for the next
     /// completion) when no descriptor or buffer is free.
     pub fn transmit(&mut self, waker: &Waker, len: usize, f: &mut dyn FnMut(&mut [u8])) -> bool {
+        if self.dead {
+            return false;
+        }
         self.reclaim_transmitted();
         if self.tx_free.is_empty() {
             // Full: the device must hear of what is queued, and interrupt when it is done

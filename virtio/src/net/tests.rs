@@ -192,3 +192,112 @@ fn a_modern_device_refusing_the_features_is_an_error() {
         Ok(_) => panic!("a device that refused the features was accepted"),
     }
 }
+
+/// The device side after a reset: it starts over on the rings the driver sets anew.
+fn follow_reset(device: &mut FakeDevice) {
+    device.next_avail = [0; 2];
+    device.next_used = [0; 2];
+}
+
+fn stats(driver: &NetDevice<FakeHal, FakeTransport>) -> (u64, u64, u64) {
+    (
+        driver.stats.rx_bad_used.load(Ordering::Relaxed),
+        driver.stats.resets.load(Ordering::Relaxed),
+        driver.stats.rx_frames.load(Ordering::Relaxed),
+    )
+}
+
+/// Issue 12, item 12: a used-ring entry for a buffer the driver never posted (a token
+/// outside the queue) once stalled the receive queue for good: it stayed at the head of
+/// the ring, and every frame behind it was lost. It is counted, the device is reset and
+/// comes back, and frames flow again.
+#[test]
+fn a_hostile_receive_used_entry_resets_the_device_and_frames_flow_again() {
+    let (mut driver, mut device, waker, task) = setup();
+    device.deliver(&frame(1));
+    let mut got = Vec::new();
+    while driver.receive(&task, &mut |bytes| got.push(bytes.to_vec())) {}
+    assert_eq!(got, vec![frame(1)]);
+    let old_rings = device.rings(0);
+
+    device.put_used(0, 1000, 100); // no such descriptor
+    assert!(!driver.receive(&task, &mut |bytes| got.push(bytes.to_vec())));
+    assert_eq!(stats(&driver), (1, 1, 1));
+    assert!(waker.take().is_some_and(|w| w.will_wake(&task)));
+    {
+        let state = device.transport.0.lock().unwrap();
+        assert!(
+            state.status.contains(DeviceStatus::DRIVER_OK),
+            "brought back"
+        );
+    }
+    assert_ne!(device.rings(0), old_rings, "fresh queues");
+    assert!(device.interrupts_wanted(0), "receive interrupts on again");
+
+    follow_reset(&mut device);
+    for n in 2..2 + QUEUE as u8 {
+        device.deliver(&frame(n)); // every receive buffer was posted again
+        assert!(driver.receive(&task, &mut |bytes| got.push(bytes.to_vec())));
+    }
+    assert_eq!(got.len(), 1 + QUEUE);
+    assert_eq!(got.last(), Some(&frame(1 + QUEUE as u8)));
+    assert_eq!(stats(&driver).1, 1, "one reset");
+    assert!(send(&mut driver, &task, &frame(70)));
+    driver.flush();
+    assert_eq!(device.transmitted(), vec![frame(70)]);
+}
+
+/// The same on the transmit queue: a completion for a descriptor the driver never
+/// posted resets the device; every transmit buffer is the driver's again.
+#[test]
+fn a_hostile_transmit_used_entry_resets_the_device_and_frames_go_out_again() {
+    let (mut driver, mut device, _, task) = setup();
+    assert!(send(&mut driver, &task, &frame(1)));
+    driver.flush();
+    device.put_used(1, 5, 0); // descriptor 5 was never posted for transmission
+    assert!(send(&mut driver, &task, &frame(2)));
+    assert_eq!(stats(&driver).0, 1);
+    assert_eq!(stats(&driver).1, 1);
+    follow_reset(&mut device);
+    driver.flush();
+    assert_eq!(
+        device.transmitted(),
+        vec![frame(2)],
+        "sent on the new queue"
+    );
+    for n in 0..(QUEUE / 2) as u8 {
+        assert!(send(&mut driver, &task, &frame(n)), "all buffers back");
+    }
+    driver.flush();
+    assert_eq!(device.transmitted().len(), QUEUE / 2);
+}
+
+/// A used length larger than the buffer is dropped and counted, without a reset: the
+/// entry itself names a buffer the driver posted.
+#[test]
+fn a_used_length_beyond_the_buffer_is_dropped_without_a_reset() {
+    let (mut driver, mut device, _, task) = setup();
+    let (head, _, _) = device.take_avail(0).expect("a receive buffer");
+    device.put_used(0, head, 100_000);
+    let mut got = Vec::new();
+    assert!(driver.receive(&task, &mut |bytes| got.push(bytes.to_vec())));
+    assert!(got.is_empty());
+    assert_eq!(stats(&driver), (1, 0, 0));
+    device.deliver(&frame(3));
+    assert!(driver.receive(&task, &mut |bytes| got.push(bytes.to_vec())));
+    assert_eq!(got, vec![frame(3)]);
+}
+
+/// A device that does not come back after the reset is left alone: no frames, no
+/// spinning, no panic.
+#[test]
+fn a_device_that_does_not_come_back_is_left_alone() {
+    let (mut driver, mut device, _, task) = setup();
+    device.transport.0.lock().unwrap().drops_features_ok = true;
+    device.put_used(0, 1000, 100);
+    assert!(!driver.receive(&task, &mut |_| {}));
+    assert_eq!(driver.stats.reset_failures.load(Ordering::Relaxed), 1);
+    assert!(!driver.receive(&task, &mut |_| {}));
+    assert!(!send(&mut driver, &task, &frame(1)));
+    assert_eq!(stats(&driver).1, 1, "one attempt");
+}
