@@ -7,8 +7,8 @@ use crate::bios::tests as bios_tables;
 use crate::multiboot2::tests as mb2;
 use crate::pvh::tests as pvh;
 use crate::{
-    Cmdline, MULTIBOOT2_MAGIC, PhysMemory, SliceMemory, acpi, bios, parse_kernel_options,
-    parse_multiboot2, parse_pvh,
+    BootError, BootInfo, Cmdline, MAX_CMDLINE, MULTIBOOT2_MAGIC, PhysMemory, Protocol, SliceMemory,
+    acpi, bios, parse_kernel_options, parse_multiboot2, parse_pvh,
 };
 
 /// xorshift64*: tiny, seedable, good enough to pick bytes.
@@ -183,6 +183,107 @@ fn cmdline_never_panics() {
             Err(error) => assert!(!error.to_string().is_empty()),
         }
     }
+}
+
+/// The command line as the boot takes it, over the full byte range and every length up
+/// to the maximum (and a little past it): stored (`set_cmdline` checks the length and
+/// UTF-8), read back, parsed, checked against the kernel's keys. Nothing panics, a
+/// refusal names the right reason, and whatever parses hands out keys and values that
+/// are pieces of the line itself.
+#[test]
+fn cmdline_full_byte_range_and_length_never_panics() {
+    let mut rng = Rng(0x5eed_0005);
+    // Quotes are rarer than separators: an unbalanced one refuses the whole line.
+    let structure = b"=== \t\n\r-\"";
+    let (mut stored, mut parsed, mut refused) = (0, 0, 0);
+    for _ in 0..ITERATIONS / 4 {
+        // Near the maximum, past it, short (short lines parse more often: a long
+        // random one nearly always holds a stray quote or an empty key), any.
+        let len = match rng.below(5) {
+            0 => MAX_CMDLINE - rng.below(4),
+            1 => MAX_CMDLINE + 1 + rng.below(8),
+            2 => rng.below(48),
+            _ => rng.below(MAX_CMDLINE + 1),
+        };
+        let bytes: Vec<u8> = match rng.below(3) {
+            // Any byte at all.
+            0 => (0..len).map(|_| rng.next() as u8).collect(),
+            // Structure (separators, quotes) among any bytes.
+            1 => (0..len)
+                .map(|_| match rng.below(3) {
+                    0 => structure[rng.below(structure.len())],
+                    _ => rng.next() as u8,
+                })
+                .collect(),
+            // Valid UTF-8 from the whole Unicode range (control characters, NUL and
+            // multi-byte characters included), cut at a character boundary.
+            _ => {
+                let mut text = String::new();
+                while text.len() < len {
+                    let scalar = match rng.below(4) {
+                        0 => rng.below(0x80) as u32,
+                        1 => u32::from(structure[rng.below(structure.len())]),
+                        _ => rng.below(0x11_0000) as u32,
+                    };
+                    if let Some(character) = char::from_u32(scalar) {
+                        if text.len() + character.len_utf8() > len {
+                            break;
+                        }
+                        text.push(character);
+                    }
+                }
+                text.into_bytes()
+            }
+        };
+        let mut info = BootInfo::empty(Protocol::Pvh);
+        let text = match info.set_cmdline(&bytes) {
+            Ok(()) => {
+                assert!(bytes.len() <= MAX_CMDLINE);
+                assert_eq!(info.cmdline().as_bytes(), &bytes[..], "stored as given");
+                stored += 1;
+                info.cmdline()
+            }
+            Err(BootError::CmdlineTooLong { len, max }) => {
+                assert!(bytes.len() > MAX_CMDLINE && max == MAX_CMDLINE && len > max);
+                refused += 1;
+                continue;
+            }
+            Err(BootError::CmdlineNotUtf8 { valid_up_to }) => {
+                let error = core::str::from_utf8(&bytes).expect_err("refused valid UTF-8");
+                assert_eq!(valid_up_to, error.valid_up_to());
+                refused += 1;
+                continue;
+            }
+            Err(other) => panic!("unexpected refusal {other:?} of {bytes:?}"),
+        };
+        let range = text.as_bytes().as_ptr_range();
+        let inside = |piece: &str| {
+            let piece = piece.as_bytes().as_ptr_range();
+            range.start <= piece.start && piece.end <= range.end
+        };
+        match Cmdline::parse(text) {
+            Ok(line) => {
+                parsed += 1;
+                for arg in line.args() {
+                    assert!(!arg.key.is_empty() && inside(arg.key), "{text:?}");
+                    assert!(
+                        !arg.key
+                            .contains(|c: char| c.is_ascii_whitespace() || c == '"')
+                    );
+                    assert!(arg.value.is_none_or(inside), "{text:?}");
+                    assert!(line.get(arg.key).is_some());
+                }
+                assert!(line.app_args().is_empty() || inside(line.app_args()));
+                let _ = parse_kernel_options(&line, &["app"]).map(|(_, unknown)| unknown.count());
+            }
+            Err(error) => assert!(!error.to_string().is_empty()),
+        }
+    }
+    // Every path was taken (the length and byte mix above makes each likely).
+    assert!(
+        stored > 100 && parsed > 100 && refused > 100,
+        "{stored} stored, {parsed} parsed, {refused} refused"
+    );
 }
 
 /// The firmware tables of a machine (RSDP and MP table in the BIOS areas, XSDT, RSDT,
