@@ -49,26 +49,37 @@ const STACK_LAYOUT: Layout = match Layout::from_size_align(GUARD + FIBER_STACK, 
 /// `FIBER_STACK` bytes.
 struct FiberStack {
     base: NonNull<u8>,
+    /// The guard page is unmapped. Unmapping splits the heap's large page around it,
+    /// which takes a page-table frame from the frame allocator (one per 2 MiB of heap
+    /// that holds fiber stacks, kept for good); with none left, stacks go without a
+    /// guard (the canary still checks them) rather than refuse blocking tasks that the
+    /// heap has room for.
+    guarded: bool,
 }
 
+/// A guard page could not be unmapped once: said once, not per fiber.
+static UNGUARDED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
 impl FiberStack {
-    /// A stack with its guard page unmapped, or `None` when the heap has no room for it
-    /// or no page table can be had to unmap the guard (both: memory exhaustion).
+    /// A stack with its guard page unmapped when possible, or `None` when the heap has
+    /// no room for it.
     fn try_new() -> Option<Self> {
         // SAFETY: the layout's size is not zero.
         let base = NonNull::new(unsafe { alloc::alloc::alloc(STACK_LAYOUT) })?;
-        let stack = Self { base };
+        let mut stack = Self {
+            base,
+            guarded: true,
+        };
         if let Err(error) = super::paging::unmap_guard(stack.guard()) {
-            log::warn!(
-                "fiber: cannot unmap the guard page at {:#x}: {}",
-                stack.guard(),
-                error
-            );
-            // SAFETY: allocated just above with this layout; the guard is still mapped
-            // (unmapping it failed), so the allocator may write its bookkeeping there.
-            unsafe { alloc::alloc::dealloc(base.as_ptr(), STACK_LAYOUT) };
-            core::mem::forget(stack);
-            return None;
+            stack.guarded = false;
+            if !UNGUARDED.swap(true, core::sync::atomic::Ordering::Relaxed) {
+                log::warn!(
+                    "fiber: cannot unmap a guard page below a fiber stack ({}); fiber \
+                     stacks made without a page-table frame to spare have no guard page \
+                     (only a canary): give the VM more memory",
+                    error
+                );
+            }
         }
         for word in 0..CANARY_WORDS {
             // SAFETY: the first words above the guard: inside the allocation, mapped,
@@ -106,7 +117,9 @@ impl Drop for FiberStack {
         // first. Remapping a page needs no new page table (unmapping made it), so this
         // fails only if the tables were changed behind our back; then the block leaks
         // rather than handing an unmapped page to the allocator.
-        if let Err(error) = super::paging::restore_guard(self.guard()) {
+        if self.guarded
+            && let Err(error) = super::paging::restore_guard(self.guard())
+        {
             log::error!(
                 "fiber: cannot map the guard page at {:#x} back: {}; its stack leaks",
                 self.guard(),
@@ -114,7 +127,7 @@ impl Drop for FiberStack {
             );
             return;
         }
-        // SAFETY: allocated in `try_new` with this layout, guard page mapped again, and
+        // SAFETY: allocated in `try_new` with this layout, guard page mapped (again), and
         // the fiber no longer runs on it (a `Fiber` is dropped only outside `resume`).
         unsafe { alloc::alloc::dealloc(self.base.as_ptr(), STACK_LAYOUT) };
     }
@@ -281,10 +294,14 @@ pub fn guard_hit(address: u64) -> Option<(&'static str, usize)> {
     }
     // SAFETY: CURRENT holds a fiber only during its `resume`, which owns it alive and
     // unmoved; a fault handler on the same core reads two fields it never writes.
-    let (guard, name) = unsafe { ((*fiber).stack.guard(), (*fiber).name) };
-    (guard..guard + GUARD as u64)
-        .contains(&address)
-        .then_some((name, FIBER_STACK))
+    let (guarded, guard, name) = unsafe {
+        (
+            (*fiber).stack.guarded,
+            (*fiber).stack.guard(),
+            (*fiber).name,
+        )
+    };
+    (guarded && (guard..guard + GUARD as u64).contains(&address)).then_some((name, FIBER_STACK))
 }
 
 /// The usable range `[bottom, top)` of the stack of the fiber running on this core, if
