@@ -361,7 +361,7 @@ pub struct KernelOptions {
 }
 
 /// Keys the kernel itself reads.
-pub const KERNEL_KEYS: &[&str] = &["log"];
+pub const KERNEL_KEYS: &[&str] = &["log", "smp.late"];
 /// Keys VMMs and Linux habits put on the command line, accepted and ignored silently.
 pub const VMM_KEYS: &[&str] = &[
     "virtio_mmio.device",

@@ -151,6 +151,49 @@ fn intercore_with_lines(
     Ok((outcome, elapsed))
 }
 
+/// Issue 12, item 8: a CPU that is late (made so with `smp.late=1`: it finds the start
+/// parameters announced for another CPU, as a CPU waking up after its window would) is
+/// reported and parked with INIT, its stacks go to the next CPU, and the boot goes on
+/// with the others; nothing faults and every remaining pair of cores talks.
+fn late_cpu(options: RunOptions) -> Result<(), Failure> {
+    let options = options.smp(4).append("smp.late=1");
+    let mut guest = Guest::start("intercore", &options);
+    let outcome = guest.expect_exit(0, BOOT)?;
+    let late = line(&guest, &outcome, "smp: CPU with APIC id 1 did not start")?;
+    if !late.contains("parked with INIT") {
+        return Err(guest.failure(format!("the late CPU was not parked: `{late}`")));
+    }
+    line(
+        &guest,
+        &outcome,
+        "smp: 3 cores up; starting the other 2 took",
+    )?;
+    line(
+        &guest,
+        &outcome,
+        "intercore: 3 cores, 1000 round trips per pair",
+    )?;
+    for core in 0..3 {
+        line(
+            &guest,
+            &outcome,
+            &format!("intercore: core {core} up, ran a task"),
+        )?;
+    }
+    line(&guest, &outcome, "intercore: all pairs ok")?;
+    no_fault_report(&guest)
+}
+
+#[test]
+fn a_late_cpu_is_parked_and_the_others_start_microvm() -> Result<(), Failure> {
+    late_cpu(RunOptions::default())
+}
+
+#[test]
+fn a_late_cpu_is_parked_and_the_others_start_q35() -> Result<(), Failure> {
+    late_cpu(RunOptions::default().machine("q35"))
+}
+
 // ---- 1. every core comes up and runs a task; every pair of cores talks ----
 
 #[test]

@@ -122,6 +122,14 @@ const HANDSHAKE: u64 = 0x28;
 /// milliseconds for a CPU that is fine (Linux waits 10 s).
 const WINDOW_MICROS: u64 = 1_000_000;
 
+/// Testing: `smp.late=ID` makes the CPU with APIC id ID late on purpose: the boot core
+/// announces an id no CPU has (CPUID gives 8 bits), so that CPU's claim fails as a late
+/// one's does, and the late-CPU path runs under QEMU.
+fn made_late() -> Option<u32> {
+    let line = torito_boot::Cmdline::parse(super::entry::boot_info()?.cmdline()).ok()?;
+    line.get("smp.late")?.value?.parse().ok()
+}
+
 /// The start handshake's word, in the trampoline page.
 fn handshake() -> crate::cpu_start::Handshake<'static> {
     // SAFETY: the word lies in the parameter block of the trampoline page, which stays
@@ -285,6 +293,7 @@ pub fn start_others(_once: StartOthers, core_main: CoreMain) -> usize {
             < 6;
 
     handshake().close();
+    let late = made_late();
     let mut next = 1;
     // The stacks made for a core index, kept for the next CPU when the one they were
     // made for never claimed them.
@@ -317,25 +326,30 @@ pub fn start_others(_once: StartOthers, core_main: CoreMain) -> usize {
         percpu::cpu(core).apic_id_set(apic_id);
         write_parameter(0x08, main.top);
         write_parameter(0x18, core as u64);
-        handshake().expect(apic_id);
+        let announced = if late == Some(apic_id) {
+            apic_id | 0x100
+        } else {
+            apic_id
+        };
+        handshake().expect(announced);
         lapic::send_init(apic_id);
         if old_cpu {
             wait_micros(10_000);
         }
         lapic::send_startup(apic_id, (TRAMPOLINE >> 12) as u8);
-        let mut progress = wait_past(apic_id, Progress::Waiting, 200);
+        let mut progress = wait_past(announced, Progress::Waiting, 200);
         if progress == Progress::Waiting {
             lapic::send_startup(apic_id, (TRAMPOLINE >> 12) as u8);
-            progress = wait_past(apic_id, Progress::Waiting, WINDOW_MICROS);
+            progress = wait_past(announced, Progress::Waiting, WINDOW_MICROS);
         }
         if progress == Progress::Claimed {
-            progress = wait_past(apic_id, Progress::Claimed, WINDOW_MICROS);
+            progress = wait_past(announced, Progress::Claimed, WINDOW_MICROS);
         }
         if progress == Progress::Arrived {
             next += 1;
             continue;
         }
-        match handshake().give_up(apic_id) {
+        match handshake().give_up(announced) {
             GiveUp::Arrived => next += 1,
             GiveUp::NeverClaimed => {
                 // It never touched its parameters or stacks and now never will (its
