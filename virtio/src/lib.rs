@@ -27,8 +27,10 @@ mod fake;
 mod net;
 mod rng;
 mod transport;
+pub mod vsock;
 
 pub use net::{NetDevice, NetError, NetStats};
 pub use rng::{RngDevice, RngError};
 pub use transport::{StepwiseStatus, status_steps};
 pub use virtio_drivers;
+pub use vsock::{VsockDevice, VsockError};
