@@ -101,7 +101,10 @@ async fn run() {
             connections,
             task,
         } = &mut *inner;
-        if task.as_ref().is_none_or(|known| !known.will_wake(cx.waker())) {
+        if task
+            .as_ref()
+            .is_none_or(|known| !known.will_wake(cx.waker()))
+        {
             *task = Some(cx.waker().clone());
         }
         let Some(active) = device.as_mut() else {

@@ -39,6 +39,9 @@ pub struct RunOptions {
     pub rng: bool,
     /// Whether virtio-pci devices offer MSI-X (`--msix off` leaves them INTx only).
     pub msix: bool,
+    /// A vsock device with this guest CID, its host side on this Unix socket
+    /// (`--vsock CID --vsock-socket PATH`).
+    pub vsock: Option<(u32, std::path::PathBuf)>,
 }
 
 impl Default for RunOptions {
@@ -54,6 +57,7 @@ impl Default for RunOptions {
             exit_device: true,
             rng: false,
             msix: true,
+            vsock: None,
         }
     }
 }
@@ -121,6 +125,13 @@ impl RunOptions {
         self
     }
 
+    /// Adds a vsock device (guest CID `cid`); the host reaches guest port P by
+    /// connecting to `socket` and sending `CONNECT P\n`.
+    pub fn vsock(mut self, cid: u32, socket: &std::path::Path) -> Self {
+        self.vsock = Some((cid, socket.to_path_buf()));
+        self
+    }
+
     /// The options as `run.sh` arguments (everything after the image path).
     pub fn args(&self) -> Vec<String> {
         let mut args = vec![
@@ -147,6 +158,12 @@ impl RunOptions {
         if !self.msix {
             args.push("--msix".into());
             args.push("off".into());
+        }
+        if let Some((cid, socket)) = &self.vsock {
+            args.push("--vsock".into());
+            args.push(cid.to_string());
+            args.push("--vsock-socket".into());
+            args.push(socket.display().to_string());
         }
         for (host, guest) in &self.forwards {
             args.push("--forward".into());

@@ -447,7 +447,13 @@ impl Connections {
                 connection.wake_writer();
             }
             Op::CreditRequest => {
-                if !connection.credit_update_queued {
+                // Answer, unless the answer would only repeat a full buffer the peer
+                // already knows of: a peer that asks again at once (vhost-device-vsock
+                // does, for every byte it holds) would otherwise ping-pong with us until
+                // the application reads, which sends the update anyway (at a quarter).
+                let repeat =
+                    connection.announced == connection.fwd_cnt && connection.rx.len() >= capacity;
+                if !connection.credit_update_queued && !repeat {
                     connection.credit_update_queued = true;
                     self.control
                         .push_back(Control::Connection(handle, Op::CreditUpdate));
