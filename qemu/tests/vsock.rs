@@ -2,10 +2,12 @@
 //! vhost-device-vsock backend's Unix socket (`CONNECT 5555\n`, then the stream):
 //!
 //! 1. 50 connections at once, each echoing 10 messages of 1..=4096 bytes, one at a time;
-//! 2. one connection echoing 8 MiB, written by one thread while another reads, compared
-//!    byte for byte (both directions at once, so the guest's credit handling is tried
-//!    both ways);
+//! 2. one connection echoing 8 MiB in 32 KiB rounds, compared byte for byte (128 credit
+//!    windows each way, so credit must keep flowing both ways);
 //! 3. a fresh connection still echoes (nothing leaked or wedged).
+//!
+//! The full-duplex variant of step 2 is ignored: it deadlocks in the backend (see
+//! `vsock_full_duplex_bulk_microvm`).
 //!
 //! Step 2 runs only in the `vsock_bulk_*` tests, ignored for now: see there.
 //!
@@ -30,6 +32,8 @@ const CONNECTIONS: usize = 50;
 const MESSAGES: usize = 10;
 const MAX_MESSAGE: usize = 4096;
 const BULK: usize = 8 << 20;
+/// Bytes per round of the bulk step.
+const ROUND: usize = 32 << 10;
 
 /// A socket path of this run's own (tests run in parallel).
 fn socket_path(name: &str) -> PathBuf {
@@ -139,7 +143,29 @@ fn concurrent(socket: &Path) -> Result<(), String> {
     }
 }
 
+/// 8 MiB through one connection in 32 KiB rounds: each round is written whole, then its
+/// echo read back whole. Each direction carries 128 times the 64 KiB credit window, so
+/// credit must keep flowing both ways, but the host never writes while it is behind on
+/// reading (see [`vsock_full_duplex_bulk_microvm`]).
 fn bulk(socket: &Path) -> Result<(), String> {
+    let mut stream = connect(socket)?;
+    let data = bytes(0x7e57_0200, BULK);
+    let mut echoed = vec![0; ROUND];
+    for (round, chunk) in data.chunks(ROUND).enumerate() {
+        let offset = round * ROUND;
+        stream
+            .write_all(chunk)
+            .map_err(|error| format!("writing at offset {offset}: {error}"))?;
+        stream
+            .read_exact(&mut echoed[..chunk.len()])
+            .map_err(|error| format!("reading at offset {offset}: {error}"))?;
+        compare(chunk, &echoed[..chunk.len()], offset)?;
+    }
+    Ok(())
+}
+
+/// 8 MiB written by one thread while another reads the echo.
+fn full_duplex_bulk(socket: &Path) -> Result<(), String> {
     let stream = connect(socket)?;
     let data = bytes(0x7e57_0200, BULK);
     let mut writer = stream.try_clone().map_err(|error| error.to_string())?;
@@ -165,23 +191,30 @@ fn bulk(socket: &Path) -> Result<(), String> {
         .map_err(|error| format!("writing: {error}"))
 }
 
-fn vsock_echo(name: &str, options: RunOptions, with_bulk: bool) -> Result<(), Failure> {
+fn vsock_echo(name: &str, options: RunOptions, full_duplex: bool) -> Result<(), Failure> {
     let socket = socket_path(name);
     let options = options.vsock(CID, &socket);
     let guest = Guest::start("vsock-echo", &options);
     guest.wait_for_line(LISTENING, BOOT)?;
     type Step = (&'static str, fn(&Path) -> Result<(), String>);
-    let all: [Step; 3] = [
+    let bulk_step: Step = if full_duplex {
+        (
+            "8 MiB echoed full duplex, compared byte for byte",
+            full_duplex_bulk,
+        )
+    } else {
+        (
+            "8 MiB echoed in 32 KiB rounds, compared byte for byte",
+            bulk,
+        )
+    };
+    let steps: [Step; 3] = [
         ("50 concurrent connections", concurrent),
-        ("8 MiB echoed, compared byte for byte", bulk),
+        bulk_step,
         ("a fresh connection after all that", |socket| {
             echo_messages(socket, 0x7e57_0300)
         }),
     ];
-    let steps: Vec<&Step> = all
-        .iter()
-        .filter(|(step, _)| with_bulk || !step.starts_with("8 MiB"))
-        .collect();
     for (number, (step, run)) in steps.into_iter().enumerate() {
         let started = Instant::now();
         run(&socket)
@@ -223,22 +256,20 @@ fn vsock_echo_smp4_q35() -> Result<(), Failure> {
     )
 }
 
-/// The 8 MiB echo stalls after 1-2 MiB against vhost-device-vsock 0.3.0: the backend
-/// ends up holding a full 64 KiB of guest data it never writes to the host's socket
-/// while the guest, its receive buffer full, waits for that credit (the backend seems to
-/// re-arm the host socket's write interest only on a CREDIT_UPDATE). Not yet resolved:
-/// run with `--ignored` when working on it.
+/// The 8 MiB echo with the host writing and reading at once stalls after 1-2 MiB: a
+/// deadlock in vhost-device-vsock 0.3.0 (`vhu_vsock_thread.rs`, `handle_event`). Once
+/// a write to the host's socket would block, the backend keeps the rest in its `tx_buf`
+/// and flushes it only on an epoll event that is `EPOLLOUT` alone; while the host has
+/// bytes to send, every event also has `EPOLLIN`, whose path unregisters the socket
+/// instead. Here the host always has bytes to send (the guest, its receive buffer full,
+/// waits for the credit those buffered bytes hold), so the flush never comes. A guest
+/// cannot avoid it (a bigger receive buffer, such as Linux's 256 KiB, only makes it
+/// rarer); the bulk step goes in rounds instead. Run with `--ignored` to check a newer
+/// backend.
 #[test]
-#[ignore = "stalls against vhost-device-vsock 0.3.0 (see the comment)"]
-fn vsock_bulk_microvm() -> Result<(), Failure> {
-    vsock_echo("bulk-microvm", RunOptions::default(), true)
-}
-
-/// As [`vsock_bulk_microvm`], on virtio-pci.
-#[test]
-#[ignore = "stalls against vhost-device-vsock 0.3.0 (see vsock_bulk_microvm)"]
-fn vsock_bulk_q35() -> Result<(), Failure> {
-    vsock_echo("bulk-q35", RunOptions::default().machine("q35"), true)
+#[ignore = "deadlocks in vhost-device-vsock 0.3.0 (see the comment)"]
+fn vsock_full_duplex_bulk_microvm() -> Result<(), Failure> {
+    vsock_echo("full-duplex-microvm", RunOptions::default(), true)
 }
 
 /// The steps against a host-side echo server that speaks the same `CONNECT` line: a
@@ -267,5 +298,6 @@ fn the_steps_pass_against_a_host_echo_server() {
     });
     concurrent(&socket).unwrap();
     bulk(&socket).unwrap();
+    full_duplex_bulk(&socket).unwrap();
     let _ = std::fs::remove_file(&socket);
 }
