@@ -16,6 +16,9 @@
 //!   frame: no allocation on the hot path;
 //! * device memory is untrusted: a used-ring token outside the queue or a length larger
 //!   than the buffer is dropped and counted, never trusted.
+//!
+//! [`vsock`] keeps the same promises for virtio-vsock, and parses every packet header
+//! against the bytes the device wrote (a malformed packet is dropped and counted).
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 

@@ -22,8 +22,9 @@
 //! listener's queue, or a stream). When the handle is released the connection sends
 //! what it still holds, then `SHUTDOWN`, and is freed when the peer answers with `RST`
 //! (or shuts down too, when we send the `RST`).
+#![deny(unsafe_code)]
 
-use super::VsockError;
+use super::error::VsockError;
 use super::packet::{HEADER, Header, Malformed, Op, SHUTDOWN_RECEIVE, SHUTDOWN_SEND};
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;

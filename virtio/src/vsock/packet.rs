@@ -5,6 +5,7 @@
 //! application's): [`Header::parse`] refuses a header whose length field disagrees with
 //! the bytes the device wrote, or whose type or operation the driver does not know, so
 //! the connection logic only ever sees packets it can act on.
+#![deny(unsafe_code)]
 
 /// `struct virtio_vsock_hdr`: 44 bytes, little-endian, packed.
 pub const HEADER: usize = 44;

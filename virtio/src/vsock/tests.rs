@@ -2,12 +2,15 @@
 //! the peer gives, credit announced back, close; and hostile packets (short, lying
 //! lengths, payload on control operations, unknown operations, sends past credit, used
 //! entries that lie), each dropped and counted, never a panic.
+#![deny(unsafe_code)]
 
+use super::device::{QUEUE, VIRTIO_F_VERSION_1};
 use super::packet::{HEADER, Header, Malformed, Op, SHUTDOWN_RECEIVE, SHUTDOWN_SEND};
 use super::*;
 use crate::fake::*;
 use alloc::sync::Arc;
 use core::task::{Context, Poll};
+use futures_util::task::AtomicWaker;
 use std::sync::Mutex;
 use std::sync::atomic::AtomicUsize;
 use virtio_drivers::transport::DeviceType;
