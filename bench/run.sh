@@ -133,6 +133,10 @@ else
     echo "networking bench skipped: no $root/build/echo.elf yet (run 'make images')"
 fi
 
-# --- 5. SMP: bring-up per core, inter-core round trip vs host threads, idle CPU ----------
+# --- 5. vsock: echo round trip and bulk (bench/vsock/run.sh) -------------------------------
+echo
+"$root/bench/vsock/run.sh"
+
+# --- 6. SMP: bring-up per core, inter-core round trip vs host threads, idle CPU ----------
 echo
 "$root/bench/smp.sh"
