@@ -256,6 +256,26 @@ fn vsock_echo_smp4_q35() -> Result<(), Failure> {
     )
 }
 
+/// No ACPI (as on Firecracker): the device from QEMU's `virtio_mmio.device=` entry.
+#[test]
+fn vsock_echo_microvm_without_acpi() -> Result<(), Failure> {
+    vsock_echo(
+        "microvm-no-acpi",
+        RunOptions::default().without_acpi(),
+        false,
+    )
+}
+
+/// virtio-pci without MSI-X: the INTx fallback through the I/O APIC.
+#[test]
+fn vsock_echo_q35_without_msix() -> Result<(), Failure> {
+    vsock_echo(
+        "q35-no-msix",
+        RunOptions::default().machine("q35").without_msix(),
+        false,
+    )
+}
+
 /// The 8 MiB echo with the host writing and reading at once stalls after 1-2 MiB: a
 /// deadlock in vhost-device-vsock 0.3.0 (`vhu_vsock_thread.rs`, `handle_event`). Once
 /// a write to the host's socket would block, the backend keeps the rest in its `tx_buf`
