@@ -256,6 +256,29 @@ fn vsock_echo_smp4_q35() -> Result<(), Failure> {
     )
 }
 
+/// The same service written with the blocking sockets (`app.blocking`: one fiber per
+/// connection).
+#[test]
+fn vsock_echo_blocking_microvm() -> Result<(), Failure> {
+    vsock_echo(
+        "blocking-microvm",
+        RunOptions::default().append("app.blocking=1"),
+        false,
+    )
+}
+
+#[test]
+fn vsock_echo_blocking_smp4_q35() -> Result<(), Failure> {
+    vsock_echo(
+        "blocking-smp4-q35",
+        RunOptions::default()
+            .machine("q35")
+            .smp(4)
+            .append("app.blocking=1"),
+        false,
+    )
+}
+
 /// No ACPI (as on Firecracker): the device from QEMU's `virtio_mmio.device=` entry.
 #[test]
 fn vsock_echo_microvm_without_acpi() -> Result<(), Failure> {

@@ -4,6 +4,9 @@
 //! Try it: `qemu/run.sh build/vsock-echo.elf --vsock 3 --vsock-socket /tmp/v.sock`,
 //! then `socat - UNIX-CONNECT:/tmp/v.sock`, type `CONNECT 5555`, and the lines after
 //! the backend's `OK ...` come back.
+//!
+//! `app.blocking` on the command line serves the same way with the blocking sockets
+//! (`torito::vsock::blocking`), one blocking task (fiber) per connection.
 #![no_std]
 #![no_main]
 #![forbid(unsafe_code)]
@@ -16,6 +19,9 @@ const BACKLOG: usize = 64;
 
 #[torito::main]
 async fn main() -> Result<(), vsock::Error> {
+    if torito::boot::arg("app.blocking").is_some() {
+        return torito::task::spawn_blocking(listen_blocking).await;
+    }
     let mut listener = VsockListener::bind(PORT, BACKLOG)?;
     torito::println!("vsock-echo: listening on port {}", PORT);
     if torito::boot::arg("app.stats").is_some() {
@@ -48,6 +54,34 @@ async fn serve(mut stream: VsockStream) {
         }
     }
     let _ = stream.close().await;
+}
+
+/// `app.blocking`: accepts with the blocking listener, one blocking task per connection.
+fn listen_blocking() -> Result<(), vsock::Error> {
+    let mut listener = vsock::blocking::VsockListener::bind(PORT, BACKLOG)?;
+    torito::println!("vsock-echo: listening on port {} (blocking)", PORT);
+    loop {
+        match listener.accept() {
+            Ok(stream) => drop(torito::task::spawn_blocking(move || serve_blocking(stream))),
+            Err(error) => torito::log::warn!("vsock-echo: accept failed: {}", error),
+        }
+    }
+}
+
+/// As [`serve`], with blocking calls.
+fn serve_blocking(mut stream: vsock::blocking::VsockStream) {
+    let mut buffer = [0u8; 2048];
+    loop {
+        match stream.read(&mut buffer) {
+            Ok(0) | Err(_) => break,
+            Ok(received) => {
+                if stream.write_all(&buffer[..received]).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = stream.close();
 }
 
 /// `app.stats`: prints the vsock counters every second.
