@@ -96,7 +96,10 @@ fi
 work=$(mktemp -d)
 backend_pid=""
 cleanup() {
-    if [ -n "$backend_pid" ]; then kill "$backend_pid" 2>/dev/null || true; wait "$backend_pid" 2>/dev/null || true; fi
+    if [ -n "$backend_pid" ]; then
+        kill "$backend_pid" 2>/dev/null || true; wait "$backend_pid" 2>/dev/null || true
+        rm -f "$vsock_socket"   # the backend's host-side socket, dead now
+    fi
     rm -rf "$work"
 }
 trap cleanup EXIT
