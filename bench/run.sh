@@ -4,7 +4,8 @@
 # number, and the numbers are noisy (shared machines; see shared/PLATFORM.md).
 #
 # usage: bench/run.sh            (make bench calls this; needs build/hello.elf; the
-#                                 networking part, bench/net/run.sh, needs build/echo.elf)
+#                                 networking part, bench/net/run.sh, needs build/echo.elf;
+#                                 the vsock part, bench/vsock/run.sh, build/vsock-echo.elf)
 #   RUNS=N         boot-time rounds (default 10)
 #   TORITO_ACCEL   passed through to qemu/run.sh, which picks kvm or tcg by itself
 #

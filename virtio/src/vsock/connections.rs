@@ -350,7 +350,8 @@ impl Connections {
         connection.shutdown_wanted = SHUTDOWN_SEND | SHUTDOWN_RECEIVE;
         // Bytes that arrive from now on are read by nobody.
         let unread = connection.rx.len() as u32;
-        connection.rx.clear();
+        // Give the buffer's memory back now: the slot may wait long for the peer's RST.
+        connection.rx = VecDeque::new();
         connection.fwd_cnt = connection.fwd_cnt.wrapping_add(unread);
         self.settle(handle);
     }
@@ -673,6 +674,10 @@ impl Connections {
                 _ => {
                     let connection = self.connection(handle);
                     connection.shutdown_sent = connection.shutdown_wanted;
+                    if !connection.held {
+                        // Everything was sent (a shutdown waits for that): free the memory.
+                        connection.tx = VecDeque::new();
+                    }
                     connection.wake_writer();
                     0
                 }
