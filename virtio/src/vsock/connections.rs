@@ -235,6 +235,10 @@ impl Connections {
     /// # Errors
     /// [`VsockError::Reset`] when the peer reset the connection (after the bytes that
     /// came before the reset were read).
+    ///
+    /// # Panics
+    /// When `handle` was already released (a broken invariant of the socket layer,
+    /// which releases a handle only when its stream is closed or dropped).
     pub fn poll_read(
         &mut self,
         handle: Handle,
@@ -280,6 +284,10 @@ impl Connections {
     /// # Errors
     /// [`VsockError::Reset`] after a reset, [`VsockError::PeerClosed`] when the peer
     /// receives no more, [`VsockError::Closed`] after our own shutdown.
+    ///
+    /// # Panics
+    /// When `handle` was already released (a broken invariant of the socket layer,
+    /// which releases a handle only when its stream is closed or dropped).
     pub fn poll_write(
         &mut self,
         handle: Handle,
@@ -319,6 +327,10 @@ impl Connections {
     ///
     /// # Errors
     /// [`VsockError::Reset`] when the connection was reset with bytes unsent.
+    ///
+    /// # Panics
+    /// When `handle` was already released (a broken invariant of the socket layer,
+    /// which releases a handle only when its stream is closed or dropped).
     pub fn poll_flush(
         &mut self,
         handle: Handle,
@@ -338,12 +350,20 @@ impl Connections {
     }
 
     /// Half-close: after the bytes written so far, tells the peer we send no more.
+    ///
+    /// # Panics
+    /// When `handle` was already released (a broken invariant of the socket layer,
+    /// which releases a handle only when its stream is closed or dropped).
     pub fn shutdown(&mut self, handle: Handle) {
         self.connection(handle).shutdown_wanted |= SHUTDOWN_SEND;
     }
 
     /// Gives the handle up (the stream was closed or dropped): what is queued is still
     /// sent, then `SHUTDOWN`; the slot is freed when the peer answers.
+    ///
+    /// # Panics
+    /// When `handle` was already released (a broken invariant of the socket layer,
+    /// which releases a handle only when its stream is closed or dropped).
     pub fn release(&mut self, handle: Handle) {
         let connection = self.connection(handle);
         connection.held = false;
