@@ -12,7 +12,9 @@
 //! On the first `bind` the kernel takes the first virtio-vsock device discovery found,
 //! sets it up and spawns the vsock task, which the device's interrupt wakes: it moves
 //! packets between the device and the connections (`torito_virtio::vsock`) and wakes
-//! the sockets that can go on. A socket call that must wait registers its waker and
+//! the sockets that can go on. A closed connection whose peer never answers is reset
+//! after 8 s (Linux's close timeout) by a second task, which sleeps on a timer only
+//! while such a connection waits. A socket call that must wait registers its waker and
 //! sleeps; nothing polls in a loop. The device and all connections sit behind one lock,
 //! held only to copy bytes.
 
@@ -40,6 +42,8 @@ struct Inner {
     connections: Connections,
     /// The vsock task, woken when a socket call left something to send.
     task: Option<Waker>,
+    /// The close-timeout task, waiting for a connection to be released.
+    reaper: Option<Waker>,
 }
 
 impl Inner {
@@ -48,6 +52,14 @@ impl Inner {
             && let Some(task) = &self.task
         {
             task.wake_by_ref();
+        }
+    }
+
+    /// A connection was released: the close-timeout task starts its clock.
+    fn released(&mut self) {
+        self.kick();
+        if let Some(reaper) = self.reaper.take() {
+            reaper.wake();
         }
     }
 }
@@ -80,11 +92,13 @@ fn start() -> Option<Vsock> {
     log::info!("vsock: virtio-vsock, guest CID {}", device.cid());
     let connections = Connections::new(device.cid(), CONNECTION_BUFFER);
     drop(crate::task::spawn(run()));
+    drop(crate::task::spawn(reap()));
     Some(Vsock {
         inner: spin::Mutex::new(Inner {
             device: Some(device),
             connections,
             task: None,
+            reaper: None,
         }),
         interrupt,
     })
@@ -100,6 +114,7 @@ async fn run() {
             device,
             connections,
             task,
+            ..
         } = &mut *inner;
         if task
             .as_ref()
@@ -127,6 +142,35 @@ async fn run() {
         }
     })
     .await
+}
+
+/// The close-timeout task: resets closed connections whose peer never ends them
+/// (`Connections::expire`). It sleeps on a timer only while such a connection waits,
+/// and otherwise until the next release: no periodic wakeup.
+async fn reap() {
+    let Ok(vsock) = vsock() else { return };
+    loop {
+        let (deadline, now) = poll_fn(|cx| {
+            let mut inner = vsock.inner.lock();
+            let now = millis();
+            let next = inner.connections.expire(now);
+            // An expiry queued RSTs.
+            inner.kick();
+            match next {
+                Some(deadline) => Poll::Ready((deadline, now)),
+                None => {
+                    inner.reaper = Some(cx.waker().clone());
+                    Poll::Pending
+                }
+            }
+        })
+        .await;
+        crate::time::sleep(crate::time::Duration::from_millis(deadline - now)).await;
+    }
+}
+
+fn millis() -> u64 {
+    crate::time::since_boot().as_millis() as u64
 }
 
 /// The guest's CID (starts the device on first call).
@@ -210,7 +254,7 @@ impl Drop for VsockListener {
         if let Ok(vsock) = vsock() {
             let mut inner = vsock.inner.lock();
             inner.connections.unlisten(self.port);
-            inner.kick();
+            inner.released();
         }
     }
 }
@@ -333,7 +377,7 @@ impl VsockStream {
         if let Some(handle) = self.handle.take() {
             let mut inner = self.vsock.inner.lock();
             inner.connections.release(handle);
-            inner.kick();
+            inner.released();
         }
     }
 }

@@ -21,7 +21,8 @@
 //! A connection's slot lives while a handle to it exists (a pending connection in a
 //! listener's queue, or a stream). When the handle is released the connection sends
 //! what it still holds, then `SHUTDOWN`, and is freed when the peer answers with `RST`
-//! (or shuts down too, when we send the `RST`).
+//! (or shuts down too, when we send the `RST`), or after [`CLOSE_TIMEOUT_MS`] without an
+//! answer (we send the `RST`).
 #![deny(unsafe_code)]
 
 use super::error::VsockError;
@@ -29,6 +30,11 @@ use super::packet::{HEADER, Header, Malformed, Op, SHUTDOWN_RECEIVE, SHUTDOWN_SE
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use core::task::{Context, Poll, Waker};
+
+/// How long a closed connection waits for the peer to end it (our `SHUTDOWN` answered
+/// by its `RST`, or its own `SHUTDOWN`) before we reset it: Linux's
+/// `VSOCK_CLOSE_TIMEOUT`.
+pub const CLOSE_TIMEOUT_MS: u64 = 8_000;
 
 /// A connection, as the socket layer names it (its slot; unique while the handle lives).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +53,8 @@ pub struct Counters {
     pub unknown: u64,
     /// Connections reset because the peer sent past the credit we gave it.
     pub credit_violations: u64,
+    /// Closed connections reset because the peer did not answer our shutdown in time.
+    pub close_timeouts: u64,
     /// Used-ring entries the device glue could not trust (another token, a length past
     /// the buffer): dropped.
     pub bad_used: u64,
@@ -103,6 +111,8 @@ struct Connection {
     shutdown_sent: u32,
     /// The peer reset the connection (or we did, over a broken stream).
     reset: bool,
+    /// When [`Connections::expire`] first saw it released (milliseconds).
+    released_at: Option<u64>,
     reader: Option<Waker>,
     writer: Option<Waker>,
 }
@@ -376,6 +386,33 @@ impl Connections {
         self.settle(handle);
     }
 
+    /// Resets and frees released connections whose peer has not ended them within
+    /// [`CLOSE_TIMEOUT_MS`] of `now` (milliseconds, any fixed origin), so a silent peer
+    /// cannot keep slots for ever; returns the next such deadline, `None` when no
+    /// released connection is left (then nothing needs calling until the next release).
+    pub fn expire(&mut self, now: u64) -> Option<u64> {
+        let mut next: Option<u64> = None;
+        for index in 0..self.slots.len() {
+            let Some(connection) = self.slots[index].as_mut() else {
+                continue;
+            };
+            if connection.held {
+                continue;
+            }
+            let since = *connection.released_at.get_or_insert(now);
+            let deadline = since.saturating_add(CLOSE_TIMEOUT_MS);
+            if now >= deadline {
+                let rst = Control::Rst(connection.peer_cid, connection.peer_port, connection.port);
+                self.control.push_back(rst);
+                self.slots[index] = None;
+                self.counters.close_timeouts += 1;
+            } else {
+                next = Some(next.map_or(deadline, |earliest| earliest.min(deadline)));
+            }
+        }
+        next
+    }
+
     /// Frees a released connection that is over, answering the peer's shutdown with the
     /// `RST` that ends it (spec 5.10.6.6).
     fn settle(&mut self, handle: Handle) {
@@ -540,6 +577,7 @@ impl Connections {
             shutdown_wanted: 0,
             shutdown_sent: 0,
             reset: false,
+            released_at: None,
             reader: None,
             writer: None,
         };

@@ -4,6 +4,7 @@
 //! entries that lie), each dropped and counted, never a panic.
 #![deny(unsafe_code)]
 
+use super::connections::CLOSE_TIMEOUT_MS;
 use super::device::{QUEUE, VIRTIO_F_VERSION_1};
 use super::packet::{HEADER, Header, Malformed, Op, SHUTDOWN_RECEIVE, SHUTDOWN_SEND};
 use super::*;
@@ -307,6 +308,26 @@ fn close_sends_what_is_queued_then_shutdown_and_frees_on_the_peers_reset() {
         .receive(&packet(Op::Rst, HOST_PORT, 0, 0, (BUF, 0), &[]))
         .unwrap();
     assert_eq!(connections.live(), 0);
+}
+
+#[test]
+fn a_closed_connection_the_peer_never_answers_is_reset_after_the_timeout() {
+    let (mut connections, handle) = connected(BUF);
+    assert_eq!(connections.expire(1_000), None, "nothing released yet");
+    connections.release(handle);
+    sent(&mut connections);
+    assert_eq!(connections.expire(1_000), Some(1_000 + CLOSE_TIMEOUT_MS));
+    assert_eq!(
+        connections.expire(1_000 + CLOSE_TIMEOUT_MS - 1),
+        Some(1_000 + CLOSE_TIMEOUT_MS)
+    );
+    assert_eq!(connections.live(), 1);
+    assert_eq!(connections.expire(1_000 + CLOSE_TIMEOUT_MS), None);
+    assert_eq!(connections.live(), 0);
+    assert_eq!(connections.counters().close_timeouts, 1);
+    let packets = sent(&mut connections);
+    assert_eq!(packets[0].0.op, Op::Rst);
+    assert_eq!(packets[0].0.dst_port, HOST_PORT);
 }
 
 #[test]
