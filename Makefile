@@ -1,10 +1,13 @@
 # Torito: build, run, test, bench.
 #
-#   make images      build every example: build/NAME.elf (packed, to boot) and
-#                    build/unpacked/NAME.elf (as linked, with symbols)
+#   make images      build every example: build/NAME.elf (the kernel as linked, to boot,
+#                    with its symbols) and build/NAME.debug (its debug information)
 #   make run-hello   boot examples/hello in QEMU (microvm, PVH)
 #   make test        everything CI checks: lints, host tests, images, QEMU tests
 #   make bench       the benchmarks in bench/ (not part of the tests)
+#   make new-service NAME=myapp DIR=path
+#                    write a service crate at path/myapp that uses this checkout
+#                    (docs/services.md); `cargo run --release` there boots it
 #
 # Every target first runs `setup`, which installs what is missing (as root or with sudo)
 # or names the exact command to run.
@@ -12,9 +15,16 @@
 TARGET   := x86_64-unknown-none
 EXAMPLES := hello faults echo echo-blocking intercore random vsock-echo
 IMAGES   := $(EXAMPLES:%=build/%.elf)
-HOST_CRATES := -p torito-boot -p torito-pack -p torito-executor -p torito-netstack -p torito-virtio -p torito -p torito-macros
+HOST_CRATES := -p torito-boot -p torito-executor -p torito-netstack -p torito-virtio -p torito -p torito-macros
 DEBIAN_PACKAGES := qemu-system-x86 grub-pc-bin grub-common xorriso mtools binutils netcat-openbsd
 QEMU_ARGS ?=
+
+# Shorter source paths in panic locations (they are strings in the image): a registry
+# crate's file shows as crates/NAME-VERSION/..., wherever CARGO_HOME is. Cargo adds these
+# flags to the ones in .cargo/config.toml for the bare-metal target; the path is computed
+# here because that file cannot name a home directory without tying it to one machine.
+CARGO_REGISTRY_SOURCES = $(wildcard $(or $(CARGO_HOME),$(HOME)/.cargo)/registry/src/*)
+export CARGO_TARGET_X86_64_UNKNOWN_NONE_RUSTFLAGS += $(patsubst %,--remap-path-prefix=%=crates,$(CARGO_REGISTRY_SOURCES))
 
 .PHONY: all setup images run-hello run-echo test lint host-test qemu-test bench clean
 
@@ -23,16 +33,19 @@ all: images
 setup:
 	@./qemu/setup.sh $(DEBIAN_PACKAGES)
 
-# build/NAME.elf is the image to boot: the kernel packed by torito-pack (boot/pack), which
-# unpacks itself at boot. build/unpacked/NAME.elf is the kernel as linked, with its symbols:
-# give that one to addr2line or a debugger (it boots too).
+# build/NAME.elf is the kernel as linked, the image to boot, with its symbol table but no
+# debug information: a backtrace's addresses resolve on the very file that booted
+# (`nm`, `addr2line -f`). build/NAME.debug holds the debug information (line tables);
+# NAME.elf names it (.gnu_debuglink), so `addr2line -e build/NAME.elf ADDRESS` also gives
+# file and line.
 images: setup
 	cargo build --release --target $(TARGET) $(EXAMPLES:%=-p %)
-	cargo build --release -p torito-pack
-	@mkdir -p build/unpacked
+	@mkdir -p build
 	@for example in $(EXAMPLES); do \
-	    cp target/$(TARGET)/release/$$example build/unpacked/$$example.elf && \
-	    target/release/torito-pack build/unpacked/$$example.elf build/$$example.elf || exit 1; \
+	    linked=target/$(TARGET)/release/$$example && \
+	    objcopy --only-keep-debug $$linked build/$$example.debug && \
+	    objcopy --strip-debug --add-gnu-debuglink=build/$$example.debug $$linked build/$$example.elf \
+	        || exit 1; \
 	done
 
 run-hello: images
@@ -62,6 +75,13 @@ test: lint host-test qemu-test
 
 bench: images
 	./bench/run.sh
+
+# A service crate of your own, outside this repository (qemu/new-service.sh).
+.PHONY: new-service
+new-service:
+	@[ -n "$(NAME)" ] && [ -n "$(DIR)" ] || { \
+	    echo "new-service: say what and where, e.g. make new-service NAME=myapp DIR=.." >&2; exit 2; }
+	./qemu/new-service.sh "$(NAME)" "$(DIR)" $(PORT)
 
 clean:
 	cargo clean
