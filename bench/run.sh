@@ -4,7 +4,8 @@
 # number, and the numbers are noisy (shared machines; see shared/PLATFORM.md).
 #
 # usage: bench/run.sh            (make bench calls this; needs build/hello.elf; the
-#                                 networking part, bench/net/run.sh, needs build/echo.elf)
+#                                 networking part, bench/net/run.sh, needs build/echo.elf;
+#                                 the vsock part, bench/vsock/run.sh, build/vsock-echo.elf)
 #   RUNS=N         boot-time rounds (default 10)
 #   TORITO_ACCEL   passed through to qemu/run.sh, which picks kvm or tcg by itself
 #
@@ -164,6 +165,10 @@ else
     echo "networking bench skipped: no $root/build/echo.elf yet (run 'make images')"
 fi
 
-# --- 5. SMP: bring-up per core, inter-core round trip vs host threads, idle CPU ----------
+# --- 5. vsock: echo round trip and bulk (bench/vsock/run.sh) -------------------------------
+echo
+"$root/bench/vsock/run.sh"
+
+# --- 6. SMP: bring-up per core, inter-core round trip vs host threads, idle CPU ----------
 echo
 "$root/bench/smp.sh"

@@ -54,6 +54,8 @@ pub mod sync;
 pub mod task;
 #[cfg(target_os = "none")]
 pub mod time;
+#[cfg(target_os = "none")]
+pub mod vsock;
 
 pub use log;
 pub use torito_macros::main;

@@ -43,6 +43,9 @@ pub struct RunOptions {
     /// `(local port, remote port)` on 127.0.0.1 (`--udp-link LOCAL:REMOTE`). Frames go
     /// to whatever listens on the remote port; no DHCP server, no forwards.
     pub udp_link: Option<(u16, u16)>,
+    /// A vsock device with this guest CID, its host side on this Unix socket
+    /// (`--vsock CID --vsock-socket PATH`).
+    pub vsock: Option<(u32, std::path::PathBuf)>,
 }
 
 impl Default for RunOptions {
@@ -59,6 +62,7 @@ impl Default for RunOptions {
             rng: false,
             msix: true,
             udp_link: None,
+            vsock: None,
         }
     }
 }
@@ -133,6 +137,13 @@ impl RunOptions {
         self
     }
 
+    /// Adds a vsock device (guest CID `cid`); the host reaches guest port P by
+    /// connecting to `socket` and sending `CONNECT P\n`.
+    pub fn vsock(mut self, cid: u32, socket: &std::path::Path) -> Self {
+        self.vsock = Some((cid, socket.to_path_buf()));
+        self
+    }
+
     /// The options as `run.sh` arguments (everything after the image path).
     pub fn args(&self) -> Vec<String> {
         let mut args = vec![
@@ -163,6 +174,12 @@ impl RunOptions {
         if let Some((local, remote)) = self.udp_link {
             args.push("--udp-link".into());
             args.push(format!("{local}:{remote}"));
+        }
+        if let Some((cid, socket)) = &self.vsock {
+            args.push("--vsock".into());
+            args.push(cid.to_string());
+            args.push("--vsock-socket".into());
+            args.push(socket.display().to_string());
         }
         for (host, guest) in &self.forwards {
             args.push("--forward".into());

@@ -16,6 +16,9 @@
 //!   frame: no allocation on the hot path;
 //! * device memory is untrusted: a used-ring token outside the queue or a length larger
 //!   than the buffer is dropped and counted, never trusted.
+//!
+//! [`vsock`] keeps the same promises for virtio-vsock, and parses every packet header
+//! against the bytes the device wrote (a malformed packet is dropped and counted).
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 
@@ -27,8 +30,10 @@ mod fake;
 mod net;
 mod rng;
 mod transport;
+pub mod vsock;
 
 pub use net::{NetDevice, NetError, NetStats};
 pub use rng::{RngDevice, RngError};
 pub use transport::{StepwiseStatus, status_steps};
 pub use virtio_drivers;
+pub use vsock::{VsockDevice, VsockError};
