@@ -16,11 +16,26 @@
 //!   frame: no allocation on the hot path;
 //! * device memory is untrusted: a used-ring token outside the queue or a length larger
 //!   than the buffer is dropped and counted, never trusted.
+//!
+//! Promises of [`BlockDevice`] (virtio-blk):
+//!
+//! * never waits for the device: [`BlockDevice::submit`] posts and returns a [`Ticket`],
+//!   [`BlockDevice::complete`] answers "not yet" with the caller's waker registered, and
+//!   the interrupt wakes the kernel's completion task, which wakes the callers; with
+//!   every request entry in use, `submit` hands the request back (backpressure);
+//! * many requests in flight: up to [`BLOCK_QUEUE`] with indirect descriptors, a third of
+//!   that without; they complete in whatever order the device chooses;
+//! * DMA ownership is a type: a [`Buffer`] moves into the driver with its request and
+//!   comes back only when the device has returned it; an abandoned request keeps its
+//!   buffer until then;
+//! * device memory is untrusted: an unknown used token or an impossible length is counted
+//!   and fails requests ([`BlockError`]), never the kernel.
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 
 extern crate alloc;
 
+mod blk;
 pub mod discovery;
 #[cfg(test)]
 mod fake;
@@ -28,6 +43,10 @@ mod net;
 mod rng;
 mod transport;
 
+pub use blk::{
+    BlockDevice, BlockError, BlockStats, Buffer, Completion, Outcome, QUEUE as BLOCK_QUEUE,
+    Request, SECTOR_SIZE, Submission, Ticket,
+};
 pub use net::{NetDevice, NetError, NetStats};
 pub use rng::{RngDevice, RngError};
 pub use transport::{StepwiseStatus, status_steps};
