@@ -5,6 +5,7 @@
 #                          [--mem SIZE] [--forward HOSTPORT:GUESTPORT]... [--append "ARGS"]
 #                          [--accel kvm|tcg] [--acpi on|off] [--log FILE]
 #                          [--exit-device on|off] [--trace-code FILE] [--rng] [--msix on|off]
+#                          [--disk FILE[,ro]]...
 #        qemu/run.sh --which-accel      (prints the accelerator it would pick, then exits)
 #
 # The accelerator is chosen here: hardware KVM only when the CPU has vmx/svm and
@@ -17,7 +18,7 @@
 # from the guest (it crashed, reset, or QEMU itself failed).
 set -euo pipefail
 
-usage() { sed -n '4,8p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '4,9p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 # The accelerator rule, in one place (the benches ask for it with --which-accel).
 pick_accel() {
@@ -34,7 +35,7 @@ pick_accel() {
 if [ "$1" = --which-accel ]; then pick_accel; exit 0; fi
 image=$1; shift
 machine=microvm boot=pvh smp=1 mem=64M append="" accel="" log="" acpi=on exit_device=on trace_code="" rng=off msix=on
-forwards=()
+forwards=() disks=()
 while [ $# -gt 0 ]; do
     case $1 in
         --machine) machine=$2; shift 2 ;;
@@ -50,6 +51,7 @@ while [ $# -gt 0 ]; do
         --trace-code) trace_code=$2; shift 2 ;;
         --rng) rng=on; shift ;;
         --msix) msix=$2; shift 2 ;;
+        --disk) disks+=("$2"); shift 2 ;;
         -h|--help) usage ;;
         *) echo "run.sh: unknown option $1" >&2; usage ;;
     esac
@@ -138,6 +140,28 @@ if [ "$rng" = on ]; then
         args+=(-device "virtio-rng-pci$pci_options")   # virtio-pci transport
     fi
 fi
+
+# --disk FILE[,ro] (repeatable): a virtio-blk device over the raw image FILE, for
+# torito::block. The kernel numbers disks in discovery order, which on every machine here
+# is the order of the --disk options (microvm fills its slots from the last one down, and
+# discovery walks them that way).
+index=0
+for disk in ${disks[@]+"${disks[@]}"}; do
+    file=${disk%,ro} readonly=off
+    [ "$file" != "$disk" ] && readonly=on
+    [ -f "$file" ] || { echo "run.sh: --disk: no file at $file" >&2; exit 2; }
+    # if=none: a backend only, attached by the -device below. format=raw: no probing (QEMU
+    # refuses writes to sector 0 of a probed raw image). readonly=on: QEMU opens the file
+    # read-only and the device offers VIRTIO_BLK_F_RO. The default cache mode (writeback)
+    # gives the device a write cache, so the guest's flushes reach the host's fsync.
+    args+=(-drive "file=$file,if=none,id=disk$index,format=raw,readonly=$readonly")
+    if [ "$machine" = microvm ]; then
+        args+=(-device "virtio-blk-device,drive=disk$index")   # virtio-mmio transport
+    else
+        args+=(-device "virtio-blk-pci,drive=disk$index$pci_options")   # virtio-pci transport
+    fi
+    index=$((index + 1))
+done
 
 if [ "$boot" = pvh ]; then
     # QEMU's -kernel loads an ELF through its PVH note (on every machine type).
