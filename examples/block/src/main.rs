@@ -1,7 +1,9 @@
 //! Block: writes a seeded pattern over every writable disk with many requests in flight,
 //! flushes, reads it back and verifies it; reads every read-only disk whole and prints its
 //! checksum; checks that a write to a read-only disk and a read past the end are refused
-//! with an error. Exits 0 when everything held, 1 with a `block: FAILED:` line otherwise.
+//! with an error, and that reads dropped while in flight leave the disk working (every
+//! request posted comes back). Exits 0 when everything held, 1 with a `block: FAILED:`
+//! line otherwise.
 //!
 //! Command line (after the kernel's keys):
 //!
@@ -20,6 +22,7 @@
 
 extern crate alloc;
 
+use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -77,13 +80,23 @@ async fn run() -> Result<(), String> {
                 "read-write"
             }
         );
+        drop_midway(&disk).await?;
         if disk.read_only() {
             read_only(&disk, depth).await?;
         } else {
             pattern_round_trip(&disk, seed, depth).await?;
         }
         past_the_end(&disk).await?;
+        blocking_read(&disk).await?;
         let stats = disk.stats();
+        // Every request posted came back, the dropped ones included (their entries and
+        // buffers were the driver's until then).
+        if stats.posted != stats.completed {
+            return Err(format!(
+                "disk {index}: {} requests posted but {} completed",
+                stats.posted, stats.completed
+            ));
+        }
         torito::println!(
             "block: disk {}: {} requests, {} notifications, {} interrupts, {} untrusted used \
              entries, {} times full",
@@ -250,6 +263,29 @@ async fn read_only(disk: &Disk, depth: usize) -> Result<(), String> {
     }
 }
 
+/// Starts reads, polls each once (posting it) and drops them while the device may still
+/// be writing their buffers: the driver keeps each buffer until the device returns it.
+async fn drop_midway(disk: &Disk) -> Result<(), String> {
+    let mut reads = Vec::new();
+    for index in 0..8u64 {
+        let buffer = Buffer::new(8).map_err(|error| format!("{error}"))?;
+        reads.push(Box::pin(disk.read(index * 8 % disk.capacity(), buffer)));
+    }
+    core::future::poll_fn(|cx| {
+        for read in &mut reads {
+            let _ = read.as_mut().poll(cx);
+        }
+        core::task::Poll::Ready(())
+    })
+    .await;
+    drop(reads);
+    torito::println!(
+        "block: disk {}: dropped 8 reads after posting them",
+        disk.index()
+    );
+    Ok(())
+}
+
 async fn past_the_end(disk: &Disk) -> Result<(), String> {
     let end = disk.capacity();
     // At the end, and straddling it.
@@ -279,6 +315,43 @@ async fn past_the_end(disk: &Disk) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Reads the first 8 sectors from a blocking task (`spawn_blocking`) and checks them
+/// against an async read; the same call outside a blocking task must be refused.
+async fn blocking_read(disk: &Disk) -> Result<(), String> {
+    let index = disk.index();
+    let sectors = 8.min(disk.capacity()) as usize;
+    let blocking = torito::task::spawn_blocking(move || {
+        let disk = block::blocking::Disk::open(index)?;
+        disk.read(0, Buffer::new(sectors)?)
+    })
+    .await
+    .map_err(|error| format!("disk {index}: a blocking read: {error}"))?;
+    let buffer = Buffer::new(sectors).map_err(|error| format!("{error}"))?;
+    let expected = disk
+        .read(0, buffer)
+        .await
+        .map_err(|error| format!("disk {index}: read: {error}"))?;
+    if blocking != expected {
+        return Err(format!(
+            "disk {index}: the blocking read returned other bytes than the async one"
+        ));
+    }
+    let outside = block::blocking::Disk::open(index).and_then(|disk| disk.read(0, Buffer::new(1)?));
+    match outside {
+        Err(BlockError::WouldBlockCore) => {
+            torito::println!(
+                "block: disk {}: a blocking task read {} sectors; outside one the call is refused",
+                index,
+                sectors
+            );
+            Ok(())
+        }
+        other => Err(format!(
+            "disk {index}: a blocking read outside a blocking task returned {other:?}"
+        )),
+    }
 }
 
 /// Microseconds since `start`, at least 1.
