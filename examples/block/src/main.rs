@@ -28,7 +28,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use torito::block::{self, BlockError, Buffer, Disk, SECTOR_SIZE};
 
-const DEFAULT_SEED: u64 = 0x7041_e57b_10c5_eed;
+const DEFAULT_SEED: u64 = 0x0704_1e57_b10c_5eed;
 const DEFAULT_DEPTH: usize = 32;
 /// Sectors per request when writing and verifying (16 KiB).
 const CHUNK: u64 = 32;
