@@ -539,3 +539,233 @@ fn an_abandoned_request_keeps_its_entry_until_the_device_returns_it() {
     ));
     driver.abandon(ticket);
 }
+
+/// A small deterministic generator for the seeded runs below (xorshift64*).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, bound: u64) -> u64 {
+        self.next() % bound
+    }
+}
+
+/// What the fake device answered to one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    /// Status OK and an honest length; a read's data filled with this byte.
+    Good(u8),
+    /// An error status.
+    Status(u8),
+    /// Status OK but a length past what the request let the device write.
+    TooLong,
+}
+
+/// A caller's request: its ticket, what it asked, where (reads and writes get sectors
+/// of their own, so the sector names the request on both sides).
+struct Caller {
+    ticket: Ticket,
+    operation: Operation,
+    sector: u64,
+    sectors: usize,
+}
+
+/// Seeded runs of a device that answers in any order, with error statuses, impossible
+/// lengths and (in some runs) a token it was never given, against callers that submit,
+/// complete and abandon at random. Nothing may panic; each outcome must be the one the
+/// device's answer calls for; an unknown token must stop the device, after which nothing
+/// succeeds; the counters must add up.
+#[test]
+fn seeded_hostile_devices_never_break_the_driver() {
+    for seed in 1..=200u64 {
+        let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+        let offered = if seed % 2 == 0 {
+            QEMU
+        } else {
+            VIRTIO_F_VERSION_1 | VIRTIO_BLK_F_FLUSH
+        };
+        let (mut driver, mut device, _) = setup_with(offered);
+        let (_, waker) = counting();
+        let mut callers: Vec<Caller> = Vec::new();
+        let mut held: Vec<Posted> = Vec::new();
+        // Answers to reads and writes by sector; to flushes, just what they can be.
+        let mut answers = std::collections::HashMap::new();
+        let mut next_sector = 0;
+        let mut bogus = false;
+        let mut too_long = 0;
+        for step in 0..400 {
+            match rng.below(12) {
+                0..=4 => {
+                    let count = 1 + rng.below(4) as usize;
+                    let (request, in_range) = match rng.below(4) {
+                        0 => (Request::flush(), true),
+                        1 => {
+                            // Past the end, or straddling it.
+                            let sector = CAPACITY + 1 - count as u64 + rng.below(4);
+                            (Request::read(sector, sectors(count, 0)), false)
+                        }
+                        kind => {
+                            let sector = next_sector;
+                            next_sector += count as u64;
+                            assert!(next_sector <= CAPACITY, "the run needs a bigger disk");
+                            let data = sectors(count, 0x77);
+                            let request = if kind == 2 {
+                                Request::read(sector, data)
+                            } else {
+                                Request::write(sector, data)
+                            };
+                            (request, true)
+                        }
+                    };
+                    let (operation, sector) = (request.operation, request.sector);
+                    match driver.submit(request, &waker) {
+                        Submission::Posted(ticket) => {
+                            assert!(in_range && !driver.broken, "seed {seed}: posted");
+                            callers.push(Caller {
+                                ticket,
+                                operation,
+                                sector,
+                                sectors: count,
+                            });
+                        }
+                        Submission::Full(_) => assert!(driver.free.is_empty(), "seed {seed}"),
+                        Submission::Finished(Err(BlockError::OutOfRange { .. })) => {
+                            assert!(!in_range, "seed {seed}: refused a request in range")
+                        }
+                        Submission::Finished(Err(BlockError::Broken)) => assert!(bogus),
+                        other => panic!("seed {seed}: {other:?}"),
+                    }
+                }
+                5..=7 => {
+                    held.extend(device.take_all());
+                    if held.is_empty() {
+                        continue;
+                    }
+                    let request = held.swap_remove(rng.below(held.len() as u64) as usize);
+                    let answer = match rng.below(8) {
+                        0 => Answer::Status([1, 2, 7][rng.below(3) as usize]),
+                        1 => Answer::TooLong,
+                        _ => Answer::Good(rng.below(256) as u8),
+                    };
+                    match answer {
+                        Answer::Good(fill) => request.answer(&mut device, STATUS_OK, fill),
+                        Answer::Status(status) => request.answer(&mut device, status, 0),
+                        Answer::TooLong => {
+                            write::<u8>(request.status().address, STATUS_OK);
+                            let most = request.data().map_or(0, |data| data.length) + 1;
+                            device.put_used(request.head, most + 1 + rng.below(1000) as u32);
+                            too_long += 1;
+                        }
+                    }
+                    if request.kind != TYPE_FLUSH {
+                        answers.insert(request.sector, answer);
+                    }
+                }
+                8 if seed % 5 == 0 && !bogus && step > 200 => {
+                    // A token never posted: the device turns hostile, midway.
+                    let token = [QUEUE as u16 - 1, 0x1234][rng.below(2) as usize];
+                    if driver
+                        .tokens
+                        .get(usize::from(token))
+                        .copied()
+                        .flatten()
+                        .is_none()
+                    {
+                        device.put_used(token, 1);
+                        bogus = true;
+                    }
+                }
+                _ => {
+                    if callers.is_empty() {
+                        continue;
+                    }
+                    let caller = callers.swap_remove(rng.below(callers.len() as u64) as usize);
+                    if rng.below(4) == 0 {
+                        driver.abandon(caller.ticket);
+                        continue;
+                    }
+                    let Caller {
+                        ticket,
+                        operation,
+                        sector,
+                        sectors,
+                    } = caller;
+                    match driver.complete(ticket, &waker) {
+                        Completion::Pending(ticket) => callers.push(Caller {
+                            ticket,
+                            operation,
+                            sector,
+                            sectors,
+                        }),
+                        Completion::Finished(outcome) => {
+                            let answer = answers.get(&sector).copied();
+                            check_outcome(seed, &outcome, operation, sectors, answer, bogus)
+                        }
+                    }
+                }
+            }
+        }
+        // Take whatever the device returned last.
+        let _ = driver.poll_completions(&mut Context::from_waker(&waker));
+        let stats = driver.stats();
+        assert!(stats.completed <= stats.posted, "seed {seed}: {stats:?}");
+        if driver.broken {
+            assert!(bogus, "seed {seed}: stopped without an unknown token");
+            // Entries after the unknown one are never looked at.
+            assert!(
+                (1..=too_long + 1).contains(&stats.bad_used),
+                "seed {seed}: {stats:?}"
+            );
+        } else {
+            assert!(!bogus, "seed {seed}: an unknown token went unnoticed");
+            assert_eq!(stats.bad_used, too_long, "seed {seed}: {stats:?}");
+        }
+    }
+}
+
+/// The outcome a caller got must be the one the device's answer calls for.
+fn check_outcome(
+    seed: u64,
+    outcome: &Outcome,
+    operation: Operation,
+    sectors: usize,
+    answer: Option<Answer>,
+    bogus: bool,
+) {
+    if operation == Operation::Flush {
+        // Flushes share sector 0; each must still be one of the possible outcomes.
+        match outcome {
+            Ok(None)
+            | Err(BlockError::Device { .. })
+            | Err(BlockError::Untrusted { .. })
+            | Err(BlockError::Broken) => {}
+            other => panic!("seed {seed}: a flush finished with {other:?}"),
+        }
+        return;
+    }
+    match (outcome, answer) {
+        (Err(BlockError::Broken), _) => assert!(bogus, "seed {seed}: Broken, no bad token"),
+        (Ok(Some(buffer)), Some(Answer::Good(fill))) => {
+            assert_eq!(buffer.sectors(), sectors, "seed {seed}");
+            let expected = if operation == Operation::Read {
+                fill
+            } else {
+                0x77
+            };
+            assert!(buffer.iter().all(|byte| *byte == expected), "seed {seed}");
+        }
+        (Err(BlockError::Device { status, .. }), Some(Answer::Status(answered))) => {
+            assert_eq!(*status, answered, "seed {seed}")
+        }
+        (Err(BlockError::Untrusted { length, limit }), Some(Answer::TooLong)) => {
+            assert!(length > limit, "seed {seed}")
+        }
+        (outcome, answer) => panic!("seed {seed}: {outcome:?} after the answer {answer:?}"),
+    }
+}
