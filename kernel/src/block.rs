@@ -50,13 +50,11 @@ use alloc::vec::Vec;
 use core::future::Future;
 use core::pin::Pin;
 use core::task::{Context, Poll};
+use torito_virtio::StepwiseStatus;
+use torito_virtio::blk::{BlockDevice, Completion, Outcome, Request, Submission, Ticket};
+pub use torito_virtio::blk::{BlockError, BlockStats, Buffer, SECTOR_SIZE};
 use torito_virtio::discovery::Kind;
 use torito_virtio::virtio_drivers::transport::SomeTransport;
-use torito_virtio::{
-    BlockDevice, Completion, Outcome, Request, StepwiseStatus, Submission, Ticket,
-};
-
-pub use torito_virtio::{BlockError, BlockStats, Buffer, SECTOR_SIZE};
 
 type Device = BlockDevice<KernelHal, StepwiseStatus<SomeTransport<'static>>>;
 

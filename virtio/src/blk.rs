@@ -198,8 +198,17 @@ impl core::error::Error for BlockError {}
 /// request is in flight (then the caller has only a [`Ticket`]).
 ///
 /// Its length is always a non-zero multiple of [`SECTOR_SIZE`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Buffer(Box<[u8]>);
+
+impl core::fmt::Debug for Buffer {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        // The size, not the bytes: a buffer may be megabytes.
+        f.debug_struct("Buffer")
+            .field("sectors", &self.sectors())
+            .finish()
+    }
+}
 
 impl Buffer {
     /// The most sectors one buffer holds: a descriptor's length is 32-bit.

@@ -19,11 +19,11 @@
 //!
 //! Promises of [`BlockDevice`] (virtio-blk):
 //!
-//! * never waits for the device: [`BlockDevice::submit`] posts and returns a [`Ticket`],
+//! * never waits for the device: [`BlockDevice::submit`] posts and returns a [`blk::Ticket`],
 //!   [`BlockDevice::complete`] answers "not yet" with the caller's waker registered, and
 //!   the interrupt wakes the kernel's completion task, which wakes the callers; with
 //!   every request entry in use, `submit` hands the request back (backpressure);
-//! * many requests in flight: up to [`BLOCK_QUEUE`] with indirect descriptors, a third of
+//! * many requests in flight: up to [`blk::QUEUE`] with indirect descriptors, a third of
 //!   that without; they complete in whatever order the device chooses;
 //! * DMA ownership is a type: a [`Buffer`] moves into the driver with its request and
 //!   comes back only when the device has returned it; an abandoned request keeps its
@@ -35,7 +35,7 @@
 
 extern crate alloc;
 
-mod blk;
+pub mod blk;
 pub mod discovery;
 #[cfg(test)]
 mod fake;
@@ -43,10 +43,7 @@ mod net;
 mod rng;
 mod transport;
 
-pub use blk::{
-    BlockDevice, BlockError, BlockStats, Buffer, Completion, Outcome, QUEUE as BLOCK_QUEUE,
-    Request, SECTOR_SIZE, Submission, Ticket,
-};
+pub use blk::{BlockDevice, BlockError, BlockStats, Buffer};
 pub use net::{NetDevice, NetError, NetStats};
 pub use rng::{RngDevice, RngError};
 pub use transport::{StepwiseStatus, status_steps};
