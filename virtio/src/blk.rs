@@ -19,7 +19,9 @@
 //! [`Request`]. From the moment it is posted until the device returns it in the used ring,
 //! the buffer (and the request's header and status byte) lives in this driver's request
 //! table, not with the caller: the caller holds only a [`Ticket`], which names a table
-//! entry and owns no memory. So
+//! entry and owns no memory. In the table the buffer is a `Lent`, a raw allocation no
+//! Rust owner claims (a `Box` would assert unique access while the device writes), turned
+//! back into a `Buffer` only after the used ring returned it. So
 //!
 //! * dropping the caller's future mid-flight ([`BlockDevice::abandon`]) cannot free memory
 //!   the device still writes: the entry is marked abandoned, and the buffer is freed when
@@ -46,6 +48,7 @@
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
+use core::ptr::NonNull;
 use core::sync::atomic::{Ordering, fence};
 use core::task::{Context, Poll, Waker};
 use futures_util::task::AtomicWaker;
@@ -269,6 +272,48 @@ impl core::ops::DerefMut for Buffer {
     }
 }
 
+/// A buffer while the device holds it: the allocation with no Rust owner. A `Box` (or a
+/// [`Buffer`]) asserts that nothing else touches its bytes, which the device's writes
+/// contradict; a `Lent` asserts nothing. Dropping one leaks the bytes (a device that
+/// misbehaved may still write them); only [`Lent::take_back`] frees them, as a `Buffer`,
+/// once the device returned the request.
+struct Lent(NonNull<[u8]>);
+
+// SAFETY: a `Lent` is the only handle to its heap allocation, as the `Box` it came from
+// was; nothing in it is tied to a thread.
+unsafe impl Send for Lent {}
+
+impl Lent {
+    fn new(buffer: Buffer) -> Self {
+        Lent(NonNull::from(Box::leak(buffer.0)))
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The bytes, to post them or to pop them.
+    ///
+    /// # Safety
+    /// The device must not hold them: call it before posting, or once the used ring
+    /// returned the request.
+    unsafe fn bytes(&mut self) -> &mut [u8] {
+        // SAFETY: the pointer came from a live `Box` that nothing frees while this `Lent`
+        // exists, and (the caller's duty) the device is not using the bytes.
+        unsafe { &mut *self.0.as_ptr() }
+    }
+
+    /// The buffer back, to hand out or free.
+    ///
+    /// # Safety
+    /// As for [`Lent::bytes`]: the device does not hold the bytes (any more).
+    unsafe fn take_back(self) -> Buffer {
+        // SAFETY: the pointer is the one `Box::leak` returned in `new`, taken back once
+        // (`self` is consumed), with the device done with the bytes (the caller's duty).
+        Buffer(unsafe { Box::from_raw(self.0.as_ptr()) })
+    }
+}
+
 /// What a request does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Operation {
@@ -375,7 +420,7 @@ enum State {
         token: u16,
         operation: Operation,
         sector: u64,
-        buffer: Option<Buffer>,
+        buffer: Option<Lent>,
         /// The caller is gone: free the buffer when the device returns it.
         abandoned: bool,
     },
@@ -395,7 +440,7 @@ struct Entry {
 macro_rules! with_descriptors {
     ($operation:expr, $envelope:expr, $buffer:expr, |$inputs:ident, $outputs:ident| $body:expr) => {{
         let envelope: &mut Envelope = $envelope;
-        let buffer: Option<&mut Buffer> = $buffer;
+        let buffer: Option<&mut [u8]> = $buffer;
         match ($operation, buffer) {
             (Operation::Read, Some(data)) => {
                 let $inputs: &[&[u8]] = &[&envelope.header[..]];
@@ -545,8 +590,9 @@ impl<H: Hal, T: Transport> BlockDevice<H, T> {
         let Request {
             operation,
             sector,
-            mut buffer,
+            buffer,
         } = request;
+        let mut buffer = buffer.map(Lent::new);
         let entry = &mut self.entries[usize::from(index)];
         let kind = match operation {
             Operation::Read => TYPE_IN,
@@ -558,30 +604,30 @@ impl<H: Hal, T: Transport> BlockDevice<H, T> {
         entry.envelope.header[8..].copy_from_slice(&sector.to_le_bytes());
         entry.envelope.status = [STATUS_UNWRITTEN];
         let queue = &mut self.queue;
-        let added = with_descriptors!(
-            operation,
-            &mut entry.envelope,
-            buffer.as_mut(),
-            |inputs, outputs| {
-                // SAFETY: the envelope (boxed, so it does not move) and the buffer move
-                // into this entry as `InFlight` right below and are not touched until
-                // `drain` gets them back under the same token with the same slices
-                // (`with_descriptors!`); on error the queue kept nothing.
-                unsafe { queue.add(inputs, outputs) }
-            }
-        );
+        // SAFETY: not posted yet: the device does not know these bytes.
+        let data = buffer.as_mut().map(|lent| unsafe { lent.bytes() });
+        let added = with_descriptors!(operation, &mut entry.envelope, data, |inputs, outputs| {
+            // SAFETY: the envelope (boxed, so it does not move) and the buffer (lent:
+            // no owner asserts access to it) move into this entry as `InFlight` right
+            // below and are not touched until `drain` gets them back under the same
+            // token with the same slices (`with_descriptors!`); on error the queue
+            // kept nothing.
+            unsafe { queue.add(inputs, outputs) }
+        });
         let token = match added {
             Ok(token) if usize::from(token) < QUEUE => token,
             Ok(_) => {
                 // A token outside the queue: a broken invariant of virtio-drivers. The
-                // device may own the buffer now: leak it, never free it under the device.
-                core::mem::forget(buffer);
+                // device may own the buffer now: the `Lent` goes out of scope, which
+                // leaks it, never frees it under the device.
                 self.stop();
                 return Submission::Finished(Err(BlockError::Broken));
             }
             Err(_) => {
                 // The table is never larger than the queue's capacity, so this does not
                 // happen; refuse the request rather than lose it.
+                // SAFETY: the queue refused the buffer: the device never saw it.
+                drop(buffer.map(|lent| unsafe { lent.take_back() }));
                 self.free.push(index);
                 return Submission::Finished(Err(BlockError::Setup {
                     what: "the request queue is full",
@@ -735,20 +781,17 @@ impl<H: Hal, T: Transport> BlockDevice<H, T> {
             };
             debug_assert_eq!(posted, token);
             let queue = &mut self.queue;
-            let popped = with_descriptors!(
-                operation,
-                &mut entry.envelope,
-                buffer.as_mut(),
-                |inputs, outputs| {
+            // SAFETY: the used ring returned this request (`peek_used` named its token).
+            let data = buffer.as_mut().map(|lent| unsafe { lent.bytes() });
+            let popped =
+                with_descriptors!(operation, &mut entry.envelope, data, |inputs, outputs| {
                     // SAFETY: the envelope and buffer are the ones posted under `token` (the
                     // table says so), passed as the same slices in the same directions.
                     unsafe { queue.pop_used(token, inputs, outputs) }
-                }
-            );
+                });
             let Ok(length) = popped else {
                 // Cannot happen after `peek_used` returned this token; if it does, the
-                // device still owns the buffer.
-                core::mem::forget(buffer);
+                // device still owns the buffer: the `Lent` goes out of scope (leaked).
                 self.stats.bad_used += 1;
                 self.stop();
                 return;
@@ -759,6 +802,8 @@ impl<H: Hal, T: Transport> BlockDevice<H, T> {
                 (Operation::Read, Some(data)) => data.len() as u32 + 1,
                 _ => 1,
             };
+            // SAFETY: popped: the device returned the request and its buffers.
+            let buffer = buffer.map(|lent| unsafe { lent.take_back() });
             let status = entry.envelope.status[0];
             let outcome = if length > writable {
                 self.stats.bad_used += 1;
