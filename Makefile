@@ -1,7 +1,7 @@
 # Torito: build, run, test, bench.
 #
-#   make images      build every example: build/NAME.elf (packed, to boot) and
-#                    build/unpacked/NAME.elf (as linked, with symbols)
+#   make images      build every example: build/NAME.elf (the kernel as linked, to boot,
+#                    with its symbols) and build/NAME.debug (its debug information)
 #   make run-hello   boot examples/hello in QEMU (microvm, PVH)
 #   make test        everything CI checks: lints, host tests, images, QEMU tests
 #   make bench       the benchmarks in bench/ (not part of the tests)
@@ -12,7 +12,7 @@
 TARGET   := x86_64-unknown-none
 EXAMPLES := hello faults echo echo-blocking intercore random block
 IMAGES   := $(EXAMPLES:%=build/%.elf)
-HOST_CRATES := -p torito-boot -p torito-pack -p torito-executor -p torito-netstack -p torito-virtio -p torito -p torito-macros
+HOST_CRATES := -p torito-boot -p torito-executor -p torito-netstack -p torito-virtio -p torito -p torito-macros
 DEBIAN_PACKAGES := qemu-system-x86 grub-pc-bin grub-common xorriso mtools binutils netcat-openbsd
 QEMU_ARGS ?=
 
@@ -23,16 +23,19 @@ all: images
 setup:
 	@./qemu/setup.sh $(DEBIAN_PACKAGES)
 
-# build/NAME.elf is the image to boot: the kernel packed by torito-pack (boot/pack), which
-# unpacks itself at boot. build/unpacked/NAME.elf is the kernel as linked, with its symbols:
-# give that one to addr2line or a debugger (it boots too).
+# build/NAME.elf is the kernel as linked, the image to boot, with its symbol table but no
+# debug information: a backtrace's addresses resolve on the very file that booted
+# (`nm`, `addr2line -f`). build/NAME.debug holds the debug information (line tables);
+# NAME.elf names it (.gnu_debuglink), so `addr2line -e build/NAME.elf ADDRESS` also gives
+# file and line.
 images: setup
 	cargo build --release --target $(TARGET) $(EXAMPLES:%=-p %)
-	cargo build --release -p torito-pack
-	@mkdir -p build/unpacked
+	@mkdir -p build
 	@for example in $(EXAMPLES); do \
-	    cp target/$(TARGET)/release/$$example build/unpacked/$$example.elf && \
-	    target/release/torito-pack build/unpacked/$$example.elf build/$$example.elf || exit 1; \
+	    linked=target/$(TARGET)/release/$$example && \
+	    objcopy --only-keep-debug $$linked build/$$example.debug && \
+	    objcopy --strip-debug --add-gnu-debuglink=build/$$example.debug $$linked build/$$example.elf \
+	        || exit 1; \
 	done
 
 run-hello: images

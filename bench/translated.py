@@ -5,7 +5,7 @@ usage: translated.py LOG ELF [--until SYMBOL] [--by-function N]
 
 LOG is what `qemu/run.sh IMAGE --trace-code LOG` wrote (QEMU's `-d in_asm`: one "IN:"
 block per translation, with its instructions). ELF is the kernel as linked, with its
-symbols (build/unpacked/NAME.elf; a packed image runs the same addresses once unpacked).
+symbols (build/NAME.elf).
 
 Counts the translation blocks that start inside the kernel image, the distinct
 instructions in them and how many of those access memory, up to the first block at SYMBOL (default torito_app_main, the
@@ -14,7 +14,7 @@ code lie outside the image and are not counted: the floor kernel pays for them t
 
 Why: under TCG a boot's cost is mostly QEMU translating code that runs once, about in
 proportion to these numbers, an instruction that accesses memory costing several times
-one that does not (docs/architecture.md, "Boot time under emulation"; bench/run.sh prices
+one that does not (docs/performance.md, "What the emulator charges"; bench/run.sh prices
 each kind in the same batch). They do not depend on the machine's load, unlike the
 wall-clock timings next to them.
 
@@ -88,7 +88,7 @@ def main(argv):
     addresses, names, by_name = symbols(elf)
     for needed in ("__kernel_start", "__kernel_end", until):
         if needed not in by_name:
-            sys.exit(f"translated: {elf} has no symbol {needed} (use build/unpacked/NAME.elf)")
+            sys.exit(f"translated: {elf} has no symbol {needed} (use build/NAME.elf)")
     start, end, stop = by_name["__kernel_start"], by_name["__kernel_end"], by_name[until]
 
     count, seen, reached = 0, {}, False

@@ -5,6 +5,7 @@
 #                          [--mem SIZE] [--forward HOSTPORT:GUESTPORT]... [--append "ARGS"]
 #                          [--accel kvm|tcg] [--acpi on|off] [--log FILE]
 #                          [--exit-device on|off] [--trace-code FILE] [--rng] [--msix on|off]
+#                          [--icount SHIFT] [--plugin LIBRARY,ARGS]
 #                          [--disk FILE[,ro]]...
 #        qemu/run.sh --which-accel      (prints the accelerator it would pick, then exits)
 #
@@ -18,7 +19,7 @@
 # from the guest (it crashed, reset, or QEMU itself failed).
 set -euo pipefail
 
-usage() { sed -n '4,9p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '4,10p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 # The accelerator rule, in one place (the benches ask for it with --which-accel).
 pick_accel() {
@@ -34,7 +35,7 @@ pick_accel() {
 [ $# -ge 1 ] || usage
 if [ "$1" = --which-accel ]; then pick_accel; exit 0; fi
 image=$1; shift
-machine=microvm boot=pvh smp=1 mem=64M append="" accel="" log="" acpi=on exit_device=on trace_code="" rng=off msix=on
+machine=microvm boot=pvh smp=1 mem=64M append="" accel="" log="" acpi=on exit_device=on trace_code="" rng=off msix=on icount="" plugin=""
 forwards=() disks=()
 while [ $# -gt 0 ]; do
     case $1 in
@@ -52,6 +53,8 @@ while [ $# -gt 0 ]; do
         --rng) rng=on; shift ;;
         --msix) msix=$2; shift 2 ;;
         --disk) disks+=("$2"); shift 2 ;;
+        --icount) icount=$2; shift 2 ;;
+        --plugin) plugin=$2; shift 2 ;;
         -h|--help) usage ;;
         *) echo "run.sh: unknown option $1" >&2; usage ;;
     esac
@@ -116,6 +119,16 @@ if [ -n "$trace_code" ]; then
     [ "$accel" = tcg ] || { echo "run.sh: --trace-code needs --accel tcg" >&2; exit 2; }
     args+=(-d in_asm -D "$trace_code")
 fi
+
+# --icount SHIFT (TCG only): the virtual CPU runs 2^SHIFT ns per instruction, and every
+# clock the guest reads (TSC, PIT, APIC timer) follows the instruction count instead of
+# the host's time: a run is then the same on every host. --plugin LIBRARY,ARGS (TCG only)
+# loads a TCG plugin (bench/executed/plugin.c counts the instructions before main).
+if [ -n "$icount" ] || [ -n "$plugin" ]; then
+    [ "$accel" = tcg ] || { echo "run.sh: --icount and --plugin need --accel tcg" >&2; exit 2; }
+fi
+[ -n "$icount" ] && args+=(-icount "shift=$icount")
+[ -n "$plugin" ] && args+=(-plugin "$plugin")
 
 if [ ${#forwards[@]} -gt 0 ]; then
     netdev="user,id=net0"   # user-mode networking: guest 10.0.2.15, no host privileges

@@ -8,9 +8,7 @@
 //! * multiboot2 (GRUB) jumps to the ELF entry point, `torito_multiboot2_entry`, with the
 //!   magic value in `eax`.
 //!
-//! The common path first unpacks the kernel when `torito-pack` packed it (see
-//! [`crate::pack`]): the stub, up to `__boot_stub_used`, is the only code that runs
-//! before that. It then checks that the CPU has long
+//! The common path reads the TSC (the boot-time epoch), checks that the CPU has long
 //! mode and NX (and says so on COM1 when it does not: a silent hang is the worst failure),
 //! identity-maps the first 1 GiB with 2 MiB pages, enables PAE, long mode, NX and paging,
 //! zeroes `.bss` (not every loader does) and calls the kernel's
@@ -21,8 +19,6 @@
 //! place: `__boot_stack_guard`, `__boot_stack_bottom`, `__boot_stack_top` are exported
 //! for that.
 
-use crate::pack::{Descriptor, EXIT_CORRUPT_IMAGE, OVERRUN, UNPACKED_ALIGN};
-
 /// `protocol` value passed to `torito_kernel_entry` for a PVH boot.
 pub const PROTOCOL_PVH: u32 = 1;
 /// `protocol` value passed to `torito_kernel_entry` for a multiboot2 boot.
@@ -32,7 +28,6 @@ pub const PROTOCOL_MULTIBOOT2: u32 = 2;
 pub const BOOT_STACK_SIZE: usize = 64 * 1024;
 
 core::arch::global_asm!(
-    include_str!("unpack.s"),
     r#"
     /* ---- multiboot2 header (spec 3.1.1): magic, arch 0 = i386, length, checksum ---- */
     .section .multiboot2_header, "a"
@@ -78,96 +73,9 @@ torito_multiboot2_entry:
     mov %eax, %esi
 
 1:  /* edi = protocol, esi = magic, ebx = boot information: keep these three. */
-    rdtsc                          /* the boot epoch, before the unpacking it includes */
+    rdtsc                          /* the boot epoch */
     mov %eax, torito_entry_tsc
     mov %edx, torito_entry_tsc+4
-    mov torito_pack+{source_len}, %ecx
-    test %ecx, %ecx
-    jz torito_boot_unpacked        /* not packed: the loader loaded everything */
-
-    /* ---- Unpack the kernel (boot/src/pack.rs). No stack, no paging: the packed bytes
-     * may lie where the boot stack and tables go, so only registers and the descriptor
-     * are used. One LZ4 block (lz4 block format): sequences of a token, literals, then
-     * (unless the input ends there) a 16-bit offset back into the output and a match.
-     * Every length and offset is checked against both buffers before it is used, and
-     * every sum of lengths for a carry (32-bit registers). ---- */
-    mov %edi, torito_pack_saved
-    mov %esi, torito_pack_saved+4
-    mov %ebx, torito_pack_saved+8
-    /* The descriptor is data too: output right after the stub, a length the checksum
-     * loop can step through, input past the output and its overrun, no wrap-around. */
-    mov torito_pack+{dest}, %edi
-    cmp $__boot_stub_end, %edi
-    jne 19f
-    mov torito_pack+{dest_len}, %edx
-    test ${align_mask}, %edx
-    jnz 19f
-    add %edi, %edx                 /* edi..edx: output */
-    jc 19f
-    mov %edx, %eax
-    add ${overrun}, %eax
-    jc 19f
-    mov torito_pack+{source}, %esi
-    cmp %eax, %esi
-    jb 19f
-    mov %esi, %ebp
-    add %ecx, %ebp                 /* esi..ebp: packed input */
-    jc 19f
-    torito_unpack_lz4 torito_pack+{dest}, 19f
-    /* Checksums over the unpacked words (pack.rs: checksums). */
-    mov torito_pack+{dest}, %esi
-    xor %eax, %eax
-    xor %ebx, %ebx
-16: cmp %edx, %esi                 /* 16 bytes a step (the length is a multiple) */
-    jae 17f
-    add (%esi), %eax
-    add %eax, %ebx
-    add 4(%esi), %eax
-    add %eax, %ebx
-    add 8(%esi), %eax
-    add %eax, %ebx
-    add 12(%esi), %eax
-    add %eax, %ebx
-    add $16, %esi
-    jmp 16b
-17: cmp torito_pack+{sum}, %eax
-    jne 19f
-    cmp torito_pack+{sum_of_sums}, %ebx
-    jne 19f
-    mov torito_pack_saved, %edi
-    mov torito_pack_saved+4, %esi
-    mov torito_pack_saved+8, %ebx
-    jmp torito_boot_unpacked
-
-19: /* Damaged: say so on COM1, end QEMU through isa-debug-exit if present, stop. */
-    mov $torito_pack_corrupt, %esi
-    mov $0x3f8, %dx
-18: lodsb
-    test %al, %al
-    jz 7f
-    out %al, %dx
-    jmp 18b
-7:  mov ${corrupt}, %eax
-    mov $0xf4, %dx
-    out %eax, %dx
-6:  cli
-    hlt
-    jmp 6b
-
-    .balign 4
-    .global torito_pack
-torito_pack: .skip {descriptor_size}   /* written by torito-pack; zero = not packed */
-torito_pack_saved: .skip 12
-torito_entry_tsc: .skip 8
-torito_pack_corrupt:
-    .ascii "torito: this image is damaged: its packed kernel does not unpack or fails its "
-    .ascii "checksum; build or copy it again\r\n"
-    .asciz "torito: exit({corrupt})\r\n"
-
-    /* ---- The rest runs after unpacking, so it is packed too. ---- */
-    .section .text.torito_boot, "ax"
-    .code32
-torito_boot_unpacked:
     mov $__boot_stack_top, %esp
 
     /* Zero the two upper boot tables; the loop below writes both halves of every PD
@@ -247,25 +155,16 @@ torito_boot_unpacked:
     mov %eax, %gs
     mov $__boot_stack_top, %rsp
 
-    /* Zero .bss (the loader is not trusted to): 64 bytes a step, because under TCG every
-     * iteration of a store loop is emulated and `rep stos` costs one per 4 or 8 bytes. */
-    mov $__bss_start, %rax
-    mov $__bss_end, %rcx
-    xor %ebp, %ebp
-6:  cmp %rcx, %rax
-    jae 7f
-    mov %rbp, (%rax)
-    mov %rbp, 8(%rax)
-    mov %rbp, 16(%rax)
-    mov %rbp, 24(%rax)
-    mov %rbp, 32(%rax)
-    mov %rbp, 40(%rax)
-    mov %rbp, 48(%rax)
-    mov %rbp, 56(%rax)
-    add $64, %rax
-    jmp 6b
-7:  /* rbp = 0 ends the backtrace walk. */
-    mov %edi, %edi                 /* zero-extend: protocol */
+    /* Zero .bss (the loader is not trusted to); rdi, the protocol, is kept in rbp. */
+    mov %edi, %ebp
+    mov $__bss_start, %edi
+    mov $__bss_end, %ecx
+    sub %edi, %ecx
+    shr $3, %ecx                   /* whole words: torito.ld aligns both ends to 64 */
+    xor %eax, %eax
+    rep stosq
+    mov %ebp, %edi                 /* zero-extend: protocol */
+    xor %ebp, %ebp                 /* rbp = 0 ends the backtrace walk */
     mov %esi, %esi                 /* magic */
     mov %ebx, %edx                 /* boot information address */
     mov torito_entry_tsc, %rcx     /* TSC at the first instruction */
@@ -284,6 +183,10 @@ torito_boot_gdt_pointer:
 torito_boot_no_long_mode:
     .asciz "torito: this CPU has no 64-bit long mode or no NX bit; cannot boot\r\n"
 
+    .section .data.boot, "aw"
+    .balign 8
+torito_entry_tsc: .quad 0          /* written before .bss is zeroed, so not in .bss */
+
     .section .bss.unzeroed.boot, "aw", @nobits
     .balign 4096
 torito_boot_pml4: .skip 4096
@@ -299,16 +202,6 @@ __boot_stack_top:
     .text
     "#,
     pvh = const PROTOCOL_PVH,
-    source = const Descriptor::SOURCE,
-    source_len = const Descriptor::SOURCE_LEN,
-    dest = const Descriptor::DEST,
-    dest_len = const Descriptor::DEST_LEN,
-    sum = const Descriptor::SUM,
-    sum_of_sums = const Descriptor::SUM_OF_SUMS,
-    descriptor_size = const Descriptor::SIZE,
-    corrupt = const EXIT_CORRUPT_IMAGE,
-    align_mask = const UNPACKED_ALIGN - 1,
-    overrun = const OVERRUN,
     mb2 = const PROTOCOL_MULTIBOOT2,
     stack_size = const BOOT_STACK_SIZE,
     options(att_syntax)

@@ -144,6 +144,46 @@ pub enum BootError {
         /// Bytes needed.
         needed: usize,
     },
+
+    /// A firmware table (an ACPI table, or the MP configuration table, `PCMP`) does not
+    /// carry the signature its reference promised.
+    TableSignature {
+        /// The signature looked for.
+        expected: [u8; 4],
+        /// The four bytes found.
+        found: [u8; 4],
+        /// The table's physical address.
+        addr: u64,
+    },
+    /// A firmware table's length is below its header (36 bytes for ACPI, 44 for the MP
+    /// table) or above [`MAX_TABLE_LENGTH`](crate::acpi::MAX_TABLE_LENGTH).
+    TableLength {
+        /// The table's signature.
+        signature: [u8; 4],
+        /// Its physical address.
+        addr: u64,
+        /// The `length` found.
+        length: u32,
+    },
+    /// The bytes of a firmware table do not sum to 0.
+    TableChecksum {
+        /// The table's signature.
+        signature: [u8; 4],
+        /// Its physical address.
+        addr: u64,
+        /// Their sum modulo 256.
+        sum: u8,
+    },
+    /// A MADT interrupt controller structure is shorter than its 2-byte header or runs
+    /// past the end of the table.
+    MadtEntryLength {
+        /// The structure's offset in the MADT.
+        offset: usize,
+        /// Its `length` field (a byte in the table).
+        length: u32,
+        /// The MADT's length.
+        table_length: usize,
+    },
 }
 
 impl fmt::Display for BootError {
@@ -260,6 +300,47 @@ impl fmt::Display for BootError {
                 "only {len} bytes of the ACPI RSDP are available, {needed} needed: \
                  the RSDP (or its multiboot2 tag) is truncated"
             ),
+            Self::TableSignature {
+                expected,
+                found,
+                addr,
+            } => write!(
+                f,
+                "the firmware table at {addr:#x} is {:?}, expected {:?}: the firmware's table \
+                 pointers are corrupt; the table is ignored (boot with ACPI off to skip ACPI)",
+                ByteString(&found),
+                ByteString(&expected)
+            ),
+            Self::TableLength {
+                signature,
+                addr,
+                length,
+            } => write!(
+                f,
+                "the firmware table {:?} at {addr:#x} claims {length} bytes, less than its header \
+                 or more than {}: it is corrupt and ignored",
+                ByteString(&signature),
+                crate::acpi::MAX_TABLE_LENGTH
+            ),
+            Self::TableChecksum {
+                signature,
+                addr,
+                sum,
+            } => write!(
+                f,
+                "the firmware table {:?} at {addr:#x} has checksum {sum:#04x}, not 0: \
+                 it is corrupt and ignored",
+                ByteString(&signature)
+            ),
+            Self::MadtEntryLength {
+                offset,
+                length,
+                table_length,
+            } => write!(
+                f,
+                "the MADT structure at offset {offset} has length {length}, which does not fit \
+                 the {table_length}-byte table: the structures from there on are ignored"
+            ),
         }
     }
 }
@@ -360,6 +441,38 @@ mod tests {
                     needed: 20,
                 },
                 "only 12 bytes of the ACPI RSDP are available, 20 needed",
+            ),
+            (
+                BootError::TableSignature {
+                    expected: *b"XSDT",
+                    found: *b"FACP",
+                    addr: 0x7fe_0000,
+                },
+                r#"0x7fe0000 is "FACP", expected "XSDT""#,
+            ),
+            (
+                BootError::TableLength {
+                    signature: *b"PCMP",
+                    addr: 0x1000,
+                    length: 10,
+                },
+                r#""PCMP" at 0x1000 claims 10 bytes"#,
+            ),
+            (
+                BootError::TableChecksum {
+                    signature: *b"FACP",
+                    addr: 0x2000,
+                    sum: 0x40,
+                },
+                r#""FACP" at 0x2000 has checksum 0x40"#,
+            ),
+            (
+                BootError::MadtEntryLength {
+                    offset: 52,
+                    length: 0,
+                    table_length: 60,
+                },
+                "offset 52 has length 0, which does not fit the 60-byte table",
             ),
         ];
         for (error, needle) in cases {

@@ -2,10 +2,13 @@
 //! answer `Ok` or `Err` (a panic fails the test). Deterministic, so a failure reproduces;
 //! the failing seed and iteration are in the panic message of the assertion below.
 
+use crate::acpi::tests as acpi_tables;
+use crate::bios::tests as bios_tables;
 use crate::multiboot2::tests as mb2;
 use crate::pvh::tests as pvh;
 use crate::{
-    Cmdline, MULTIBOOT2_MAGIC, SliceMemory, parse_kernel_options, parse_multiboot2, parse_pvh,
+    Cmdline, MULTIBOOT2_MAGIC, PhysMemory, SliceMemory, acpi, bios, parse_kernel_options,
+    parse_multiboot2, parse_pvh,
 };
 
 /// xorshift64*: tiny, seedable, good enough to pick bytes.
@@ -180,4 +183,87 @@ fn cmdline_never_panics() {
             Err(error) => assert!(!error.to_string().is_empty()),
         }
     }
+}
+
+/// The firmware tables of a machine (RSDP and MP table in the BIOS areas, XSDT, RSDT,
+/// FADT, DSDT, MADT), corrupted at random, then read the way the kernel reads them: the
+/// parsers answer, never panic, and never hand out more than the table holds.
+#[test]
+fn firmware_tables_never_panic() {
+    let mut rng = Rng(0x5eed_0004);
+    let mut valid = acpi_tables::tables();
+    valid.0.extend(bios_tables::bios_memory().0);
+    let (mut ok, mut err) = (0, 0);
+    for iteration in 0..ITERATIONS / 4 {
+        let mut memory = valid.clone();
+        // Mostly one piece, in its first 64 bytes (headers, pointers, lengths), sometimes
+        // anywhere in it; sometimes a piece is cut short or missing.
+        let piece = rng.below(memory.0.len());
+        let bytes = &mut memory.0[piece].1;
+        let len = bytes.len();
+        let range = if rng.below(2) == 0 {
+            0..len.min(64)
+        } else {
+            0..len
+        };
+        corrupt(&mut rng, bytes, range);
+        match rng.below(8) {
+            0 => {
+                let keep = rng.below(len + 1);
+                bytes.truncate(keep);
+            }
+            1 => drop(memory.0.remove(piece)),
+            _ => {}
+        }
+        let found = bios::scan_bios_areas(&memory, None);
+        let root = found.rsdp.unwrap_or(acpi_tables::root(rng.below(2) == 0));
+        let mut outcome = |result: Result<(), crate::BootError>| match result {
+            Ok(()) => ok += 1,
+            Err(error) => {
+                err += 1;
+                assert!(!error.to_string().is_empty());
+            }
+        };
+        outcome(acpi::find_table(&memory, &root, *b"FACP").and_then(|fadt| {
+            let Some(fadt) = fadt else { return Ok(()) };
+            assert!(fadt.len() >= acpi::HEADER_LENGTH, "iteration {iteration}");
+            let fadt = acpi::Fadt::parse(fadt);
+            if let Some(address) = fadt.dsdt {
+                let dsdt = acpi::read_table(&memory, address, *b"DSDT")?;
+                let _ = (acpi::s5_sleep_type(dsdt), acpi::mentions(dsdt, b"LNRO0005"));
+            }
+            Ok(())
+        }));
+        outcome(acpi::find_table(&memory, &root, *b"APIC").map(|table| {
+            let Some(table) = table else { return };
+            let madt = acpi::Madt::new(table);
+            // Every structure that yields something is at least 8 bytes long (local APIC
+            // 8, I/O APIC 12, x2APIC 16) and lies after the 44-byte header: more answers
+            // than that would mean reading past a structure or the table.
+            let answers = madt.local_apics().count() + madt.io_apics().count();
+            assert!(
+                answers <= table.len().saturating_sub(44) / 8,
+                "iteration {iteration}: {answers} answers from {} bytes",
+                table.len()
+            );
+            let _ = madt.defect().map(|error| error.to_string());
+        }));
+        if let Some(address) = found.mp_table {
+            outcome(bios::read_mp_table(&memory, address).map(|table| {
+                // A processor entry is 20 bytes after the 44-byte header.
+                let length = memory.read(address + 4, 2).map_or(0, |bytes| {
+                    usize::from(u16::from_le_bytes([bytes[0], bytes[1]]))
+                });
+                let processors = table.processors().count();
+                assert!(
+                    processors <= length.saturating_sub(44) / 20,
+                    "iteration {iteration}: {processors} processors in {length} bytes"
+                );
+            }));
+        }
+    }
+    assert!(
+        ok > ITERATIONS / 40 && err > ITERATIONS / 40,
+        "ok {ok}, err {err}"
+    );
 }

@@ -3,7 +3,7 @@
 //!
 //! Promises a reader can check:
 //!
-//! - **The parsers never trust the loader.** Every pointer it passes is read through
+//! - **The parsers never trust the loader or the firmware.** Every pointer they pass is read through
 //!   [`PhysMemory`], which answers "not readable" instead of faulting; every count and size
 //!   is bounded before use; nothing read from the loader can make a parser panic (a seeded
 //!   fuzz test flips bytes of valid images to hold us to that).
@@ -14,6 +14,10 @@
 //!   ([`MAX_MEMORY_REGIONS`], [`MAX_CMDLINE`]) and [`Cmdline`] borrows.
 //! - **Unsafe is confined**: denied crate-wide, allowed only in `multiboot2` (one block:
 //!   the `multiboot2` crate's `BootInformation::load`) and in the assembly entry.
+//!
+//! Firmware tables go through the same [`PhysMemory`] and the same rules: [`acpi`] finds,
+//! validates and parses the FADT, MADT and DSDT; [`bios`] scans the BIOS areas once for
+//! the RSDP and the MP floating pointer and reads the MP configuration table.
 //!
 //! Entry points: [`parse_pvh`] (QEMU `-kernel`, Firecracker, Cloud Hypervisor, Xen) and
 //! [`parse_multiboot2`] (GRUB), then [`Cmdline::parse`] and [`parse_kernel_options`] on
@@ -37,11 +41,12 @@
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 
+pub mod acpi;
+pub mod bios;
 pub mod cmdline;
 mod error;
 mod info;
 pub mod multiboot2;
-pub mod pack;
 mod phys;
 pub mod pvh;
 pub mod rsdp;
@@ -56,6 +61,7 @@ pub use entry::{BOOT_STACK_SIZE, PROTOCOL_MULTIBOOT2, PROTOCOL_PVH};
 mod fuzz_tests;
 
 pub use self::multiboot2::{MULTIBOOT2_MAGIC, parse_multiboot2};
+pub use bios::{BiosPointers, ebda_address, scan_bios_areas};
 pub use cmdline::{
     Arg, Cmdline, CmdlineError, KernelOptions, LogLevel, UnknownKeys, parse_kernel_options,
 };

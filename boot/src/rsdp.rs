@@ -114,7 +114,7 @@ pub fn read_rsdp(mem: &dyn PhysMemory, addr: u64) -> Result<AcpiRoot, BootError>
 }
 
 /// The sum of `bytes` modulo 256 (0 for a valid ACPI structure).
-fn checksum(bytes: &[u8]) -> u8 {
+pub(crate) fn checksum(bytes: &[u8]) -> u8 {
     bytes.iter().fold(0u8, |sum, byte| sum.wrapping_add(*byte))
 }
 

@@ -1,47 +1,15 @@
-//! The per-core executor: spawn tasks, run rounds, sleep when idle.
+//! The per-core executor's safe API: spawn tasks, run rounds, sleep when idle.
+//!
+//! The [`Executor`] type itself (its state) is defined in `raw`, next to the task
+//! header that points at it; this module adds every public method but `new`.
 
 use core::future::{Future, poll_fn};
 use core::pin::pin;
 use core::task::{Poll, Waker};
 
 use crate::join::JoinHandle;
-use crate::raw::{self, MainTask, RawExecutor};
+use crate::raw::{self, Executor, MainTask};
 use crate::time::Instant;
-use crate::{Clock, Platform};
-
-/// An async executor for one CPU core.
-///
-/// Meant to be a `static`, one per core (hence the `const fn` [`new`](Self::new)). It
-/// is `Sync`: any core may [`spawn`](Self::spawn) onto it or wake its tasks, but only
-/// one core at a time may drive it (`run`, `run_once`, `block_on`), normally the core
-/// named by [`core`](Self::core).
-///
-/// # Examples
-///
-/// ```
-/// use torito_executor::{Clock, Executor, Instant, Platform};
-///
-/// struct Host;
-/// impl Platform for Host {
-///     fn idle(&self, _deadline: Option<Instant>, _has_work: &dyn Fn() -> bool) {}
-///     fn wake_core(&self, _core: usize) {}
-/// }
-/// struct Zero;
-/// impl Clock for Zero {
-///     fn now(&self) -> Instant { Instant::ZERO }
-/// }
-///
-/// static EXECUTOR: Executor = Executor::new(0, &Host, &Zero);
-///
-/// let answer = EXECUTOR.block_on(async {
-///     let task = EXECUTOR.spawn(async { 6 * 7 });
-///     task.await
-/// });
-/// assert_eq!(answer, 42);
-/// ```
-pub struct Executor {
-    raw: RawExecutor,
-}
 
 /// What one [`Executor::run_once`] round did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,35 +22,20 @@ pub struct RunOnce {
 }
 
 impl Executor {
-    /// An executor for core `core`, sleeping and waking through `platform`, reading
-    /// time from `clock`.
-    pub const fn new(
-        core: usize,
-        platform: &'static dyn Platform,
-        clock: &'static dyn Clock,
-    ) -> Self {
-        Executor {
-            raw: RawExecutor::new(core, platform, clock),
-        }
-    }
-
-    pub(crate) fn raw(&self) -> &RawExecutor {
-        &self.raw
-    }
-
     /// The core this executor belongs to (the one `wake_core` is called with).
     pub fn core(&self) -> usize {
-        self.raw.core
+        self.core
     }
 
-    /// The current time, from this executor's clock.
+    /// The current time, read from this executor's clock: the time its timers compare
+    /// their deadlines with.
     pub fn now(&self) -> Instant {
-        self.raw.clock.now()
+        self.clock.now()
     }
 
     /// Whether a task (or a task's memory to free) is waiting for the next round.
     pub fn has_ready(&self) -> bool {
-        !self.raw.queue.is_empty()
+        !self.queue.is_empty()
     }
 
     /// Spawns `future` as a task of this executor and returns its [`JoinHandle`].
@@ -123,7 +76,7 @@ impl Executor {
         let main_task = MainTask::new(self);
         loop {
             if main_task.take_wake() {
-                let poll = self.raw.poll_main(&main_task, |cx| main.as_mut().poll(cx));
+                let poll = raw::round::poll_main(self, &main_task, |cx| main.as_mut().poll(cx));
                 if let Poll::Ready(output) = poll {
                     return output;
                 }
@@ -157,7 +110,7 @@ impl Executor {
     /// If this executor is already running (see [`block_on`](Self::block_on)), and if a
     /// task panics.
     pub fn run_once(&'static self) -> RunOnce {
-        let (polled, next_deadline) = self.raw.run_once();
+        let (polled, next_deadline) = raw::round::run_once(self);
         RunOnce {
             polled,
             next_deadline: (next_deadline != u64::MAX)
@@ -180,7 +133,7 @@ impl Executor {
         {
             return;
         }
-        self.raw.platform.idle(round.next_deadline, has_work);
+        self.platform.idle(round.next_deadline, has_work);
     }
 }
 

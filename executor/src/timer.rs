@@ -7,34 +7,20 @@
 //!
 //! Relative deadlines are computed at the first poll, not at creation: `sleep(d)`
 //! sleeps `d` from the moment it is first awaited.
+//!
+//! There is no timer-side `now`: the time is the executor's [`Clock`](crate::Clock),
+//! read with [`Executor::now`](crate::Executor::now) (inside a task,
+//! `Executor::from_waker(cx.waker())` finds the executor), and the platform that
+//! supplies the clock may offer the same reading directly (the kernel's
+//! `torito::time::now`).
 
 use core::fmt;
 use core::future::{Future, poll_fn};
 use core::pin::Pin;
 use core::task::{Context, Poll, Waker};
 
-use crate::raw::{self, TaskTimer};
+use crate::raw::TaskTimer;
 use crate::time::{Duration, Instant};
-
-/// The current time, read from the clock of the executor that owns the task behind
-/// `waker`.
-///
-/// # Panics
-///
-/// If `waker` is not a torito task waker: "torito timers must be polled inside a torito
-/// executor task".
-pub fn now_from_waker(waker: &Waker) -> Instant {
-    TaskTimer::of(waker).now()
-}
-
-/// The current time of the executor running this task.
-///
-/// # Panics
-///
-/// If awaited outside a torito executor task.
-pub async fn now() -> Instant {
-    poll_fn(|cx| Poll::Ready(now_from_waker(cx.waker()))).await
-}
 
 #[derive(Clone, Copy, Debug)]
 enum Deadline {
@@ -137,21 +123,22 @@ impl fmt::Display for Elapsed {
 
 impl core::error::Error for Elapsed {}
 
-/// Future returned by [`timeout`] and [`timeout_at`].
-///
-/// The inner future is polled first, so if it completes in the same poll in which the
-/// deadline passes, the result is `Ok`.
-///
-/// # Panics
-///
-/// Polling it outside a torito executor task panics (see [`Sleep`]).
-#[derive(Debug)]
-#[must_use = "futures do nothing unless awaited"]
-pub struct Timeout<F> {
-    // Structurally pinned; see `raw::pin::project_timeout`. Do not add a `Drop` or
-    // `Unpin` impl to this type.
-    pub(crate) future: F,
-    pub(crate) sleep: Sleep,
+pin_project_lite::pin_project! {
+    /// Future returned by [`timeout`] and [`timeout_at`].
+    ///
+    /// The inner future is polled first, so if it completes in the same poll in which
+    /// the deadline passes, the result is `Ok`.
+    ///
+    /// # Panics
+    ///
+    /// Polling it outside a torito executor task panics (see [`Sleep`]).
+    #[derive(Debug)]
+    #[must_use = "futures do nothing unless awaited"]
+    pub struct Timeout<F> {
+        #[pin]
+        future: F,
+        sleep: Sleep,
+    }
 }
 
 /// Runs `future` for at most `duration` (counted from the first poll).
@@ -174,7 +161,8 @@ impl<F: Future> Future for Timeout<F> {
     type Output = Result<F::Output, Elapsed>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let (future, sleep) = raw::pin::project_timeout(self);
+        let this = self.project();
+        let (future, sleep) = (this.future, this.sleep);
         if let Poll::Ready(output) = future.poll(cx) {
             return Poll::Ready(Ok(output));
         }

@@ -9,7 +9,7 @@ use std::task::{Context, Waker};
 
 use common::{leak, sim_executor};
 use torito_executor::{
-    Clock, Duration, Elapsed, Instant, interval, interval_at, now, sleep, sleep_until, timeout,
+    Clock, Duration, Elapsed, Instant, interval, interval_at, sleep, sleep_until, timeout,
 };
 
 fn ms(millis: u64) -> Instant {
@@ -22,7 +22,7 @@ fn sleep_fires_exactly_when_the_clock_reaches_the_deadline() {
     let woke_at: &'static Mutex<Option<Instant>> = leak(Mutex::new(None));
     let handle = executor.spawn(async move {
         sleep(Duration::from_millis(10)).await;
-        *woke_at.lock().unwrap() = Some(now().await);
+        *woke_at.lock().unwrap() = Some(clock.now());
     });
     let round = executor.run_once();
     assert_eq!((round.polled, round.next_deadline), (1, Some(ms(10))));
@@ -96,10 +96,10 @@ fn timers_of_one_task_share_its_deadline_and_wake_it_for_the_earliest() {
                 early.as_mut().poll(cx)
             })
             .await;
-            let first = now().await;
+            let first = clock.now();
             order.lock().unwrap().push(first.as_nanos());
             late.await;
-            let second = now().await;
+            let second = clock.now();
             order.lock().unwrap().push(second.as_nanos());
         })
         .detach();
@@ -212,12 +212,12 @@ fn block_on_idles_until_the_next_deadline() {
     let (executor, platform, clock) = sim_executor(0);
     let background = executor.spawn(async {
         sleep(Duration::from_millis(700)).await;
-        now().await
+        clock.now()
     });
     let finished_at = executor.block_on(async {
         sleep(Duration::from_secs(1)).await;
         sleep(Duration::from_millis(500)).await;
-        now().await
+        clock.now()
     });
     assert_eq!(finished_at, ms(1500));
     assert_eq!(clock.now(), ms(1500));

@@ -114,9 +114,10 @@ fn start() -> Option<Stack> {
     );
     let seed = crate::arch::clock::rdtsc();
     let (stack, runner) = torito_netstack::new(device, config, seed, crate::time::now());
-    drop(crate::task::spawn(async move {
+    crate::task::spawn(async move {
         runner.run().await;
-    }));
+    })
+    .detach();
     Some(stack)
 }
 

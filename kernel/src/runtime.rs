@@ -17,12 +17,14 @@
 
 use crate::arch::interrupts::WAKE_VECTOR;
 use crate::arch::percpu::{self, MAX_CPUS};
-use crate::arch::{clock, lapic};
+use crate::arch::{clock, lapic, smp};
+/// The heap, for `net`'s buffer sizing (it lives in `memory::heap`).
+pub(crate) use crate::memory::heap::HEAP;
+use crate::time::CLOCK;
 use core::fmt::Display;
 use core::future::Future;
 use core::sync::atomic::{Ordering, fence};
-use torito_executor::time::Instant;
-use torito_executor::{Clock, Executor, Platform};
+use torito_executor::{Executor, Instant, Platform};
 
 struct X86Platform;
 
@@ -65,16 +67,7 @@ impl Platform for X86Platform {
     }
 }
 
-struct TscClock;
-
-impl Clock for TscClock {
-    fn now(&self) -> Instant {
-        Instant::from_nanos(clock::now_nanos())
-    }
-}
-
 static PLATFORM: X86Platform = X86Platform;
-static CLOCK: TscClock = TscClock;
 macro_rules! executors {
     ($($core:literal)*) => { [$(Executor::new($core, &PLATFORM, &CLOCK)),*] };
 }
@@ -92,8 +85,9 @@ pub(crate) fn executor_of(core: usize) -> Option<&'static Executor> {
     (core < percpu::count()).then(|| &EXECUTORS[core])
 }
 
-/// Runs core `core`'s executor forever (the other cores after bring-up).
-pub(crate) fn run_core(core: usize) -> ! {
+/// Runs core `core`'s executor forever (the other cores after bring-up; `extern "C"`
+/// because `arch::smp` passes it through the start-up trampoline's parameters).
+extern "C" fn run_core(core: usize) -> ! {
     EXECUTORS[core].run()
 }
 
@@ -127,14 +121,19 @@ impl<T: ExitStatus, E: Display> ExitStatus for Result<T, E> {
     }
 }
 
-/// Runs the application's `main` future to completion on core 0 and exits with its
-/// status. `#[torito::main]` calls it from the application's crate, where the future's
-/// type is known, so it is pinned on the boot stack: starting `main` allocates nothing.
+/// Starts the other cores' executors, then runs the application's `main` future to
+/// completion on core 0 and exits with its status. `#[torito::main]` calls it from the
+/// application's crate, where the future's type is known, so it is pinned on the boot
+/// stack: starting `main` allocates nothing.
 pub fn run_main<F>(main: F) -> !
 where
     F: Future,
     F::Output: ExitStatus,
 {
+    // Only the first call may start them (a second `run_main` would be API misuse).
+    if let Some(once) = smp::StartOthers::take() {
+        smp::start_others(once, run_core);
+    }
     let code = EXECUTORS[0].block_on(async move { main.await.code() });
     exit(code)
 }
@@ -145,7 +144,3 @@ where
 pub fn exit(code: i32) -> ! {
     crate::arch::exit::exit((code & 0x7f) as u32)
 }
-
-/// The kernel heap; `arch::entry` gives it memory at boot.
-#[global_allocator]
-pub(crate) static HEAP: crate::memory::heap::KernelHeap = crate::memory::heap::KernelHeap::new();

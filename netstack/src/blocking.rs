@@ -10,12 +10,14 @@ use core::net::SocketAddr;
 use torito_executor::Duration;
 
 use crate::error::Error;
-use crate::stack::Stack;
+use crate::state::Stack;
 
 /// Runs a future to completion on the caller's thread of control.
 ///
 /// The implementation polls `future` with a waker that resumes the parked caller and
-/// suspends it (without spinning) while the future is pending. The stack's
+/// suspends it (without spinning) while the future is pending. For socket timeouts
+/// (executor timers) to work, it polls inside a torito executor task, with that task's
+/// waker, as the kernel's fiber park does. The stack's
 /// [`Runner`](crate::Runner) must make progress meanwhile: on another task or core,
 /// or driven by the implementation itself.
 pub trait Park {

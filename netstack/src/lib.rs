@@ -5,8 +5,11 @@
 //!
 //! - **Sleeps when idle.** The [`Runner`] polls the interface only when the driver wakes
 //!   it (frame received, transmit descriptor freed), a socket operation changed socket
-//!   state, or a deadline (smoltcp's `poll_at`, a socket timeout, a close linger) comes
-//!   due. It never wakes itself while nothing changed.
+//!   state, or a deadline (smoltcp's `poll_at`, a close linger) comes due. It never
+//!   wakes itself while nothing changed.
+//! - **One timer system.** The runner's deadlines and socket timeouts are
+//!   `torito_executor` timers; the stack keeps no timer list of its own. Time reaches
+//!   smoltcp only as an explicit argument ([`Runner::poll`]), so host tests drive it.
 //! - **Backpressure, not loss.** With no free transmit descriptor the stack waits for
 //!   the driver's wake; the frame already built is kept and sent first
 //!   ([`Counters::tx_backpressure`]).
@@ -30,6 +33,11 @@
 //!
 //! All state sits behind one spin lock, taken briefly by socket calls and for one
 //! interface poll by the runner, and never held across an `.await`.
+//!
+//! Modules: `state` (the shared state: socket table, listeners' backlogs, the `Stack`
+//! handle) sits below its two users, `runner` and the sockets (`tcp`, `udp`, then
+//! `blocking`), which never import each other; `device` adapts the [`Driver`] to
+//! smoltcp for the runner.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
@@ -41,10 +49,9 @@ mod counters;
 mod device;
 mod driver;
 mod error;
-mod sockets;
-mod stack;
+mod runner;
+mod state;
 mod tcp;
-mod timer;
 mod udp;
 
 pub use config::{
@@ -53,7 +60,8 @@ pub use config::{
 pub use counters::Counters;
 pub use driver::Driver;
 pub use error::Error;
-pub use stack::{CLOSE_LINGER, Runner, Stack, new};
+pub use runner::{CLOSE_LINGER, Runner, new};
+pub use state::shared::Stack;
 pub use tcp::{TcpListener, TcpStream};
 pub use torito_executor::{Duration, Instant};
 pub use udp::UdpSocket;

@@ -1,43 +1,24 @@
-//! TCP: [`TcpListener`] with a bounded backlog and [`TcpStream`].
-//!
-//! smoltcp has no `accept`: a listening socket *becomes* the connection. So a listener
-//! keeps exactly one listening smoltcp socket (with its buffers). When a SYN moves it
-//! out of LISTEN, the runner queues it as pending and creates a fresh listening socket,
-//! but only while fewer than `backlog` connections are pending. With the backlog full
-//! no listening socket exists, so smoltcp answers further SYNs with RST (counted as
-//! [`Counters::refused_backlog`](crate::Counters::refused_backlog)) while established
-//! connections keep working. Memory is thus in proportion to use: one socket's buffers
-//! per pending or accepted connection plus one per listener.
+//! TCP: [`TcpListener`] with a bounded backlog (kept in `state::listeners`, which the
+//! runner refreshes) and [`TcpStream`].
 //!
 //! Buffers are allocated fallibly: when memory runs out, the connection is refused
 //! (counted as [`Counters::refused_no_memory`](crate::Counters::refused_no_memory)),
 //! not the kernel.
 
 use alloc::collections::VecDeque;
-use alloc::vec::Vec;
 use core::net::SocketAddr;
-use core::task::{Poll, Waker};
+use core::task::Poll;
 
 use smoltcp::iface::SocketHandle;
 use smoltcp::socket::tcp::{self, RecvError, State};
 use smoltcp::wire::IpEndpoint;
 use torito_executor::Duration;
 
-use crate::config::TcpConfig;
 use crate::counters::add;
-use crate::device::Refusal;
 use crate::error::Error;
-use crate::stack::{Closing, Inner, Stack};
-
-/// A listener's state, owned by the stack.
-pub(crate) struct Listener {
-    port: u16,
-    backlog: usize,
-    listening: Option<SocketHandle>,
-    /// Connections that left LISTEN, oldest first, not yet accepted.
-    pending: VecDeque<SocketHandle>,
-    acceptor: Option<Waker>,
-}
+use crate::state::listeners::{Listener, acceptable};
+use crate::state::sockets::new_tcp_socket;
+use crate::state::{Closing, Inner, Stack};
 
 /// Keep-alive interval set when our FIN goes out, as a rescue: smoltcp 0.14 can enter
 /// fast retransmit with only the FIN unacknowledged (duplicate ACKs after a lost FIN),
@@ -48,99 +29,9 @@ pub(crate) struct Listener {
 const FIN_RESCUE: Duration = Duration::from_secs(3);
 
 /// Queues our FIN (see [`FIN_RESCUE`]).
-pub(crate) fn close_socket(socket: &mut tcp::Socket<'_>) {
+fn close_socket(socket: &mut tcp::Socket<'_>) {
     socket.close();
     socket.set_keep_alive(Some(FIN_RESCUE.into()));
-}
-
-/// A zeroed buffer of `size` bytes, or `None` if the allocator has no room.
-pub(crate) fn try_buffer(size: usize) -> Option<Vec<u8>> {
-    let mut buffer = Vec::new();
-    buffer.try_reserve_exact(size).ok()?;
-    buffer.resize(size, 0);
-    Some(buffer)
-}
-
-/// Memory that must still be free once a connection's buffers are allocated: room for
-/// the task that will serve the connection (the echo example's takes 2.5 KiB) and its
-/// first allocations. Spawning that task cannot fail gracefully, so a connection that
-/// would leave less than this is refused (counted as out of memory) like one whose
-/// buffers do not fit, rather than accepted into a kernel panic. Without it, whether the
-/// last connection that fits stops the kernel depended on where the heap happened to
-/// end (a 3 KiB smaller image did).
-const HEADROOM: usize = 8 * 1024;
-
-fn new_socket(config: TcpConfig) -> Option<tcp::Socket<'static>> {
-    let rx = try_buffer(config.rx_buffer)?;
-    let tx = try_buffer(config.tx_buffer)?;
-    // A probe, given back at once: the headroom is not reserved, only checked.
-    Vec::<u8>::new().try_reserve_exact(HEADROOM).ok()?;
-    Some(tcp::Socket::new(
-        tcp::SocketBuffer::new(rx),
-        tcp::SocketBuffer::new(tx),
-    ))
-}
-
-/// A connection `accept` may hand out: established (or already past it).
-fn acceptable(state: State) -> bool {
-    !matches!(
-        state,
-        State::Listen | State::SynReceived | State::SynSent | State::Closed
-    )
-}
-
-/// Moves listening sockets that received a SYN to their listener's pending queue,
-/// drops pending ones that failed (reset during the handshake), creates listening
-/// sockets where the backlog has room, wakes acceptors, and lists the ports whose SYNs
-/// are refused now (in `refusing`, for the device adapter to count).
-pub(crate) fn refresh_listeners(inner: &mut Inner, refusing: &mut Vec<(u16, Refusal)>) {
-    refusing.clear();
-    let Inner {
-        sockets,
-        listeners,
-        tcp: config,
-        ..
-    } = inner;
-    for listener in listeners.iter_mut().flatten() {
-        if let Some(handle) = listener.listening
-            && sockets.get::<tcp::Socket>(handle).state() != State::Listen
-        {
-            listener.pending.push_back(handle);
-            listener.listening = None;
-        }
-        listener.pending.retain(|&handle| {
-            let failed = matches!(
-                sockets.get::<tcp::Socket>(handle).state(),
-                State::Listen | State::Closed
-            );
-            if failed {
-                sockets.remove(handle);
-            }
-            !failed
-        });
-        if listener.listening.is_none() {
-            if listener.pending.len() >= listener.backlog {
-                refusing.push((listener.port, Refusal::Backlog));
-            } else {
-                let added = new_socket(*config).and_then(|mut socket| {
-                    // Cannot fail: the port is non-zero and the socket is fresh.
-                    let _ = socket.listen(listener.port);
-                    sockets.add(socket).ok()
-                });
-                match added {
-                    Some(handle) => listener.listening = Some(handle),
-                    None => refusing.push((listener.port, Refusal::NoMemory)),
-                }
-            }
-        }
-        let ready = listener
-            .pending
-            .iter()
-            .any(|&handle| acceptable(sockets.get::<tcp::Socket>(handle).state()));
-        if ready && let Some(acceptor) = listener.acceptor.take() {
-            acceptor.wake();
-        }
-    }
 }
 
 /// A TCP socket listening for connections on one port.
@@ -182,7 +73,7 @@ impl TcpListener {
             .listeners
             .try_reserve(1)
             .map_err(|_| Error::NoMemory)?;
-        let mut socket = new_socket(inner.tcp).ok_or(Error::NoMemory)?;
+        let mut socket = new_tcp_socket(inner.tcp).ok_or(Error::NoMemory)?;
         socket.listen(port).map_err(|_| Error::InvalidState)?;
         let listener = Listener {
             port,
@@ -326,7 +217,7 @@ impl TcpStream {
             let mut guard = stack.lock();
             let inner = &mut *guard;
             let port = inner.ephemeral_port()?;
-            let Some(socket) = new_socket(inner.tcp) else {
+            let Some(socket) = new_tcp_socket(inner.tcp) else {
                 add(&stack.counter_cells().refused_no_memory, 1);
                 return Err(Error::NoMemory);
             };
@@ -365,6 +256,14 @@ impl TcpStream {
 
     /// Makes `read`, `write`, `flush` and `close` fail with [`Error::TimedOut`] when
     /// they wait longer than `timeout` (`None`: wait for ever, the default).
+    ///
+    /// The timeout is an executor timer of the waiting task, like
+    /// `torito_executor::timeout`.
+    ///
+    /// # Panics
+    ///
+    /// With a timeout set, those calls panic when polled outside a torito executor task
+    /// (a blocking [`Park`](crate::blocking::Park) must poll inside one).
     pub fn set_timeout(&mut self, timeout: Option<Duration>) {
         self.timeout = timeout;
     }

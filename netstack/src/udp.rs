@@ -11,8 +11,14 @@ use smoltcp::wire::IpEndpoint;
 use torito_executor::Duration;
 
 use crate::error::Error;
-use crate::stack::{Stack, udp_payload_max};
-use crate::tcp::try_buffer;
+use crate::state::Stack;
+use crate::state::sockets::try_buffer;
+
+/// The largest UDP payload a frame can carry on a device with IP MTU `mtu`.
+fn udp_payload_max(mtu: usize) -> usize {
+    // IPv4 header (20) and UDP header (8); no fragmentation.
+    mtu.saturating_sub(28)
+}
 
 /// Payload bytes buffered in each direction.
 const UDP_BUFFER: usize = 4096;
@@ -80,6 +86,14 @@ impl UdpSocket {
 
     /// Makes `send_to` and `recv_from` fail with [`Error::TimedOut`] when they wait
     /// longer than `timeout` (`None`: wait for ever, the default).
+    ///
+    /// The timeout is an executor timer of the waiting task, like
+    /// `torito_executor::timeout`.
+    ///
+    /// # Panics
+    ///
+    /// With a timeout set, those calls panic when polled outside a torito executor task
+    /// (a blocking [`Park`](crate::blocking::Park) must poll inside one).
     pub fn set_timeout(&mut self, timeout: Option<Duration>) {
         self.timeout = timeout;
     }

@@ -3,47 +3,18 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
-
 use common::*;
-use torito_executor::{Clock, Executor, Platform};
+use torito_executor::Clock;
 use torito_netstack::{Instant, TcpListener, TcpStream};
-
-#[derive(Default)]
-struct ManualClock(AtomicU64);
-
-impl Clock for ManualClock {
-    fn now(&self) -> Instant {
-        Instant::from_nanos(self.0.load(SeqCst))
-    }
-}
-
-/// Idles by jumping the clock to the next timer; idling with neither work nor a timer
-/// means a wake was lost, and would hang a real core: panic.
-struct SimPlatform(&'static ManualClock);
-
-impl Platform for SimPlatform {
-    fn idle(&self, deadline: Option<Instant>, has_work: &dyn Fn() -> bool) {
-        if has_work() {
-            return;
-        }
-        let deadline = deadline.expect("idle with no work and no timer: a wake was lost");
-        self.0.0.fetch_max(deadline.as_nanos(), SeqCst);
-    }
-
-    fn wake_core(&self, _core: usize) {}
-}
 
 #[test]
 fn echo_with_runners_as_executor_tasks() {
-    let clock: &'static ManualClock = Box::leak(Box::default());
-    let platform: &'static SimPlatform = Box::leak(Box::new(SimPlatform(clock)));
-    let executor: &'static Executor = Box::leak(Box::new(Executor::new(0, platform, clock)));
-
-    let net = Net::new(Faults::none());
-    let (a, b) = (net.a.clone(), net.b.clone());
-    executor.spawn(net.runner_a.run()).detach();
-    executor.spawn(net.runner_b.run()).detach();
+    let Sim {
+        executor,
+        clock,
+        a,
+        b,
+    } = Sim::from_net(Net::new(Faults::none()));
 
     let mut listener = TcpListener::bind(&b, 7, 1).unwrap();
     let server = executor.spawn(async move {

@@ -42,13 +42,15 @@ fn errors_for_size_port_and_timeout() {
             max: 1472
         })
     );
+    // Socket timeouts are executor timers: wait as a torito task.
+    let sim = Sim::from_net(net);
     socket.set_timeout(Some(Duration::from_millis(100)));
     let mut buffer = [0u8; 8];
     assert_eq!(
-        net.run(10_000, socket.recv_from(&mut buffer)),
+        sim.executor.block_on(socket.recv_from(&mut buffer)),
         Err(Error::TimedOut)
     );
-    let count = net.a.socket_count();
+    let count = sim.a.socket_count();
     drop(socket);
-    assert_eq!(net.a.socket_count(), count - 1);
+    assert_eq!(sim.a.socket_count(), count - 1);
 }

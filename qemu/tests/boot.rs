@@ -116,14 +116,14 @@ fn powers_off_through_s5(machine: &str, register: &str) -> Result<(), Failure> {
 
 #[test]
 fn power_off_s5_q35() -> Result<(), Failure> {
-    // q35's PM1a control block is I/O port 0x604 (1540).
-    powers_off_through_s5("q35", "PM1a control 1540")
+    // q35's PM1a control block is I/O port 0x604.
+    powers_off_through_s5("q35", "PM1a control 0x604,")
 }
 
 #[test]
 fn power_off_s5_microvm() -> Result<(), Failure> {
     // microvm has hardware-reduced ACPI: a sleep control register, no PM1a block.
-    powers_off_through_s5("microvm", "sleep control true")
+    powers_off_through_s5("microvm", "PM1a control 0x0, sleep control 0xfea")
 }
 
 #[test]

@@ -24,7 +24,7 @@ fn listen() -> Result<(), Error> {
     torito::println!("echo: listening on port {}", PORT);
     loop {
         match listener.accept() {
-            Ok(stream) => drop(torito::task::spawn_blocking(move || serve(stream))),
+            Ok(stream) => torito::task::spawn_blocking(move || serve(stream)).detach(),
             Err(error) => torito::log::warn!("echo: accept failed: {}", error),
         }
     }

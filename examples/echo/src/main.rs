@@ -18,7 +18,7 @@ async fn main() -> Result<(), net::Error> {
     let mut listener = TcpListener::bind(&stack, PORT, BACKLOG)?;
     torito::println!("echo: listening on port {}", PORT);
     if torito::boot::arg("app.stats").is_some() {
-        drop(torito::task::spawn(report(stack.clone())));
+        torito::task::spawn(report(stack.clone())).detach();
     }
     let mut next_core = 0;
     loop {

@@ -72,7 +72,7 @@ async fn main() -> i32 {
         }
         other => {
             torito::println!(
-                "faults: unknown fault `{}`; use app.fault=page|divide|overflow|oom|panic|write-text",
+                "faults: unknown fault `{}`; use app.fault=page|divide|overflow|oom|panic|write-text|block-outside",
                 other
             );
             2

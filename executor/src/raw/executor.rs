@@ -1,42 +1,126 @@
-//! The raw executor: one round of "fire timers, drain the run queue, poll each task once".
+//! An executor's state and the header of every task it owns.
+//!
+//! The two point at each other: a task header names its executor (a wake pushes the task
+//! on that executor's run queue), and the executor's run queue, timer list and "task
+//! being polled" slot hold task headers. So they are defined together, here, as plain
+//! data; everything that acts on them sits above this module: the task life cycle
+//! (`task`), wakers (`waker`), timers (`timer_queue`) and the round (`round`).
 
 use core::cell::UnsafeCell;
 use core::ptr::{self, NonNull};
-use core::sync::atomic::Ordering::{AcqRel, Acquire, Release, SeqCst};
-use core::sync::atomic::{AtomicBool, AtomicPtr};
-use core::task::Context;
+use core::sync::atomic::Ordering::{Acquire, Release, SeqCst};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize};
+use core::task::{Context, Waker};
 
-use super::queue::RunQueue;
-use super::task::{self, COMPLETED, FREEING, Free, Header, MainTask, RUNNING, SCHEDULED};
-use super::timer_queue;
-use super::waker::waker_ref;
-use crate::{Clock, Platform};
+use super::queue::{Linked, RunQueue};
+use crate::platform::{Clock, Platform};
 
-/// Everything an executor owns. Wrapped by the safe `crate::Executor`.
-pub(crate) struct RawExecutor {
+/// An async executor for one CPU core.
+///
+/// Meant to be a `static`, one per core (hence the `const fn` [`new`](Self::new)). It
+/// is `Sync`: any core may [`spawn`](Self::spawn) onto it or wake its tasks, but only
+/// one core at a time may drive it (`run`, `run_once`, `block_on`), normally the core
+/// named by [`core`](Self::core).
+///
+/// Its state is defined in the crate's unsafe core (`raw`), its methods in the safe
+/// shell above it.
+///
+/// # Examples
+///
+/// ```
+/// use torito_executor::{Clock, Executor, Instant, Platform};
+///
+/// struct Host;
+/// impl Platform for Host {
+///     fn idle(&self, _deadline: Option<Instant>, _has_work: &dyn Fn() -> bool) {}
+///     fn wake_core(&self, _core: usize) {}
+/// }
+/// struct Zero;
+/// impl Clock for Zero {
+///     fn now(&self) -> Instant { Instant::ZERO }
+/// }
+///
+/// static EXECUTOR: Executor = Executor::new(0, &Host, &Zero);
+///
+/// let answer = EXECUTOR.block_on(async {
+///     let task = EXECUTOR.spawn(async { 6 * 7 });
+///     task.await
+/// });
+/// assert_eq!(answer, 42);
+/// ```
+pub struct Executor {
     pub(crate) core: usize,
     pub(crate) platform: &'static dyn Platform,
     pub(crate) clock: &'static dyn Clock,
-    pub(crate) queue: RunQueue,
+    pub(crate) queue: RunQueue<Header>,
     /// Set while a round (or `block_on`'s poll of its future) runs; see [`Busy`].
     busy: AtomicBool,
     /// The task being polled right now, or null. Lets a timer registration tell
     /// whether it happens inside its task's poll (see `timer_queue::register`).
     pub(crate) current: AtomicPtr<Header>,
-    /// Head of the timer list; only touched with `busy` held.
-    pub(crate) timers: UnsafeCell<*mut Header>,
+    /// Head of the timer list; only touched with `busy` held (through [`Busy`]).
+    timers: UnsafeCell<*mut Header>,
 }
 
 // SAFETY: the only non-`Sync` field is `timers` (and the `TimerLink`s it reaches),
-// which is only accessed while holding `busy`, acquired with an Acquire swap and
-// released with a Release store: those accesses are serialized even if the executor is
-// (wrongly) driven from two cores. Everything else is atomic or immutable.
-unsafe impl Sync for RawExecutor {}
+// which is only reached through `Busy`, whose flag is acquired with an Acquire swap
+// and released with a Release store: those accesses are serialized even if the
+// executor is (wrongly) driven from two cores. Everything else is atomic or immutable.
+unsafe impl Sync for Executor {}
+
+impl Executor {
+    /// An executor for core `core`, sleeping and waking through `platform`, reading
+    /// time from `clock`.
+    pub const fn new(
+        core: usize,
+        platform: &'static dyn Platform,
+        clock: &'static dyn Clock,
+    ) -> Self {
+        Executor {
+            core,
+            platform,
+            clock,
+            queue: RunQueue::new(),
+            busy: AtomicBool::new(false),
+            current: AtomicPtr::new(ptr::null_mut()),
+            timers: UnsafeCell::new(ptr::null_mut()),
+        }
+    }
+
+    /// Takes the busy flag.
+    ///
+    /// # Panics
+    ///
+    /// If the executor is already running: `run_once`/`block_on` called from inside one
+    /// of its tasks, or the same executor driven by two cores at once.
+    pub(crate) fn enter(&self) -> Busy<'_> {
+        if self.busy.swap(true, Acquire) {
+            panic!(
+                "torito executor re-entered: run_once/block_on called from inside a task, or one executor driven by two cores"
+            );
+        }
+        Busy { executor: self }
+    }
+}
 
 /// Proof that the caller holds the executor's busy flag: the only way to the timer list
 /// and to polling. Dropping it releases the flag, also when a poll panics (host tests).
 pub(crate) struct Busy<'a> {
-    executor: &'a RawExecutor,
+    executor: &'a Executor,
+}
+
+impl<'a> Busy<'a> {
+    /// The executor whose flag is held.
+    pub(crate) fn executor(&self) -> &'a Executor {
+        self.executor
+    }
+
+    /// The head of the executor's timer list.
+    pub(crate) fn timers(&mut self) -> &mut *mut Header {
+        // SAFETY: we hold the busy flag (see `Sync for Executor`), and the `&mut self`
+        // borrow keeps this the only reference made through this proof.
+        unsafe { &mut *self.executor.timers.get() }
+    }
 }
 
 impl Drop for Busy<'_> {
@@ -48,123 +132,48 @@ impl Drop for Busy<'_> {
     }
 }
 
-impl RawExecutor {
-    pub(crate) const fn new(
-        core: usize,
-        platform: &'static dyn Platform,
-        clock: &'static dyn Clock,
-    ) -> Self {
-        RawExecutor {
-            core,
-            platform,
-            clock,
-            queue: RunQueue::new(),
-            busy: AtomicBool::new(false),
-            current: AtomicPtr::new(ptr::null_mut()),
-            timers: UnsafeCell::new(ptr::null_mut()),
-        }
-    }
+/// Link in the owning executor's timer list. Only touched by that executor while it
+/// holds its busy flag (see [`Busy`]).
+pub(crate) struct TimerLink {
+    pub(crate) next: *mut Header,
+    pub(crate) linked: bool,
+}
 
-    /// # Panics
-    ///
-    /// If the executor is already running: `run_once`/`block_on` called from inside one
-    /// of its tasks, or the same executor driven by two cores at once.
-    fn enter(&self) -> Busy<'_> {
-        if self.busy.swap(true, Acquire) {
-            panic!(
-                "torito executor re-entered: run_once/block_on called from inside a task, or one executor driven by two cores"
-            );
-        }
-        Busy { executor: self }
-    }
+/// The non-generic part of every task. `#[repr(C)]` and first in `task::Task`, so a
+/// `*mut Task<F>` is a valid `*mut Header` and back. Its life cycle and the meaning of
+/// each field are in `task`.
+#[repr(C)]
+pub(crate) struct Header {
+    pub(crate) state: AtomicU32,
+    pub(crate) refs: AtomicUsize,
+    /// Run-queue link, owned by whoever set `SCHEDULED` (or `FREEING`), see `queue`.
+    pub(crate) next: AtomicPtr<Header>,
+    pub(crate) executor: &'static Executor,
+    pub(crate) vtable: &'static TaskVTable,
+    /// Earliest timer deadline registered by this task, in nanoseconds, or `NEVER`.
+    /// Atomic so a registration is a single `fetch_min` whatever core it comes from.
+    pub(crate) expires_at: AtomicU64,
+    pub(crate) timer: UnsafeCell<TimerLink>,
+    /// The JoinHandle's waker; who may touch it is decided by `JOIN_WAKER`/`COMPLETED`.
+    pub(crate) join_waker: UnsafeCell<Option<Waker>>,
+}
 
-    /// Polls one task with the busy flag held; returns "completed".
-    ///
-    /// # Safety
-    ///
-    /// `task` is live, not completed, owned by this executor, and the caller holds a
-    /// reference to it for the duration of the call.
-    unsafe fn poll_task(&self, _busy: &Busy<'_>, task: NonNull<Header>) -> bool {
-        // SeqCst pairs with `timer_queue::register` (Dekker): either the registration
-        // sees us polling this task, or we see its deadline after the poll.
-        self.current.store(task.as_ptr(), SeqCst);
-        // SAFETY: live for the call (caller's reference).
-        let waker = unsafe { waker_ref(task) };
-        let mut cx = Context::from_waker(&waker);
-        // SAFETY: owning executor, busy held, task RUNNING/not completed (caller).
-        let completed = unsafe { task::poll(task, &mut cx) };
-        self.current.store(ptr::null_mut(), SeqCst);
-        completed
+// SAFETY: `next` is the header's one run-queue link, and only the queue writes it while
+// the task is pushed (`SCHEDULED`/`FREEING` keep anyone else from pushing it).
+unsafe impl Linked for Header {
+    fn next(&self) -> &AtomicPtr<Header> {
+        &self.next
     }
+}
 
-    /// One round. Returns (tasks polled, earliest pending timer deadline or `NEVER`).
-    pub(crate) fn run_once(&self) -> (usize, u64) {
-        let busy = self.enter();
-        let now = self.clock.now().as_nanos();
-        // Fire timers first: tasks they wake join this round's batch.
-        let mut next_deadline = timer_queue::fire(self, &busy, now);
-        let mut polled = 0;
-        // Everything woken from here on lands in a fresh list: polled next round.
-        for task in self.queue.take_all() {
-            // SAFETY: the batch hands us the queue's reference, so the task is live.
-            let header = unsafe { task.as_ref() };
-            let state = header.state.load(Acquire);
-            if state & FREEING != 0 {
-                // SAFETY: pushed by `release(.., Deferred)`; the claim is ours now.
-                unsafe { task::dealloc(task) };
-                continue;
-            }
-            if state & COMPLETED != 0 {
-                // Woken before it completed. SCHEDULED stays set, so later wakes stay
-                // no-ops. SAFETY: the queue's reference, not used afterwards.
-                unsafe { task::release(task, Free::Now) };
-                continue;
-            }
-            // SCHEDULED is set (we took it from the queue) and RUNNING clear: one XOR
-            // moves it to RUNNING. From here a wake sets SCHEDULED and queues it again.
-            // AcqRel: Acquire pairs with every waker's RMW (see `task::wake`).
-            header.state.fetch_xor(SCHEDULED | RUNNING, AcqRel);
-            polled += 1;
-            // SAFETY: live (queue reference), ours, RUNNING so not completed.
-            let completed = unsafe { self.poll_task(&busy, task) };
-            if completed {
-                // SAFETY: RUNNING and just returned Ready; this consumes the
-                // executor's reference while we still hold the queue's.
-                unsafe { task::complete(task) };
-            } else {
-                // Release: the poll's writes happen before a later poll on another
-                // core (only possible if the executor moves between cores).
-                header.state.fetch_and(!RUNNING, Release);
-                // SAFETY: live (queue reference), busy held.
-                let expires_at = unsafe { timer_queue::link(self, &busy, task) };
-                next_deadline = next_deadline.min(expires_at);
-            }
-            // SAFETY: the queue's reference, not used afterwards.
-            unsafe { task::release(task, Free::Now) };
-        }
-        drop(busy);
-        (polled, next_deadline)
-    }
-
-    /// Polls `block_on`'s future through `poll`, with `main`'s waker and the busy flag
-    /// held, so its timers register like any task's.
-    pub(crate) fn poll_main<R>(
-        &self,
-        main: &MainTask,
-        poll: impl FnOnce(&mut Context<'_>) -> R,
-    ) -> R {
-        let busy = self.enter();
-        let task = main.task();
-        // SeqCst: see `poll_task`.
-        self.current.store(task.as_ptr(), SeqCst);
-        let result = {
-            // SAFETY: `main` holds a reference for the whole borrow.
-            let waker = unsafe { waker_ref(task) };
-            poll(&mut Context::from_waker(&waker))
-        };
-        self.current.store(ptr::null_mut(), SeqCst);
-        // SAFETY: `main` holds a reference; busy held.
-        unsafe { timer_queue::link(self, &busy, task) };
-        result
-    }
+/// The operations that depend on the future's type (one table per future type).
+pub(crate) struct TaskVTable {
+    /// Polls the future; on `Ready` drops it and stores the output. Returns "completed".
+    pub(crate) poll: unsafe fn(NonNull<Header>, &mut Context<'_>) -> bool,
+    /// Moves the output into the `Option<F::Output>` behind the pointer.
+    pub(crate) take_output: unsafe fn(NonNull<Header>, *mut ()),
+    /// Drops the output if it is still there.
+    pub(crate) drop_output: unsafe fn(NonNull<Header>),
+    /// Frees the allocation.
+    pub(crate) dealloc: unsafe fn(NonNull<Header>),
 }

@@ -14,15 +14,29 @@
 //!
 //! Atomic orderings are explained at each use; there is no Miri on stable, so every
 //! ordering argument is written down next to the operation it justifies.
+//!
+//! # Layers
+//!
+//! Each module imports only the ones below it, and none imports the safe shell (only
+//! the vocabulary beside it: `platform`'s traits and `time`'s `Instant`):
+//!
+//! ```text
+//! round        one round: fire timers, poll each ready task once   (top)
+//! timer_queue  the timer list, and the timer view of a task
+//! waker        the waker vtable: a waker is a task pointer
+//! task         task memory and life cycle: spawn, wake, complete, JoinRef, MainTask
+//! executor     the Executor's state and the task Header: they name each other
+//! queue        an intrusive run queue of any linked node             (bottom)
+//! ```
 
 pub(crate) mod executor;
-pub(crate) mod pin;
 pub(crate) mod queue;
+pub(crate) mod round;
 pub(crate) mod task;
 pub(crate) mod timer_queue;
 pub(crate) mod waker;
 
-pub(crate) use executor::RawExecutor;
+pub(crate) use executor::Executor;
 pub(crate) use task::{JoinRef, MainTask, spawn};
 pub(crate) use timer_queue::TaskTimer;
 pub(crate) use waker::executor_of;

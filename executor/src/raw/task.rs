@@ -48,9 +48,9 @@ use core::pin::Pin;
 use core::ptr::{self, NonNull};
 use core::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, fence};
-use core::task::{Context, Poll, Waker};
+use core::task::{Context, Poll};
 
-use crate::Executor;
+use super::executor::{Executor, Header, TaskVTable, TimerLink};
 
 /// Queued for a poll (or about to be pushed). The queue owns a reference.
 pub(crate) const SCHEDULED: u32 = 1 << 0;
@@ -69,43 +69,6 @@ pub(crate) const FREEING: u32 = 1 << 6;
 
 /// `expires_at` value meaning "no timer".
 pub(crate) const NEVER: u64 = u64::MAX;
-
-/// Link in the owning executor's timer list. Only touched by that executor while it
-/// holds its busy flag (see `raw::executor::Busy`).
-pub(crate) struct TimerLink {
-    pub(crate) next: *mut Header,
-    pub(crate) linked: bool,
-}
-
-/// The non-generic part of every task. `#[repr(C)]` and first in [`Task`], so a
-/// `*mut Task<F>` is a valid `*mut Header` and back.
-#[repr(C)]
-pub(crate) struct Header {
-    pub(crate) state: AtomicU32,
-    refs: AtomicUsize,
-    /// Run-queue link, owned by whoever set `SCHEDULED` (or `FREEING`), see `queue`.
-    pub(crate) next: AtomicPtr<Header>,
-    pub(crate) executor: &'static Executor,
-    vtable: &'static TaskVTable,
-    /// Earliest timer deadline registered by this task, in nanoseconds, or [`NEVER`].
-    /// Atomic so a registration is a single `fetch_min` whatever core it comes from.
-    pub(crate) expires_at: AtomicU64,
-    pub(crate) timer: UnsafeCell<TimerLink>,
-    /// The JoinHandle's waker; who may touch it is decided by `JOIN_WAKER`/`COMPLETED`.
-    join_waker: UnsafeCell<Option<Waker>>,
-}
-
-/// The operations that depend on the future's type.
-struct TaskVTable {
-    /// Polls the future; on `Ready` drops it and stores the output. Returns "completed".
-    poll: unsafe fn(NonNull<Header>, &mut Context<'_>) -> bool,
-    /// Moves the output into the `Option<F::Output>` behind the pointer.
-    take_output: unsafe fn(NonNull<Header>, *mut ()),
-    /// Drops the output if it is still there.
-    drop_output: unsafe fn(NonNull<Header>),
-    /// Frees the allocation.
-    dealloc: unsafe fn(NonNull<Header>),
-}
 
 #[repr(C)]
 struct Task<F: Future> {
@@ -243,11 +206,10 @@ where
 {
     // References: the executor (until completion), the queue, the JoinHandle.
     let task = allocate(executor, future, SCHEDULED | JOIN_INTEREST, 3);
-    let raw = executor.raw();
     // SAFETY: the task is fresh: SCHEDULED is set, nobody else can push it, and the
     // queue gets the reference counted for it above.
-    unsafe { raw.queue.push(task) };
-    raw.platform.wake_core(raw.core);
+    unsafe { executor.queue.push(task) };
+    executor.platform.wake_core(executor.core);
     JoinRef {
         task,
         _output: PhantomData,
@@ -299,11 +261,11 @@ pub(crate) unsafe fn release(task: NonNull<Header>, free: Free) {
         Free::Deferred => {
             // Relaxed: the Release push publishes it.
             header.state.fetch_or(FREEING, Relaxed);
-            let raw = header.executor.raw();
+            let executor = header.executor;
             // SAFETY: nobody else holds a reference, so nobody else can push it and
             // the queue takes over our (last) claim on it; `run_once` frees it.
-            unsafe { raw.queue.push(task) };
-            raw.platform.wake_core(raw.core);
+            unsafe { executor.queue.push(task) };
+            executor.platform.wake_core(executor.core);
         }
     }
 }
@@ -327,7 +289,7 @@ pub(crate) unsafe fn wake(task: NonNull<Header>, owned: bool) {
     let prev = header.state.fetch_or(SCHEDULED, AcqRel);
     let queue_it = prev & (SCHEDULED | COMPLETED) == 0;
     if queue_it {
-        let raw = header.executor.raw();
+        let executor = header.executor;
         if prev & MAIN == 0 {
             if !owned {
                 // SAFETY: live, and we hold a reference.
@@ -335,12 +297,12 @@ pub(crate) unsafe fn wake(task: NonNull<Header>, owned: bool) {
             }
             // SAFETY: we set SCHEDULED, so this is the only push in flight, and the
             // queue gets the reference taken (or handed over) just above.
-            unsafe { raw.queue.push(task) };
-            raw.platform.wake_core(raw.core);
+            unsafe { executor.queue.push(task) };
+            executor.platform.wake_core(executor.core);
             return;
         }
         // `block_on` polls the main task itself; it only needs its core woken.
-        raw.platform.wake_core(raw.core);
+        executor.platform.wake_core(executor.core);
     }
     if owned {
         // SAFETY: the caller gave us this reference and we do not use `task` after.

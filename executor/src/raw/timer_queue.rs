@@ -13,8 +13,8 @@ use core::ptr::{self, NonNull};
 use core::sync::atomic::Ordering::{Acquire, Relaxed, SeqCst};
 use core::task::Waker;
 
-use super::executor::{Busy, RawExecutor};
-use super::task::{self, COMPLETED, Free, Header, NEVER};
+use super::executor::{Busy, Header};
+use super::task::{self, COMPLETED, Free, NEVER};
 use super::waker::task_of;
 use crate::time::Instant;
 
@@ -24,12 +24,12 @@ pub(crate) const NOT_IN_TASK: &str = "torito timers must be polled inside a tori
 /// Wakes every linked task whose deadline is `<= now` and unlinks it, unlinks tasks
 /// that completed or no longer have a deadline, and returns the earliest remaining
 /// deadline (or `NEVER`). Tasks woken here are polled in the same round.
-pub(crate) fn fire(executor: &RawExecutor, _busy: &Busy<'_>, now: u64) -> u64 {
+pub(crate) fn fire(busy: &mut Busy<'_>, now: u64) -> u64 {
     let mut next_deadline = NEVER;
     // `slot` is the link pointing at the task under inspection: the list head first,
     // then the `next` field of the last task kept.
-    let mut slot: *mut *mut Header = executor.timers.get();
-    // SAFETY: `_busy` proves we hold the busy flag, the only way to touch the list;
+    let mut slot: *mut *mut Header = busy.timers();
+    // SAFETY: `busy` proves we hold the busy flag, the only way to touch the list;
     // `slot` points to the head or to a linked (hence live) task's link.
     while let Some(task) = NonNull::new(unsafe { *slot }) {
         // SAFETY: linked tasks are live: the list holds a reference to each.
@@ -70,8 +70,9 @@ pub(crate) fn fire(executor: &RawExecutor, _busy: &Busy<'_>, now: u64) -> u64 {
 ///
 /// # Safety
 ///
-/// `task` is live, owned by `executor`, and the caller holds a reference to it.
-pub(crate) unsafe fn link(executor: &RawExecutor, _busy: &Busy<'_>, task: NonNull<Header>) -> u64 {
+/// `task` is live, owned by the executor `busy` was taken on, and the caller holds a
+/// reference to it.
+pub(crate) unsafe fn link(busy: &mut Busy<'_>, task: NonNull<Header>) -> u64 {
     // SAFETY: live (caller's reference).
     let header = unsafe { task.as_ref() };
     // SeqCst: the other half of the Dekker pair in `register`.
@@ -83,8 +84,7 @@ pub(crate) unsafe fn link(executor: &RawExecutor, _busy: &Busy<'_>, task: NonNul
             // SAFETY: live and we hold a reference; the new one belongs to the list.
             unsafe { task::retain(task) };
             link.linked = true;
-            // SAFETY: busy held.
-            let head = unsafe { &mut *executor.timers.get() };
+            let head = busy.timers();
             link.next = *head;
             *head = task.as_ptr();
         }
@@ -119,7 +119,7 @@ impl<'a> TaskTimer<'a> {
 
     /// The owning executor's clock.
     pub(crate) fn now(&self) -> Instant {
-        self.header().executor.now()
+        self.header().executor.clock.now()
     }
 
     /// Asks for a wake once the clock reaches `deadline`.
@@ -130,7 +130,7 @@ impl<'a> TaskTimer<'a> {
         // polled elsewhere with this task's waker), either we see `current` is not
         // our task and wake it, or the executor's post-poll `link` sees our deadline.
         header.expires_at.fetch_min(deadline.as_nanos(), SeqCst);
-        if header.executor.raw().current.load(SeqCst) != self.task.as_ptr() {
+        if header.executor.current.load(SeqCst) != self.task.as_ptr() {
             // Not inside our task's poll: nobody would link it, so get it polled.
             // SAFETY: live, and the waker holds a reference during the call.
             unsafe { task::wake(self.task, false) };

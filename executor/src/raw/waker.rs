@@ -10,7 +10,8 @@ use core::ops::Deref;
 use core::ptr::{self, NonNull};
 use core::task::{RawWaker, RawWakerVTable, Waker};
 
-use super::task::{self, Free, Header};
+use super::executor::{Executor, Header};
+use super::task::{self, Free};
 
 /// A `static`, not a `const`: its address is the tag compared in [`task_of`], and only
 /// a static is guaranteed to have a single address.
@@ -96,7 +97,7 @@ pub(crate) fn task_of(waker: &Waker) -> Option<NonNull<Header>> {
 }
 
 /// The executor that owns the task behind `waker`.
-pub(crate) fn executor_of(waker: &Waker) -> Option<&'static crate::Executor> {
+pub(crate) fn executor_of(waker: &Waker) -> Option<&'static Executor> {
     // SAFETY: a torito waker owns a reference, so the header is live while we read
     // its (immutable) executor field.
     task_of(waker).map(|task| unsafe { task.as_ref() }.executor)

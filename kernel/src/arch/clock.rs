@@ -7,18 +7,19 @@
 //! 3. a measurement against the ACPI PM timer (3.579545 MHz, q35/pc);
 //! 4. a measurement against PIT channel 0 (1.193182 MHz, microvm, Firecracker).
 //!
-//! A measurement spans at least `CALIBRATION_MICROS`: short, because boot time is a
-//! product feature, yet a thousand reference ticks, so the error stays near 0.1%.
+//! A measurement spans `CALIBRATION_MICROS`: short, because boot time is a product
+//! feature, yet a thousand reference ticks, so the error stays near 0.1%. The local APIC
+//! count-down rate (needed only without TSC-deadline mode) is measured in the same window,
+//! or against the TSC when a CPUID leaf gave the TSC's rate but not the APIC's.
 //!
-//! The PIT measurement overlaps the rest of the boot instead of waiting for it: at
-//! kernel entry `start_early` starts PIT channel 0 as a one-shot count-down from 0xffff
-//! (55 ms) and notes the TSC; `calibrate` reads the count and the TSC again. The PIT's
-//! OUT pin (read-back status) says whether the count ran out, so a boot slower than
-//! 55 ms is detected and measured the slow way instead of being miscounted. The local
-//! APIC count-down rate (needed without TSC-deadline mode) is then measured against the
-//! TSC over the window from `lapic::init` to `finish_calibration`, just before `main`:
-//! the other cores' bring-up overlaps it too.
+//! All of it happens in one place, `calibrate`, at one point of the boot. Spreading the
+//! measurement over the boot (start the PIT at entry, read it later) saves the wait only
+//! on a boot that takes longer than the window before `calibrate` and has neither CPUID
+//! leaf: a gain seen under emulation, where the boot is slow, and not on hardware, where
+//! the boot to this point takes well under the window and CPUID or TSC-deadline mode
+//! usually makes the measurement unnecessary.
 
+use super::boot_token::Boot;
 use super::{acpi, lapic};
 use core::sync::atomic::{AtomicU64, Ordering};
 use x86_64::instructions::port::Port;
@@ -28,10 +29,6 @@ const PIT_HZ: u64 = 1_193_182;
 const PM_TIMER_HZ: u64 = 3_579_545;
 
 static BOOT_TSC: AtomicU64 = AtomicU64::new(0);
-/// TSC when the early PIT one-shot started (0 = not started).
-static EARLY_TSC: AtomicU64 = AtomicU64::new(0);
-/// TSC when the local APIC started its free count (0 = not started).
-static APIC_START_TSC: AtomicU64 = AtomicU64::new(0);
 static TSC_HZ: AtomicU64 = AtomicU64::new(0);
 /// `nanoseconds = (ticks * NANOS_PER_TICK_32) >> 32`.
 static NANOS_PER_TICK_32: AtomicU64 = AtomicU64::new(0);
@@ -76,8 +73,8 @@ pub fn rdtsc() -> u64 {
     unsafe { core::arch::x86_64::_rdtsc() }
 }
 
-/// Records the TSC at kernel entry (the boot stub's first instruction, which reads it
-/// before unpacking the kernel): the epoch of `now_nanos`.
+/// Records the TSC at kernel entry (read by the boot stub's first instruction): the
+/// epoch of `now_nanos`.
 pub fn mark_boot(entry_tsc: u64) {
     BOOT_TSC.store(entry_tsc, Ordering::Relaxed);
 }
@@ -166,96 +163,18 @@ fn start_pit() {
     }
 }
 
-/// Starts the overlapped PIT measurement (first thing at kernel entry).
-pub fn start_early() {
-    // SAFETY: PIT ports belong to this module; channel 0, lobyte/hibyte, mode 0
-    // (interrupt on terminal count: OUT goes high when the count reaches 0), binary,
-    // count 0xffff. IRQ 0 stays masked, so this only runs a counter.
-    unsafe {
-        Port::<u8>::new(0x43).write(0x30);
-        Port::<u8>::new(0x40).write(0xff);
-        Port::<u8>::new(0x40).write(0xff);
-    }
-    EARLY_TSC.store(rdtsc(), Ordering::Relaxed);
-}
-
-/// Channel 0's (status, count) through the read-back command.
-fn pit_status_and_count() -> (u8, u16) {
-    // SAFETY: read-back of channel 0's status and count (0xc2) has no other effect.
-    unsafe {
-        Port::<u8>::new(0x43).write(0xc2);
-        let status = Port::<u8>::new(0x40).read();
-        let low = Port::<u8>::new(0x40).read();
-        let high = Port::<u8>::new(0x40).read();
-        (status, u16::from_le_bytes([low, high]))
-    }
-}
-
-/// The TSC frequency from the early PIT one-shot, if it is usable: running in mode 0,
-/// not run out, and (after waiting if needed) at least `CALIBRATION_MICROS` long.
-fn from_early_pit() -> Option<u64> {
-    let start = EARLY_TSC.load(Ordering::Relaxed);
-    if start == 0 {
-        return None;
-    }
-    let wanted = PIT_HZ * CALIBRATION_MICROS / 1_000_000;
-    loop {
-        let tsc = rdtsc();
-        let (status, count) = pit_status_and_count();
-        // Status: bit 7 OUT (high = ran out), bits 1-3 mode (0), bits 4-5 access (3).
-        if status & 0x80 != 0 || status & 0x3e != 0x30 {
-            return None;
-        }
-        let elapsed = u64::from(0xffff - count);
-        if elapsed >= wanted {
-            return Some((tsc - start) * PIT_HZ / elapsed);
-        }
-        core::hint::spin_loop();
-    }
-}
-
-/// Records that the boot core's local APIC free count starts now (see
-/// `apic_hz_since_start`). Only the first call counts: the other cores' `lapic::init`
-/// may run before `finish_calibration`, and their counts are not the one measured.
-pub fn mark_apic_start() {
-    let _ = APIC_START_TSC.compare_exchange(0, rdtsc(), Ordering::Relaxed, Ordering::Relaxed);
-}
-
-/// The APIC count-down rate measured against the TSC (now known at `tsc_hz`) since
-/// `mark_apic_start`, waiting until the window is `CALIBRATION_MICROS` long.
-fn apic_hz_since_start(tsc_hz: u64) -> Option<u64> {
-    let start = APIC_START_TSC.load(Ordering::Relaxed);
-    if start == 0 {
-        return None;
-    }
+/// The APIC count-down rate measured against the TSC (running at `tsc_hz`) over
+/// `CALIBRATION_MICROS`: for when a CPUID leaf gave the TSC's rate but not the APIC's.
+fn apic_hz_against_tsc(tsc_hz: u64) -> u64 {
     let window = tsc_hz * CALIBRATION_MICROS / 1_000_000;
+    lapic::start_free_count();
+    let start = rdtsc();
+    let apic_start = lapic::current_count();
     while rdtsc() - start < window {
         core::hint::spin_loop();
     }
-    let counted = u64::from(u32::MAX - lapic::current_count());
-    let ticks = rdtsc() - start;
-    Some(counted * tsc_hz / ticks)
-}
-
-const NO_TIMER_RATE: &str = "no rate for the local APIC timer and no TSC-deadline mode";
-
-/// Completes the calibration on the boot core, before anything can arm a timer: when the
-/// TSC came from the early PIT and there is no TSC-deadline mode, the local APIC's rate
-/// is measured against the TSC over the window since `lapic::init`. By now that window
-/// spans the rest of the boot, so it rarely has to be waited for.
-pub fn finish_calibration() -> Result<(), &'static str> {
-    if lapic::timer_hz() != 0 || lapic::deadline_mode() {
-        return Ok(());
-    }
-    let hz = apic_hz_since_start(TSC_HZ.load(Ordering::Relaxed)).filter(|hz| *hz > 0);
-    let hz = hz.ok_or(NO_TIMER_RATE)?;
-    lapic::set_timer_hz(hz);
-    log::debug!(
-        "clock: APIC timer {} kHz, measured over {} us",
-        hz / 1000,
-        ticks_to_micros(rdtsc() - APIC_START_TSC.load(Ordering::Relaxed))
-    );
-    Ok(())
+    let counted = u64::from(apic_start.wrapping_sub(lapic::current_count()));
+    counted * tsc_hz / (rdtsc() - start).max(1)
 }
 
 /// Measures (TSC Hz, APIC count-down Hz) against `reference`; `None` if it never moves.
@@ -295,54 +214,28 @@ fn measure(reference: &Reference) -> Option<(u64, u64)> {
     Some((tsc * reference.hz / elapsed, apic * reference.hz / elapsed))
 }
 
-/// Finds the TSC frequency (and the APIC timer rate) and starts the clock.
-pub fn calibrate() -> Result<Calibration, &'static str> {
-    let (tsc_hz, source, timer_hz) = if let Some(found) = from_cpuid() {
-        found
-    } else if let Some(tsc_hz) = from_early_pit() {
-        // The APIC rate is left to `finish_calibration`, over a longer window.
-        (tsc_hz, Source::Pit, None)
-    } else {
-        let fadt = acpi::fadt();
-        let pm = fadt.pm_timer.map(|port| Reference {
-            read: read_pm_timer,
-            port,
-            mask: if fadt.pm_timer_32bit {
-                0xffff_ffff
-            } else {
-                0x00ff_ffff
-            },
-            hz: PM_TIMER_HZ,
-            counts_down: false,
-        });
-        let pm = pm
-            .and_then(|reference| measure(&reference))
-            .map(|(tsc, apic)| (tsc, Source::PmTimer, Some(apic)));
-        match pm {
-            Some(found) => found,
-            None => {
-                start_pit();
-                let pit = Reference {
-                    read: read_pit,
-                    port: 0x40,
-                    mask: 0xffff,
-                    hz: PIT_HZ,
-                    counts_down: true,
-                };
-                let (tsc, apic) = measure(&pit).ok_or(
-                    "no clock to calibrate against: no CPUID 0x15/0x40000010 frequency, no ACPI PM timer, no PIT",
-                )?;
-                (tsc, Source::Pit, Some(apic))
-            }
-        }
+/// Finds the TSC frequency (and the APIC timer rate, unless TSC-deadline mode makes it
+/// unneeded) and starts the clock. Runs in the boot sequence (hence `&Boot`), after
+/// `lapic::init` and `acpi::init`.
+///
+/// # Errors
+/// A message when no reference clock works or the result is implausible.
+pub fn calibrate(_boot_only: &Boot) -> Result<Calibration, &'static str> {
+    let (tsc_hz, source, timer_hz) = match from_cpuid() {
+        Some(found) => found,
+        None => measure_against_reference()?,
     };
     if tsc_hz < 1_000_000 {
         return Err("measured TSC frequency below 1 MHz: the clock source is broken");
     }
-    if let Some(hz) = timer_hz.filter(|hz| *hz > 0) {
+    if !lapic::deadline_mode() {
+        let hz = timer_hz
+            .filter(|hz| *hz > 0)
+            .unwrap_or_else(|| apic_hz_against_tsc(tsc_hz));
+        if hz == 0 {
+            return Err("the local APIC timer does not count: no timer without TSC-deadline mode");
+        }
         lapic::set_timer_hz(hz);
-    } else if !lapic::deadline_mode() && APIC_START_TSC.load(Ordering::Relaxed) == 0 {
-        return Err(NO_TIMER_RATE);
     }
     TSC_HZ.store(tsc_hz, Ordering::Relaxed);
     NANOS_PER_TICK_32.store(
@@ -350,4 +243,34 @@ pub fn calibrate() -> Result<Calibration, &'static str> {
         Ordering::Relaxed,
     );
     Ok(Calibration { tsc_hz, source })
+}
+
+/// (TSC Hz, source, APIC Hz) measured against the ACPI PM timer, else the PIT.
+fn measure_against_reference() -> Result<(u64, Source, Option<u64>), &'static str> {
+    let pm = acpi::fadt().pm_timer.map(|timer| Reference {
+        read: read_pm_timer,
+        port: timer.port,
+        mask: if timer.bits32 {
+            0xffff_ffff
+        } else {
+            0x00ff_ffff
+        },
+        hz: PM_TIMER_HZ,
+        counts_down: false,
+    });
+    if let Some((tsc, apic)) = pm.and_then(|reference| measure(&reference)) {
+        return Ok((tsc, Source::PmTimer, Some(apic)));
+    }
+    start_pit();
+    let pit = Reference {
+        read: read_pit,
+        port: 0x40,
+        mask: 0xffff,
+        hz: PIT_HZ,
+        counts_down: true,
+    };
+    let (tsc, apic) = measure(&pit).ok_or(
+        "no clock to calibrate against: no CPUID 0x15/0x40000010 frequency, no ACPI PM timer, no PIT",
+    )?;
+    Ok((tsc, Source::Pit, Some(apic)))
 }

@@ -6,11 +6,13 @@
 //!    into an owned `BootInfo`; a malformed structure stops the boot here, by name;
 //! 3. the command line: log level, unknown keys warned about, bad values fatal;
 //! 4. frames from the memory map, the kernel's page tables, the heap;
-//! 5. where the ACPI tables are (each is read on first use), the local APIC, the clock
-//!    calibration;
-//! 6. interrupts on, and the application's `main` as the first task.
+//! 5. the local APIC, the firmware tables (FADT, MADT, or the MP table; parsed by
+//!    torito-boot), the clock calibration;
+//! 6. interrupts on, and the application's `main` (`runtime::run_main` starts the other
+//!    cores first, so that `arch` needs nothing from above it).
 
-use super::{acpi, clock, gdt, interrupts, lapic, paging, pic, serial};
+use super::boot_token::Boot;
+use super::{acpi, clock, exceptions, gdt, interrupts, lapic, paging, pic, serial};
 use crate::memory::frames::{FRAME, FrameAllocator, Range};
 use core::fmt::Display;
 use torito_boot::{BootInfo, PhysMemory};
@@ -59,12 +61,14 @@ unsafe extern "Rust" {
 
 #[unsafe(no_mangle)]
 extern "C" fn torito_kernel_entry(protocol: u32, magic: u32, info: u32, entry_tsc: u64) -> ! {
+    // SAFETY: this is the boot sequence, entered once by the boot core with interrupts
+    // off; the token stays in this function.
+    let boot_only = unsafe { Boot::new() };
     clock::mark_boot(entry_tsc);
-    clock::start_early();
     super::percpu::init(0, 0);
     serial::init();
     gdt::init(0, gdt::boot_ist());
-    interrupts::init();
+    interrupts::init(exceptions::report);
     pic::disable();
 
     let mut stamps = [0u64; 4];
@@ -81,7 +85,7 @@ extern "C" fn torito_kernel_entry(protocol: u32, magic: u32, info: u32, entry_ts
     let (options, unknown) =
         torito_boot::parse_kernel_options(&cmdline, torito_netstack::CONFIG_KEYS)
             .unwrap_or_else(|error| fatal("command line", error));
-    crate::console::init_log(level_filter(options.log));
+    super::logger::init(level_filter(options.log));
     for arg in unknown {
         log::warn!("command line: unknown key `{}` ignored", arg.key);
     }
@@ -91,6 +95,8 @@ extern "C" fn torito_kernel_entry(protocol: u32, magic: u32, info: u32, entry_ts
         boot.cmdline()
     );
 
+    // The BIOS data area is in page 0, which the kernel's page tables leave unmapped.
+    let ebda = torito_boot::ebda_address(&BootIdentityMap);
     let image = paging::kernel_image();
     let reserved = [
         Range {
@@ -114,8 +120,11 @@ extern "C" fn torito_kernel_entry(protocol: u32, magic: u32, info: u32, entry_ts
         fatal("memory", "no RAM left for a heap after the kernel image")
     };
     // SAFETY: the range came out of the frame allocator, which no longer owns it; it is
-    // usable RAM, mapped read-write by `paging::init`, and this is the only `init` call.
-    unsafe { crate::runtime::HEAP.init(heap.start, heap.len() as usize) };
+    // usable RAM, mapped read-write by `paging::init`.
+    let given = unsafe { crate::memory::heap::HEAP.init(heap.start, heap.len() as usize) };
+    if given.is_err() {
+        fatal("memory", "the heap was given memory twice");
+    }
     log::debug!(
         "memory: kernel {:#x}-{:#x}, heap {:#x}-{:#x} ({} KiB), {} KiB of frames",
         image.start,
@@ -130,9 +139,9 @@ extern "C" fn torito_kernel_entry(protocol: u32, magic: u32, info: u32, entry_ts
     if let Err(error) = lapic::init() {
         fatal("local APIC", error);
     }
-    acpi::init(boot.acpi);
+    acpi::init(&boot_only, boot, ebda);
     stamps[2] = clock::rdtsc();
-    match clock::calibrate() {
+    match clock::calibrate(&boot_only) {
         Ok(calibration) => log::debug!(
             "clock: TSC {} kHz from {}, APIC timer in {} mode",
             calibration.tsc_hz / 1000,
@@ -155,10 +164,6 @@ extern "C" fn torito_kernel_entry(protocol: u32, magic: u32, info: u32, entry_ts
     );
     super::percpu::cpu(0).apic_id_set(lapic::id());
     x86_64::instructions::interrupts::enable();
-    super::smp::start_others();
-    if let Err(error) = clock::finish_calibration() {
-        fatal("clock", error);
-    }
     torito_app_main()
 }
 

@@ -137,6 +137,6 @@ pub fn backtrace(rip: u64, mut rbp: u64) {
         rbp = next;
     }
     say(format_args!(
-        "(resolve with: addr2line -e build/unpacked/<image>.elf ADDRESS)\n"
+        "(resolve with: addr2line -e build/<image>.elf ADDRESS)\n"
     ));
 }

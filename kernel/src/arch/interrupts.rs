@@ -1,30 +1,25 @@
 //! The IDT, its 256 entry stubs and the dispatcher they call.
 //!
-//! Stable Rust has no `x86-interrupt` ABI, so every vector gets an 8-byte assembly stub
+//! Stable Rust has no `x86-interrupt` ABI, so every vector gets a 16-byte assembly stub
 //! that pushes a uniform frame (a zero where the CPU pushes no error code, then the
-//! vector number), saves the general registers and calls `torito_interrupt_dispatch`.
+//! vector number) and jumps to the common entry, which saves the general registers and
+//! calls `torito_interrupt_dispatch`.
 //!
-//! * Vectors 0-31 are CPU exceptions: reported (`exceptions.rs`) and fatal.
+//! * Vectors 0-31 are CPU exceptions: handed to the reporter given to `init`
+//!   (`exceptions::report`, which sits above this module and uses its frame type), fatal.
 //! * `TIMER_VECTOR` is the local APIC timer: acknowledged, nothing more. Its only job is
 //!   to end the `hlt` of an idle executor, which then fires expired timers itself.
 //! * Vectors registered with `register` run their handler, which must only acknowledge
 //!   its device and wake (no allocation, no lock a task may hold), then get an EOI.
-//! * Anything else is counted as unexpected and acknowledged.
+//! * Anything else is acknowledged and otherwise ignored.
 
-use super::{exceptions, lapic, stacks};
+pub use super::vectors::{FIRST_DEVICE_VECTOR, SPURIOUS_VECTOR, TIMER_VECTOR, WAKE_VECTOR};
+use super::{lapic, stacks};
+use conquer_once::spin::Once;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use x86_64::VirtAddr;
 use x86_64::instructions::tables::lidt;
 use x86_64::structures::DescriptorTablePointer;
-
-/// The local APIC timer's vector.
-pub const TIMER_VECTOR: u8 = 32;
-/// The vector another core sends to end this core's `hlt` (a task here became ready).
-pub const WAKE_VECTOR: u8 = 33;
-/// The local APIC's spurious-interrupt vector (no EOI for it).
-pub const SPURIOUS_VECTOR: u8 = 0xff;
-/// First vector that devices may `register`.
-pub const FIRST_DEVICE_VECTOR: u8 = 48;
 
 /// The register state an entry stub saves, in memory order (lowest address first).
 #[repr(C)]
@@ -61,33 +56,22 @@ core::arch::global_asm!(
     .code64
     .balign 16
     .global torito_isr_table
-    /* 16 blocks of 16 stubs. A stub is 8 bytes: `push $0` where the CPU pushes no error
-     * code, `push` of the vector as a sign-extended byte (torito_isr_common masks it
-     * back to 0-255), and a short `jmp` to its block's trampoline, which jumps on to
-     * torito_isr_common. Half the size of 16-byte stubs with a long `jmp` each. */
+    /* 256 stubs, one per vector, 16 bytes apart: `push $0` where the CPU pushes no
+     * error code, `push` of the vector, `jmp` to torito_isr_common. */
 torito_isr_table:
     .set vector, 0
-    .set block, 0
-    .rept 256 / {stubs_per_block}
-    .rept {stubs_per_block}
-    .balign 8
+    .rept 256
+    .balign {stub_bytes}, 0xcc
     .if (vector == 8) || ((vector >= 10) && (vector <= 14)) || (vector == 17) || (vector == 21) || (vector == 29) || (vector == 30)
     .else
     push $0
     .endif
-    .if vector < 128
     push $vector
-    .else
-    push $(vector - 256)
-    .endif
-    jmp 1f
+    jmp torito_isr_common
     .set vector, vector + 1
     .endr
-1:  jmp torito_isr_common
-    /* Fails to assemble if a stub outgrew its 8 bytes (stub_offset assumes them). */
-    .set block, block + 1
-    .org torito_isr_table + block * {block_bytes}, 0xcc
-    .endr
+    /* Fails to assemble if a stub outgrew its 16 bytes (the IDT assumes them). */
+    .org torito_isr_table + 256 * {stub_bytes}, 0xcc
 
 torito_isr_common:
     push %rax
@@ -105,7 +89,6 @@ torito_isr_common:
     push %r13
     push %r14
     push %r15
-    andq $0xff, 120(%rsp)          /* the vector, pushed sign-extended by the stub */
     cld
     mov %rsp, %rdi
     call torito_interrupt_dispatch
@@ -127,8 +110,7 @@ torito_isr_common:
     add $16, %rsp
     iretq
     "#,
-    stubs_per_block = const STUBS_PER_BLOCK,
-    block_bytes = const BLOCK_BYTES,
+    stub_bytes = const STUB_BYTES,
     options(att_syntax)
 );
 
@@ -136,15 +118,8 @@ unsafe extern "C" {
     static torito_isr_table: u8;
 }
 
-/// Stubs per block, and a block's size: 16 stubs of 8 bytes, then the block's 5-byte
-/// trampoline padded to 8 (the layout of `torito_isr_table` above).
-const STUBS_PER_BLOCK: usize = 16;
-const BLOCK_BYTES: usize = STUBS_PER_BLOCK * 8 + 8;
-
-/// Offset of `vector`'s stub from `torito_isr_table`.
-const fn stub_offset(vector: usize) -> u64 {
-    ((vector / STUBS_PER_BLOCK) * BLOCK_BYTES + (vector % STUBS_PER_BLOCK) * 8) as u64
-}
+/// Size of one entry stub in `torito_isr_table` (at most 2 + 5 + 5 bytes of code).
+const STUB_BYTES: usize = 16;
 
 /// The IDT: 256 gates of 16 bytes (Intel SDM vol. 3, 6.14.1), each two words. Written in
 /// place, word by word, so the boot builds no 4 KiB table on its stack to copy over
@@ -153,7 +128,14 @@ const fn stub_offset(vector: usize) -> u64 {
 struct Idt([[AtomicU64; 2]; 256]);
 
 static IDT: Idt = Idt([const { [AtomicU64::new(0), AtomicU64::new(0)] }; 256]);
-static IDT_BUILT: spin::Once = spin::Once::new();
+static IDT_BUILT: Once = Once::uninit();
+
+/// What reports a CPU exception and ends the VM.
+pub type ExceptionReporter = fn(&InterruptFrame) -> !;
+
+/// The `ExceptionReporter` given to `init`, as an address (0 until then), like the
+/// device handlers below.
+static REPORTER: AtomicUsize = AtomicUsize::new(0);
 
 fn ist_for(vector: u8) -> u8 {
     match vector {
@@ -164,9 +146,10 @@ fn ist_for(vector: u8) -> u8 {
     }
 }
 
-/// Builds the IDT (once) and loads it on this core.
-pub fn init() {
-    IDT_BUILT.call_once(build);
+/// Builds the IDT (once) and loads it on this core; CPU exceptions go to `reporter`.
+pub fn init(reporter: ExceptionReporter) {
+    REPORTER.store(reporter as usize, Ordering::Release);
+    IDT_BUILT.init_once(build);
     load();
 }
 
@@ -175,7 +158,7 @@ fn build() {
     use x86_64::instructions::segmentation::Segment;
     let code = u64::from(x86_64::instructions::segmentation::CS::get_reg().0);
     for (vector, gate) in IDT.0.iter().enumerate() {
-        let handler = base + stub_offset(vector);
+        let handler = base + (vector * STUB_BYTES) as u64;
         // offset 15:0, selector, IST, attributes (present, DPL 0, 64-bit interrupt gate,
         // so IF is cleared), offset 31:16; then offset 63:32.
         let low = (handler & 0xffff)
@@ -204,7 +187,6 @@ pub fn load() {
 pub type Handler = fn();
 
 static HANDLERS: [AtomicUsize; 256] = [const { AtomicUsize::new(0) }; 256];
-static UNEXPECTED: AtomicU64 = AtomicU64::new(0);
 
 /// Installs `handler` for `vector`.
 ///
@@ -221,20 +203,23 @@ pub fn register(vector: u8, handler: Handler) -> Result<(), u8> {
         .map_err(|_| vector)
 }
 
-/// How many interrupts arrived on vectors nobody registered.
-#[allow(
-    dead_code,
-    reason = "a diagnostic kept for the debugger and future stats"
-)]
-pub fn unexpected_count() -> u64 {
-    UNEXPECTED.load(Ordering::Relaxed)
-}
-
 #[unsafe(no_mangle)]
 extern "C" fn torito_interrupt_dispatch(frame: &mut InterruptFrame) {
     let vector = frame.vector as u8;
     match vector {
-        0..=31 => exceptions::report(frame),
+        0..=31 => {
+            let report = REPORTER.load(Ordering::Acquire);
+            if report == 0 {
+                // Unreachable: `init` records the reporter before it loads the IDT.
+                loop {
+                    x86_64::instructions::hlt();
+                }
+            }
+            // SAFETY: non-zero values are only ever stored by `init`, from a value of type
+            // `ExceptionReporter`.
+            let report = unsafe { core::mem::transmute::<usize, ExceptionReporter>(report) };
+            report(frame)
+        }
         SPURIOUS_VECTOR => {}
         TIMER_VECTOR => {
             super::percpu::cpu(super::percpu::current())
@@ -250,9 +235,7 @@ extern "C" fn torito_interrupt_dispatch(frame: &mut InterruptFrame) {
         }
         _ => {
             let handler = HANDLERS[usize::from(vector)].load(Ordering::Acquire);
-            if handler == 0 {
-                UNEXPECTED.fetch_add(1, Ordering::Relaxed);
-            } else {
+            if handler != 0 {
                 // SAFETY: non-zero entries are only ever stored by `register`, from a
                 // value of type `Handler`.
                 let handler: Handler = unsafe { core::mem::transmute::<usize, Handler>(handler) };

@@ -3,11 +3,10 @@
 //! The timer is programmed one-shot for the executor's next deadline only while the core
 //! idles; there is no periodic tick. It uses TSC-deadline mode when the CPU has it (no
 //! frequency needed beyond the TSC's) and otherwise the divide-by-16 count-down mode,
-//! with the count rate measured at boot against the same reference as the TSC
-//! (`clock.rs`).
+//! with the count rate measured at boot by `clock::calibrate`.
 
-use super::interrupts::{SPURIOUS_VECTOR, TIMER_VECTOR};
 use super::paging;
+use super::vectors::{SPURIOUS_VECTOR, TIMER_VECTOR};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use x86_64::registers::model_specific::Msr;
 
@@ -54,12 +53,6 @@ pub fn init() -> Result<u32, &'static str> {
     write(LVT_TIMER, MASKED | u32::from(TIMER_VECTOR));
     let deadline = x86_64_cpuid(1).2 & (1 << 24) != 0;
     DEADLINE_MODE.store(deadline, Ordering::Relaxed);
-    if TIMER_HZ.load(Ordering::Relaxed) == 0 {
-        // Not calibrated yet: count freely so that `clock::finish_calibration` can
-        // measure the boot core's rate over the rest of the boot.
-        start_free_count();
-        super::clock::mark_apic_start();
-    }
     Ok(read(ID) >> 24)
 }
 
@@ -87,11 +80,6 @@ pub fn start_free_count() {
 /// The count-down timer's current count.
 pub fn current_count() -> u32 {
     read(TIMER_CURRENT)
-}
-
-/// The measured count-down rate (0 until measured).
-pub fn timer_hz() -> u64 {
-    TIMER_HZ.load(Ordering::Relaxed)
 }
 
 /// Records the measured count-down rate (divide-by-16 counts per second).
@@ -137,9 +125,23 @@ const ICR_LOW: usize = 0x300;
 const ICR_HIGH: usize = 0x310;
 const ICR_PENDING: u32 = 1 << 12;
 
+/// Writes the interrupt command register: the destination half, then the command half,
+/// whose write sends. Interrupts are off from before the first write until the previous
+/// command was delivered and this one is written: an interrupt handler that sends an IPI
+/// in between (a waker does) would otherwise overwrite the destination, and the command
+/// would go to its core instead.
 fn send(apic_id: u32, command: u32) {
-    write(ICR_HIGH, apic_id << 24);
-    write(ICR_LOW, command);
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        wait_until_sent();
+        write(ICR_HIGH, apic_id << 24);
+        write(ICR_LOW, command);
+        wait_until_sent();
+    });
+}
+
+/// Waits (bounded) until the local APIC has sent the last command; modern CPUs and
+/// hypervisors send at once and never show the pending bit.
+fn wait_until_sent() {
     let mut spins = 0u32;
     while read(ICR_LOW) & ICR_PENDING != 0 && spins < 1_000_000 {
         spins += 1;
@@ -147,7 +149,8 @@ fn send(apic_id: u32, command: u32) {
     }
 }
 
-/// Sends interrupt `vector` to the core with local APIC id `apic_id`.
+/// Sends interrupt `vector` to the core with local APIC id `apic_id`. Callable from an
+/// interrupt handler.
 pub fn send_ipi(apic_id: u32, vector: u8) {
     send(apic_id, u32::from(vector));
 }

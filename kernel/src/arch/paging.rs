@@ -10,13 +10,20 @@
 //! | kernel `.rodata` (+ PVH note)       | R + NX                                    |
 //! | kernel `.data`, `.bss`              | RW + NX                                   |
 //! | every stack's guard page            | unmapped: an overflow is reported as such |
-//! | RAM above 2 MiB (memory map)        | 2 MiB pages, RW + NX                      |
+//! | RAM above 2 MiB (memory map)        | 1 GiB pages, or 2 MiB at the edges, RW+NX |
 //! | device MMIO (`map_device`)          | 4 KiB pages, RW + NX, uncached, on demand |
 //! | firmware tables (`firmware_bytes`)  | 4 KiB pages, R + NX, on demand            |
 //!
 //! Tables for the first 2 MiB are static; the others come from the frame allocator,
 //! which hands out low frames first, so they are reachable through the boot tables while
 //! the new tables are built. All changes happen under one lock.
+//!
+//! Mapping RAM must not take longer with more of it (a boot with 2 GiB must cost what one
+//! with 8 MiB does): every whole, aligned GiB of RAM is one 1 GiB page when the CPU has
+//! them (CPUID 0x80000001 EDX bit 26: every x86_64 CPU since 2010, and QEMU's and
+//! Firecracker's), so only the edges of a RAM range take 2 MiB pages, at most 511 on each
+//! side, written in one pass over their page directory. A 1 GiB or 2 MiB page is split
+//! into smaller ones only where a page needs other permissions (a guard page).
 
 use super::stacks;
 use crate::memory::frames::{FRAME, FrameAllocator, Range};
@@ -35,6 +42,9 @@ const NO_EXECUTE: u64 = 1 << 63;
 const ADDRESS: u64 = 0x000f_ffff_ffff_f000;
 const TABLE: u64 = PRESENT | WRITABLE;
 const HUGE_PAGE: u64 = 2 * 1024 * 1024;
+const GIGABYTE_PAGE: u64 = 1 << 30;
+/// Flags of a RAM mapping (without the page-size bit).
+const RAM: u64 = PRESENT | WRITABLE | NO_EXECUTE;
 
 #[repr(C, align(4096))]
 struct Table(UnsafeCell<[u64; 512]>);
@@ -122,23 +132,60 @@ impl State {
     /// missing. RAM and low devices sit under PML4 entry 0 (the static `PDPT_LOW`);
     /// 64-bit PCI BARs can be far higher (Cloud Hypervisor puts them near 64 TiB).
     fn page_directory(&mut self, address: u64) -> Result<u64, MapError> {
-        if address >> 47 != 0 {
-            return Err(MapError::TooHigh(address));
-        }
-        // SAFETY: PML4 is ours, mapped (in .bss) and we hold the lock.
-        let pml4 = unsafe { entries(PML4.0.get() as u64) };
-        let pdpt = self.next_table(&mut pml4[(address >> 39) as usize & 511])?;
+        let pdpt = self.page_directory_pointers(address)?;
         // SAFETY: `pdpt` is PDPT_LOW or a table `next_table` allocated: ours, locked.
         let pdpt = unsafe { entries(pdpt) };
         self.next_table(&mut pdpt[(address >> 30) as usize & 511])
     }
 
-    fn map_huge(&mut self, address: u64, flags: u64) -> Result<(), MapError> {
-        let directory = self.page_directory(address)?;
-        // SAFETY: `directory` came from `page_directory`: one of our tables, locked.
-        let entry = &mut unsafe { entries(directory) }[(address >> 21) as usize & 511];
-        if *entry & PRESENT == 0 {
-            *entry = (address & !(HUGE_PAGE - 1)) | flags | HUGE;
+    /// The page-directory-pointer table covering `address` (allocated when missing).
+    fn page_directory_pointers(&mut self, address: u64) -> Result<u64, MapError> {
+        if address >> 47 != 0 {
+            return Err(MapError::TooHigh(address));
+        }
+        // SAFETY: PML4 is ours, mapped (in .bss) and we hold the lock.
+        let pml4 = unsafe { entries(PML4.0.get() as u64) };
+        self.next_table(&mut pml4[(address >> 39) as usize & 511])
+    }
+
+    /// Maps the RAM `[start, end)` (2 MiB-aligned) read-write, no-execute: 1 GiB pages
+    /// where a whole aligned GiB lies inside and `gigabyte_pages`, 2 MiB pages elsewhere.
+    /// Only for `init`, before any device is mapped.
+    fn map_ram(&mut self, start: u64, end: u64, gigabyte_pages: bool) -> Result<(), MapError> {
+        let mut at = start;
+        while at < end {
+            let gigabyte_end = (at | (GIGABYTE_PAGE - 1)) + 1;
+            if gigabyte_pages && at.is_multiple_of(GIGABYTE_PAGE) && gigabyte_end <= end {
+                let pointers = self.page_directory_pointers(at)?;
+                // SAFETY: a table `next_table` returned: ours, locked.
+                let entry = &mut unsafe { entries(pointers) }[(at >> 30) as usize & 511];
+                if *entry & PRESENT == 0 {
+                    *entry = at | RAM | HUGE;
+                }
+                at = gigabyte_end;
+                continue;
+            }
+            let stop = end.min(gigabyte_end);
+            match self.page_directory(at) {
+                Ok(directory) => {
+                    // SAFETY: `directory` came from `page_directory`: ours, locked.
+                    let directory = unsafe { entries(directory) };
+                    let first = (at >> 21) as usize & 511;
+                    let last = ((stop - 1) >> 21) as usize & 511;
+                    let base = at & !(GIGABYTE_PAGE - 1);
+                    // Nothing but RAM is mapped here yet (devices come later), so an entry
+                    // that is present already holds this same mapping.
+                    let mut page = base + first as u64 * HUGE_PAGE;
+                    for entry in &mut directory[first..=last] {
+                        *entry = page | RAM | HUGE;
+                        page += HUGE_PAGE;
+                    }
+                }
+                // Already RAM, as a 1 GiB page.
+                Err(MapError::CoveredByRam(_)) => {}
+                Err(error) => return Err(error),
+            }
+            at = stop;
         }
         Ok(())
     }
@@ -223,12 +270,11 @@ pub fn init(map: &[MemoryRegion], frames: FrameAllocator) -> Result<(), MapError
             MemoryKind::Usable | MemoryKind::AcpiReclaimable | MemoryKind::AcpiNvs
         )
     };
+    let gigabyte_pages = core::arch::x86_64::__cpuid(0x8000_0001).edx & (1 << 26) != 0;
     for region in map.iter().filter(ram_like) {
-        let mut chunk = (region.start / HUGE_PAGE * HUGE_PAGE).max(HUGE_PAGE);
-        while chunk < region.end() {
-            state.map_huge(chunk, PRESENT | WRITABLE | NO_EXECUTE)?;
-            chunk += HUGE_PAGE;
-        }
+        let start = (region.start / HUGE_PAGE * HUGE_PAGE).max(HUGE_PAGE);
+        let end = region.end().div_ceil(HUGE_PAGE) * HUGE_PAGE;
+        state.map_ram(start, end, gigabyte_pages)?;
     }
     let root = PhysFrame::from_start_address(PhysAddr::new(PML4.0.get() as u64))
         .expect("PML4 is 4 KiB-aligned by its type");
@@ -311,17 +357,22 @@ fn map_range(phys: u64, len: u64, flags: u64, device: bool) -> Option<u64> {
     Some(phys)
 }
 
-/// Firmware memory `[phys, phys + len)` (ACPI tables), mapped read-only on demand.
+/// Firmware memory `[phys, phys + len)` (ACPI tables, BIOS areas), mapped read-only on
+/// demand; `None` if it cannot be mapped (or lies in page 0).
 ///
-/// Returns `None` if it cannot be mapped. The bytes are never written by anyone: they
-/// belong to the firmware, and the frame allocator only hands out usable RAM.
-pub fn firmware_bytes(phys: u64, len: usize) -> Option<&'static [u8]> {
+/// # Safety
+/// For as long as the caller uses the slice (`'a`), nothing may write those bytes and no
+/// Rust object may live in them: the range must be memory the firmware owns (or no
+/// memory at all), never RAM the kernel allocates from, the kernel image or a device
+/// whose registers change when read. `acpi::Firmware` checks that against the memory
+/// map before each call.
+pub unsafe fn firmware_bytes<'a>(phys: u64, len: usize) -> Option<&'a [u8]> {
     if phys < FRAME {
         return None;
     }
     let address = map_range(phys, len as u64, PRESENT | NO_EXECUTE, false)?;
-    // SAFETY: the range is mapped (just above) and never written (see the doc comment),
-    // so a shared slice of it is valid for the kernel's lifetime.
+    // SAFETY: the range is mapped (just above); the caller promises that nothing writes
+    // it and nothing else lives there for `'a`.
     Some(unsafe { core::slice::from_raw_parts(address as *const u8, len) })
 }
 
@@ -339,6 +390,26 @@ impl State {
     /// Sets the 4 KiB page-table entry for `address` to `value`, splitting a 2 MiB page
     /// into 512 small ones (same flags) when one covers it.
     fn set_small(&mut self, address: u64, value: u64) -> Result<(), MapError> {
+        let pointers = self.page_directory_pointers(address)?;
+        // SAFETY: a table `next_table` returned: ours, locked.
+        let pdpt_entry = &mut unsafe { entries(pointers) }[(address >> 30) as usize & 511];
+        if *pdpt_entry & (PRESENT | HUGE) == PRESENT | HUGE {
+            // A 1 GiB page: first into 512 pages of 2 MiB, same flags (the page-size bit
+            // is bit 7 at both levels).
+            let frame = self
+                .frames
+                .as_mut()
+                .and_then(|frames| frames.allocate(1))
+                .ok_or(MapError::OutOfFrames)?;
+            let base = *pdpt_entry & ADDRESS & !(GIGABYTE_PAGE - 1);
+            let flags = *pdpt_entry & !ADDRESS;
+            // SAFETY: a fresh frame from the allocator, reachable through the active map.
+            let directory = unsafe { entries(frame) };
+            for (index, entry) in directory.iter_mut().enumerate() {
+                *entry = (base + index as u64 * HUGE_PAGE) | flags;
+            }
+            *pdpt_entry = frame | TABLE;
+        }
         let directory = self.page_directory(address)?;
         // SAFETY: one of our tables, locked.
         let pd_entry = &mut unsafe { entries(directory) }[(address >> 21) as usize & 511];

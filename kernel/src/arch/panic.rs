@@ -28,7 +28,7 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
             location.column()
         ));
     }
-    if let Some(failure) = crate::runtime::HEAP.last_failure() {
+    if let Some(failure) = crate::memory::heap::HEAP.last_failure() {
         serial::force_write(format_args!(
             "!!! out of memory: {} bytes (align {}) requested; heap: {} of {} bytes used, {} free; {} failed allocation(s)\n",
             failure.size,

@@ -5,7 +5,7 @@
 //! and QEMU's PIT runs from reset: an unmasked PIC turns its tick into a bogus "double
 //! fault". Remapping to `BASE..BASE+16` and masking every line makes the PICs harmless;
 //! a spurious IRQ 7/15 they may still raise lands on an unregistered vector and is
-//! counted as unexpected.
+//! acknowledged and ignored.
 
 use x86_64::instructions::port::Port;
 

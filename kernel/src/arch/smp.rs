@@ -2,7 +2,8 @@
 //!
 //! The CPUs come from the MADT (q35, microvm with ACPI, GRUB's RSDP); without ACPI from
 //! the MP configuration table (Firecracker), or else from QEMU's fw_cfg CPU count
-//! (microvm `acpi=off`), APIC ids then assumed 0..n.
+//! (microvm `acpi=off`), APIC ids then assumed 0..n. Both tables are parsed by torito-boot
+//! (`arch::acpi` finds them).
 //!
 //! Each AP gets INIT, then a start-up IPI pointing at a real-mode trampoline copied to
 //! 0x8000; the trampoline switches to protected and long mode on the kernel's own page
@@ -13,7 +14,7 @@
 //! within 200 us, and an AP that is not up after 100 ms is reported and left out.
 
 use super::{acpi, clock, gdt, interrupts, lapic, paging, percpu, serial, stacks};
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use stacks::{StackExtent, StackKind};
 
 const TRAMPOLINE: u64 = 0x8000;
@@ -67,6 +68,7 @@ torito_ap_long:
     mov %ax, %ss
     mov 0x8f08, %rsp                   /* stack top */
     mov 0x8f18, %rdi                   /* core index */
+    mov 0x8f20, %rsi                   /* what the core runs */
     xor %ebp, %ebp
     mov 0x8f10, %rax                   /* entry */
     call *%rax
@@ -131,73 +133,28 @@ fn other_cpus(own: u32) -> ([u32; percpu::MAX_CPUS], usize, usize) {
             skipped += 1;
         }
     };
-    if let Some(madt) = acpi::madt() {
+    let source = if let Some(madt) = acpi::madt() {
         madt.local_apics().for_each(&mut add);
+        "the MADT"
     } else {
         let mut others = false;
-        for id in mp_table().into_iter().flat_map(mp_table_cpus) {
+        for id in acpi::mp_table()
+            .into_iter()
+            .flat_map(|table| table.processors())
+        {
             others |= id != own;
             add(id);
         }
-        if !others {
+        if others {
+            "the MP table"
+        } else {
             // No MP table, or one that lists only this CPU (SeaBIOS with ACPI off).
             (0..fw_cfg_cpu_count()).for_each(&mut add);
+            "fw_cfg's count"
         }
-    }
+    };
+    log::debug!("smp: CPUs from {}", source);
     (ids, count, skipped)
-}
-
-fn checksum_ok(bytes: &[u8]) -> bool {
-    bytes.iter().fold(0u8, |sum, byte| sum.wrapping_add(*byte)) == 0
-}
-
-/// The MP configuration table (Intel MP spec 1.4, chapter 4), which Firecracker provides
-/// instead of ACPI: found through the floating pointer in the EBDA's first KiB, the last
-/// KiB of base memory, or the BIOS ROM. Checksums are checked; lengths bounded.
-fn mp_table() -> Option<&'static [u8]> {
-    let ebda = paging::firmware_bytes(0x40e, 2)
-        .map(|bytes| u64::from(u16::from_le_bytes([bytes[0], bytes[1]])) << 4);
-    let areas = [
-        ebda.map(|start| (start, 1024)),
-        Some((0x9fc00, 1024)),
-        Some((0xf0000, 0x10000)),
-    ];
-    let pointer = areas.into_iter().flatten().find_map(|(start, len)| {
-        let area = paging::firmware_bytes(start, len)?;
-        area.chunks_exact(16)
-            .find(|chunk| &chunk[..4] == b"_MP_" && checksum_ok(chunk))
-    })?;
-    let table_address = u64::from(u32::from_le_bytes(pointer[4..8].try_into().ok()?));
-    let header = paging::firmware_bytes(table_address, 44)?;
-    if &header[..4] != b"PCMP" {
-        return None;
-    }
-    let length = usize::from(u16::from_le_bytes([header[4], header[5]]));
-    let table = paging::firmware_bytes(table_address, length.clamp(44, 0x10000))?;
-    checksum_ok(table).then_some(table)
-}
-
-/// The local APIC ids of the enabled processors in an MP configuration table.
-///
-/// Walks the entries to the end of the base table rather than trusting the entry count
-/// (QEMU microvm's firmware writes 0 there), and stops at an unknown entry type, whose
-/// length the spec does not give.
-fn mp_table_cpus(table: &'static [u8]) -> impl Iterator<Item = u32> {
-    let mut offset = 44;
-    core::iter::from_fn(move || {
-        let kind = *table.get(offset)?;
-        // Processor entries are 20 bytes; bus, I/O APIC and interrupt entries 8 (MP
-        // spec table 4-3).
-        let length = match kind {
-            0 => 20,
-            1..=4 => 8,
-            _ => return None,
-        };
-        let entry = table.get(offset..offset + length)?;
-        offset += length;
-        Some((kind == 0 && entry[3] & 1 != 0).then(|| u32::from(entry[1])))
-    })
-    .flatten()
 }
 
 /// QEMU's fw_cfg CPU count (key 0x05), or 1 when there is no fw_cfg.
@@ -236,8 +193,28 @@ fn wait_arrival(core: usize, micros: u64) -> bool {
     false
 }
 
-/// Starts every other CPU; returns how many cores run (including this one).
-pub fn start_others() -> usize {
+/// What a secondary core runs once it is up: its executor, forever. Given by the caller
+/// (the runtime, above `arch`), so that `arch` needs nothing from above it; it reaches
+/// the core through the trampoline's parameters.
+pub type CoreMain = extern "C" fn(usize) -> !;
+
+/// The right to start the other CPUs. There is one: [`StartOthers::take`] hands it out
+/// once and [`start_others`] consumes it, so no core is sent INIT while it runs Torito
+/// (a "call once" token rather than an `unsafe` promise).
+pub struct StartOthers(());
+
+static START_TAKEN: AtomicBool = AtomicBool::new(false);
+
+impl StartOthers {
+    /// The token, the first time; `None` after that.
+    pub fn take() -> Option<Self> {
+        (!START_TAKEN.swap(true, Ordering::AcqRel)).then_some(Self(()))
+    }
+}
+
+/// Starts every other CPU, each ending in `core_main(its index)`; returns how many cores
+/// run (including this one).
+pub fn start_others(_once: StartOthers, core_main: CoreMain) -> usize {
     let started_at = clock::now_nanos();
     let own = lapic::id();
     let (ids, count, skipped) = other_cpus(own);
@@ -265,6 +242,7 @@ pub fn start_others() -> usize {
     unsafe { core::ptr::copy_nonoverlapping(code as *const u8, TRAMPOLINE as *mut u8, length) };
     write_parameter(0, paging::root_table());
     write_parameter(0x10, torito_ap_entry as *const () as u64);
+    write_parameter(0x20, core_main as *const () as u64);
     let old_cpu =
         (x86_64::instructions::interrupts::without_interrupts(|| lapic::x86_64_cpuid(1).0) >> 8)
             & 0xf
@@ -326,8 +304,9 @@ static AP_IST: [AtomicU64; percpu::MAX_CPUS] = [const { AtomicU64::new(0) }; per
 static AP_IST_PAGE: [AtomicU64; percpu::MAX_CPUS] = [const { AtomicU64::new(0) }; percpu::MAX_CPUS];
 static AP_IST_NMI: [AtomicU64; percpu::MAX_CPUS] = [const { AtomicU64::new(0) }; percpu::MAX_CPUS];
 
-/// Where every AP lands in 64-bit mode, on its own stack.
-extern "C" fn torito_ap_entry(core: usize) -> ! {
+/// Where every AP lands in 64-bit mode, on its own stack, with what `start_others` was
+/// given to run.
+extern "C" fn torito_ap_entry(core: usize, core_main: CoreMain) -> ! {
     percpu::init(core, percpu::cpu(core).apic_id());
     gdt::init(
         core,
@@ -347,5 +326,5 @@ extern "C" fn torito_ap_entry(core: usize) -> ! {
     percpu::cpu(core).online.store(true, Ordering::Release);
     ARRIVED.store(core as u64, Ordering::Release);
     x86_64::instructions::interrupts::enable();
-    crate::runtime::run_core(core)
+    core_main(core)
 }

@@ -12,6 +12,10 @@ use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use linked_list_allocator::Heap;
 
+/// The kernel heap; `arch::entry` gives it memory at boot.
+#[global_allocator]
+pub(crate) static HEAP: KernelHeap = KernelHeap::new();
+
 /// The global allocator.
 pub struct KernelHeap {
     heap: spin::Mutex<Heap>,
@@ -55,14 +59,24 @@ impl KernelHeap {
         }
     }
 
-    /// Gives the heap the memory `[start, start + size)`.
+    /// Gives the heap the memory `[start, start + size)`; the kernel's boot does, once.
+    /// Not part of the application API.
+    ///
+    /// # Errors
+    /// `Err(())` when the heap already has memory: the range is then left alone.
     ///
     /// # Safety
-    /// The range must be mapped, writable, unused by anything else for the rest of the
-    /// kernel's life, and `init` must be called at most once.
-    pub unsafe fn init(&self, start: u64, size: usize) {
-        // SAFETY: forwarded from this function's contract.
-        unsafe { self.heap.lock().init(start as *mut u8, size) };
+    /// The range must be mapped, writable, and unused by anything else for the rest of
+    /// the kernel's life.
+    pub(crate) unsafe fn init(&self, start: u64, size: usize) -> Result<(), ()> {
+        let mut heap = self.heap.lock();
+        if heap.size() != 0 {
+            return Err(());
+        }
+        // SAFETY: the heap is still empty (checked above, under its lock), and the range
+        // is the caller's to give (this function's contract).
+        unsafe { heap.init(start as *mut u8, size) };
+        Ok(())
     }
 
     /// Current usage.

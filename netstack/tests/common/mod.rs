@@ -8,10 +8,11 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::pin::{Pin, pin};
-use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 
+use torito_executor::{Clock, Executor, Platform};
 use torito_netstack::blocking::Park;
 use torito_netstack::{
     Config, Driver, Duration, Error, Instant, Ipv4Cidr, Ipv4Config, Runner, Stack, StaticConfig,
@@ -378,5 +379,58 @@ pub struct NoPark;
 impl Park for NoPark {
     fn block_on<F: Future>(&self, _future: F) -> Result<F::Output, Error> {
         Err(Error::WouldBlockCore)
+    }
+}
+
+/// A clock that moves only when [`SimPlatform`] idles.
+#[derive(Default)]
+pub struct ManualClock(AtomicU64);
+
+impl Clock for ManualClock {
+    fn now(&self) -> Instant {
+        Instant::from_nanos(self.0.load(SeqCst))
+    }
+}
+
+/// Idles by jumping the clock to the next timer; idling with neither work nor a timer
+/// means a wake was lost, and would hang a real core: panic.
+pub struct SimPlatform(pub &'static ManualClock);
+
+impl Platform for SimPlatform {
+    fn idle(&self, deadline: Option<Instant>, has_work: &dyn Fn() -> bool) {
+        if has_work() {
+            return;
+        }
+        let deadline = deadline.expect("idle with no work and no timer: a wake was lost");
+        self.0.0.fetch_max(deadline.as_nanos(), SeqCst);
+    }
+
+    fn wake_core(&self, _core: usize) {}
+}
+
+/// A torito executor on simulated time, running both runners as tasks: for what needs
+/// executor timers (socket timeouts) or checks that every wake reaches its task.
+pub struct Sim {
+    pub executor: &'static Executor,
+    pub clock: &'static ManualClock,
+    pub a: Stack,
+    pub b: Stack,
+}
+
+impl Sim {
+    /// Moves `net`'s runners onto a fresh executor whose clock starts at `net`'s time.
+    pub fn from_net(net: Net) -> Sim {
+        let clock: &'static ManualClock = Box::leak(Box::default());
+        clock.0.store(net.now.as_nanos(), SeqCst);
+        let platform: &'static SimPlatform = Box::leak(Box::new(SimPlatform(clock)));
+        let executor: &'static Executor = Box::leak(Box::new(Executor::new(0, platform, clock)));
+        executor.spawn(net.runner_a.run()).detach();
+        executor.spawn(net.runner_b.run()).detach();
+        Sim {
+            executor,
+            clock,
+            a: net.a,
+            b: net.b,
+        }
     }
 }

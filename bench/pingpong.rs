@@ -2,7 +2,7 @@
 //! counter through a pair of Rust channels (std::sync::mpsc, bounded to 1 like
 //! examples/intercore's). Prints the median and max round trip in microseconds.
 //!
-//! usage: pingpong [ROUNDS]   (bench/smp.sh runs it)
+//! usage: pingpong [ROUNDS]   (bench/smp.sh builds it with rustc and runs it)
 
 use std::sync::mpsc::sync_channel;
 use std::time::Instant;

@@ -1,5 +1,5 @@
 //! smoltcp's socket table, with an `add` that reports running out of memory instead of
-//! stopping the kernel.
+//! stopping the kernel, and the fallible allocation of sockets' buffers.
 //!
 //! `SocketSet` keeps its sockets in a `Vec` of slots. Removing a socket frees its slot
 //! for the next one; adding a socket when every slot is taken pushes a new slot, and when
@@ -16,10 +16,41 @@
 //! `tcp.rs`) are what normally run out first.
 
 use crate::Error;
+use crate::config::TcpConfig;
 use alloc::vec::Vec;
 use core::ops::Deref;
 use smoltcp::iface::{SocketHandle, SocketSet, SocketStorage};
-use smoltcp::socket::{AnySocket, Socket};
+use smoltcp::socket::{AnySocket, Socket, tcp};
+
+/// A zeroed buffer of `size` bytes, or `None` if the allocator has no room.
+pub(crate) fn try_buffer(size: usize) -> Option<Vec<u8>> {
+    let mut buffer = Vec::new();
+    buffer.try_reserve_exact(size).ok()?;
+    buffer.resize(size, 0);
+    Some(buffer)
+}
+
+/// Memory that must still be free once a connection's buffers are allocated: room for
+/// the task that will serve the connection (the echo example's takes 2.5 KiB) and its
+/// first allocations. Spawning that task cannot fail gracefully, so a connection that
+/// would leave less than this is refused (counted as out of memory) like one whose
+/// buffers do not fit, rather than accepted into a kernel panic. Without it, whether the
+/// last connection that fits stops the kernel depended on where the heap happened to
+/// end (a 3 KiB smaller image did).
+const HEADROOM: usize = 8 * 1024;
+
+/// A TCP socket with `config`'s buffers, or `None` if they (and [`HEADROOM`]) do not
+/// fit in the heap.
+pub(crate) fn new_tcp_socket(config: TcpConfig) -> Option<tcp::Socket<'static>> {
+    let rx = try_buffer(config.rx_buffer)?;
+    let tx = try_buffer(config.tx_buffer)?;
+    // A probe, given back at once: the headroom is not reserved, only checked.
+    Vec::<u8>::new().try_reserve_exact(HEADROOM).ok()?;
+    Some(tcp::Socket::new(
+        tcp::SocketBuffer::new(rx),
+        tcp::SocketBuffer::new(tx),
+    ))
+}
 
 /// A `SocketSet` whose additions fail with `Error::NoMemory` rather than panic.
 ///

@@ -1,0 +1,308 @@
+//! The [`Runner`]: the task that polls smoltcp, and [`new`], which makes it with its
+//! [`Stack`].
+//!
+//! The runner sits above the shared state (`crate::state`), beside the sockets: both
+//! change the state, neither imports the other. It holds the stack's lock for one
+//! interface poll at a time.
+
+use alloc::sync::Arc;
+use core::convert::Infallible;
+use core::future::{Future, poll_fn};
+use core::pin::Pin;
+use core::task::{Poll, Waker};
+
+use smoltcp::iface::{self, Interface, PollIngressSingleResult, PollResult};
+use smoltcp::socket::{dhcpv4, tcp};
+use smoltcp::time::Instant as SmolInstant;
+use smoltcp::wire::{EthernetAddress, HardwareAddress};
+use torito_executor::{Duration, Executor, Instant, sleep_until};
+
+use crate::config::{Config, Ipv4Config, StaticConfig};
+use crate::counters::CounterCells;
+use crate::device::Phy;
+use crate::driver::Driver;
+use crate::state::shared::Shared;
+use crate::state::sockets::Sockets;
+use crate::state::{Inner, Stack, listeners};
+
+/// Frames received per [`Runner::poll`] before the runner yields to other tasks.
+const RX_BUDGET: usize = 64;
+
+/// How long a dropped [`TcpStream`](crate::TcpStream) may take to finish its graceful
+/// close (deliver its data, exchange FINs) before it is aborted with a reset. Bounds the
+/// memory a peer that never closes its side can pin.
+pub const CLOSE_LINGER: Duration = Duration::from_secs(30);
+
+/// Takes a DHCP event, if any, into the interface configuration.
+fn update_dhcp(inner: &mut Inner) {
+    let Some(handle) = inner.dhcp else { return };
+    let config = match inner.sockets.get_mut::<dhcpv4::Socket>(handle).poll() {
+        None => return,
+        Some(dhcpv4::Event::Configured(config)) => Some(StaticConfig {
+            address: config.address,
+            gateway: config.router,
+            dns: config.dns_servers.first().copied(),
+        }),
+        Some(dhcpv4::Event::Deconfigured) => None,
+    };
+    match config {
+        Some(config) => log::info!(
+            "net: DHCP: ip={} gw={} dns={}",
+            config.address,
+            Shown(config.gateway),
+            Shown(config.dns)
+        ),
+        // smoltcp reports Deconfigured once at start, before any lease: only a lost
+        // lease deserves a warning.
+        None if inner.ipv4.is_some() => {
+            log::warn!("net: DHCP lease lost; waiting for a new one")
+        }
+        None => {}
+    }
+    inner.apply_ipv4(config);
+}
+
+/// Reaps dropped connections that finished closing; aborts those past their linger
+/// deadline. Returns the earliest deadline still pending.
+fn reap(inner: &mut Inner, now: Instant, counters: &CounterCells) -> Option<Instant> {
+    let Inner {
+        closing, sockets, ..
+    } = inner;
+    let mut next = None;
+    closing.retain_mut(|closing| {
+        let socket = sockets.get_mut::<tcp::Socket>(closing.handle);
+        let state = socket.state();
+        let deadline = *closing.deadline.get_or_insert(now + CLOSE_LINGER);
+        // A Closed socket that still has its peer owes it a reset (sent at egress).
+        let done = state == tcp::State::TimeWait
+            || (state == tcp::State::Closed && socket.remote_endpoint().is_none());
+        if done || (state == tcp::State::Closed && now >= deadline) {
+            sockets.remove(closing.handle);
+            counters.connection_gone();
+            return false;
+        }
+        if now >= deadline {
+            // Sends a reset at the next egress; reaped after it.
+            socket.abort();
+        }
+        next = earliest(next, Some(deadline));
+        true
+    });
+    next
+}
+
+/// Displays an optional address as the address or `none`.
+struct Shown(Option<smoltcp::wire::Ipv4Address>);
+
+impl core::fmt::Display for Shown {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.0 {
+            Some(address) => write!(f, "{address}"),
+            None => write!(f, "none"),
+        }
+    }
+}
+
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+fn to_smoltcp(at: Instant) -> SmolInstant {
+    SmolInstant::from_micros(i64::try_from(at.as_nanos() / 1000).unwrap_or(i64::MAX))
+}
+
+fn from_smoltcp(at: SmolInstant) -> Instant {
+    Instant::from_micros(u64::try_from(at.total_micros()).unwrap_or(0))
+}
+
+/// Creates a stack for `driver`: the [`Stack`] handle for sockets and the [`Runner`]
+/// to spawn as a task (or to drive with [`Runner::poll`]).
+///
+/// `seed` seeds smoltcp's initial sequence numbers and the first ephemeral port: give
+/// each boot a different one (e.g. from the TSC or RDRAND). `now` is the current time.
+///
+/// # Examples
+///
+/// ```ignore
+/// let (stack, runner) = torito_netstack::new(virtio_net, config, seed, now);
+/// executor.spawn(runner.run());
+/// stack.wait_config_up().await;
+/// ```
+pub fn new<D: Driver>(driver: D, config: Config, seed: u64, now: Instant) -> (Stack, Runner<D>) {
+    let counters = Arc::new(CounterCells::default());
+    let mut phy = Phy::new(driver, Waker::noop().clone(), counters.clone());
+    let mtu = phy.driver.mtu();
+    let mut iface_config =
+        iface::Config::new(HardwareAddress::Ethernet(EthernetAddress(phy.driver.mac())));
+    iface_config.random_seed = seed;
+    let iface = Interface::new(iface_config, &mut phy, to_smoltcp(now));
+    let mut sockets = Sockets::new();
+    let dhcp = match config.ipv4 {
+        Ipv4Config::Dhcp => match sockets.add(dhcpv4::Socket::new()) {
+            Ok(handle) => Some(handle),
+            Err(_) => unreachable!("a new socket table has free slots"),
+        },
+        Ipv4Config::Static(_) => None,
+    };
+    let mut inner = Inner::new(iface, sockets, config.tcp, mtu, dhcp, seed);
+    if let Ipv4Config::Static(fixed) = config.ipv4 {
+        inner.apply_ipv4(Some(fixed));
+        log::info!(
+            "net: static ip={} gw={} dns={}",
+            fixed.address,
+            Shown(fixed.gateway),
+            Shown(fixed.dns)
+        );
+    }
+    let shared = Arc::new(Shared {
+        inner: spin::Mutex::new(inner),
+        counters,
+    });
+    let runner = Runner {
+        shared: shared.clone(),
+        phy,
+    };
+    (Stack { shared }, runner)
+}
+
+/// The task that runs the stack: polls the smoltcp interface when the device, a socket
+/// or a timer asks for it.
+///
+/// Spawn [`run`](Self::run) on a torito executor, or call [`poll`](Self::poll) by hand
+/// with explicit time (host tests).
+pub struct Runner<D> {
+    shared: Arc<Shared>,
+    phy: Phy<D>,
+}
+
+impl<D: Driver> Runner<D> {
+    /// Runs the stack forever. Each poll of this future polls the interface once; then
+    /// it sleeps until the driver wakes it (frame received, transmit descriptor freed),
+    /// a socket operation wakes it (data queued or consumed, close, bind, ...), or
+    /// smoltcp's next deadline (retransmission, delayed ACK, DHCP renewal) or a close
+    /// linger comes due (armed as an executor timer: [`sleep_until`]). It never wakes itself while nothing changed; after a burst of
+    /// frames it yields once to let other tasks run.
+    ///
+    /// # Panics
+    ///
+    /// If polled outside a torito executor task (it reads the executor's clock and
+    /// arms its timers).
+    pub async fn run(mut self) -> Infallible {
+        let mut timer = sleep_until(Instant::MAX);
+        poll_fn(move |cx| {
+            let Some(executor) = Executor::from_waker(cx.waker()) else {
+                panic!("Runner::run must be polled inside a torito executor task");
+            };
+            let now = executor.now();
+            self.set_waker(cx.waker());
+            match self.poll(now) {
+                Some(at) if at <= now => cx.waker().wake_by_ref(),
+                Some(at) => {
+                    timer.reset(at);
+                    if Pin::new(&mut timer).poll(cx).is_ready() {
+                        cx.waker().wake_by_ref();
+                    }
+                }
+                None => {}
+            }
+            Poll::<Infallible>::Pending
+        })
+        .await
+    }
+
+    /// Sets the waker handed to the driver and woken by socket operations: the
+    /// waker of whatever drives [`poll`](Self::poll). [`run`](Self::run) sets it itself;
+    /// until set, a no-op waker is used.
+    pub fn set_waker(&mut self, waker: &Waker) {
+        if !self.phy.waker.will_wake(waker) {
+            self.phy.waker = waker.clone();
+        }
+    }
+
+    /// Polls the interface once at time `now`: receives what the driver has (up to a
+    /// budget), updates listeners and DHCP, sends what sockets queued, reaps closed
+    /// connections, and flushes the driver (one device
+    /// notification for everything queued in this poll).
+    ///
+    /// Returns when to poll again at the latest if nothing wakes the waker before
+    /// (`None`: only a wake can make work). A deadline at or before `now` means more
+    /// frames wait: poll again soon. While the driver has no free transmit descriptor,
+    /// smoltcp's "send now" deadline is dropped: the driver's wake ends that wait.
+    pub fn poll(&mut self, now: Instant) -> Option<Instant> {
+        let mut guard = self.shared.inner.lock();
+        let inner = &mut *guard;
+        let counters = &*self.shared.counters;
+        if !inner
+            .runner
+            .as_ref()
+            .is_some_and(|waker| waker.will_wake(&self.phy.waker))
+        {
+            inner.runner = Some(self.phy.waker.clone());
+        }
+        let timestamp = to_smoltcp(now);
+        let phy = &mut self.phy;
+        phy.tx_blocked = false;
+        inner.iface.poll_maintenance(timestamp);
+        listeners::refresh(
+            &mut inner.listeners,
+            &mut inner.sockets,
+            inner.tcp,
+            &mut phy.refusing,
+        );
+
+        // `more`: the budget ran out with frames possibly left.
+        let mut received = 0;
+        let more = loop {
+            if received == RX_BUDGET {
+                break true;
+            }
+            let result = inner
+                .iface
+                .poll_ingress_single(timestamp, phy, inner.sockets.for_poll());
+            if result == PollIngressSingleResult::None {
+                break false;
+            }
+            received += 1;
+            // A SYN may just have taken the listening socket: replace it before the
+            // next frame, which may be another SYN.
+            listeners::refresh(
+                &mut inner.listeners,
+                &mut inner.sockets,
+                inner.tcp,
+                &mut phy.refusing,
+            );
+        };
+
+        update_dhcp(inner);
+        while inner
+            .iface
+            .poll_egress(timestamp, phy, inner.sockets.for_poll())
+            != PollResult::None
+        {}
+        listeners::refresh(
+            &mut inner.listeners,
+            &mut inner.sockets,
+            inner.tcp,
+            &mut phy.refusing,
+        );
+        let reap = reap(inner, now, counters);
+        phy.driver.flush();
+
+        let smoltcp = inner
+            .iface
+            .poll_at(timestamp, &inner.sockets)
+            .map(from_smoltcp)
+            .filter(|&at| !(phy.tx_blocked && at <= now));
+        let again = more.then_some(now);
+        earliest(earliest(smoltcp, reap), again)
+    }
+}
+
+// Compile-time check: the runner's future can be spawned on any core.
+#[allow(dead_code)]
+fn assert_send<D: Driver>(runner: Runner<D>) -> impl Send {
+    runner.run()
+}
