@@ -404,6 +404,8 @@ pub struct BlockStats {
     pub notifications: u64,
     /// Submissions that found every request entry in use.
     pub full: u64,
+    /// The most requests the device held at once.
+    pub peak_in_flight: u64,
 }
 
 /// The device-readable header and the device-writable status byte of one request
@@ -479,6 +481,8 @@ pub struct BlockDevice<H: Hal, T: Transport> {
     /// What the interrupt handler wakes (the kernel's completion task).
     interrupt: &'static AtomicWaker,
     broken: bool,
+    /// Requests the device holds now.
+    in_flight: u64,
     stats: BlockStats,
 }
 
@@ -547,6 +551,7 @@ impl<H: Hal, T: Transport> BlockDevice<H, T> {
             waiting: Vec::with_capacity(limit),
             interrupt,
             broken: false,
+            in_flight: 0,
             stats: BlockStats::default(),
         })
     }
@@ -644,6 +649,8 @@ impl<H: Hal, T: Transport> BlockDevice<H, T> {
         entry.waker = Some(waker.clone());
         self.tokens[usize::from(token)] = Some(index);
         self.stats.posted += 1;
+        self.in_flight += 1;
+        self.stats.peak_in_flight = self.stats.peak_in_flight.max(self.in_flight);
         // The avail index is published; the device's flag is read after it.
         fence(Ordering::SeqCst);
         if self.queue.should_notify() {
@@ -798,6 +805,7 @@ impl<H: Hal, T: Transport> BlockDevice<H, T> {
             };
             self.tokens[usize::from(token)] = None;
             self.stats.completed += 1;
+            self.in_flight -= 1;
             let writable = match (operation, &buffer) {
                 (Operation::Read, Some(data)) => data.len() as u32 + 1,
                 _ => 1,

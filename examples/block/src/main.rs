@@ -98,10 +98,11 @@ async fn run() -> Result<(), String> {
             ));
         }
         torito::println!(
-            "block: disk {}: {} requests, {} notifications, {} interrupts, {} untrusted used \
-             entries, {} times full",
+            "block: disk {}: {} requests, at most {} in flight, {} notifications, {} \
+             interrupts, {} untrusted used entries, {} times full",
             index,
             stats.completed,
+            stats.peak_in_flight,
             stats.notifications,
             disk.interrupts(),
             stats.bad_used,

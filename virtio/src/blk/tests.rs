@@ -342,6 +342,7 @@ fn many_requests_in_flight_complete_in_any_order() {
         );
     }
     assert_eq!(wakes(&counter) - before, QUEUE, "every caller woken once");
+    assert_eq!(driver.stats().peak_in_flight, QUEUE as u64);
     assert!(wakes(&full) >= 1, "the waiting submitter is woken");
     posted(driver.submit(extra, &full_waker));
     assert_eq!(driver.stats().full, 1);
