@@ -4,8 +4,9 @@
 //! file and compares it byte for byte with its own copy of the pattern generator. A
 //! read-only disk (filled by the test) must be reported read-only, read whole with the
 //! checksum the test computes, refuse a write with the read-only error and stay
-//! unchanged; every disk must refuse reads past its end with the out-of-range error.
-//! Also: echo still serves with a disk and an rng attached.
+//! unchanged; every disk must refuse reads past its end with the out-of-range error. On
+//! microvm (with and without ACPI), q35 (-smp 4) and pc (INTx); an empty disk next to a
+//! working one; no disk at all. Also: echo still serves with a disk and an rng attached.
 //!
 //! Needs `build/block.elf` and `build/echo.elf` (`make images`). Timeouts only bound a
 //! hung guest (a lost interrupt would hang it; TCG on a loaded machine); nothing asserts a
@@ -224,6 +225,42 @@ fn pattern_on_two_disks_q35_smp4() -> Result<(), Failure> {
         &[3 << 20, 4 << 20],
         0x5eed_0003,
     )
+}
+
+/// microvm without ACPI: the disk comes from a `virtio_mmio.device=` entry on the
+/// command line, as on Firecracker.
+#[test]
+fn pattern_on_one_disk_microvm_without_acpi() -> Result<(), Failure> {
+    writable_disks(
+        RunOptions::default().without_acpi(),
+        "microvm-no-acpi",
+        &[2 << 20],
+        0x5eed_0006,
+    )
+}
+
+/// An empty disk (a file of 0 bytes) is reported with 0 sectors and refuses a read, and
+/// the disk after it still works.
+#[test]
+fn an_empty_disk_refuses_reads_and_the_next_one_works() -> Result<(), Failure> {
+    let seed = 0x5eed_0007;
+    let empty = Image::sparse("empty", 0);
+    let disk = Image::sparse("after-empty", 1 << 20);
+    let options = RunOptions::default()
+        .disk(empty.path())
+        .disk(disk.path())
+        .append(&format!("app.seed={seed:#x}"));
+    let mut guest = Guest::start("block", &options);
+    let outcome = guest.expect_exit(0, BOOT)?;
+    for line in [
+        "block: disk 0: 0 sectors (0 KiB), read-write",
+        "block: disk 0: read past the end refused: sectors 0..1 are past the end of the disk \
+         (0 sectors)",
+        "block: disk 1: wrote, flushed and verified 2048 sectors",
+    ] {
+        expect_line(&guest, &outcome.console, line)?;
+    }
+    check_pattern(&guest, &disk, seed)
 }
 
 /// pc without MSI-X: the disk's interrupts come through INTx and the I/O APIC.

@@ -80,6 +80,11 @@ async fn run() -> Result<(), String> {
                 "read-write"
             }
         );
+        if disk.capacity() == 0 {
+            // Nothing to write or read: only the end can be checked.
+            past_the_end(&disk).await?;
+            continue;
+        }
         drop_midway(&disk).await?;
         if disk.read_only() {
             read_only(&disk, depth).await?;
@@ -290,7 +295,12 @@ async fn drop_midway(disk: &Disk) -> Result<(), String> {
 async fn past_the_end(disk: &Disk) -> Result<(), String> {
     let end = disk.capacity();
     // At the end, and straddling it.
-    for (sector, sectors) in [(end, 1), (end - 1, 2)] {
+    let checks: &[(u64, usize)] = if end == 0 {
+        &[(0, 1)]
+    } else {
+        &[(end, 1), (end - 1, 2)]
+    };
+    for &(sector, sectors) in checks {
         let buffer = Buffer::new(sectors).map_err(|error| format!("{error}"))?;
         match disk.read(sector, buffer).await {
             Err(error @ BlockError::OutOfRange { .. }) => {
