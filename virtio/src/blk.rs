@@ -704,6 +704,7 @@ impl<H: Hal, T: Transport> BlockDevice<H, T> {
                 self.release(index);
                 Completion::Finished(outcome)
             }
+            // Only a ticket this device never issued (another disk's) finds a free entry.
             State::Free => Completion::Finished(Err(BlockError::Broken)),
             in_flight => {
                 entry.state = in_flight;
