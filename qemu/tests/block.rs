@@ -157,6 +157,17 @@ fn writable_disks(
     sizes: &[usize],
     seed: u64,
 ) -> Result<(), Failure> {
+    writable_disks_at_depth(options, name, sizes, seed, 32)
+}
+
+/// As [`writable_disks`], with `depth` tasks issuing requests at once.
+fn writable_disks_at_depth(
+    options: RunOptions,
+    name: &str,
+    sizes: &[usize],
+    seed: u64,
+    depth: usize,
+) -> Result<(), Failure> {
     let images: Vec<Image> = sizes
         .iter()
         .enumerate()
@@ -165,7 +176,7 @@ fn writable_disks(
     let options = images
         .iter()
         .fold(options, |options, image| options.disk(image.path()))
-        .append(&format!("app.seed={seed:#x}"));
+        .append(&format!("app.seed={seed:#x} app.depth={depth}"));
     let mut guest = Guest::start("block", &options);
     let outcome = guest.expect_exit(0, BOOT)?;
     for (index, image) in images.iter().enumerate() {
@@ -183,7 +194,7 @@ fn writable_disks(
             &outcome.console,
             &format!(
                 "block: disk {index}: wrote, flushed and verified {sectors} sectors (seed \
-                 {seed:#x}, 32 requests in flight)"
+                 {seed:#x}, {depth} tasks with a request each)"
             ),
         )?;
         for line in [
@@ -224,6 +235,19 @@ fn pattern_on_two_disks_q35_smp4() -> Result<(), Failure> {
         "q35-two",
         &[3 << 20, 4 << 20],
         0x5eed_0003,
+    )
+}
+
+/// More tasks than the disk has request entries (128): the extra requests wait for a
+/// free entry (backpressure), and every one still completes.
+#[test]
+fn more_tasks_than_request_entries_q35_smp4() -> Result<(), Failure> {
+    writable_disks_at_depth(
+        RunOptions::default().machine("q35").smp(4),
+        "backpressure",
+        &[4 << 20],
+        0x5eed_0008,
+        300,
     )
 }
 

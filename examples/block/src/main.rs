@@ -11,8 +11,9 @@
 //!   The pattern is a function of the seed and the byte's offset on the disk: 8-byte
 //!   little-endian words, word `i` = SplitMix64 of `seed + (i + 1) * 0x9e3779b97f4a7c15`,
 //!   so the host can check a disk image with its own copy of the generator;
-//! * `app.depth=N`: requests in flight (default 32), each from a task of its own, spread
-//!   over the cores;
+//! * `app.depth=N`: tasks issuing requests at once (default 32), each with one request in
+//!   flight at a time, spread over the cores (past the disk's limit, they wait for a free
+//!   entry);
 //! * `app.bench=1`: instead of the checks, time sequential writes and reads and 4 KiB
 //!   random reads at depth 1 and 32 on disk 0 (it must be writable), and print MiB/s and
 //!   IOPS (`make bench` runs this).
@@ -230,8 +231,8 @@ async fn pattern_round_trip(disk: &Disk, seed: u64, depth: usize) -> Result<(), 
         .map_err(|error| format!("disk {}: flush: {error}", disk.index()))?;
     whole_disk(disk, Pass::Verify(seed), depth).await?;
     torito::println!(
-        "block: disk {}: wrote, flushed and verified {} sectors (seed {:#x}, {} requests in \
-         flight)",
+        "block: disk {}: wrote, flushed and verified {} sectors (seed {:#x}, {} tasks with a \
+         request each)",
         disk.index(),
         disk.capacity(),
         seed,
