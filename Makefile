@@ -5,6 +5,9 @@
 #   make run-hello   boot examples/hello in QEMU (microvm, PVH)
 #   make test        everything CI checks: lints, host tests, images, QEMU tests
 #   make bench       the benchmarks in bench/ (not part of the tests)
+#   make new-service NAME=myapp DIR=path
+#                    write a service crate at path/myapp that uses this checkout
+#                    (docs/services.md); `cargo run --release` there boots it
 #
 # Every target first runs `setup`, which installs what is missing (as root or with sudo)
 # or names the exact command to run.
@@ -15,6 +18,13 @@ IMAGES   := $(EXAMPLES:%=build/%.elf)
 HOST_CRATES := -p torito-boot -p torito-executor -p torito-netstack -p torito-virtio -p torito -p torito-macros
 DEBIAN_PACKAGES := qemu-system-x86 grub-pc-bin grub-common xorriso mtools binutils netcat-openbsd
 QEMU_ARGS ?=
+
+# Shorter source paths in panic locations (they are strings in the image): a registry
+# crate's file shows as crates/NAME-VERSION/..., wherever CARGO_HOME is. Cargo adds these
+# flags to the ones in .cargo/config.toml for the bare-metal target; the path is computed
+# here because that file cannot name a home directory without tying it to one machine.
+CARGO_REGISTRY_SOURCES = $(wildcard $(or $(CARGO_HOME),$(HOME)/.cargo)/registry/src/*)
+export CARGO_TARGET_X86_64_UNKNOWN_NONE_RUSTFLAGS += $(patsubst %,--remap-path-prefix=%=crates,$(CARGO_REGISTRY_SOURCES))
 
 .PHONY: all setup images run-hello run-echo test lint host-test qemu-test bench clean
 
@@ -65,6 +75,13 @@ test: lint host-test qemu-test
 
 bench: images
 	./bench/run.sh
+
+# A service crate of your own, outside this repository (qemu/new-service.sh).
+.PHONY: new-service
+new-service:
+	@[ -n "$(NAME)" ] && [ -n "$(DIR)" ] || { \
+	    echo "new-service: say what and where, e.g. make new-service NAME=myapp DIR=.." >&2; exit 2; }
+	./qemu/new-service.sh "$(NAME)" "$(DIR)" $(PORT)
 
 clean:
 	cargo clean

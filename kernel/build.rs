@@ -1,6 +1,7 @@
 //! Puts the linker script on the library search path of every crate that links the
 //! kernel, so an application needs no linker script of its own (`.cargo/config.toml`
-//! passes `-Ttorito.ld`).
+//! passes `-Ttorito.ld`). Cargo passes this search path on to dependents, also to a
+//! service crate outside the workspace (docs/services.md); a link argument it would not.
 
 fn main() {
     let out = std::path::PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));

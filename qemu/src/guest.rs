@@ -104,10 +104,21 @@ impl Guest {
                 image.display()
             )));
         }
-        let mut child = Command::new(&script)
-            .arg(&image)
-            .args(&args)
-            .current_dir(&root)
+        let mut run = Command::new(&script);
+        run.arg(&image).args(&args).current_dir(&root);
+        Guest::start_command(run, command)
+    }
+
+    /// Starts `command`, a command that runs `qemu/run.sh` in the end (such as `cargo
+    /// run` in a service crate, whose runner it is), as a guest: its stdout is the
+    /// console. `description` is the shell command that reproduces the run, for failure
+    /// messages.
+    ///
+    /// # Errors
+    ///
+    /// A [`Failure`] when `command` cannot be spawned.
+    pub fn start_command(mut command: Command, description: String) -> Result<Guest, Failure> {
+        let mut child = command
             // A group of its own, so a timeout can end run.sh, grub-mkrescue and QEMU at
             // once without touching the test process.
             .process_group(0)
@@ -115,7 +126,12 @@ impl Guest {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|error| failure(format!("cannot spawn {}: {error}", script.display())))?;
+            .map_err(|error| Failure {
+                reason: format!("cannot spawn {description}: {error}"),
+                command: description.clone(),
+                console: String::new(),
+                stderr: String::new(),
+            })?;
         let captured = Arc::new(Captured::default());
         let mut readers = Vec::new();
         if let Some(stdout) = child.stdout.take() {
@@ -126,7 +142,7 @@ impl Guest {
         }
         let stdin = child.stdin.take();
         Ok(Guest {
-            command,
+            command: description,
             child,
             exited: None,
             _stdin: stdin,
@@ -156,6 +172,24 @@ impl Guest {
         ready: &str,
         timeout: Duration,
     ) -> Result<(Guest, u16), Failure> {
+        Guest::start_forwarded_with(guest_port, ready, timeout, |port| {
+            Guest::try_start(image, &options.clone().forward(port, guest_port))
+        })
+    }
+
+    /// Like [`Guest::start_forwarded`] for a guest that `start(port)` starts with a TCP
+    /// forward from host port `port` to the guest's `guest_port` (for example a
+    /// [`Guest::start_command`] whose command gets the port another way).
+    ///
+    /// # Errors
+    ///
+    /// As [`Guest::start_forwarded`], and whatever `start` returns.
+    pub fn start_forwarded_with(
+        guest_port: u16,
+        ready: &str,
+        timeout: Duration,
+        mut start: impl FnMut(u16) -> Result<Guest, Failure>,
+    ) -> Result<(Guest, u16), Failure> {
         let mut attempt = 1;
         loop {
             let port = free_port().map_err(|error| Failure {
@@ -166,7 +200,7 @@ impl Guest {
                 console: String::new(),
                 stderr: String::new(),
             })?;
-            let mut guest = Guest::try_start(image, &options.clone().forward(port, guest_port))?;
+            let mut guest = start(port)?;
             let failure = match guest.wait_for_line(ready, timeout) {
                 Ok(_) => return Ok((guest, port)),
                 Err(failure) => failure,
@@ -297,6 +331,11 @@ impl Guest {
     /// The console so far.
     pub fn console(&self) -> String {
         self.captured.lock().stdout.text()
+    }
+
+    /// What `run.sh` (and whatever started it, such as cargo) printed on stderr so far.
+    pub fn stderr(&self) -> String {
+        self.captured.lock().stderr.text()
     }
 
     /// Ends the guest now: SIGTERM to the process group (QEMU shuts down cleanly and
