@@ -6,6 +6,7 @@
 #                          [--accel kvm|tcg] [--acpi on|off] [--log FILE]
 #                          [--exit-device on|off] [--trace-code FILE] [--rng] [--msix on|off]
 #                          [--icount SHIFT] [--plugin LIBRARY,ARGS]
+#                          [--udp-link LOCALPORT:REMOTEPORT]
 #                          [--disk FILE[,ro]]...
 #        qemu/run.sh --which-accel      (prints the accelerator it would pick, then exits)
 #
@@ -19,7 +20,7 @@
 # from the guest (it crashed, reset, or QEMU itself failed).
 set -euo pipefail
 
-usage() { sed -n '4,10p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '4,11p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 # The accelerator rule, in one place (the benches ask for it with --which-accel).
 pick_accel() {
@@ -36,7 +37,7 @@ pick_accel() {
 if [ "$1" = --which-accel ]; then pick_accel; exit 0; fi
 image=$1; shift
 machine=microvm boot=pvh smp=1 mem=64M append="" accel="" log="" acpi=on exit_device=on trace_code="" rng=off msix=on icount="" plugin=""
-forwards=() disks=()
+forwards=() disks=() udp_link=""
 while [ $# -gt 0 ]; do
     case $1 in
         --machine) machine=$2; shift 2 ;;
@@ -55,6 +56,7 @@ while [ $# -gt 0 ]; do
         --disk) disks+=("$2"); shift 2 ;;
         --icount) icount=$2; shift 2 ;;
         --plugin) plugin=$2; shift 2 ;;
+        --udp-link) udp_link=$2; shift 2 ;;
         -h|--help) usage ;;
         *) echo "run.sh: unknown option $1" >&2; usage ;;
     esac
@@ -130,12 +132,24 @@ fi
 [ -n "$icount" ] && args+=(-icount "shift=$icount")
 [ -n "$plugin" ] && args+=(-plugin "$plugin")
 
+if [ -n "$udp_link" ] && [ ${#forwards[@]} -gt 0 ]; then
+    echo "run.sh: --udp-link and --forward are two different NICs' backends: pick one" >&2; exit 2
+fi
+netdev=""
 if [ ${#forwards[@]} -gt 0 ]; then
     netdev="user,id=net0"   # user-mode networking: guest 10.0.2.15, no host privileges
     for forward in "${forwards[@]}"; do
         host=${forward%%:*} guest=${forward##*:}
         netdev+=",hostfwd=tcp:127.0.0.1:$host-:$guest"
     done
+elif [ -n "$udp_link" ]; then
+    # A raw link: each Ethernet frame is one UDP datagram from 127.0.0.1:LOCAL to
+    # 127.0.0.1:REMOTE, and datagrams arriving at LOCAL are frames for the guest. No
+    # DHCP server, no slirp: a test on the host plays the rest of the network (or
+    # nothing at all).
+    netdev="socket,id=net0,udp=127.0.0.1:${udp_link##*:},localaddr=127.0.0.1:${udp_link%%:*}"
+fi
+if [ -n "$netdev" ]; then
     args+=(-netdev "$netdev")
     if [ "$machine" = microvm ]; then
         args+=(-device virtio-net-device,netdev=net0)   # virtio-mmio transport

@@ -42,6 +42,10 @@ pub struct RunOptions {
     /// virtio-blk disks, in order: the raw image's path and whether it is read-only
     /// (`--disk FILE[,ro]`).
     pub disks: Vec<(String, bool)>,
+    /// A virtio-net device on a raw UDP link instead of user-mode networking:
+    /// `(local port, remote port)` on 127.0.0.1 (`--udp-link LOCAL:REMOTE`). Frames go
+    /// to whatever listens on the remote port; no DHCP server, no forwards.
+    pub udp_link: Option<(u16, u16)>,
 }
 
 impl Default for RunOptions {
@@ -58,6 +62,7 @@ impl Default for RunOptions {
             rng: false,
             msix: true,
             disks: Vec::new(),
+            udp_link: None,
         }
     }
 }
@@ -125,6 +130,13 @@ impl RunOptions {
         self
     }
 
+    /// Puts the NIC on a raw UDP link: QEMU sends each frame from 127.0.0.1:`local` to
+    /// 127.0.0.1:`remote` and takes frames arriving at `local`.
+    pub fn udp_link(mut self, local: u16, remote: u16) -> Self {
+        self.udp_link = Some((local, remote));
+        self
+    }
+
     /// Adds a writable virtio-blk disk over the raw image at `path` (virtio-mmio on
     /// microvm, virtio-pci elsewhere); disks are numbered in the order added.
     pub fn disk(mut self, path: &str) -> Self {
@@ -172,6 +184,10 @@ impl RunOptions {
             } else {
                 path.clone()
             });
+        }
+        if let Some((local, remote)) = self.udp_link {
+            args.push("--udp-link".into());
+            args.push(format!("{local}:{remote}"));
         }
         for (host, guest) in &self.forwards {
             args.push("--forward".into());
