@@ -5,13 +5,14 @@
 #
 # usage: bench/run.sh            (make bench calls this; needs build/hello.elf; the
 #                                 networking part, bench/net/run.sh, needs build/echo.elf;
-#                                 the vsock part, bench/vsock/run.sh, build/vsock-echo.elf)
+#                                 the vsock part, bench/vsock/run.sh, build/vsock-echo.elf;
+#                                 the block part, bench/block/run.sh, build/block.elf)
 #   RUNS=N         boot-time rounds (default 10)
 #   TORITO_ACCEL   passed through to qemu/run.sh, which picks kvm or tcg by itself
 #
 # Every QEMU run goes through qemu/run.sh, so the bench boots exactly what the tests and
-# a person boot (same flags, same accelerator choice); the networking bench's Linux guest
-# alone runs QEMU directly, with run.sh's flags copied (run.sh has no -initrd).
+# a person boot (same flags, same accelerator choice); the networking and block benches'
+# Linux guests alone run QEMU directly, with run.sh's flags copied (run.sh has no -initrd).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -172,3 +173,11 @@ echo
 # --- 6. SMP: bring-up per core, inter-core round trip vs host threads, idle CPU ----------
 echo
 "$root/bench/smp.sh"
+
+# --- 6. Block: disk throughput and IOPS against a Linux guest (bench/block/run.sh) ------
+echo
+if [ -f "$root/build/block.elf" ]; then
+    "$root/bench/block/run.sh"
+else
+    echo "block bench skipped: no $root/build/block.elf yet (run 'make images')"
+fi

@@ -8,6 +8,7 @@
 #                          [--icount SHIFT] [--plugin LIBRARY,ARGS]
 #                          [--udp-link LOCALPORT:REMOTEPORT]
 #                          [--vsock CID [--vsock-socket PATH]]
+#                          [--disk FILE[,ro]]...
 #        qemu/run.sh --which-accel      (prints the accelerator it would pick, then exits)
 #
 # The accelerator is chosen here: hardware KVM only when the CPU has vmx/svm and
@@ -20,7 +21,7 @@
 # from the guest (it crashed, reset, or QEMU itself failed).
 set -euo pipefail
 
-usage() { sed -n '4,10p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '4,12p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 # The accelerator rule, in one place (the benches ask for it with --which-accel).
 pick_accel() {
@@ -38,7 +39,7 @@ if [ "$1" = --which-accel ]; then pick_accel; exit 0; fi
 image=$1; shift
 machine=microvm boot=pvh smp=1 mem=64M append="" accel="" log="" acpi=on exit_device=on trace_code="" rng=off msix=on icount="" plugin=""
 vsock_cid="" vsock_socket=""
-forwards=() udp_link=""
+forwards=() disks=() udp_link=""
 while [ $# -gt 0 ]; do
     case $1 in
         --machine) machine=$2; shift 2 ;;
@@ -54,6 +55,7 @@ while [ $# -gt 0 ]; do
         --trace-code) trace_code=$2; shift 2 ;;
         --rng) rng=on; shift ;;
         --msix) msix=$2; shift 2 ;;
+        --disk) disks+=("$2"); shift 2 ;;
         --icount) icount=$2; shift 2 ;;
         --plugin) plugin=$2; shift 2 ;;
         --udp-link) udp_link=$2; shift 2 ;;
@@ -214,6 +216,27 @@ if [ -n "$vsock_cid" ]; then
         args+=(-device "vhost-user-vsock-pci,chardev=vsock0$pci_options")   # virtio-pci transport
     fi
 fi
+# --disk FILE[,ro] (repeatable): a virtio-blk device over the raw image FILE, for
+# torito::block. The kernel numbers disks in discovery order, which on every machine here
+# is the order of the --disk options (microvm fills its slots from the last one down, and
+# discovery walks them that way).
+index=0
+for disk in ${disks[@]+"${disks[@]}"}; do
+    file=${disk%,ro} readonly=off
+    [ "$file" != "$disk" ] && readonly=on
+    [ -f "$file" ] || { echo "run.sh: --disk: no file at $file" >&2; exit 2; }
+    # if=none: a backend only, attached by the -device below. format=raw: no probing (QEMU
+    # refuses writes to sector 0 of a probed raw image). readonly=on: QEMU opens the file
+    # read-only and the device offers VIRTIO_BLK_F_RO. The default cache mode (writeback)
+    # gives the device a write cache, so the guest's flushes reach the host's fsync.
+    args+=(-drive "file=$file,if=none,id=disk$index,format=raw,readonly=$readonly")
+    if [ "$machine" = microvm ]; then
+        args+=(-device "virtio-blk-device,drive=disk$index")   # virtio-mmio transport
+    else
+        args+=(-device "virtio-blk-pci,drive=disk$index$pci_options")   # virtio-pci transport
+    fi
+    index=$((index + 1))
+done
 
 if [ "$boot" = pvh ]; then
     # QEMU's -kernel loads an ELF through its PVH note (on every machine type).

@@ -39,6 +39,9 @@ pub struct RunOptions {
     pub rng: bool,
     /// Whether virtio-pci devices offer MSI-X (`--msix off` leaves them INTx only).
     pub msix: bool,
+    /// virtio-blk disks, in order: the raw image's path and whether it is read-only
+    /// (`--disk FILE[,ro]`).
+    pub disks: Vec<(String, bool)>,
     /// A virtio-net device on a raw UDP link instead of user-mode networking:
     /// `(local port, remote port)` on 127.0.0.1 (`--udp-link LOCAL:REMOTE`). Frames go
     /// to whatever listens on the remote port; no DHCP server, no forwards.
@@ -61,6 +64,7 @@ impl Default for RunOptions {
             exit_device: true,
             rng: false,
             msix: true,
+            disks: Vec::new(),
             udp_link: None,
             vsock: None,
         }
@@ -144,6 +148,19 @@ impl RunOptions {
         self
     }
 
+    /// Adds a writable virtio-blk disk over the raw image at `path` (virtio-mmio on
+    /// microvm, virtio-pci elsewhere); disks are numbered in the order added.
+    pub fn disk(mut self, path: &str) -> Self {
+        self.disks.push((path.into(), false));
+        self
+    }
+
+    /// Adds a read-only virtio-blk disk over the raw image at `path`.
+    pub fn read_only_disk(mut self, path: &str) -> Self {
+        self.disks.push((path.into(), true));
+        self
+    }
+
     /// The options as `run.sh` arguments (everything after the image path).
     pub fn args(&self) -> Vec<String> {
         let mut args = vec![
@@ -170,6 +187,14 @@ impl RunOptions {
         if !self.msix {
             args.push("--msix".into());
             args.push("off".into());
+        }
+        for (path, read_only) in &self.disks {
+            args.push("--disk".into());
+            args.push(if *read_only {
+                format!("{path},ro")
+            } else {
+                path.clone()
+            });
         }
         if let Some((local, remote)) = self.udp_link {
             args.push("--udp-link".into());

@@ -64,8 +64,8 @@ pub(crate) struct DeviceState {
     pub(crate) notifications: [usize; 3],
     /// The device type; `None`: network.
     pub(crate) kind: Option<DeviceType>,
-    /// The configuration space; `None`: the MAC address of [`MAC`].
-    pub(crate) config: Option<[u8; 8]>,
+    /// The configuration space; `None`: a NIC's (its MAC address).
+    pub(crate) config: Option<Vec<u8>>,
 }
 
 #[derive(Clone, Default)]
@@ -130,9 +130,8 @@ impl Transport for FakeTransport {
     ) -> virtio_drivers::Result<V> {
         let mut config = [0u8; 8];
         config[..6].copy_from_slice(&MAC);
-        if let Some(bytes) = self.0.lock().unwrap().config {
-            config = bytes;
-        }
+        let state = self.0.lock().unwrap();
+        let config = state.config.as_deref().unwrap_or(&config);
         Ok(V::read_from_prefix(&config[offset..]).unwrap().0)
     }
     fn write_config_space<V: zerocopy::IntoBytes + zerocopy::Immutable>(

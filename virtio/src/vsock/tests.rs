@@ -431,7 +431,7 @@ fn device() -> (VsockDevice<FakeHal, FakeTransport>, FakeDevice) {
     let state = DeviceState {
         offered: Some(VIRTIO_F_VERSION_1),
         kind: Some(DeviceType::Socket),
-        config: Some([GUEST as u8, 0, 0, 0, 0, 0, 0, 0]),
+        config: Some(vec![GUEST as u8, 0, 0, 0, 0, 0, 0, 0]),
         ..DeviceState::default()
     };
     let transport = FakeTransport(Arc::new(Mutex::new(state)));
