@@ -60,6 +60,7 @@ run-echo: images
 
 lint: setup
 	cargo fmt --all --check
+	./qemu/check-unsafe-list.sh
 	cargo clippy $(HOST_CRATES) -p torito-qemu-tests --all-targets -- -D warnings
 	cargo clippy --target $(TARGET) -p torito $(EXAMPLES:%=-p %) -p torito-executor -p torito-boot -- -D warnings
 	RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p torito-boot -p torito-executor -p torito-netstack -p torito-virtio

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A small report on the hello image: its size, its boot time against a do-nothing
 # kernel's, and the least memory it runs in. Not a test: nothing here passes or fails on a
-# number, and the numbers are noisy (shared machines; see shared/PLATFORM.md).
+# number, and the numbers are noisy (the machines running it are often shared).
 #
 # usage: bench/run.sh            (make bench calls this; needs build/hello.elf; the
 #                                 networking part, bench/net/run.sh, needs build/echo.elf;

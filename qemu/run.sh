@@ -12,8 +12,9 @@
 #        qemu/run.sh --which-accel      (prints the accelerator it would pick, then exits)
 #
 # The accelerator is chosen here: hardware KVM only when the CPU has vmx/svm and
-# /dev/kvm is usable; otherwise TCG. (The build machines' /dev/kvm is a software
-# virtualizer that is slower than TCG and faults on SSE: see shared/PLATFORM.md.)
+# /dev/kvm is usable; otherwise TCG. (A /dev/kvm without vmx/svm can be a software
+# virtualizer, such as the kvm_pvm module: slower than TCG for a kernel, and it can stop
+# the guest on an SSE instruction.)
 # TORITO_ACCEL=kvm|tcg or --accel overrides the choice.
 #
 # Exit status: the guest's exit code (the kernel prints "torito: exit(N)" and writes N to
