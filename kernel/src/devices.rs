@@ -16,12 +16,12 @@ use crate::arch::pci::{Config, EcamConfig, PortConfig};
 use crate::arch::virtio::{self, Ack, DeviceInterrupt, KernelHal, Window};
 use alloc::vec::Vec;
 use torito_boot::MemoryKind;
+use torito_virtio::DeviceTransport;
 use torito_virtio::discovery::mmio::{MICROVM_SLOTS, Source};
 use torito_virtio::discovery::pci;
 use torito_virtio::discovery::{
     Claims, Device, Discovery, DiscoveryError, Kind, Owner, Span, Transport,
 };
-use torito_virtio::virtio_drivers::transport::SomeTransport;
 use torito_virtio::virtio_drivers::transport::pci::PciTransport;
 use torito_virtio::virtio_drivers::transport::pci::bus::{DeviceFunction, PciRoot};
 
@@ -156,7 +156,7 @@ pub(crate) fn take(kind: Kind) -> Vec<Device> {
 /// A device a driver opened: its transport, and its interrupt set up and routed.
 pub(crate) struct Opened {
     /// The transport to give the virtio-drivers driver.
-    pub transport: SomeTransport<'static>,
+    pub transport: DeviceTransport,
     /// Its interrupt (vector, count, the waker the handler wakes).
     pub interrupt: &'static DeviceInterrupt,
     /// What is left to do once the driver has set the queues up.
@@ -236,7 +236,7 @@ fn open_transport(device: Device) -> Result<Opened, OpenError> {
                 );
             }
             Ok(Opened {
-                transport: SomeTransport::Mmio(transport),
+                transport: DeviceTransport::Mmio(transport),
                 interrupt,
                 queues: QueueVectors(None),
             })
@@ -290,7 +290,7 @@ fn open_transport(device: Device) -> Result<Opened, OpenError> {
                 }
             };
             Ok(Opened {
-                transport: SomeTransport::Pci(transport),
+                transport: DeviceTransport::Pci(transport),
                 interrupt,
                 queues: QueueVectors(msix_common),
             })

@@ -14,8 +14,7 @@
 use crate::arch::virtio::{DeviceInterrupt, KernelHal};
 use crate::devices;
 use torito_virtio::discovery::Kind;
-use torito_virtio::virtio_drivers::transport::SomeTransport;
-use torito_virtio::{NetDevice, NetStats, StepwiseStatus};
+use torito_virtio::{DeviceTransport, NetDevice, NetStats, StepwiseStatus};
 
 pub use torito_netstack::{
     Config, ConfigError, Counters, Error, Ipv4Config, Stack, StaticConfig, TcpListener, TcpStream,
@@ -86,7 +85,7 @@ fn start() -> Option<Stack> {
     }
     // Status bits one at a time, as Firecracker requires (torito_virtio::StepwiseStatus).
     let transport = StepwiseStatus(opened.transport);
-    let device = match NetDevice::<KernelHal, StepwiseStatus<SomeTransport<'static>>>::new(
+    let device = match NetDevice::<KernelHal, StepwiseStatus<DeviceTransport>>::new(
         transport,
         opened.interrupt.waker(),
         &DEVICE_STATS,

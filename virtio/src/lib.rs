@@ -30,5 +30,5 @@ mod transport;
 
 pub use net::{NetDevice, NetError, NetStats};
 pub use rng::{RngDevice, RngError};
-pub use transport::{StepwiseStatus, status_steps};
+pub use transport::{DeviceTransport, StepwiseStatus, status_steps};
 pub use virtio_drivers;
