@@ -456,6 +456,10 @@ impl Discovery {
         }
     }
 
+    // Out of line although called once: inlined into the scan, its large result
+    // (`PciDevice`, or an error) is copied through the caller's frame at every `?`;
+    // out of line it is written in place (450 bytes less code, measured).
+    #[inline(never)]
     fn check_pci(
         &self,
         config: &mut impl ConfigSpace,
