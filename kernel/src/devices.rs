@@ -208,7 +208,7 @@ impl core::fmt::Display for OpenError {
 
 /// Opens `device` (from [`take`]): builds its transport and routes its interrupt to a
 /// vector of its own.
-pub(crate) fn open(device: Device) -> Result<Opened, OpenError> {
+pub(crate) fn open(device: &Device) -> Result<Opened, OpenError> {
     let kind = device.kind;
     let opened = open_transport(device)?;
     log::debug!(
@@ -219,8 +219,8 @@ pub(crate) fn open(device: Device) -> Result<Opened, OpenError> {
     Ok(opened)
 }
 
-fn open_transport(device: Device) -> Result<Opened, OpenError> {
-    match device.transport {
+fn open_transport(device: &Device) -> Result<Opened, OpenError> {
+    match &device.transport {
         Transport::Mmio(mmio) => {
             let transport = virtio::mmio_transport(&mmio.slot)
                 .ok_or(OpenError::Unmappable(mmio.slot.address))?

@@ -69,7 +69,7 @@ fn start() -> Option<Stack> {
     let mut nics = devices::take(Kind::NETWORK).into_iter();
     let opened = nics
         .by_ref()
-        .find_map(|nic| match devices::open(nic.clone()) {
+        .find_map(|nic| match devices::open(&nic) {
             Ok(opened) => Some(opened),
             Err(error) => {
                 log::error!("net: {}: {}", nic, error);

@@ -85,7 +85,7 @@ static RNG: spin::Once<Option<Rng>> = spin::Once::new();
 fn rng() -> Option<&'static Rng> {
     RNG.call_once(|| {
         let device = devices::take(Kind::ENTROPY).into_iter().find_map(|found| {
-            let opened = devices::open(found)
+            let opened = devices::open(&found)
                 .map_err(|error| log::error!("random: virtio-rng: {}", error))
                 .ok()?;
             let device = RngDevice::new(StepwiseStatus(opened.transport), opened.interrupt.waker())
