@@ -67,15 +67,13 @@ fn start() -> Option<Stack> {
     // The stack has one interface: it takes the first NIC that opens; any others stay
     // untaken (and say so).
     let mut nics = devices::take(Kind::NETWORK).into_iter();
-    let opened = nics
-        .by_ref()
-        .find_map(|nic| match devices::open(&nic) {
-            Ok(opened) => Some(opened),
-            Err(error) => {
-                log::error!("net: {}: {}", nic, error);
-                None
-            }
-        });
+    let opened = nics.by_ref().find_map(|nic| match devices::open(&nic) {
+        Ok(opened) => Some(opened),
+        Err(error) => {
+            log::error!("net: {}: {}", nic, error);
+            None
+        }
+    });
     let Some(opened) = opened else {
         log::warn!("net: no virtio-net device");
         return None;
