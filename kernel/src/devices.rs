@@ -90,9 +90,11 @@ fn map(span: Span) -> Option<Window> {
 fn discover() -> State {
     let mut discovery = Discovery::new(kernel_claims());
     let cmdline = torito_boot::Cmdline::parse(crate::boot::cmdline()).ok();
-    for arg in cmdline.iter().flat_map(|line| line.args()) {
-        if arg.key == "virtio_mmio.device" {
-            discovery.add_mmio_entry(arg.value.unwrap_or(""), map);
+    if let Some(line) = &cmdline {
+        for arg in line.args() {
+            if arg.key == "virtio_mmio.device" {
+                discovery.add_mmio_entry(arg.value.unwrap_or(""), map);
+            }
         }
     }
     // QEMU microvm's slots only when no entry gave a device: QEMU lists its devices either
