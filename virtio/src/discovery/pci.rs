@@ -423,12 +423,6 @@ impl Discovery {
             };
             match self.check_pci(config, function) {
                 Ok(device) => {
-                    let command = config.read32(function, COMMAND_STATUS) & 0xffff;
-                    config.write32(
-                        function,
-                        COMMAND_STATUS,
-                        command | COMMAND_MEMORY | COMMAND_BUS_MASTER,
-                    );
                     for bar in device.bars.iter().flatten() {
                         if bar.kind != BarKind::Io && bar.address != 0 {
                             self.claims.add(
@@ -440,8 +434,6 @@ impl Discovery {
                             );
                         }
                     }
-                    let mut device = device;
-                    device.snapshot = ConfigSnapshot::read(config, function, &device.bars);
                     let interrupt = match (device.msix, device.intx_line) {
                         (Some(msix), _) => Interrupt::Msix {
                             entries: msix.entries,
@@ -460,6 +452,9 @@ impl Discovery {
         }
     }
 
+    /// Checks `function`; when it passes, turns its memory decoding and bus mastering on
+    /// and takes the configuration snapshot virtio-drivers will read.
+    //
     // Out of line although called once: inlined into the scan, its large result
     // (`PciDevice`, or an error) is copied through the caller's frame at every `?`;
     // out of line it is written in place (450 bytes less code, measured).
@@ -561,6 +556,12 @@ impl Discovery {
         };
         let interrupt = config.read32(function, INTERRUPT);
         let (line, pin) = (interrupt as u8, (interrupt >> 8) as u8);
+        let command = config.read32(function, COMMAND_STATUS) & 0xffff;
+        config.write32(
+            function,
+            COMMAND_STATUS,
+            command | COMMAND_MEMORY | COMMAND_BUS_MASTER,
+        );
         Ok(PciDevice {
             function,
             bars,
@@ -570,7 +571,7 @@ impl Discovery {
             device_config,
             msix,
             intx_line: (pin != 0 && line != 0xff).then_some(line),
-            snapshot: ConfigSnapshot::empty(function),
+            snapshot: ConfigSnapshot::read(config, function, &bars),
         })
     }
 }
