@@ -285,6 +285,7 @@ impl<H: Hal, T: Transport> NetDevice<H, T> {
     /// # Errors
     /// `NetError::Device` when the device cannot be initialized, `NetError::Features`
     /// when it refuses the features.
+    #[inline(never)]
     pub fn new(
         mut transport: T,
         waker: &'static AtomicWaker,
