@@ -55,9 +55,6 @@ pub fn device_interrupts() -> u64 {
 }
 
 /// Finds the device and starts the stack (on first use).
-// Out of line: it runs once, and inlined into `main`'s poll (the generic `block_on`)
-// its large values were copied through that frame (1 KB more code in echo, measured).
-#[inline(never)]
 fn start() -> Option<Stack> {
     let cmdline = torito_boot::Cmdline::parse(crate::boot::cmdline()).ok()?;
     // A bad `ip=`/`gw=`/`dns=` stops the VM here, as a boot error: this runs when the

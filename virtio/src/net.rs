@@ -285,10 +285,6 @@ impl<H: Hal, T: Transport> NetDevice<H, T> {
     /// # Errors
     /// `NetError::Device` when the device cannot be initialized, `NetError::Features`
     /// when it refuses the features.
-    //
-    // Out of line: it runs once, and inlined into the kernel's start-up of the stack its
-    // large result was copied through that frame (160 bytes more code, measured).
-    #[inline(never)]
     pub fn new(
         mut transport: T,
         waker: &'static AtomicWaker,
