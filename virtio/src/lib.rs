@@ -50,6 +50,6 @@ pub mod vsock;
 pub use blk::{BlockDevice, BlockError, BlockStats, Buffer};
 pub use net::{NetDevice, NetError, NetStats};
 pub use rng::{RngDevice, RngError};
-pub use transport::{StepwiseStatus, status_steps};
+pub use transport::{DeviceTransport, StepwiseStatus, status_steps};
 pub use virtio_drivers;
 pub use vsock::{VsockDevice, VsockError};
