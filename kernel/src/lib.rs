@@ -43,6 +43,8 @@ mod runtime;
 mod cpu_start;
 
 #[cfg(target_os = "none")]
+pub mod block;
+#[cfg(target_os = "none")]
 pub mod boot;
 #[cfg(target_os = "none")]
 pub mod console;
@@ -57,6 +59,8 @@ pub mod sync;
 pub mod task;
 #[cfg(target_os = "none")]
 pub mod time;
+#[cfg(target_os = "none")]
+pub mod vsock;
 
 pub use log;
 pub use torito_macros::main;
