@@ -195,8 +195,8 @@ fn a_modern_device_refusing_the_features_is_an_error() {
 
 /// The device side after a reset: it starts over on the rings the driver sets anew.
 fn follow_reset(device: &mut FakeDevice) {
-    device.next_avail = [0; 2];
-    device.next_used = [0; 2];
+    device.next_avail = Default::default();
+    device.next_used = Default::default();
 }
 
 fn stats(driver: &NetDevice<FakeHal, FakeTransport>) -> (u64, u64, u64) {
