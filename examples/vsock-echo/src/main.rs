@@ -20,6 +20,9 @@ const BACKLOG: usize = 64;
 #[torito::main]
 async fn main() -> Result<(), vsock::Error> {
     if torito::boot::arg("app.blocking").is_some() {
+        // Start the device here, on the main task's stack: its start-up needs more than
+        // a blocking task's 32 KiB fiber stack (the fiber's guard page caught it).
+        vsock::guest_cid()?;
         return torito::task::spawn_blocking(listen_blocking).await;
     }
     let mut listener = VsockListener::bind(PORT, BACKLOG)?;
