@@ -247,3 +247,18 @@ impl RunOptions {
         args
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_nic_comes_with_its_forwards_or_alone() {
+        let forwarded = RunOptions::default().forward(1, 2).forward2(3, 4).args();
+        let tail = &forwarded[forwarded.len() - 4..];
+        assert_eq!(tail, ["--forward", "1:2", "--forward2", "3:4"]);
+        let alone = RunOptions::default().forward(1, 2).nic2().args();
+        assert_eq!(alone.last().map(String::as_str), Some("--nic2"));
+        assert!(!RunOptions::default().args().contains(&"--nic2".to_string()));
+    }
+}
