@@ -7,6 +7,7 @@
 #                          [--exit-device on|off] [--trace-code FILE] [--rng] [--msix on|off]
 #                          [--icount SHIFT] [--plugin LIBRARY,ARGS]
 #                          [--udp-link LOCALPORT:REMOTEPORT]
+#                          [--nic2] [--forward2 HOSTPORT:GUESTPORT]...
 #                          [--vsock CID [--vsock-socket PATH]]
 #                          [--disk FILE[,ro]]...
 #        qemu/run.sh --which-accel      (prints the accelerator it would pick, then exits)
@@ -22,7 +23,7 @@
 # from the guest (it crashed, reset, or QEMU itself failed).
 set -euo pipefail
 
-usage() { sed -n '4,12p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '4,13p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 # The accelerator rule, in one place (the benches ask for it with --which-accel).
 pick_accel() {
@@ -40,7 +41,7 @@ if [ "$1" = --which-accel ]; then pick_accel; exit 0; fi
 image=$1; shift
 machine=microvm boot=pvh smp=1 mem=64M append="" accel="" log="" acpi=on exit_device=on trace_code="" rng=off msix=on icount="" plugin=""
 vsock_cid="" vsock_socket=""
-forwards=() disks=() udp_link=""
+forwards=() disks=() udp_link="" nic2=off forwards2=()
 while [ $# -gt 0 ]; do
     case $1 in
         --machine) machine=$2; shift 2 ;;
@@ -60,6 +61,8 @@ while [ $# -gt 0 ]; do
         --icount) icount=$2; shift 2 ;;
         --plugin) plugin=$2; shift 2 ;;
         --udp-link) udp_link=$2; shift 2 ;;
+        --nic2) nic2=on; shift ;;
+        --forward2) nic2=on; forwards2+=("$2"); shift 2 ;;
         --vsock) vsock_cid=$2; shift 2 ;;
         --vsock-socket) vsock_socket=$2; shift 2 ;;
         -h|--help) usage ;;
@@ -158,13 +161,28 @@ fi
 if [ -n "$udp_link" ] && [ ${#forwards[@]} -gt 0 ]; then
     echo "run.sh: --udp-link and --forward are two different NICs' backends: pick one" >&2; exit 2
 fi
-netdev=""
-if [ ${#forwards[@]} -gt 0 ]; then
-    netdev="user,id=net0"   # user-mode networking: guest 10.0.2.15, no host privileges
-    for forward in "${forwards[@]}"; do
+# "user" networking (slirp): guest 10.0.2.15, DHCP, no host privileges; each forward
+# HOST:GUEST makes QEMU listen on 127.0.0.1:HOST and connect to the guest's GUEST.
+user_netdev() {   # user_netdev ID FORWARD...
+    local netdev="user,id=$1" forward host guest
+    shift
+    for forward in "$@"; do
         host=${forward%%:*} guest=${forward##*:}
         netdev+=",hostfwd=tcp:127.0.0.1:$host-:$guest"
     done
+    echo "$netdev"
+}
+# One virtio-net device on netdev ID: virtio-mmio on microvm, virtio-pci elsewhere.
+add_nic() {   # add_nic ID
+    if [ "$machine" = microvm ]; then
+        args+=(-device "virtio-net-device,netdev=$1")   # virtio-mmio transport
+    else
+        args+=(-device "virtio-net-pci,netdev=$1$pci_options")   # virtio-pci transport
+    fi
+}
+netdev=""
+if [ ${#forwards[@]} -gt 0 ]; then
+    netdev=$(user_netdev net0 "${forwards[@]}")
 elif [ -n "$udp_link" ]; then
     # A raw link: each Ethernet frame is one UDP datagram from 127.0.0.1:LOCAL to
     # 127.0.0.1:REMOTE, and datagrams arriving at LOCAL are frames for the guest. No
@@ -174,11 +192,18 @@ elif [ -n "$udp_link" ]; then
 fi
 if [ -n "$netdev" ]; then
     args+=(-netdev "$netdev")
-    if [ "$machine" = microvm ]; then
-        args+=(-device virtio-net-device,netdev=net0)   # virtio-mmio transport
-    else
-        args+=(-device "virtio-net-pci,netdev=net0$pci_options")   # virtio-pci transport
-    fi
+    add_nic net0
+fi
+# --nic2: a second NIC (the guest's NIC 1, torito::net::stack_of(1)) on a user network of
+# its own (its own slirp: the guest is 10.0.2.15 on both, with nothing shared), forwarded
+# by --forward2 HOST:GUEST (repeatable; implies --nic2). Added right after the first NIC,
+# so discovery finds it second on every machine (microvm's slots and the PCI slots are
+# filled in the order of the -device options).
+if [ "$nic2" = on ]; then
+    [ -n "$netdev" ] || {
+        echo "run.sh: --nic2 is a second NIC: give the first with --forward or --udp-link" >&2; exit 2; }
+    args+=(-netdev "$(user_netdev net1 ${forwards2[@]+"${forwards2[@]}"})")
+    add_nic net1
 fi
 
 # --rng: a virtio-rng device (entropy from the host through QEMU's built-in backend, which

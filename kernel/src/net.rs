@@ -1,21 +1,38 @@
-//! Networking: the first virtio-net device discovery found, smoltcp behind
-//! `torito_netstack`, and the sockets applications use.
+//! Networking: one smoltcp stack per virtio-net device discovery found (`torito_netstack`
+//! behind each), and the sockets applications use.
 //!
-//! On the application's first call to [`stack`] (or [`stack_now`]) the kernel reads the
-//! network keys of the command line (`ip=dhcp` by default, or `ip=ADDR/PREFIX gw=ADDR
-//! dns=ADDR`; a bad value stops the VM with a boot error), takes the virtio-net devices
-//! that discovery found (`crate::devices`: virtio-mmio and virtio-pci), opens the first,
-//! starts its driver, builds the stack and spawns its Runner task. An application that never asks carries none of this code.
-//! The device interrupt wakes the Runner; socket futures are woken by smoltcp's wakers.
+//! On the application's first call to [`stack`] (or [`stack_now`], [`stack_of`],
+//! [`nic_count`]) the kernel reads the network keys of the command line (`ip=dhcp` by
+//! default, or `ip=ADDR/PREFIX gw=ADDR dns=ADDR`; a bad value stops the VM with a boot
+//! error), takes the virtio-net devices that discovery found (`crate::devices`:
+//! virtio-mmio and virtio-pci), and for each one (up to [`MAX_NICS`]) opens it, starts
+//! its driver, builds its stack and spawns its Runner task. An application that never
+//! asks carries none of this code. Each device's interrupt wakes its own Runner; socket
+//! futures are woken by smoltcp's wakers.
+//!
+//! NICs are numbered in discovery order (the order of the VMM's devices: `qemu/run.sh`
+//! puts `--nic2` second), counting only those that started. NIC 0 is [`stack`]'s and
+//! takes the command line's `ip=`/`gw=`/`dns=`/`dhcp.timeout=`; every other NIC is
+//! configured by DHCP, waited for without a time limit (no per-NIC keys yet).
+//!
+//! Memory: all stacks draw from the one heap. [`TcpConfig::for_memory`] sizes each
+//! *connection's* buffers from the heap's size; it books no share of the heap, and every
+//! socket buffer is allocated fallibly when its connection needs it, so a second stack
+//! cannot over-commit memory: its connections compete with the first stack's, and the
+//! one that finds the heap full is refused (and counted), whichever NIC it came in on.
+//! What a second NIC costs up front is its driver's buffers (96 frame buffers of
+//! 1.6 KiB, about 150 KiB) and its stack's tables.
 //!
 //! * async sockets: [`TcpListener`], [`TcpStream`], [`UdpSocket`];
 //! * blocking sockets: [`blocking`], for code running in `torito::task::spawn_blocking`.
 
+use core::sync::atomic::AtomicU64;
 use core::sync::atomic::Ordering::Relaxed;
 
 use crate::arch::virtio::{DeviceInterrupt, KernelHal};
 use crate::devices;
-use torito_virtio::discovery::Kind;
+use alloc::vec::Vec;
+use torito_virtio::discovery::{Device, Kind};
 use torito_virtio::{DeviceTransport, NetDevice, NetStats, StepwiseStatus};
 
 pub use torito_netstack::{
@@ -23,13 +40,23 @@ pub use torito_netstack::{
     TcpStream, TcpTimeouts, UdpSocket,
 };
 
-static STACK: spin::Once<Option<Stack>> = spin::Once::new();
-/// The seed [`stack`] fetched from `torito::random` before the first start (0: none).
-static SEED: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
-static DEVICE_STATS: NetStats = NetStats::new();
-static NET_INTERRUPT: spin::Once<&'static DeviceInterrupt> = spin::Once::new();
+/// The most NICs the kernel drives; further ones are left unused (and say so).
+pub const MAX_NICS: usize = 4;
 
-/// The network stack, once it has an address (waits for DHCP when `ip=dhcp`).
+/// One NIC's stack and its device's interrupt.
+struct Nic {
+    stack: Stack,
+    interrupt: &'static DeviceInterrupt,
+}
+
+static NICS: spin::Once<Vec<Nic>> = spin::Once::new();
+/// The seeds [`stack`] fetched from `torito::random` before the first start, one per NIC
+/// (0: none).
+static SEEDS: [AtomicU64; MAX_NICS] = [const { AtomicU64::new(0) }; MAX_NICS];
+static DEVICE_STATS: [NetStats; MAX_NICS] = [const { NetStats::new() }; MAX_NICS];
+
+/// The first NIC's network stack, once it has an address (waits for DHCP when
+/// `ip=dhcp`). The same as `stack_of(0)`.
 ///
 /// While DHCP gets no answer, a warning names the problem and the fix (a static
 /// `ip=ADDRESS/PREFIX gw=GATEWAY`) after 5 s and every 30 s after that; with
@@ -39,30 +66,52 @@ static NET_INTERRUPT: spin::Once<&'static DeviceInterrupt> = spin::Once::new();
 /// `Error::NoDevice` when the VM has no virtio-net device; `Error::NoDhcpAnswer` when
 /// no DHCP server answered within `dhcp.timeout`.
 pub async fn stack() -> Result<Stack, Error> {
-    if !STACK.is_completed() {
-        // The seed of TCP initial sequence numbers, DHCP transaction ids and the first
-        // ephemeral port: from the best entropy source there is (virtio-rng, else
-        // RDSEED, else RDRAND), which only this async path can wait for.
-        let mut seed = [0u8; 8];
-        match crate::random::fill(&mut seed).await {
+    stack_of(0).await
+}
+
+/// The network stack of NIC `nic` (0 is the first: [`stack`]), once it has an address.
+/// Every NIC but the first is configured by DHCP, and the wait has no time limit.
+///
+/// # Errors
+/// `Error::NoDevice` when the VM has no NIC `nic` ([`nic_count`] says how many there
+/// are); for NIC 0, `Error::NoDhcpAnswer` as [`stack`].
+///
+/// # Examples
+///
+/// ```ignore
+/// for nic in 1..net::nic_count() {
+///     let stack = net::stack_of(nic).await?;
+///     // bind a listener on it, as on net::stack()
+/// }
+/// ```
+pub async fn stack_of(nic: usize) -> Result<Stack, Error> {
+    if !NICS.is_completed() {
+        // The seeds of TCP initial sequence numbers, DHCP transaction ids and the first
+        // ephemeral ports, one per NIC: from the best entropy source there is
+        // (virtio-rng, else RDSEED, else RDRAND), which only this async path can wait for.
+        let mut seeds = [0u8; 8 * MAX_NICS];
+        match crate::random::fill(&mut seeds).await {
             Ok(source) => {
                 log::debug!("net: seeded from {}", source.name());
-                SEED.store(u64::from_le_bytes(seed) | 1, Relaxed);
+                for (seed, bytes) in SEEDS.iter().zip(seeds.chunks_exact(8)) {
+                    let mut word = [0u8; 8];
+                    word.copy_from_slice(bytes);
+                    seed.store(u64::from_le_bytes(word) | 1, Relaxed);
+                }
             }
             Err(error) => log::warn!("net: {}", error),
         }
     }
-    let stack = stack_now().ok_or(Error::NoDevice)?;
+    let stack = stack_of_now(nic).ok_or(Error::NoDevice)?;
     stack.configured().await?;
     Ok(stack)
 }
 
-/// The network stack's seed: the one [`stack`] fetched, else RDSEED or RDRAND now,
-/// else the TSC with a warning (predictable sequence numbers: give the VM a
-/// virtio-rng device).
-fn seed() -> u64 {
+/// NIC `nic`'s seed: the one [`stack`] fetched, else RDSEED or RDRAND now, else the TSC
+/// with a warning (predictable sequence numbers: give the VM a virtio-rng device).
+fn seed(nic: usize) -> u64 {
     use crate::arch::entropy::{self, Instruction};
-    let fetched = SEED.load(Relaxed);
+    let fetched = SEEDS[nic].load(Relaxed);
     if fetched != 0 {
         return fetched;
     }
@@ -79,58 +128,108 @@ fn seed() -> u64 {
     crate::arch::clock::rdtsc()
 }
 
-/// The network stack right away, configured or not (`None` without a device).
+/// The first NIC's network stack right away, configured or not (`None` without a device).
 ///
-/// The first call starts the device and the stack's Runner task: an application that
+/// The first call starts every NIC's device and stack Runner task: an application that
 /// never touches the network does not carry (or start) any of it.
 pub fn stack_now() -> Option<Stack> {
-    STACK.call_once(start).clone()
+    stack_of_now(0)
 }
 
-/// The device driver's own counters (frames, untrusted used-ring entries dropped,
+/// NIC `nic`'s network stack right away, configured or not (`None` without that NIC).
+/// Starts the stacks, as [`stack_now`].
+pub fn stack_of_now(nic: usize) -> Option<Stack> {
+    nics().get(nic).map(|nic| nic.stack.clone())
+}
+
+/// How many NICs have a stack (0 without a virtio-net device). Starts the stacks, as
+/// [`stack_now`]: call [`stack`] first to have them seeded from `torito::random`.
+pub fn nic_count() -> usize {
+    nics().len()
+}
+
+/// The first device driver's counters (frames, untrusted used-ring entries dropped,
 /// transmit backpressure events).
 pub fn device_stats() -> &'static NetStats {
-    &DEVICE_STATS
+    &DEVICE_STATS[0]
 }
 
-/// How many interrupts the network device raised.
+/// How many interrupts the first network device raised.
 pub fn device_interrupts() -> u64 {
-    NET_INTERRUPT.get().map_or(0, |interrupt| interrupt.count())
+    NICS.get()
+        .and_then(|nics| nics.first())
+        .map_or(0, |nic| nic.interrupt.count())
 }
 
-/// Finds the device and starts the stack (on first use).
-fn start() -> Option<Stack> {
-    let cmdline = torito_boot::Cmdline::parse(crate::boot::cmdline()).ok()?;
+fn nics() -> &'static [Nic] {
+    NICS.call_once(start)
+}
+
+/// Starts a stack for every NIC (on first use).
+fn start() -> Vec<Nic> {
+    let Ok(cmdline) = torito_boot::Cmdline::parse(crate::boot::cmdline()) else {
+        return Vec::new();
+    };
     // A bad `ip=`/`gw=`/`dns=` stops the VM here, as a boot error: this runs when the
     // application first asks for the network (at its start, for a network service), and
     // an application that never does is not refused over keys it does not use.
-    let mut config = Config::from_cmdline(|key| cmdline.get(key).and_then(|arg| arg.value))
+    let mut first = Config::from_cmdline(|key| cmdline.get(key).and_then(|arg| arg.value))
         .unwrap_or_else(|error| crate::arch::entry::fatal("network configuration", error));
-    // Socket buffers in proportion to the heap: 8 KiB in small guests, up to 64 KiB.
-    config.tcp = torito_netstack::TcpConfig::for_memory(crate::runtime::HEAP.stats().size);
-    // The stack has one interface: it takes the first NIC that opens; any others stay
-    // untaken (and say so).
-    let mut nics = devices::take(Kind::NETWORK).into_iter();
-    let opened = nics.by_ref().find_map(|nic| match devices::open(&nic) {
-        Ok(opened) => Some(opened),
-        Err(error) => {
-            log::error!("net: {}: {}", nic, error);
-            None
+    // Socket buffers in proportion to the heap: 8 KiB in small guests, up to 64 KiB. Per
+    // connection, allocated fallibly: every stack's connections share the one heap.
+    let tcp = TcpConfig::for_memory(crate::runtime::HEAP.stats().size);
+    first.tcp = tcp;
+    let mut nics = Vec::new();
+    for device in devices::take(Kind::NETWORK) {
+        if nics.len() == MAX_NICS {
+            log::info!(
+                "net: {} left unused (the kernel drives {} NICs at most)",
+                device,
+                MAX_NICS
+            );
+            continue;
         }
-    });
-    let Some(opened) = opened else {
-        log::warn!("net: no virtio-net device");
-        return None;
-    };
-    for unused in nics {
-        log::info!("net: {} left unused (the stack drives one NIC)", unused);
+        // The command line's keys are the first NIC's; the others ask DHCP.
+        let config = match nics.len() {
+            0 => first,
+            _ => Config {
+                tcp,
+                ..Config::default()
+            },
+        };
+        if let Some(nic) = start_nic(nics.len(), device, config) {
+            nics.push(nic);
+        }
     }
+    match nics.len() {
+        0 => log::warn!("net: no virtio-net device"),
+        1 => {}
+        count => log::info!(
+            "net: {} NICs, one stack each; their connections share the heap \
+             ({} KiB buffers each way per connection)",
+            count,
+            tcp.rx_buffer / 1024
+        ),
+    }
+    nics
+}
+
+/// Opens `device`, starts its driver and builds NIC `index`'s stack with `config`, its
+/// Runner spawned; `None` (logged) when the device cannot be opened or started.
+fn start_nic(index: usize, device: Device, config: Config) -> Option<Nic> {
+    let opened = match devices::open(&device) {
+        Ok(opened) => opened,
+        Err(error) => {
+            log::error!("net: {}: {}", device, error);
+            return None;
+        }
+    };
     // Status bits one at a time, as Firecracker requires (torito_virtio::StepwiseStatus).
     let transport = StepwiseStatus(opened.transport);
     let mut device = match NetDevice::<KernelHal, StepwiseStatus<DeviceTransport>>::new(
         transport,
         opened.interrupt.waker(),
-        &DEVICE_STATS,
+        &DEVICE_STATS[index],
     ) {
         Ok(device) => device,
         Err(error) => {
@@ -146,29 +245,31 @@ fn start() -> Option<Stack> {
     // reset clears the queue vectors again.
     let queues = opened.queues;
     device.set_after_reset(alloc::boxed::Box::new(move || {
-        log::warn!("net: the virtio-net device broke its used ring and was reset");
+        log::warn!(
+            "net: NIC {}: the virtio-net device broke its used ring and was reset",
+            index
+        );
         if let Err(error) = queues.assign() {
-            log::error!("net: after the reset: {}", error);
+            log::error!("net: NIC {}: after the reset: {}", index, error);
         }
     }));
-    NET_INTERRUPT.call_once(|| opened.interrupt);
     let mac = device.mac();
-    log::info!(
-        "net: virtio-net {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-        mac[0],
-        mac[1],
-        mac[2],
-        mac[3],
-        mac[4],
-        mac[5]
-    );
-    let seed = seed();
-    let (stack, runner) = torito_netstack::new(device, config, seed, crate::time::now());
+    let [a, b, c, d, e, f] = mac;
+    match index {
+        0 => log::info!("net: virtio-net {a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{f:02x}"),
+        _ => log::info!(
+            "net: NIC {index}: virtio-net {a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{f:02x} (DHCP)"
+        ),
+    }
+    let (stack, runner) = torito_netstack::new(device, config, seed(index), crate::time::now());
     crate::task::spawn(async move {
         runner.run().await;
     })
     .detach();
-    Some(stack)
+    Some(Nic {
+        stack,
+        interrupt: opened.interrupt,
+    })
 }
 
 /// Blocking sockets: the async ones, waited on by parking the calling blocking task.

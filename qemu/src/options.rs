@@ -46,6 +46,13 @@ pub struct RunOptions {
     /// `(local port, remote port)` on 127.0.0.1 (`--udp-link LOCAL:REMOTE`). Frames go
     /// to whatever listens on the remote port; no DHCP server, no forwards.
     pub udp_link: Option<(u16, u16)>,
+    /// Whether the machine has a second NIC on a user network of its own (`--nic2`):
+    /// the guest's NIC 1 (`torito::net::stack_of(1)`). Needs a first NIC (`forwards`
+    /// or `udp_link`).
+    pub nic2: bool,
+    /// TCP port forwards `(host port, guest port)` to the second NIC
+    /// (`--forward2 HOST:GUEST`); a non-empty list implies [`nic2`](Self::nic2).
+    pub forwards2: Vec<(u16, u16)>,
     /// A vsock device with this guest CID, its host side on this Unix socket
     /// (`--vsock CID --vsock-socket PATH`).
     pub vsock: Option<(u32, std::path::PathBuf)>,
@@ -66,6 +73,8 @@ impl Default for RunOptions {
             msix: true,
             disks: Vec::new(),
             udp_link: None,
+            nic2: false,
+            forwards2: Vec::new(),
             vsock: None,
         }
     }
@@ -105,6 +114,20 @@ impl RunOptions {
     /// Adds a TCP port forward from `127.0.0.1:host` to the guest's `guest` port.
     pub fn forward(mut self, host: u16, guest: u16) -> Self {
         self.forwards.push((host, guest));
+        self
+    }
+
+    /// Adds a second NIC on a user network of its own (`--nic2`).
+    pub fn nic2(mut self) -> Self {
+        self.nic2 = true;
+        self
+    }
+
+    /// Adds a TCP port forward from `127.0.0.1:host` to the guest's `guest` port through
+    /// the second NIC (and so the second NIC itself).
+    pub fn forward2(mut self, host: u16, guest: u16) -> Self {
+        self.nic2 = true;
+        self.forwards2.push((host, guest));
         self
     }
 
@@ -210,10 +233,32 @@ impl RunOptions {
             args.push("--forward".into());
             args.push(format!("{host}:{guest}"));
         }
+        if self.nic2 && self.forwards2.is_empty() {
+            args.push("--nic2".into());
+        }
+        for (host, guest) in &self.forwards2 {
+            args.push("--forward2".into());
+            args.push(format!("{host}:{guest}"));
+        }
         if !self.append.is_empty() {
             args.push("--append".into());
             args.push(self.append.clone());
         }
         args
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_nic_comes_with_its_forwards_or_alone() {
+        let forwarded = RunOptions::default().forward(1, 2).forward2(3, 4).args();
+        let tail = &forwarded[forwarded.len() - 4..];
+        assert_eq!(tail, ["--forward", "1:2", "--forward2", "3:4"]);
+        let alone = RunOptions::default().forward(1, 2).nic2().args();
+        assert_eq!(alone.last().map(String::as_str), Some("--nic2"));
+        assert!(!RunOptions::default().args().contains(&"--nic2".to_string()));
     }
 }

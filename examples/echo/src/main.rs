@@ -1,7 +1,9 @@
 //! Echo: an async TCP echo service on port 5555, one task per connection, the
-//! connections spread over every core in turn.
+//! connections spread over every core in turn. With several NICs it serves on each (one
+//! stack and one listener per NIC).
 //!
-//! Try it: `make run-echo`, then `nc 127.0.0.1 5555`.
+//! Try it: `make run-echo`, then `nc 127.0.0.1 5555`. Two NICs:
+//! `qemu/run.sh build/echo.elf --forward 5555:5555 --nic2 --forward2 5556:5555`.
 #![no_std]
 #![no_main]
 #![forbid(unsafe_code)]
@@ -27,12 +29,36 @@ fn timeouts() -> TcpTimeouts {
 #[torito::main]
 async fn main() -> Result<(), net::Error> {
     let stack = net::stack().await?;
-    let mut listener = TcpListener::bind(&stack, PORT, BACKLOG)?;
-    listener.set_timeouts(timeouts());
+    let listener = listen(&stack)?;
     torito::println!("echo: listening on port {}", PORT);
     if torito::boot::arg("app.stats").is_some() {
         torito::task::spawn(report(stack.clone())).detach();
     }
+    // Every other NIC: its own stack (DHCP), its own listener and accept loop.
+    for nic in 1..net::nic_count() {
+        torito::task::spawn(async move {
+            match net::stack_of(nic).await.and_then(|stack| listen(&stack)) {
+                Ok(listener) => {
+                    torito::println!("echo: NIC {} listening on port {}", nic, PORT);
+                    accept_loop(listener).await;
+                }
+                Err(error) => torito::log::error!("echo: NIC {}: {}", nic, error),
+            }
+        })
+        .detach();
+    }
+    accept_loop(listener).await
+}
+
+/// A listener on `stack`'s port [`PORT`], with [`timeouts`].
+fn listen(stack: &net::Stack) -> Result<TcpListener, net::Error> {
+    let mut listener = TcpListener::bind(stack, PORT, BACKLOG)?;
+    listener.set_timeouts(timeouts());
+    Ok(listener)
+}
+
+/// Accepts connections for ever, serving each on the next core in turn.
+async fn accept_loop(mut listener: TcpListener) -> ! {
     let mut next_core = 0;
     loop {
         match listener.accept().await {
