@@ -42,6 +42,7 @@ pub mod blk;
 pub mod discovery;
 #[cfg(test)]
 mod fake;
+mod features;
 mod net;
 mod rng;
 mod transport;
