@@ -25,26 +25,9 @@ most of those instructions.
 import bisect
 import collections
 import re
-import subprocess
 import sys
 
-
-def symbols(elf):
-    """(sorted addresses, names) of the ELF's code and data symbols, and name -> address."""
-    listing = subprocess.run(
-        ["nm", "-n", "--demangle", elf], capture_output=True, text=True, check=True
-    ).stdout
-    addresses, names, by_name = [], [], {}
-    for line in listing.splitlines():
-        parts = line.split(" ", 2)
-        if len(parts) != 3 or not re.fullmatch(r"[0-9a-f]+", parts[0]):
-            continue
-        address = int(parts[0], 16)
-        by_name.setdefault(parts[2], address)
-        if parts[1] in "tTwW":
-            addresses.append(address)
-            names.append(parts[2])
-    return addresses, names, by_name
+from elf_symbols import symbols
 
 
 # Mnemonics that access memory without a memory operand: the stack and string operations.

@@ -53,7 +53,8 @@ if [ "$linux" = yes ]; then
     stale "$out/blockbench" "$here/blockbench.c" &&
         gcc -O2 -static -pthread -Wall -o "$out/blockbench" "$here/blockbench.c"
     initramfs=$out/linux-block-$version.cpio.gz
-    if stale "$initramfs" "$out/blockbench" "$here/init.sh" "$root/bench/net/mkinitramfs.py"; then
+    if stale "$initramfs" "$out/blockbench" "$here/init.sh" "$root/bench/net/mkinitramfs.py" \
+        "$root/bench/net/init-common.sh"; then
         python3 "$root/bench/net/mkinitramfs.py" "$initramfs" "$here/init.sh" /bin/busybox \
             "$out/blockbench" --modules "/lib/modules/$version" virtio_mmio virtio_blk
     fi

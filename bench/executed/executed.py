@@ -37,23 +37,8 @@ RUN_SH = os.path.join(ROOT, "qemu", "run.sh")
 PLUGIN = os.path.join(ROOT, "target", "bench", "libexecuted.so")
 TIMEOUT = 300.0  # seconds: a bound for a hung guest, not a measurement
 
-
-def symbols(elf):
-    """(sorted addresses, names) of the ELF's code symbols, and name -> address."""
-    listing = subprocess.run(
-        ["nm", "-n", "--demangle", elf], capture_output=True, text=True, check=True
-    ).stdout
-    addresses, names, by_name = [], [], {}
-    for line in listing.splitlines():
-        parts = line.split(" ", 2)
-        if len(parts) != 3 or not re.fullmatch(r"[0-9a-f]+", parts[0]):
-            continue
-        address = int(parts[0], 16)
-        by_name.setdefault(parts[2], address)
-        if parts[1] in "tTwW":
-            addresses.append(address)
-            names.append(parts[2])
-    return addresses, names, by_name
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+from elf_symbols import symbols  # noqa: E402 (bench/ is on the path only from here)
 
 
 def mangled(elf):

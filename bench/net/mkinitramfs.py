@@ -4,7 +4,8 @@ without the cpio tool (the format is simple: a 110-byte ASCII header per entry).
 
 usage: mkinitramfs.py OUT.cpio.gz INIT BUSYBOX ECHOD --modules /lib/modules/VERSION NAME...
 
-Contents: /init (INIT), /bin/busybox and the applet links /init uses, /bin/echod (ECHOD),
+Contents: /init (INIT), /lib/init-common.sh (bench/net/init-common.sh, which every INIT
+sources), /bin/busybox and the applet links /init uses, /bin/echod (ECHOD),
 /lib/modules/M.ko for each module NAME and its dependencies (from modules.dep; modules
 built into the kernel, per modules.builtin, are left out), /lib/modules/order listing them
 dependencies first (the order /init loads them in), /dev/console (the kernel opens it for
@@ -16,6 +17,7 @@ import lzma
 import os
 import sys
 
+COMMON = os.path.join(os.path.dirname(os.path.abspath(__file__)), "init-common.sh")
 APPLETS = ["sh", "mount", "insmod", "usleep", "ls", "cat", "echo", "ip", "dmesg", "tail",
            "poweroff"]
 
@@ -113,6 +115,7 @@ def main(argv):
         a.dir(d)
     a.chardev("dev/console", 5, 1)
     a.file("init", init)
+    a.file("lib/init-common.sh", COMMON, 0o644)
     a.file("bin/busybox", busybox)
     for applet in APPLETS:
         a.symlink("bin/" + applet, "busybox")

@@ -64,8 +64,8 @@ if stale "$out/echod" "$here/echo.c"; then
     gcc -O2 -static -Wall -o "$out/echod" "$here/echo.c"
 fi
 initramfs=$out/linux-$version.cpio.gz
-if stale "$initramfs" "$out/echod" "$here/init.sh" "$here/mkinitramfs.py" /bin/busybox \
-        "/lib/modules/$version/modules.dep"; then
+if stale "$initramfs" "$out/echod" "$here/init.sh" "$here/init-common.sh" "$here/mkinitramfs.py" \
+        /bin/busybox "/lib/modules/$version/modules.dep"; then
     # The cloud kernel builds virtio, virtio_mmio and virtio_net as modules; the script
     # adds their dependencies from modules.dep and leaves out any that are built in.
     python3 "$here/mkinitramfs.py" "$initramfs" "$here/init.sh" /bin/busybox "$out/echod" \

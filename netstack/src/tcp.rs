@@ -336,12 +336,7 @@ impl TcpStream {
     ///
     /// [`Error::NotConnected`] once the connection is closed.
     pub fn peer_addr(&self) -> Result<SocketAddr, Error> {
-        let inner = self.stack.lock();
-        let socket = inner.sockets.get::<tcp::Socket>(self.handle);
-        socket
-            .remote_endpoint()
-            .map(SocketAddr::from)
-            .ok_or(Error::NotConnected)
+        self.address(tcp::Socket::remote_endpoint)
     }
 
     /// The local address.
@@ -350,10 +345,16 @@ impl TcpStream {
     ///
     /// [`Error::NotConnected`] once the connection is closed.
     pub fn local_addr(&self) -> Result<SocketAddr, Error> {
+        self.address(tcp::Socket::local_endpoint)
+    }
+
+    /// One of the socket's endpoints (`which`), or [`Error::NotConnected`] without one.
+    fn address(
+        &self,
+        which: fn(&tcp::Socket<'static>) -> Option<IpEndpoint>,
+    ) -> Result<SocketAddr, Error> {
         let inner = self.stack.lock();
-        let socket = inner.sockets.get::<tcp::Socket>(self.handle);
-        socket
-            .local_endpoint()
+        which(inner.sockets.get::<tcp::Socket>(self.handle))
             .map(SocketAddr::from)
             .ok_or(Error::NotConnected)
     }

@@ -1,4 +1,6 @@
-//! Helpers for tests that run many client connections at once.
+//! Helpers for tests that run client connections: many at once, or one echo.
+
+use std::io::{Read, Write};
 
 /// Ok when every connection succeeded; otherwise how many failed and the first five
 /// reasons, each with its connection number.
@@ -52,9 +54,55 @@ where
     })
 }
 
+/// Sends `message` on `stream` and reads as many bytes back: Ok when they are the same.
+///
+/// # Errors
+/// What went wrong, for a test's failure: `sending: ...`, `no echo: ...` or
+/// `wrong echo: ...` (with the bytes that came back).
+pub fn echo_round_trip(stream: &mut (impl Read + Write), message: &[u8]) -> Result<(), String> {
+    stream
+        .write_all(message)
+        .map_err(|error| format!("sending: {error}"))?;
+    let mut reply = vec![0u8; message.len()];
+    stream
+        .read_exact(&mut reply)
+        .map_err(|error| format!("no echo: {error}"))?;
+    if reply != message {
+        return Err(format!("wrong echo: {reply:?}"));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A peer that takes whatever is written and answers with `0`'s bytes, then ends.
+    struct Peer(&'static [u8]);
+
+    impl Read for Peer {
+        fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+            self.0.read(buffer)
+        }
+    }
+
+    impl Write for Peer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn an_echo_round_trip_checks_the_bytes_that_come_back() {
+        assert_eq!(echo_round_trip(&mut Peer(b"ab"), b"ab"), Ok(()));
+        let error = echo_round_trip(&mut Peer(b"ba"), b"ab").unwrap_err();
+        assert_eq!(error, "wrong echo: [98, 97]");
+        let error = echo_round_trip(&mut Peer(b"a"), b"ab").unwrap_err();
+        assert!(error.starts_with("no echo: "), "{error}");
+    }
 
     #[test]
     fn summarizes_failures_with_their_numbers() {

@@ -35,7 +35,7 @@ mod output;
 mod paths;
 mod ports;
 
-pub use clients::{failed_connections, run_clients};
+pub use clients::{echo_round_trip, failed_connections, run_clients};
 pub use failure::Failure;
 pub use guest::{Guest, Outcome, process_group_alive};
 pub use options::RunOptions;

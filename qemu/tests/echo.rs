@@ -28,7 +28,9 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
-use torito_qemu_tests::{Failure, Guest, RunOptions, failed_connections, run_clients};
+use torito_qemu_tests::{
+    Failure, Guest, RunOptions, echo_round_trip, failed_connections, run_clients,
+};
 
 /// The guest port both images serve.
 const GUEST_PORT: u16 = 5555;
@@ -682,16 +684,8 @@ fn out_of_memory_case(mem: &str) -> Result<(), Failure> {
     stream
         .set_read_timeout(Some(STEP))
         .map_err(|error| guest.failure(error.to_string()))?;
-    stream
-        .write_all(b"still here")
-        .map_err(|error| guest.failure(error.to_string()))?;
-    let mut reply = [0u8; 10];
-    stream
-        .read_exact(&mut reply)
-        .map_err(|error| guest.failure(format!("no echo after the exhaustion: {error}")))?;
-    if &reply != b"still here" {
-        return Err(guest.failure(format!("wrong echo after the exhaustion: {reply:?}")));
-    }
+    echo_round_trip(&mut stream, b"still here")
+        .map_err(|error| guest.failure(format!("after the exhaustion: {error}")))?;
     if guest.console().contains("!!!") {
         return Err(guest.failure("the kernel reported a fault"));
     }

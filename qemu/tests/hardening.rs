@@ -18,7 +18,7 @@ use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
 use std::time::Duration;
 
-use torito_qemu_tests::{Failure, Guest, RunOptions};
+use torito_qemu_tests::{Failure, Guest, RunOptions, echo_round_trip};
 
 const GUEST_PORT: u16 = 5555;
 const LISTENING: &str = "echo: listening on port 5555";
@@ -78,17 +78,8 @@ fn flood_with(image: &str, options: RunOptions) -> Result<(), Failure> {
     for _ in 0..30 {
         match open_served(address) {
             Ok(mut stream) => {
-                stream
-                    .write_all(b"still here")
-                    .map_err(|error| guest.failure(error.to_string()))?;
-                let mut reply = [0u8; 10];
-                stream
-                    .read_exact(&mut reply)
-                    .map_err(|error| guest.failure(format!("no echo after the flood: {error}")))?;
-                if &reply != b"still here" {
-                    return Err(guest.failure(format!("wrong echo after the flood: {reply:?}")));
-                }
-                return Ok(());
+                return echo_round_trip(&mut stream, b"still here")
+                    .map_err(|error| guest.failure(format!("after the flood: {error}")));
             }
             Err(error) => last = Some(error),
         }

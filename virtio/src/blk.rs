@@ -46,6 +46,7 @@
 //! no IOMMU can write anywhere regardless.
 #![allow(unsafe_code)]
 
+use crate::features::{self, VIRTIO_F_VERSION_1};
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::ptr::NonNull;
@@ -54,7 +55,7 @@ use core::task::{Context, Poll, Waker};
 use futures_util::task::AtomicWaker;
 use virtio_drivers::Hal;
 use virtio_drivers::queue::VirtQueue;
-use virtio_drivers::transport::{DeviceStatus, Transport};
+use virtio_drivers::transport::Transport;
 
 /// Bytes in a sector: every offset and length on a virtio-blk device counts in these
 /// (spec 5.2.6, whatever the device's preferred block size).
@@ -68,7 +69,6 @@ const REQUEST_QUEUE: u16 = 0;
 const VIRTIO_BLK_F_RO: u64 = 1 << 5;
 const VIRTIO_BLK_F_FLUSH: u64 = 1 << 9;
 const VIRTIO_F_INDIRECT_DESC: u64 = 1 << 28;
-const VIRTIO_F_VERSION_1: u64 = 1 << 32;
 /// Request types (spec 5.2.6).
 const TYPE_IN: u32 = 0;
 const TYPE_OUT: u32 = 1;
@@ -494,20 +494,13 @@ impl<H: Hal, T: Transport> BlockDevice<H, T> {
     /// [`BlockError::Setup`] when the device refuses the features or the queue cannot be
     /// set up.
     pub fn new(mut transport: T, interrupt: &'static AtomicWaker) -> Result<Self, BlockError> {
-        let base = DeviceStatus::ACKNOWLEDGE | DeviceStatus::DRIVER;
-        transport.set_status(DeviceStatus::empty());
-        transport.set_status(base);
-        let features = transport.read_device_features()
-            & (VIRTIO_BLK_F_RO | VIRTIO_BLK_F_FLUSH | VIRTIO_F_INDIRECT_DESC | VIRTIO_F_VERSION_1);
-        transport.write_driver_features(features);
-        if features & VIRTIO_F_VERSION_1 != 0 {
-            transport.set_status(base | DeviceStatus::FEATURES_OK);
-            if !transport.get_status().contains(DeviceStatus::FEATURES_OK) {
-                return Err(BlockError::Setup {
-                    what: "the device refused the features",
-                });
-            }
-        }
+        let features = features::negotiate(
+            &mut transport,
+            VIRTIO_BLK_F_RO | VIRTIO_BLK_F_FLUSH | VIRTIO_F_INDIRECT_DESC | VIRTIO_F_VERSION_1,
+        )
+        .map_err(|_| BlockError::Setup {
+            what: "the device refused the features",
+        })?;
         transport.set_guest_page_size(4096);
         // Spec 5.2.4: `capacity` is the first field of the configuration space, a 64-bit
         // count of sectors, read as two halves (a legacy transport may not do 64 bits).

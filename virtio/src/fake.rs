@@ -209,18 +209,11 @@ impl FakeDevice {
         Some((head, parts))
     }
 
-    /// The next buffer the driver made available: (head, address, length).
+    /// The next buffer the driver made available: (head, address, length) of its first
+    /// descriptor.
     pub(crate) fn take_avail(&mut self, queue: usize) -> Option<(u16, u64, u32)> {
-        let (desc, avail, _) = self.rings(queue);
-        let idx = read::<u16>(avail + 2);
-        if idx == self.next_avail[queue] {
-            return None;
-        }
-        let slot = u64::from(self.next_avail[queue] % self.queue_size);
-        let head = read::<u16>(avail + 4 + 2 * slot);
-        self.next_avail[queue] = self.next_avail[queue].wrapping_add(1);
-        let entry = desc + 16 * u64::from(head);
-        Some((head, read::<u64>(entry), read::<u32>(entry + 8)))
+        let (head, parts) = self.take_avail_chain(queue)?;
+        Some((head, parts[0].0, parts[0].1))
     }
 
     pub(crate) fn put_used(&mut self, queue: usize, head: u16, written: u32) {

@@ -44,6 +44,7 @@ pub mod blk;
 pub mod discovery;
 #[cfg(test)]
 mod fake;
+mod features;
 mod net;
 mod rng;
 mod transport;

@@ -12,20 +12,20 @@
 //! never handed out.
 #![allow(unsafe_code)]
 
+use crate::features::{self, VIRTIO_F_VERSION_1};
 use alloc::boxed::Box;
 use core::sync::atomic::{Ordering, fence};
 use core::task::{Context, Poll};
 use futures_util::task::AtomicWaker;
 use virtio_drivers::Hal;
 use virtio_drivers::queue::VirtQueue;
-use virtio_drivers::transport::{DeviceStatus, Transport};
+use virtio_drivers::transport::Transport;
 
 /// Queue index of requestq (spec 5.4.2) and its size.
 const REQUEST_QUEUE: u16 = 0;
 const QUEUE: usize = 4;
 /// Bytes asked for per request.
 const REQUEST: usize = 256;
-const VIRTIO_F_VERSION_1: u64 = 1 << 32;
 
 /// Why entropy could not be had from the device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,17 +92,7 @@ impl<H: Hal, T: Transport> RngDevice<H, T> {
     /// `RngError::Device` when the queue cannot be set up, `RngError::Features` when the
     /// device refuses the features.
     pub fn new(mut transport: T, waker: &'static AtomicWaker) -> Result<Self, RngError> {
-        let base = DeviceStatus::ACKNOWLEDGE | DeviceStatus::DRIVER;
-        transport.set_status(DeviceStatus::empty());
-        transport.set_status(base);
-        let features = transport.read_device_features() & VIRTIO_F_VERSION_1;
-        transport.write_driver_features(features);
-        if features != 0 {
-            transport.set_status(base | DeviceStatus::FEATURES_OK);
-            if !transport.get_status().contains(DeviceStatus::FEATURES_OK) {
-                return Err(RngError::Features);
-            }
-        }
+        features::negotiate(&mut transport, VIRTIO_F_VERSION_1).map_err(|_| RngError::Features)?;
         transport.set_guest_page_size(4096);
         let queue = VirtQueue::new(&mut transport, REQUEST_QUEUE, false, false)
             .map_err(RngError::Device)?;

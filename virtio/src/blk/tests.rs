@@ -19,7 +19,7 @@ use crate::fake::*;
 use alloc::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::AtomicUsize;
-use virtio_drivers::transport::DeviceType;
+use virtio_drivers::transport::{DeviceStatus, DeviceType};
 
 const CAPACITY: u64 = 1000;
 const DESC_F_NEXT: u16 = 1;

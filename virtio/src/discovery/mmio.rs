@@ -207,21 +207,7 @@ impl Discovery {
         let site = Site::Mmio {
             address: slot.address,
         };
-        let span = Span::new(slot.address, slot.size)
-            .filter(|span| span.end <= ADDRESS_LIMIT)
-            .ok_or(DiscoveryError::OutOfReach {
-                site,
-                address: slot.address,
-                size: slot.size,
-            })?;
-        if let Some((owned, owner)) = self.claims.conflict(span) {
-            return Err(DiscoveryError::Overlaps {
-                site,
-                span,
-                owner,
-                owned,
-            });
-        }
+        let span = self.unclaimed_span(site, slot.address, slot.size)?;
         let window = map(span).ok_or(DiscoveryError::Unmappable { site, span })?;
         let magic = window.read32(MAGIC);
         if magic != MAGIC_VALUE {
@@ -243,6 +229,38 @@ impl Discovery {
             transport: Transport::Mmio(MmioDevice { slot, version }),
             interrupt: Interrupt::Gsi(slot.gsi),
         }))
+    }
+
+    /// `[address, address + size)` if the kernel's identity map reaches all of it
+    /// ([`ADDRESS_LIMIT`]) and nothing in [`Self::claims`] owns any of it: the check every
+    /// device window (an MMIO slot, a PCI BAR) passes before it is mapped.
+    ///
+    /// # Errors
+    ///
+    /// [`DiscoveryError::OutOfReach`] (with `site`) when the range wraps or ends past
+    /// the limit; [`DiscoveryError::Overlaps`] naming the first claim it overlaps.
+    pub(super) fn unclaimed_span(
+        &self,
+        site: Site,
+        address: u64,
+        size: u64,
+    ) -> Result<Span, DiscoveryError> {
+        let span = Span::new(address, size)
+            .filter(|span| span.end <= ADDRESS_LIMIT)
+            .ok_or(DiscoveryError::OutOfReach {
+                site,
+                address,
+                size,
+            })?;
+        match self.claims.conflict(span) {
+            Some((owned, owner)) => Err(DiscoveryError::Overlaps {
+                site,
+                span,
+                owner,
+                owned,
+            }),
+            None => Ok(span),
+        }
     }
 }
 

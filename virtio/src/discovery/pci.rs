@@ -22,7 +22,6 @@
 
 use super::claims::{Owner, Span};
 use super::error::{DiscoveryError, Site};
-use super::mmio::ADDRESS_LIMIT;
 use super::pci_glue::ConfigSnapshot;
 use super::{Device, Discovery, Interrupt, Kind, Registers, Transport};
 use alloc::vec::Vec;
@@ -473,21 +472,7 @@ impl Discovery {
                 function,
                 bar: index as u8,
             };
-            let span = Span::new(bar.address, bar.size)
-                .filter(|span| span.end <= ADDRESS_LIMIT)
-                .ok_or(DiscoveryError::OutOfReach {
-                    site,
-                    address: bar.address,
-                    size: bar.size,
-                })?;
-            if let Some((owned, owner)) = self.claims.conflict(span) {
-                return Err(DiscoveryError::Overlaps {
-                    site,
-                    span,
-                    owner,
-                    owned,
-                });
-            }
+            self.unclaimed_span(site, bar.address, bar.size)?;
         }
         let (mut common, mut notify, mut isr, mut device_config, mut msix) =
             (None, None, None, None, None);

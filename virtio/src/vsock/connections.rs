@@ -531,6 +531,16 @@ impl Connections {
         Ok(())
     }
 
+    /// Queues a reset answering the packet `header` came with (to its sender, from the
+    /// port it was sent to), for a peer we keep no state for.
+    fn reset_sender(&mut self, header: &Header) {
+        self.control.push_back(Control::Rst(
+            header.src_cid,
+            header.src_port,
+            header.dst_port,
+        ));
+    }
+
     /// A packet that matches no connection: a request for a listener opens one; anything
     /// else but a reset is answered with a reset.
     fn unknown_connection(&mut self, header: &Header) {
@@ -539,11 +549,7 @@ impl Connections {
         }
         if header.op != Op::Request {
             self.counters.unknown += 1;
-            self.control.push_back(Control::Rst(
-                header.src_cid,
-                header.src_port,
-                header.dst_port,
-            ));
+            self.reset_sender(header);
             return;
         }
         let Some(index) = self
@@ -552,11 +558,7 @@ impl Connections {
             .position(|l| l.port == header.dst_port && l.pending.len() < l.backlog)
         else {
             self.counters.refused += 1;
-            self.control.push_back(Control::Rst(
-                header.src_cid,
-                header.src_port,
-                header.dst_port,
-            ));
+            self.reset_sender(header);
             return;
         };
         let connection = Connection {
@@ -590,11 +592,7 @@ impl Connections {
             None => {
                 if self.slots.try_reserve(1).is_err() {
                     self.counters.refused += 1;
-                    self.control.push_back(Control::Rst(
-                        header.src_cid,
-                        header.src_port,
-                        header.dst_port,
-                    ));
+                    self.reset_sender(header);
                     return;
                 }
                 self.slots.push(Some(connection));

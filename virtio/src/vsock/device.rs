@@ -5,6 +5,7 @@
 use super::VsockError;
 use super::connections::Connections;
 use super::packet::HEADER;
+use crate::features::{self, Refused};
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::sync::atomic::{Ordering, fence};
@@ -12,7 +13,7 @@ use core::task::Waker;
 use futures_util::task::AtomicWaker;
 use virtio_drivers::Hal;
 use virtio_drivers::queue::VirtQueue;
-use virtio_drivers::transport::{DeviceStatus, Transport};
+use virtio_drivers::transport::Transport;
 
 /// Queue indices (spec 5.10.2).
 const RECEIVE_QUEUE: u16 = 0;
@@ -26,7 +27,7 @@ const EVENT_SLOTS: usize = 4;
 pub const BUFFER: usize = HEADER + 4096;
 /// `struct virtio_vsock_event` is one `le32` (spec 5.10.6.7).
 const EVENT: usize = 4;
-pub(super) const VIRTIO_F_VERSION_1: u64 = 1 << 32;
+pub(super) use crate::features::VIRTIO_F_VERSION_1;
 /// Received packets handled per [`VsockDevice::poll`] before it yields to other tasks.
 const BUDGET: usize = 64;
 
@@ -192,19 +193,8 @@ impl<H: Hal, T: Transport> VsockDevice<H, T> {
     /// [`VsockError::Device`] when a queue cannot be set up, [`VsockError::Features`]
     /// when the device refuses the features.
     pub fn new(mut transport: T, waker: &'static AtomicWaker) -> Result<Self, VsockError> {
-        let base = DeviceStatus::ACKNOWLEDGE | DeviceStatus::DRIVER;
-        transport.set_status(DeviceStatus::empty());
-        transport.set_status(base);
-        let features = transport.read_device_features() & VIRTIO_F_VERSION_1;
-        transport.write_driver_features(features);
-        if features != 0 {
-            transport.set_status(base | DeviceStatus::FEATURES_OK);
-            if !transport.get_status().contains(DeviceStatus::FEATURES_OK) {
-                return Err(VsockError::Features {
-                    requested: features,
-                });
-            }
-        }
+        features::negotiate(&mut transport, VIRTIO_F_VERSION_1)
+            .map_err(|Refused { requested }| VsockError::Features { requested })?;
         transport.set_guest_page_size(4096);
         // guest_cid is an le64; read as two halves (spec 2.4.1: wider reads need not be
         // atomic), consistently across a configuration change.
