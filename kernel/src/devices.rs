@@ -89,7 +89,9 @@ fn map(span: Span) -> Option<Window> {
 
 fn discover() -> State {
     let mut discovery = Discovery::new(kernel_claims());
-    let cmdline = torito_boot::Cmdline::parse(crate::boot::cmdline()).ok();
+    // The boot information directly, not `crate::boot` (the API above this module).
+    let line = crate::arch::entry::boot_info().map_or("", |info| info.cmdline());
+    let cmdline = torito_boot::Cmdline::parse(line).ok();
     if let Some(line) = &cmdline {
         for arg in line.args() {
             if arg.key == "virtio_mmio.device" {

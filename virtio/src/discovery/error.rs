@@ -1,7 +1,7 @@
 //! Why a device or an entry was refused.
 
 use super::claims::{Owner, Span};
-use super::pci::Function;
+use super::config::Function;
 use alloc::string::String;
 use core::fmt;
 

@@ -22,6 +22,7 @@
 //! by [`Kind`]; nothing here knows about "the one device".
 
 mod claims;
+mod config;
 mod error;
 pub mod mmio;
 pub mod pci;

@@ -10,7 +10,7 @@
 //! only ones it makes are that sizing and the command-register toggles around it).
 #![allow(unsafe_code)]
 
-use super::pci::{BAR0, Bar, BarKind, ConfigSpace, Function};
+use super::config::{BAR0, Bar, BarKind, ConfigSpace, Function};
 use virtio_drivers::transport::pci::bus::{ConfigurationAccess, DeviceFunction};
 
 /// A function's 256 bytes of configuration space, as read once, plus its BAR masks.
