@@ -21,6 +21,7 @@
 
 extern crate alloc;
 
+mod console;
 pub mod discovery;
 #[cfg(test)]
 mod fake;
@@ -28,6 +29,7 @@ mod net;
 mod rng;
 mod transport;
 
+pub use console::{BUFFER as CONSOLE_BUFFER, ConsoleDevice, ConsoleError, ConsoleStats};
 pub use net::{NetDevice, NetError, NetStats};
 pub use rng::{RngDevice, RngError};
 pub use transport::{StepwiseStatus, status_steps};
