@@ -39,6 +39,9 @@ pub struct RunOptions {
     pub rng: bool,
     /// Whether virtio-pci devices offer MSI-X (`--msix off` leaves them INTx only).
     pub msix: bool,
+    /// A virtio-console device whose port is a Unix socket at this path, QEMU listening
+    /// (`--console-port PATH`).
+    pub console_port: Option<std::path::PathBuf>,
 }
 
 impl Default for RunOptions {
@@ -54,6 +57,7 @@ impl Default for RunOptions {
             exit_device: true,
             rng: false,
             msix: true,
+            console_port: None,
         }
     }
 }
@@ -121,6 +125,13 @@ impl RunOptions {
         self
     }
 
+    /// Adds a virtio-console device (virtio-mmio on microvm, virtio-pci elsewhere) whose
+    /// port 0 is a Unix socket at `path`, on which QEMU listens for the host's connection.
+    pub fn console_port(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.console_port = Some(path.into());
+        self
+    }
+
     /// The options as `run.sh` arguments (everything after the image path).
     pub fn args(&self) -> Vec<String> {
         let mut args = vec![
@@ -147,6 +158,10 @@ impl RunOptions {
         if !self.msix {
             args.push("--msix".into());
             args.push("off".into());
+        }
+        if let Some(path) = &self.console_port {
+            args.push("--console-port".into());
+            args.push(path.display().to_string());
         }
         for (host, guest) in &self.forwards {
             args.push("--forward".into());

@@ -1,5 +1,5 @@
 //! Console echo: sends back whatever arrives on the virtio console port, as is, or in
-//! upper case with `app.upper` on the command line. The serial console only says when it
+//! upper case with `app.case=upper` on the command line. The serial console only says when it
 //! is ready.
 //!
 //! Try it: `qemu/run.sh build/console-echo.elf --console-port /tmp/port`, then
@@ -13,7 +13,7 @@ use torito::console::{self, PortError};
 #[torito::main]
 async fn main() -> Result<(), PortError> {
     let mut port = console::port()?;
-    let upper = torito::boot::arg("app.upper").is_some();
+    let upper = torito::boot::arg("app.case") == Some("upper");
     torito::println!("console-echo: ready on the virtio console port");
     let mut buffer = [0u8; 4096];
     loop {
