@@ -1,7 +1,8 @@
 //! The virtio console port (`torito::console::port`), probed from the host through the
 //! Unix socket QEMU listens on (`run.sh --console-port PATH`), with
 //! `build/console-echo.elf`, on microvm (virtio-mmio, with and without ACPI) and q35
-//! (virtio-pci with MSI-X on four CPUs, and with INTx).
+//! (virtio-pci with MSI-X on four CPUs, and with INTx), and once through the blocking port
+//! (`app.mode=blocking`).
 //!
 //! Each test boots the image, waits for its ready line on the serial console, connects
 //! and checks, in order: a line comes back; every byte value comes back; 1 MiB of seeded
@@ -112,11 +113,12 @@ fn echo(guest: &Guest, stream: &mut UnixStream, step: &str, data: &[u8]) -> Resu
     Ok(())
 }
 
-fn console_echo(name: &str, options: RunOptions) -> Result<(), Failure> {
+fn console_echo(name: &str, options: RunOptions, ready: &str) -> Result<(), Failure> {
     let directory = SocketDirectory::new(name);
-    let options = options.append("log=debug").console_port(directory.socket());
+    let append = format!("log=debug {}", options.append);
+    let options = options.append(&append).console_port(directory.socket());
     let mut guest = Guest::start("console-echo", &options);
-    guest.wait_for_line(READY, BOOT)?;
+    guest.wait_for_line(ready, BOOT)?;
     let mut stream = UnixStream::connect(directory.socket())
         .map_err(|error| guest.failure(format!("connect to the port's socket: {error}")))?;
     stream
@@ -135,17 +137,31 @@ fn console_echo(name: &str, options: RunOptions) -> Result<(), Failure> {
 
 #[test]
 fn console_port_echo_microvm() -> Result<(), Failure> {
-    console_echo("microvm", RunOptions::default())
+    console_echo("microvm", RunOptions::default(), READY)
 }
 
 #[test]
 fn console_port_echo_microvm_without_acpi() -> Result<(), Failure> {
-    console_echo("microvm-noacpi", RunOptions::default().without_acpi())
+    console_echo(
+        "microvm-noacpi",
+        RunOptions::default().without_acpi(),
+        READY,
+    )
 }
 
 #[test]
 fn console_port_echo_q35_smp4() -> Result<(), Failure> {
-    console_echo("q35", RunOptions::default().machine("q35").smp(4))
+    console_echo("q35", RunOptions::default().machine("q35").smp(4), READY)
+}
+
+/// The same through `torito::console::blocking`, from a blocking task (a fiber).
+#[test]
+fn console_port_echo_blocking_microvm() -> Result<(), Failure> {
+    console_echo(
+        "blocking",
+        RunOptions::default().append("app.mode=blocking"),
+        "console-echo: ready on the virtio console port (blocking)",
+    )
 }
 
 #[test]
@@ -153,6 +169,7 @@ fn console_port_echo_q35_intx() -> Result<(), Failure> {
     console_echo(
         "q35-intx",
         RunOptions::default().machine("q35").without_msix(),
+        READY,
     )
 }
 
