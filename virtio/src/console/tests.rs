@@ -212,3 +212,17 @@ fn no_notification_while_the_device_suppresses_them() {
     assert_eq!(setup.device.notifications()[1], 0);
     assert_eq!(setup.device.transmitted(), vec![b"quiet".to_vec()]);
 }
+
+#[test]
+fn a_transmit_token_never_posted_breaks_the_port() {
+    let mut setup = setup();
+    assert_eq!(write(&mut setup, b"a"), Poll::Ready(Ok(1)));
+    setup.device.put_used(1, QUEUE as u16 - 1, 0); // not the token the write went under
+    let broken = ConsoleError::Untrusted {
+        queue: 1,
+        token: QUEUE as u16 - 1,
+    };
+    assert_eq!(flush(&mut setup), Poll::Ready(Err(broken)));
+    assert_eq!(write(&mut setup, b"b"), Poll::Ready(Err(broken)));
+    assert_eq!(setup.stats.bad_used.load(Ordering::Relaxed), 1);
+}
