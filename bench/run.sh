@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # A small report on the hello image: its size, its boot time against a do-nothing
 # kernel's, and the least memory it runs in. Not a test: nothing here passes or fails on a
-# number, and the numbers are noisy (shared machines; see shared/PLATFORM.md).
+# number, and the numbers are noisy (the machines running it are often shared).
 #
 # usage: bench/run.sh            (make bench calls this; needs build/hello.elf; the
-#                                 networking part, bench/net/run.sh, needs build/echo.elf)
+#                                 networking part, bench/net/run.sh, needs build/echo.elf;
+#                                 the vsock part, bench/vsock/run.sh, build/vsock-echo.elf;
+#                                 the block part, bench/block/run.sh, build/block.elf)
 #   RUNS=N         boot-time rounds (default 10)
 #   TORITO_ACCEL   passed through to qemu/run.sh, which picks kvm or tcg by itself
 #
 # Every QEMU run goes through qemu/run.sh, so the bench boots exactly what the tests and
-# a person boot (same flags, same accelerator choice); the networking bench's Linux guest
-# alone runs QEMU directly, with run.sh's flags copied (run.sh has no -initrd).
+# a person boot (same flags, same accelerator choice); the networking and block benches'
+# Linux guests alone run QEMU directly, with run.sh's flags copied (run.sh has no -initrd).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -164,6 +166,18 @@ else
     echo "networking bench skipped: no $root/build/echo.elf yet (run 'make images')"
 fi
 
-# --- 5. SMP: bring-up per core, inter-core round trip vs host threads, idle CPU ----------
+# --- 5. vsock: echo round trip and bulk (bench/vsock/run.sh) -------------------------------
+echo
+"$root/bench/vsock/run.sh"
+
+# --- 6. SMP: bring-up per core, inter-core round trip vs host threads, idle CPU ----------
 echo
 "$root/bench/smp.sh"
+
+# --- 6. Block: disk throughput and IOPS against a Linux guest (bench/block/run.sh) ------
+echo
+if [ -f "$root/build/block.elf" ]; then
+    "$root/bench/block/run.sh"
+else
+    echo "block bench skipped: no $root/build/block.elf yet (run 'make images')"
+fi

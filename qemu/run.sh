@@ -5,12 +5,17 @@
 #                          [--mem SIZE] [--forward HOSTPORT:GUESTPORT]... [--append "ARGS"]
 #                          [--accel kvm|tcg] [--acpi on|off] [--log FILE]
 #                          [--exit-device on|off] [--trace-code FILE] [--rng] [--msix on|off]
-#                          [--icount SHIFT] [--plugin LIBRARY,ARGS] [--console-port PATH]
+#                          [--icount SHIFT] [--plugin LIBRARY,ARGS]
+#                          [--udp-link LOCALPORT:REMOTEPORT]
+#                          [--vsock CID [--vsock-socket PATH]]
+#                          [--disk FILE[,ro]]...
+#                          [--console-port PATH]
 #        qemu/run.sh --which-accel      (prints the accelerator it would pick, then exits)
 #
 # The accelerator is chosen here: hardware KVM only when the CPU has vmx/svm and
-# /dev/kvm is usable; otherwise TCG. (The build machines' /dev/kvm is a software
-# virtualizer that is slower than TCG and faults on SSE: see shared/PLATFORM.md.)
+# /dev/kvm is usable; otherwise TCG. (A /dev/kvm without vmx/svm can be a software
+# virtualizer, such as the kvm_pvm module: slower than TCG for a kernel, and it can stop
+# the guest on an SSE instruction.)
 # TORITO_ACCEL=kvm|tcg or --accel overrides the choice.
 #
 # Exit status: the guest's exit code (the kernel prints "torito: exit(N)" and writes N to
@@ -18,7 +23,7 @@
 # from the guest (it crashed, reset, or QEMU itself failed).
 set -euo pipefail
 
-usage() { sed -n '4,9p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '4,12p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 # The accelerator rule, in one place (the benches ask for it with --which-accel).
 pick_accel() {
@@ -35,7 +40,8 @@ pick_accel() {
 if [ "$1" = --which-accel ]; then pick_accel; exit 0; fi
 image=$1; shift
 machine=microvm boot=pvh smp=1 mem=64M append="" accel="" log="" acpi=on exit_device=on trace_code="" rng=off msix=on icount="" plugin="" console_port=""
-forwards=()
+vsock_cid="" vsock_socket=""
+forwards=() disks=() udp_link=""
 while [ $# -gt 0 ]; do
     case $1 in
         --machine) machine=$2; shift 2 ;;
@@ -51,8 +57,12 @@ while [ $# -gt 0 ]; do
         --trace-code) trace_code=$2; shift 2 ;;
         --rng) rng=on; shift ;;
         --msix) msix=$2; shift 2 ;;
+        --disk) disks+=("$2"); shift 2 ;;
         --icount) icount=$2; shift 2 ;;
         --plugin) plugin=$2; shift 2 ;;
+        --udp-link) udp_link=$2; shift 2 ;;
+        --vsock) vsock_cid=$2; shift 2 ;;
+        --vsock-socket) vsock_socket=$2; shift 2 ;;
         --console-port) console_port=$2; shift 2 ;;
         -h|--help) usage ;;
         *) echo "run.sh: unknown option $1" >&2; usage ;;
@@ -83,8 +93,26 @@ case $accel in
     *) echo "run.sh: --accel must be kvm or tcg" >&2; exit 2 ;;
 esac
 
+if [ -n "$vsock_cid" ]; then
+    case $vsock_cid in *[!0-9]*|"") echo "run.sh: --vsock needs a numeric CID (3 or more)" >&2; exit 2 ;; esac
+    [ "$vsock_cid" -ge 3 ] || { echo "run.sh: --vsock CID must be 3 or more (0-2 are reserved)" >&2; exit 2; }
+    backend=$(command -v vhost-device-vsock || echo "$HOME/.cargo/bin/vhost-device-vsock")
+    [ -x "$backend" ] || {
+        echo "run.sh: vhost-device-vsock not found; install it: cargo install vhost-device-vsock --version 0.3.0 --locked (make setup does)" >&2; exit 2; }
+elif [ -n "$vsock_socket" ]; then
+    echo "run.sh: --vsock-socket needs --vsock CID" >&2; exit 2
+fi
+
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+backend_pid=""
+cleanup() {
+    if [ -n "$backend_pid" ]; then
+        kill "$backend_pid" 2>/dev/null || true; wait "$backend_pid" 2>/dev/null || true
+        rm -f "$vsock_socket"   # the backend's host-side socket, dead now
+    fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
 [ -n "$log" ] || log=$work/console.log
 
 # --acpi off: no ACPI tables, as on Firecracker: the kernel then finds CPUs in the MP
@@ -129,12 +157,24 @@ fi
 [ -n "$icount" ] && args+=(-icount "shift=$icount")
 [ -n "$plugin" ] && args+=(-plugin "$plugin")
 
+if [ -n "$udp_link" ] && [ ${#forwards[@]} -gt 0 ]; then
+    echo "run.sh: --udp-link and --forward are two different NICs' backends: pick one" >&2; exit 2
+fi
+netdev=""
 if [ ${#forwards[@]} -gt 0 ]; then
     netdev="user,id=net0"   # user-mode networking: guest 10.0.2.15, no host privileges
     for forward in "${forwards[@]}"; do
         host=${forward%%:*} guest=${forward##*:}
         netdev+=",hostfwd=tcp:127.0.0.1:$host-:$guest"
     done
+elif [ -n "$udp_link" ]; then
+    # A raw link: each Ethernet frame is one UDP datagram from 127.0.0.1:LOCAL to
+    # 127.0.0.1:REMOTE, and datagrams arriving at LOCAL are frames for the guest. No
+    # DHCP server, no slirp: a test on the host plays the rest of the network (or
+    # nothing at all).
+    netdev="socket,id=net0,udp=127.0.0.1:${udp_link##*:},localaddr=127.0.0.1:${udp_link%%:*}"
+fi
+if [ -n "$netdev" ]; then
     args+=(-netdev "$netdev")
     if [ "$machine" = microvm ]; then
         args+=(-device virtio-net-device,netdev=net0)   # virtio-mmio transport
@@ -152,6 +192,54 @@ if [ "$rng" = on ]; then
         args+=(-device "virtio-rng-pci$pci_options")   # virtio-pci transport
     fi
 fi
+
+# --vsock CID: a virtio-vsock device whose data path is the userspace backend
+# vhost-device-vsock (no /dev/vhost-vsock needed). The backend listens on a control
+# socket for QEMU (vhost-user) and on the Unix socket the host's programs use
+# (--vsock-socket PATH; default in the run's temporary directory): connect to it and
+# send "CONNECT PORT\n" to reach the guest's PORT (Firecracker's hybrid vsock).
+if [ -n "$vsock_cid" ]; then
+    [ -n "$vsock_socket" ] || vsock_socket=$work/vsock.sock
+    rm -f "$vsock_socket"
+    "$backend" --guest-cid "$vsock_cid" --socket "$work/vhost-vsock.sock" \
+        --uds-path "$vsock_socket" >"$work/vsock-backend.log" 2>&1 &
+    backend_pid=$!
+    for _ in $(seq 100); do [ -S "$work/vhost-vsock.sock" ] && break; sleep 0.05; done
+    [ -S "$work/vhost-vsock.sock" ] || {
+        cat "$work/vsock-backend.log" >&2; echo "run.sh: vhost-device-vsock did not start" >&2; exit 2; }
+    # vhost-user: the backend maps all guest RAM itself, so RAM must be a shareable file
+    # (memfd, share=on) and be the machine's memory (memory-backend=, on every machine).
+    args+=(-object "memory-backend-memfd,id=mem,size=$mem,share=on")
+    args[1]+=",memory-backend=mem"
+    # QEMU's end of the backend's control socket.
+    args+=(-chardev "socket,id=vsock0,path=$work/vhost-vsock.sock")
+    if [ "$machine" = microvm ]; then
+        args+=(-device vhost-user-vsock-device,chardev=vsock0)   # virtio-mmio transport
+    else
+        args+=(-device "vhost-user-vsock-pci,chardev=vsock0$pci_options")   # virtio-pci transport
+    fi
+fi
+# --disk FILE[,ro] (repeatable): a virtio-blk device over the raw image FILE, for
+# torito::block. The kernel numbers disks in discovery order, which on every machine here
+# is the order of the --disk options (microvm fills its slots from the last one down, and
+# discovery walks them that way).
+index=0
+for disk in ${disks[@]+"${disks[@]}"}; do
+    file=${disk%,ro} readonly=off
+    [ "$file" != "$disk" ] && readonly=on
+    [ -f "$file" ] || { echo "run.sh: --disk: no file at $file" >&2; exit 2; }
+    # if=none: a backend only, attached by the -device below. format=raw: no probing (QEMU
+    # refuses writes to sector 0 of a probed raw image). readonly=on: QEMU opens the file
+    # read-only and the device offers VIRTIO_BLK_F_RO. The default cache mode (writeback)
+    # gives the device a write cache, so the guest's flushes reach the host's fsync.
+    args+=(-drive "file=$file,if=none,id=disk$index,format=raw,readonly=$readonly")
+    if [ "$machine" = microvm ]; then
+        args+=(-device "virtio-blk-device,drive=disk$index")   # virtio-mmio transport
+    else
+        args+=(-device "virtio-blk-pci,drive=disk$index$pci_options")   # virtio-pci transport
+    fi
+    index=$((index + 1))
+done
 
 # --console-port PATH: a virtio-console device (torito::console::port) whose port 0 is a
 # Unix socket at PATH. QEMU listens there (server=on) without waiting for a client before

@@ -4,8 +4,17 @@
 # usage: qemu/setup.sh DEBIAN_PACKAGE...
 # - the Rust target x86_64-unknown-none (rustup; RUSTUP_AUTO_INSTALL=0 here, so a
 #   rust-toolchain.toml alone fetches nothing), plus rustfmt and clippy;
-# - the Debian packages given (QEMU, GRUB for the multiboot2 ISO, xorriso, mtools).
+# - the Debian packages given (QEMU, GRUB for the multiboot2 ISO, xorriso, mtools);
+# - vhost-device-vsock (crates.io), the userspace vsock backend behind run.sh --vsock:
+#   there is no /dev/vhost-vsock on the build machines.
 set -euo pipefail
+
+# Pinned and --locked: 0.3.0 builds on stable Rust 1.95 (about a minute). Checked at
+# the path cargo installs to too, since ~/.cargo/bin may not be on PATH.
+if ! command -v vhost-device-vsock >/dev/null && [ ! -x "$HOME/.cargo/bin/vhost-device-vsock" ]; then
+    echo "setup: installing vhost-device-vsock 0.3.0 (cargo install; about a minute)"
+    cargo install vhost-device-vsock --version 0.3.0 --locked --quiet
+fi
 
 if ! rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-none; then
     echo "setup: adding the Rust target x86_64-unknown-none"

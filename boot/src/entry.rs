@@ -43,7 +43,8 @@ torito_mb2_header:
     .long 8
 torito_mb2_header_end:
 
-    /* ---- PVH note: XEN_ELFNOTE_PHYS32_ENTRY (18), descriptor as a .quad (PLATFORM.md) ---- */
+    /* ---- PVH note: XEN_ELFNOTE_PHYS32_ENTRY (18), descriptor as a .quad (QEMU 7.2 reads
+     * an ELF64 note's descriptor as 8 bytes; Linux emits it so too) ---- */
     .section .note.pvh, "a", @note
     .balign 4
     .long 4

@@ -40,6 +40,8 @@ pub mod memory;
 mod runtime;
 
 #[cfg(target_os = "none")]
+pub mod block;
+#[cfg(target_os = "none")]
 pub mod boot;
 #[cfg(target_os = "none")]
 pub mod console;
@@ -54,6 +56,8 @@ pub mod sync;
 pub mod task;
 #[cfg(target_os = "none")]
 pub mod time;
+#[cfg(target_os = "none")]
+pub mod vsock;
 
 pub use log;
 pub use torito_macros::main;

@@ -11,6 +11,8 @@
 //! * async sockets: [`TcpListener`], [`TcpStream`], [`UdpSocket`];
 //! * blocking sockets: [`blocking`], for code running in `torito::task::spawn_blocking`.
 
+use core::sync::atomic::Ordering::Relaxed;
+
 use crate::arch::virtio::{DeviceInterrupt, KernelHal};
 use crate::devices;
 use torito_virtio::discovery::Kind;
@@ -18,22 +20,64 @@ use torito_virtio::virtio_drivers::transport::SomeTransport;
 use torito_virtio::{NetDevice, NetStats, StepwiseStatus};
 
 pub use torito_netstack::{
-    Config, ConfigError, Counters, Error, Ipv4Config, Stack, StaticConfig, TcpListener, TcpStream,
-    UdpSocket,
+    Config, ConfigError, Counters, Error, Ipv4Config, Stack, StaticConfig, TcpConfig, TcpListener,
+    TcpStream, TcpTimeouts, UdpSocket,
 };
 
 static STACK: spin::Once<Option<Stack>> = spin::Once::new();
+/// The seed [`stack`] fetched from `torito::random` before the first start (0: none).
+static SEED: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
 static DEVICE_STATS: NetStats = NetStats::new();
 static NET_INTERRUPT: spin::Once<&'static DeviceInterrupt> = spin::Once::new();
 
 /// The network stack, once it has an address (waits for DHCP when `ip=dhcp`).
 ///
+/// While DHCP gets no answer, a warning names the problem and the fix (a static
+/// `ip=ADDRESS/PREFIX gw=GATEWAY`) after 5 s and every 30 s after that; with
+/// `dhcp.timeout=SECONDS` on the command line the wait ends with an error.
+///
 /// # Errors
-/// `Error::NoDevice` when the VM has no virtio-net device.
+/// `Error::NoDevice` when the VM has no virtio-net device; `Error::NoDhcpAnswer` when
+/// no DHCP server answered within `dhcp.timeout`.
 pub async fn stack() -> Result<Stack, Error> {
+    if !STACK.is_completed() {
+        // The seed of TCP initial sequence numbers, DHCP transaction ids and the first
+        // ephemeral port: from the best entropy source there is (virtio-rng, else
+        // RDSEED, else RDRAND), which only this async path can wait for.
+        let mut seed = [0u8; 8];
+        match crate::random::fill(&mut seed).await {
+            Ok(source) => {
+                log::debug!("net: seeded from {}", source.name());
+                SEED.store(u64::from_le_bytes(seed) | 1, Relaxed);
+            }
+            Err(error) => log::warn!("net: {}", error),
+        }
+    }
     let stack = stack_now().ok_or(Error::NoDevice)?;
-    stack.wait_config_up().await;
+    stack.configured().await?;
     Ok(stack)
+}
+
+/// The network stack's seed: the one [`stack`] fetched, else RDSEED or RDRAND now,
+/// else the TSC with a warning (predictable sequence numbers: give the VM a
+/// virtio-rng device).
+fn seed() -> u64 {
+    use crate::arch::entropy::{self, Instruction};
+    let fetched = SEED.load(Relaxed);
+    if fetched != 0 {
+        return fetched;
+    }
+    let mut seed = [0u8; 8];
+    for instruction in [Instruction::Rdseed, Instruction::Rdrand] {
+        if entropy::available(instruction) && entropy::fill(instruction, &mut seed) {
+            return u64::from_le_bytes(seed);
+        }
+    }
+    log::warn!(
+        "net: no entropy source: TCP sequence numbers are seeded from the clock and \
+         predictable; add a virtio-rng device (qemu/run.sh --rng)"
+    );
+    crate::arch::clock::rdtsc()
 }
 
 /// The network stack right away, configured or not (`None` without a device).
@@ -112,7 +156,7 @@ fn start() -> Option<Stack> {
         mac[4],
         mac[5]
     );
-    let seed = crate::arch::clock::rdtsc();
+    let seed = seed();
     let (stack, runner) = torito_netstack::new(device, config, seed, crate::time::now());
     crate::task::spawn(async move {
         runner.run().await;

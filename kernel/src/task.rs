@@ -45,23 +45,119 @@ pub use crate::arch::fiber::NotOnFiber;
 /// Spawns `work` as a blocking task: it runs on a stack of its own (a fiber, 32 KiB) so
 /// that blocking calls inside it (`torito::net::blocking`, [`block_on`]) park it while
 /// the rest of the core's tasks keep running. Await the handle for its result.
+///
+/// # Panics
+///
+/// When the heap has no room for the fiber's stack (with [`BlockingSpawnError`]'s
+/// message). A service that spawns one blocking task per connection should use
+/// [`try_spawn_blocking`] and refuse the connection instead.
 pub fn spawn_blocking<T, W>(work: W) -> JoinHandle<T>
 where
     W: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
+    match try_spawn_blocking(work) {
+        Ok(handle) => handle,
+        Err(error) => panic!("{}", error),
+    }
+}
+
+/// Spawns `work` as a blocking task, like [`spawn_blocking`], unless the heap has no
+/// room for its stack.
+///
+/// # Errors
+///
+/// [`BlockingSpawnError`] when the 32 KiB stack (plus a little for the task) cannot be
+/// allocated; it gives `work` back ([`BlockingSpawnError::into_work`]), so whatever the
+/// closure owns (a connection, say) is the caller's to refuse or retry.
+///
+/// # Examples
+///
+/// ```ignore
+/// match torito::task::try_spawn_blocking(move || serve(stream)) {
+///     Ok(handle) => drop(handle),
+///     Err(error) => torito::log::warn!("connection refused: {}", error),
+/// }
+/// ```
+pub fn try_spawn_blocking<T, W>(work: W) -> Result<JoinHandle<T>, BlockingSpawnError<W>>
+where
+    W: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    use alloc::vec::Vec;
+    let refused = |work| BlockingSpawnError {
+        work,
+        stack_bytes: crate::arch::fiber::FIBER_STACK,
+    };
+    let Some(mut fiber) = crate::arch::fiber::Fiber::try_new() else {
+        return Err(refused(work));
+    };
+    // The task and the output slot are small infallible allocations: check that they
+    // fit too, so that a stack that only just fit does not leave them to stop the
+    // kernel. (A probe, given back at once.)
+    if Vec::<u8>::new().try_reserve_exact(TASK_HEADROOM).is_err() {
+        return Err(refused(work));
+    }
     let slot = alloc::sync::Arc::new(spin::Mutex::new(None));
     let output = slot.clone();
-    let fiber = crate::arch::fiber::Fiber::new(alloc::boxed::Box::new(move || {
+    fiber.set_work(alloc::boxed::Box::new(move || {
         *output.lock() = Some(work());
     }));
-    crate::runtime::executor().spawn(async move {
+    Ok(crate::runtime::executor().spawn(async move {
         crate::arch::fiber::FiberTask(fiber).await;
         slot.lock()
             .take()
             .expect("a finished fiber stored its output")
-    })
+    }))
 }
+
+/// Heap that must be free besides the fiber's stack for [`try_spawn_blocking`] to go
+/// ahead: the executor's task, the closure's box and the output slot (a few hundred
+/// bytes) with room to spare.
+const TASK_HEADROOM: usize = 2 * 1024;
+
+/// The heap [`try_spawn_blocking`] needs free to spawn a blocking task: its stack plus
+/// the task. A listener whose connections are each served by a blocking task reserves
+/// this much per connection (`TcpListener::set_reserve`), so every connection it
+/// accepts can be served.
+pub const BLOCKING_TASK_BYTES: usize = crate::arch::fiber::FIBER_STACK + TASK_HEADROOM;
+
+/// [`try_spawn_blocking`] found no room on the heap for a blocking task's stack.
+///
+/// Carries the work back ([`into_work`](Self::into_work)); dropping the error drops it.
+pub struct BlockingSpawnError<W> {
+    work: W,
+    /// The stack size that could not be allocated, in bytes.
+    pub stack_bytes: usize,
+}
+
+impl<W> BlockingSpawnError<W> {
+    /// The closure that was not spawned, with everything it owns.
+    pub fn into_work(self) -> W {
+        self.work
+    }
+}
+
+impl<W> core::fmt::Debug for BlockingSpawnError<W> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("BlockingSpawnError")
+            .field("stack_bytes", &self.stack_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<W> core::fmt::Display for BlockingSpawnError<W> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "no memory for a blocking task's {} KiB stack: refuse the work and retry later, \
+             give the VM more memory, or serve it with an async task (no stack of its own)",
+            self.stack_bytes / 1024
+        )
+    }
+}
+
+impl<W> core::error::Error for BlockingSpawnError<W> {}
 
 /// Waits for `future` from a blocking task, parking the task (not the core) meanwhile.
 ///

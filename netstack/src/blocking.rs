@@ -61,6 +61,16 @@ impl<'p, P: Park> TcpListener<'p, P> {
         })
     }
 
+    /// See [`crate::TcpListener::set_reserve`].
+    pub fn set_reserve(&mut self, bytes: usize) {
+        self.inner.set_reserve(bytes);
+    }
+
+    /// See [`crate::TcpListener::set_timeouts`].
+    pub fn set_timeouts(&mut self, timeouts: crate::TcpTimeouts) {
+        self.inner.set_timeouts(timeouts);
+    }
+
     /// The async listener underneath.
     pub fn as_async(&mut self) -> &mut crate::TcpListener {
         &mut self.inner

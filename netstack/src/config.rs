@@ -8,19 +8,25 @@ use alloc::string::{String, ToString};
 use core::fmt;
 use core::net::Ipv4Addr;
 
+use torito_executor::Duration;
+
 pub use smoltcp::wire::{Ipv4Address, Ipv4Cidr};
 
 /// The command-line keys [`Config::from_cmdline`] reads, for a kernel that warns about
 /// keys nobody knows.
-pub const CONFIG_KEYS: &[&str] = &["ip", "gw", "dns"];
+pub const CONFIG_KEYS: &[&str] = &["ip", "gw", "dns", "dhcp.timeout"];
 
 /// Everything [`new`](crate::new) needs to know besides the driver.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Config {
     /// How the interface gets its IPv4 address.
     pub ipv4: Ipv4Config,
-    /// Buffer sizes of each TCP connection.
+    /// Buffer sizes, reserve and timeouts of each TCP connection.
     pub tcp: TcpConfig,
+    /// With DHCP: how long [`Stack::configured`](crate::Stack::configured) waits for
+    /// an answer before it fails (`None`: for ever, warning now and then). The
+    /// `dhcp.timeout=SECONDS` key.
+    pub dhcp_timeout: Option<Duration>,
 }
 
 /// How the interface gets its IPv4 address.
@@ -47,7 +53,8 @@ pub struct StaticConfig {
 }
 
 /// Buffer sizes of each TCP connection, allocated when its listening socket is created
-/// (or at `connect`) and freed when the connection is reaped.
+/// (or at `connect`) and freed when the connection is reaped, plus the memory kept for
+/// the task that will serve it and the connection's timeouts.
 ///
 /// The default (8 KiB each way) makes a connection cost about 17 KiB with smoltcp's
 /// socket state, so 50 connections take about 850 KiB: they fit in a 4 MiB guest next
@@ -60,6 +67,14 @@ pub struct TcpConfig {
     pub rx_buffer: usize,
     /// Transmit buffer in bytes: data written but not yet acknowledged.
     pub tx_buffer: usize,
+    /// Heap kept, per incoming connection, from its SYN until `accept` hands it out,
+    /// for the task that will serve it ([`TcpConfig::RESERVE`] by default; a listener
+    /// can ask for more with `TcpListener::set_reserve`). Reserved, not merely checked:
+    /// a burst of handshakes that complete before the accept loop runs cannot take the
+    /// memory their own tasks will need.
+    pub reserve: usize,
+    /// Timeouts of each connection.
+    pub timeouts: TcpTimeouts,
 }
 
 impl Default for TcpConfig {
@@ -67,6 +82,54 @@ impl Default for TcpConfig {
         TcpConfig {
             rx_buffer: TcpConfig::MIN_BUFFER,
             tx_buffer: TcpConfig::MIN_BUFFER,
+            reserve: TcpConfig::RESERVE,
+            timeouts: TcpTimeouts::default(),
+        }
+    }
+}
+
+/// How long a connection may wait on its peer, at each stage. The stack enforces
+/// these itself, so a peer that vanishes, stalls or floods holds a socket (and the
+/// task serving it) for a bounded time only, whatever the application does.
+///
+/// Defaults: [`TcpTimeouts::default`]. Per listener: `TcpListener::set_timeouts`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcpTimeouts {
+    /// A half-open connection (our SYN-ACK sent, the peer's final ACK not come) is
+    /// dropped after this, and makes room in the backlog. (When the backlog is full
+    /// of half-open connections, the oldest also gives way to a new SYN at once, so a
+    /// SYN flood cannot lock out a real client.)
+    pub handshake: Duration,
+    /// Keep-alive probes after this much silence (`None`: no probes). On by default:
+    /// without them a peer that vanished without a FIN or RST is never noticed.
+    pub keep_alive: Option<Duration>,
+    /// A connection that heard nothing from its peer for this long (keep-alive
+    /// probes and retransmissions unanswered) is aborted: a dead peer.
+    pub dead_peer: Duration,
+    /// Waits of a stream's `read`, `write`, `flush` and `close` end with
+    /// `Error::TimedOut` after this (`None`: no limit). The stream's initial
+    /// `set_timeout`: an application's idle timeout.
+    pub idle: Option<Duration>,
+    /// A connection with data queued of which the peer acknowledged nothing for this
+    /// long (a zero window, or a reader that stopped reading while it still answers
+    /// probes) is aborted (`None`: never).
+    pub zero_window: Option<Duration>,
+    /// A closed or dropped connection gets this long to finish its graceful close
+    /// (deliver its data, exchange FINs), then it is reset and freed.
+    pub close: Duration,
+}
+
+impl Default for TcpTimeouts {
+    /// Handshake 10 s, keep-alive after 30 s of silence, dead peer after 90 s without
+    /// a word, no idle limit, zero window 60 s, close 30 s.
+    fn default() -> Self {
+        TcpTimeouts {
+            handshake: Duration::from_secs(10),
+            keep_alive: Some(Duration::from_secs(30)),
+            dead_peer: Duration::from_secs(90),
+            idle: None,
+            zero_window: Some(Duration::from_secs(60)),
+            close: Duration::from_secs(30),
         }
     }
 }
@@ -76,6 +139,9 @@ impl TcpConfig {
     pub const MIN_BUFFER: usize = 8 * 1024;
     /// The largest buffer [`for_memory`](Self::for_memory) gives.
     pub const MAX_BUFFER: usize = 64 * 1024;
+    /// The default [`reserve`](Self::reserve): room for an async task serving the
+    /// connection (the echo example's takes 2.5 KiB) and its first allocations.
+    pub const RESERVE: usize = 8 * 1024;
 
     /// Buffers in proportion to the memory there is, as Linux sizes its socket buffers
     /// by RAM: each buffer is 1/1024 of `memory` (bytes of heap), rounded down to a power
@@ -108,6 +174,7 @@ impl TcpConfig {
         TcpConfig {
             rx_buffer: buffer,
             tx_buffer: buffer,
+            ..TcpConfig::default()
         }
     }
 }
@@ -138,12 +205,14 @@ impl core::error::Error for ConfigError {}
 const EXPECTED_IP: &str = "`dhcp` or ADDRESS/PREFIX such as 10.0.2.15/24 (the prefix is required)";
 const EXPECTED_ADDRESS: &str = "an IPv4 address such as 10.0.2.2";
 const EXPECTED_STATIC: &str = "no value with ip=dhcp (DHCP supplies it); give ip=ADDRESS/PREFIX";
+const EXPECTED_SECONDS: &str = "a whole number of seconds, 1 or more, with ip=dhcp";
 
 impl Config {
-    /// Reads `ip=`, `gw=` and `dns=` through `keys` (the value of a command-line key, if
-    /// present), with the default [`TcpConfig`].
+    /// Reads `ip=`, `gw=`, `dns=` and `dhcp.timeout=` through `keys` (the value of a
+    /// command-line key, if present), with the default [`TcpConfig`].
     ///
-    /// - `ip=dhcp`, or no `ip` at all: DHCP. `gw` and `dns` must then be absent.
+    /// - `ip=dhcp`, or no `ip` at all: DHCP. `gw` and `dns` must then be absent;
+    ///   `dhcp.timeout=SECONDS` bounds the wait for a DHCP server.
     /// - `ip=ADDRESS/PREFIX` (prefix 0 to 32, required: a guessed netmask would silently
     ///   misroute), optionally with `gw=ADDRESS` and `dns=ADDRESS`.
     ///
@@ -195,9 +264,20 @@ impl Config {
                 dns: address("dns")?,
             }),
         };
+        let dhcp_timeout = match keys("dhcp.timeout") {
+            None => None,
+            Some(value) => {
+                let seconds = value.parse::<u64>().ok().filter(|&seconds| seconds > 0);
+                match (seconds, ipv4) {
+                    (Some(seconds), Ipv4Config::Dhcp) => Some(Duration::from_secs(seconds)),
+                    _ => return Err(error("dhcp.timeout", value, EXPECTED_SECONDS)),
+                }
+            }
+        };
         Ok(Config {
             ipv4,
             tcp: TcpConfig::default(),
+            dhcp_timeout,
         })
     }
 }
@@ -231,6 +311,11 @@ mod tests {
         assert_eq!(parse(&[]).unwrap().ipv4, Ipv4Config::Dhcp);
         assert_eq!(parse(&[("ip", "dhcp")]).unwrap().ipv4, Ipv4Config::Dhcp);
         assert_eq!(parse(&[]).unwrap().tcp, TcpConfig::default());
+        assert_eq!(parse(&[]).unwrap().dhcp_timeout, None);
+        assert_eq!(
+            parse(&[("dhcp.timeout", "45")]).unwrap().dhcp_timeout,
+            Some(Duration::from_secs(45))
+        );
     }
 
     #[test]
@@ -316,6 +401,13 @@ mod tests {
                 "IPv4 address",
             ),
             (&[("gw", "10.0.0.1")], "gw=10.0.0.1", "ip=dhcp"),
+            (&[("dhcp.timeout", "soon")], "dhcp.timeout=soon", "seconds"),
+            (&[("dhcp.timeout", "0")], "dhcp.timeout=0", "seconds"),
+            (
+                &[("ip", "10.0.0.2/24"), ("dhcp.timeout", "5")],
+                "dhcp.timeout=5",
+                "with ip=dhcp",
+            ),
         ];
         for (pairs, shown, expected) in cases {
             let text = parse(pairs).unwrap_err().to_string();

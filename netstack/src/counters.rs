@@ -35,11 +35,20 @@ pub struct Counters {
     pub connected: u64,
     /// TCP connections alive now: accepted or connected and not yet reaped.
     pub active: u64,
+    /// Half-open connections (SYN received, final ACK never came) dropped: their
+    /// handshake timed out, or they gave way to a new SYN in a full backlog.
+    pub half_open_dropped: u64,
+    /// SYNs dropped because they carried the addresses and ports of a connection
+    /// that exists: a listener must not make a second socket for it.
+    pub duplicate_syn: u64,
+    /// Connections aborted because the peer acknowledged none of their queued data for
+    /// the zero-window timeout ([`TcpTimeouts::zero_window`](crate::TcpTimeouts)).
+    pub zero_window_aborted: u64,
 }
 
 impl Counters {
     /// Each counter with its name, in declaration order.
-    pub fn named(&self) -> [(&'static str, u64); 11] {
+    pub fn named(&self) -> [(&'static str, u64); 14] {
         // Destructured without `..`: a counter added to the struct and not here is a
         // compile error, not a silently missing entry.
         let Self {
@@ -54,6 +63,9 @@ impl Counters {
             accepted,
             connected,
             active,
+            half_open_dropped,
+            duplicate_syn,
+            zero_window_aborted,
         } = *self;
         [
             ("frames_in", frames_in),
@@ -67,6 +79,9 @@ impl Counters {
             ("accepted", accepted),
             ("connected", connected),
             ("active", active),
+            ("half_open_dropped", half_open_dropped),
+            ("duplicate_syn", duplicate_syn),
+            ("zero_window_aborted", zero_window_aborted),
         ]
     }
 }
@@ -97,6 +112,9 @@ pub(crate) struct CounterCells {
     pub accepted: AtomicU64,
     pub connected: AtomicU64,
     pub active: AtomicU64,
+    pub half_open_dropped: AtomicU64,
+    pub duplicate_syn: AtomicU64,
+    pub zero_window_aborted: AtomicU64,
 }
 
 /// Adds `n` to `cell`.
@@ -119,6 +137,9 @@ impl CounterCells {
             accepted: get(&self.accepted),
             connected: get(&self.connected),
             active: get(&self.active),
+            half_open_dropped: get(&self.half_open_dropped),
+            duplicate_syn: get(&self.duplicate_syn),
+            zero_window_aborted: get(&self.zero_window_aborted),
         }
     }
 
@@ -147,7 +168,12 @@ mod tests {
             text.contains(", refused_no_memory: 7, accepted: 0,"),
             "{text}"
         );
-        assert!(text.ends_with(", active: 11"), "{text}");
+        assert!(
+            text.ends_with(
+                ", active: 11, half_open_dropped: 0, duplicate_syn: 0, zero_window_aborted: 0"
+            ),
+            "{text}"
+        );
         assert_eq!(text.matches(": ").count(), counters.named().len());
     }
 }

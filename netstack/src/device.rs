@@ -34,6 +34,18 @@ pub(crate) enum Refusal {
     Backlog,
     /// The buffers for the next connection could not be allocated.
     NoMemory,
+    /// `backlog` connections wait, and at least one of them is half-open: a new SYN
+    /// takes the oldest half-open one's place. The adapter holds the SYN and asks the
+    /// runner for the room ([`Phy::evict`]), then hands it over.
+    HalfOpen,
+}
+
+/// The addresses and ports of a TCP connection, as a SYN carries them (IPv4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Tuple {
+    pub remote: [u8; 4],
+    pub remote_port: u16,
+    pub local_port: u16,
 }
 
 /// The runner's side of the device: the driver plus the two buffers described above.
@@ -43,6 +55,13 @@ pub(crate) struct Phy<D> {
     pub counters: Arc<CounterCells>,
     /// Ports whose SYNs are refused, kept current by the runner between frames.
     pub refusing: Vec<(u16, Refusal)>,
+    /// Every TCP connection's tuple, kept current by the runner between frames: a SYN
+    /// for one of them is dropped (see `runner::note_connections`).
+    pub connections: Vec<Tuple>,
+    /// A SYN to this port is held (in `rx`, [`held`](Self::held) bytes) until the runner
+    /// has dropped the port's oldest half-open connection and made a listening socket.
+    pub evict: Option<u16>,
+    held: Option<usize>,
     /// Set when the driver refused a frame during this poll.
     pub tx_blocked: bool,
     rx: Vec<u8>,
@@ -59,6 +78,9 @@ impl<D: Driver> Phy<D> {
             waker,
             counters,
             refusing: Vec::new(),
+            connections: Vec::new(),
+            evict: None,
+            held: None,
             tx_blocked: false,
             rx: vec![0; frame_max],
             stash: vec![0; frame_max],
@@ -85,6 +107,22 @@ impl<D: Driver> Phy<D> {
             self.tx_blocked = true;
         }
         sent
+    }
+
+    /// The tokens for the frame in `rx[..length]`.
+    fn tokens(&mut self, length: usize) -> (RxToken<'_>, TxToken<'_, D>) {
+        let rx = RxToken {
+            frame: &self.rx[..length],
+        };
+        let tx = TxToken {
+            driver: &mut self.driver,
+            waker: &self.waker,
+            counters: &self.counters,
+            stash: &mut self.stash,
+            stashed: &mut self.stashed,
+            tx_blocked: &mut self.tx_blocked,
+        };
+        (rx, tx)
     }
 
     fn tx_token(&mut self) -> TxToken<'_, D> {
@@ -115,7 +153,16 @@ impl<D: Driver> phy::Device for Phy<D> {
         if !self.flush_stash() {
             return None;
         }
+        if self.evict.is_some() {
+            // The runner has not made room yet: hold on to the SYN.
+            return None;
+        }
         loop {
+            if let Some(length) = self.held.take() {
+                // The held SYN, now that its port has room (or, if the room went, for
+                // smoltcp to refuse).
+                return Some(self.tokens(length));
+            }
             let mut length = None;
             let rx = &mut self.rx;
             let ready = self.driver.receive(&self.waker, &mut |frame| {
@@ -136,25 +183,24 @@ impl<D: Driver> phy::Device for Phy<D> {
                 add(&self.counters.rx_malformed, 1);
                 continue;
             }
-            if let Some(port) = refused_syn(&self.rx[..length], &self.refusing) {
-                let cell = match port {
+            let syn = syn_tuple(&self.rx[..length]);
+            if syn.is_some_and(|tuple| self.connections.contains(&tuple)) {
+                add(&self.counters.duplicate_syn, 1);
+                continue;
+            }
+            if let Some(why) = refused_syn(&self.rx[..length], &self.refusing) {
+                let cell = match why {
                     Refusal::Backlog => &self.counters.refused_backlog,
                     Refusal::NoMemory => &self.counters.refused_no_memory,
+                    Refusal::HalfOpen => {
+                        self.held = Some(length);
+                        self.evict = syn_tuple(&self.rx[..length]).map(|tuple| tuple.local_port);
+                        return None;
+                    }
                 };
                 add(cell, 1);
             }
-            let rx = RxToken {
-                frame: &self.rx[..length],
-            };
-            let tx = TxToken {
-                driver: &mut self.driver,
-                waker: &self.waker,
-                counters: &self.counters,
-                stash: &mut self.stash,
-                stashed: &mut self.stashed,
-                tx_blocked: &mut self.tx_blocked,
-            };
-            return Some((rx, tx));
+            return Some(self.tokens(length));
         }
     }
 
@@ -196,6 +242,31 @@ fn refused_syn(frame: &[u8], refusing: &[(u16, Refusal)]) -> Option<Refusal> {
         .iter()
         .find(|(refused, _)| *refused == port)
         .map(|(_, why)| *why)
+}
+
+/// The tuple a TCP SYN (without ACK) over IPv4 carries, seen from our side; `None` for
+/// anything else, unparsable frames included (smoltcp judges those).
+fn syn_tuple(frame: &[u8]) -> Option<Tuple> {
+    if frame.get(12..14)? != [0x08, 0x00] {
+        return None;
+    }
+    let ip = &frame[ETHERNET_HEADER..];
+    let header = usize::from(ip.first()? & 0x0f) * 4;
+    if *ip.get(9)? != 6 {
+        return None;
+    }
+    let source = ip.get(12..16)?;
+    let tcp = ip.get(header..)?;
+    let flags = *tcp.get(13)?;
+    let (syn, ack) = (0x02, 0x10);
+    if flags & (syn | ack) != syn {
+        return None;
+    }
+    Some(Tuple {
+        remote: [source[0], source[1], source[2], source[3]],
+        remote_port: u16::from_be_bytes([*tcp.first()?, *tcp.get(1)?]),
+        local_port: u16::from_be_bytes([*tcp.get(2)?, *tcp.get(3)?]),
+    })
 }
 
 /// A received frame, copied out of the driver.

@@ -51,6 +51,12 @@ pub enum Error {
     /// A received datagram was longer than the buffer given to `recv_from`; it was
     /// dropped. Use a buffer as large as the largest expected datagram.
     Truncated,
+    /// With `ip=dhcp`, no DHCP server answered within the `dhcp.timeout` limit: give a
+    /// static address (`ip=ADDRESS/PREFIX gw=GATEWAY`), or check the network.
+    NoDhcpAnswer {
+        /// How long the stack waited, in seconds.
+        waited_secs: u64,
+    },
 }
 
 impl fmt::Display for Error {
@@ -89,6 +95,11 @@ impl fmt::Display for Error {
             }
             Error::Truncated => write!(f, "datagram truncated: the receive buffer was too small"),
             Error::NoDevice => write!(f, "no network device; give the VM a virtio-net device"),
+            Error::NoDhcpAnswer { waited_secs } => write!(
+                f,
+                "no DHCP server answered within {waited_secs} s (dhcp.timeout); give a static \
+                 address on the command line (ip=ADDRESS/PREFIX gw=GATEWAY) or check the network"
+            ),
             Error::WouldBlockCore => write!(
                 f,
                 "blocking call outside a blocking task would stall the core; use spawn_blocking or the async API"
@@ -115,6 +126,7 @@ impl embedded_io::Error for Error {
             Error::MessageTooLarge { .. } => ErrorKind::InvalidInput,
             Error::Truncated => ErrorKind::InvalidData,
             Error::NoDevice => ErrorKind::NotFound,
+            Error::NoDhcpAnswer { .. } => ErrorKind::TimedOut,
             Error::WouldBlockCore => ErrorKind::Unsupported,
         }
     }

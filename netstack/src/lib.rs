@@ -17,8 +17,15 @@
 //!   pending or open connection, each with [`TcpConfig`]'s buffers, allocated
 //!   fallibly: running out refuses a connection ([`Counters::refused_no_memory`]),
 //!   never panics. A full backlog refuses SYNs with RST ([`Counters::refused_backlog`]).
+//!   Each connection also reserves, from its SYN until `accept`, the heap its serving
+//!   task will need ([`TcpConfig::reserve`]).
+//! - **No peer holds a socket for ever.** Half-open connections time out and give way
+//!   to new SYNs in a full backlog; established ones have keep-alive and a dead-peer
+//!   abort, a zero-window abort, and a bounded close ([`TcpTimeouts`]). A SYN carrying
+//!   an existing connection's addresses and ports is dropped
+//!   ([`Counters::duplicate_syn`]), never made into a second socket.
 //! - **No leaks.** Dropped connections close gracefully in the background and their
-//!   sockets are freed when closed (or reset after [`CLOSE_LINGER`]);
+//!   sockets are freed when closed (or reset after [`TcpTimeouts::close`]);
 //!   [`Stack::socket_count`] shows it.
 //! - **Bad input is dropped and counted, never a panic.**
 //! - **No unsafe, no architecture code.** Tested on the host with a fake driver.
@@ -56,12 +63,13 @@ mod udp;
 
 pub use config::{
     CONFIG_KEYS, Config, ConfigError, Ipv4Address, Ipv4Cidr, Ipv4Config, StaticConfig, TcpConfig,
+    TcpTimeouts,
 };
 pub use counters::Counters;
 pub use driver::Driver;
 pub use error::Error;
 pub use runner::{CLOSE_LINGER, Runner, new};
-pub use state::shared::Stack;
+pub use state::shared::{DHCP_FIRST_WARNING, DHCP_WARNING_EVERY, Stack};
 pub use tcp::{TcpListener, TcpStream};
 pub use torito_executor::{Duration, Instant};
 pub use udp::UdpSocket;

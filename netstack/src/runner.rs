@@ -19,7 +19,9 @@ use torito_executor::{Duration, Executor, Instant, sleep_until};
 
 use crate::config::{Config, Ipv4Config, StaticConfig};
 use crate::counters::CounterCells;
-use crate::device::Phy;
+use alloc::vec::Vec;
+
+use crate::device::{Phy, Tuple};
 use crate::driver::Driver;
 use crate::state::shared::Shared;
 use crate::state::sockets::Sockets;
@@ -28,9 +30,10 @@ use crate::state::{Inner, Stack, listeners};
 /// Frames received per [`Runner::poll`] before the runner yields to other tasks.
 const RX_BUDGET: usize = 64;
 
-/// How long a dropped [`TcpStream`](crate::TcpStream) may take to finish its graceful
-/// close (deliver its data, exchange FINs) before it is aborted with a reset. Bounds the
-/// memory a peer that never closes its side can pin.
+/// The default of [`TcpTimeouts::close`](crate::TcpTimeouts::close): how long a dropped
+/// [`TcpStream`](crate::TcpStream) may take to finish its graceful close (deliver its
+/// data, exchange FINs) before it is aborted with a reset. Bounds the memory a peer that
+/// never closes its side can pin.
 pub const CLOSE_LINGER: Duration = Duration::from_secs(30);
 
 /// Takes a DHCP event, if any, into the interface configuration.
@@ -72,7 +75,7 @@ fn reap(inner: &mut Inner, now: Instant, counters: &CounterCells) -> Option<Inst
     closing.retain_mut(|closing| {
         let socket = sockets.get_mut::<tcp::Socket>(closing.handle);
         let state = socket.state();
-        let deadline = *closing.deadline.get_or_insert(now + CLOSE_LINGER);
+        let deadline = *closing.deadline.get_or_insert(now + closing.linger);
         // A Closed socket that still has its peer owes it a reset (sent at egress).
         let done = state == tcp::State::TimeWait
             || (state == tcp::State::Closed && socket.remote_endpoint().is_none());
@@ -89,6 +92,102 @@ fn reap(inner: &mut Inner, now: Instant, counters: &CounterCells) -> Option<Inst
         true
     });
     next
+}
+
+/// Aborts live streams whose peer acknowledged none of their queued data for their
+/// zero-window timeout (a peer that keeps its window shut, or stops reading while it
+/// still answers probes, would otherwise hold the socket and its task for ever).
+/// Returns the earliest such deadline still pending.
+fn watch_streams(inner: &mut Inner, now: Instant, counters: &CounterCells) -> Option<Instant> {
+    let Inner {
+        streams, sockets, ..
+    } = inner;
+    let mut next = None;
+    for watch in streams.iter_mut() {
+        let socket = sockets.get_mut::<tcp::Socket>(watch.handle);
+        let queued = socket.send_queue() as u64;
+        let acknowledged = watch.written.saturating_sub(queued);
+        if queued == 0 || acknowledged != watch.acknowledged {
+            // Progress (or nothing to send): the clock starts again.
+            watch.acknowledged = acknowledged;
+            watch.stalled_since = (queued != 0).then_some(now);
+        } else if watch.stalled_since.is_none() {
+            watch.stalled_since = Some(now);
+        }
+        let (Some(since), Some(limit)) = (watch.stalled_since, watch.zero_window) else {
+            continue;
+        };
+        if socket.state() == tcp::State::Closed {
+            watch.stalled_since = None;
+        } else if now >= since + limit {
+            socket.abort();
+            counters
+                .zero_window_aborted
+                .fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+            watch.stalled_since = None;
+        } else {
+            next = earliest(next, Some(since + limit));
+        }
+    }
+    next
+}
+
+/// Lists the addresses and ports of every TCP connection (in `tuples`, for the device
+/// adapter), so that a SYN carrying them is dropped before a listener makes a second
+/// socket for them: smoltcp hands a segment to the first socket that accepts it, and a
+/// listening socket earlier in the table than the connection would take the SYN, and
+/// its SYN-ACK and resets would then break the real connection. Only needed while a
+/// listener exists; without memory for the list, the check is skipped.
+fn note_connections(inner: &Inner, tuples: &mut Vec<Tuple>) {
+    tuples.clear();
+    if inner.listeners.iter().flatten().next().is_none() {
+        return;
+    }
+    for (_, socket) in inner.sockets.iter() {
+        let smoltcp::socket::Socket::Tcp(socket) = socket else {
+            continue;
+        };
+        let (Some(local), Some(remote)) = (socket.local_endpoint(), socket.remote_endpoint())
+        else {
+            continue;
+        };
+        let smoltcp::wire::IpAddress::Ipv4(address) = remote.addr;
+        if tuples.try_reserve(1).is_err() {
+            tuples.clear();
+            return;
+        }
+        tuples.push(Tuple {
+            remote: address.octets(),
+            remote_port: remote.port,
+            local_port: local.port,
+        });
+    }
+}
+
+/// When the oldest half-open connection's handshake times out.
+fn handshakes_due(inner: &Inner) -> Option<Instant> {
+    let mut next = None;
+    for listener in inner.listeners.iter().flatten() {
+        for pending in &listener.pending {
+            if inner.sockets.get::<tcp::Socket>(pending.handle).state() == tcp::State::SynReceived {
+                next = earliest(next, Some(pending.since + listener.timeouts.handshake));
+            }
+        }
+    }
+    next
+}
+
+/// Updates the listeners and what the device adapter checks SYNs against.
+fn refresh(inner: &mut Inner, phy: &mut Phy<impl Driver>, now: Instant, counters: &CounterCells) {
+    listeners::refresh(
+        &mut inner.listeners,
+        &mut inner.sockets,
+        inner.tcp,
+        &mut phy.refusing,
+        now,
+        counters,
+    );
+    note_connections(inner, &mut phy.connections);
 }
 
 /// Displays an optional address as the address or `none`.
@@ -148,6 +247,7 @@ pub fn new<D: Driver>(driver: D, config: Config, seed: u64, now: Instant) -> (St
         Ipv4Config::Static(_) => None,
     };
     let mut inner = Inner::new(iface, sockets, config.tcp, mtu, dhcp, seed);
+    inner.dhcp_timeout = config.dhcp_timeout;
     if let Ipv4Config::Static(fixed) = config.ipv4 {
         inner.apply_ipv4(Some(fixed));
         log::info!(
@@ -246,12 +346,7 @@ impl<D: Driver> Runner<D> {
         let phy = &mut self.phy;
         phy.tx_blocked = false;
         inner.iface.poll_maintenance(timestamp);
-        listeners::refresh(
-            &mut inner.listeners,
-            &mut inner.sockets,
-            inner.tcp,
-            &mut phy.refusing,
-        );
+        refresh(inner, phy, now, counters);
 
         // `more`: the budget ran out with frames possibly left.
         let mut received = 0;
@@ -263,17 +358,24 @@ impl<D: Driver> Runner<D> {
                 .iface
                 .poll_ingress_single(timestamp, phy, inner.sockets.for_poll());
             if result == PollIngressSingleResult::None {
+                // A SYN waits for a half-open connection to give way: make the room,
+                // then it is handed over on the next round.
+                if let Some(port) = phy.evict.take() {
+                    listeners::evict_half_open(
+                        &mut inner.listeners,
+                        &mut inner.sockets,
+                        port,
+                        counters,
+                    );
+                    refresh(inner, phy, now, counters);
+                    continue;
+                }
                 break false;
             }
             received += 1;
             // A SYN may just have taken the listening socket: replace it before the
             // next frame, which may be another SYN.
-            listeners::refresh(
-                &mut inner.listeners,
-                &mut inner.sockets,
-                inner.tcp,
-                &mut phy.refusing,
-            );
+            refresh(inner, phy, now, counters);
         };
 
         update_dhcp(inner);
@@ -282,13 +384,9 @@ impl<D: Driver> Runner<D> {
             .poll_egress(timestamp, phy, inner.sockets.for_poll())
             != PollResult::None
         {}
-        listeners::refresh(
-            &mut inner.listeners,
-            &mut inner.sockets,
-            inner.tcp,
-            &mut phy.refusing,
-        );
-        let reap = reap(inner, now, counters);
+        refresh(inner, phy, now, counters);
+        let stalled = earliest(watch_streams(inner, now, counters), handshakes_due(inner));
+        let reap = earliest(reap(inner, now, counters), stalled);
         phy.driver.flush();
 
         let smoltcp = inner

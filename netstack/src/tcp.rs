@@ -14,9 +14,11 @@ use smoltcp::socket::tcp::{self, RecvError, State};
 use smoltcp::wire::IpEndpoint;
 use torito_executor::Duration;
 
+use crate::config::TcpTimeouts;
 use crate::counters::add;
 use crate::error::Error;
-use crate::state::listeners::{Listener, acceptable};
+use crate::state::listeners::{Listener, acceptable, arm, listening_socket};
+use crate::state::shared::Watch;
 use crate::state::sockets::new_tcp_socket;
 use crate::state::{Closing, Inner, Stack};
 
@@ -73,14 +75,16 @@ impl TcpListener {
             .listeners
             .try_reserve(1)
             .map_err(|_| Error::NoMemory)?;
-        let mut socket = new_tcp_socket(inner.tcp).ok_or(Error::NoMemory)?;
-        socket.listen(port).map_err(|_| Error::InvalidState)?;
+        let listening = listening_socket(&mut inner.sockets, inner.tcp, port, inner.tcp.reserve)
+            .ok_or(Error::NoMemory)?;
         let listener = Listener {
             port,
             backlog,
-            listening: Some(inner.sockets.add(socket)?),
+            listening: Some(listening),
             pending,
             acceptor: None,
+            reserve: inner.tcp.reserve,
+            timeouts: inner.tcp.timeouts,
         };
         let slot = match inner.listeners.iter().position(Option::is_none) {
             Some(slot) => {
@@ -105,6 +109,37 @@ impl TcpListener {
         self.port
     }
 
+    /// Sets how many bytes of heap each incoming connection keeps, from its SYN until
+    /// [`accept`](Self::accept) hands it out, for the task that will serve it (default
+    /// [`TcpConfig::reserve`](crate::TcpConfig::reserve)): at least what spawning that
+    /// task allocates (a blocking task's stack, say), so that every accepted connection
+    /// can be served. Applies to the connections whose SYN comes after the call.
+    pub fn set_reserve(&mut self, bytes: usize) {
+        let mut guard = self.stack.lock();
+        let inner = &mut *guard;
+        if let Some(Some(listener)) = inner.listeners.get_mut(self.slot) {
+            listener.reserve = bytes;
+            // The listening socket's reserve was taken for the old size: make a new one
+            // (unless a SYN has just taken it: that connection keeps the old reserve).
+            if let Some((handle, _)) = &listener.listening
+                && inner.sockets.get::<tcp::Socket>(*handle).state() == State::Listen
+                && let Some((handle, _)) = listener.listening.take()
+            {
+                inner.sockets.remove(handle);
+            }
+            inner.wake_runner();
+        }
+    }
+
+    /// Sets the timeouts of the connections this listener accepts from now on
+    /// (default: the stack's [`TcpConfig::timeouts`](crate::TcpConfig::timeouts)).
+    pub fn set_timeouts(&mut self, timeouts: TcpTimeouts) {
+        let mut inner = self.stack.lock();
+        if let Some(Some(listener)) = inner.listeners.get_mut(self.slot) {
+            listener.timeouts = timeouts;
+        }
+    }
+
     /// Waits for an established connection and takes it off the backlog (which lets
     /// the runner listen again if the backlog was full).
     ///
@@ -115,39 +150,41 @@ impl TcpListener {
     /// None today; the `Result` leaves room for a closed listener.
     pub async fn accept(&mut self) -> Result<TcpStream, Error> {
         let slot = self.slot;
-        let handle =
-            self.stack
-                .wait(None, |inner, waker| {
-                    let taken = {
-                        let Inner {
-                            sockets, listeners, ..
-                        } = &mut *inner;
-                        let Some(Some(listener)) = listeners.get_mut(slot) else {
-                            return Poll::Ready(Err(Error::NotConnected));
-                        };
-                        let position = listener.pending.iter().position(|&handle| {
-                            acceptable(sockets.get::<tcp::Socket>(handle).state())
-                        });
-                        let taken = position.and_then(|position| listener.pending.remove(position));
-                        if taken.is_none() {
-                            listener.acceptor = Some(waker.clone());
-                        }
-                        taken
+        let (handle, timeouts) = self
+            .stack
+            .wait(None, |inner, waker| {
+                let taken = {
+                    let Inner {
+                        sockets, listeners, ..
+                    } = &mut *inner;
+                    let Some(Some(listener)) = listeners.get_mut(slot) else {
+                        return Poll::Ready(Err(Error::NotConnected));
                     };
-                    match taken {
-                        Some(handle) => {
-                            // The backlog has room again: the runner may listen anew.
-                            inner.wake_runner();
-                            Poll::Ready(Ok(handle))
-                        }
-                        None => Poll::Pending,
+                    let position = listener.pending.iter().position(|pending| {
+                        acceptable(sockets.get::<tcp::Socket>(pending.handle).state())
+                    });
+                    let taken = position.and_then(|position| listener.pending.remove(position));
+                    if taken.is_none() {
+                        listener.acceptor = Some(waker.clone());
                     }
-                })
-                .await?;
+                    // Dropping the pending entry gives its reserve back to the heap,
+                    // for the task the caller spawns next.
+                    taken.map(|pending| (pending.handle, listener.timeouts))
+                };
+                match taken {
+                    Some(taken) => {
+                        // The backlog has room again: the runner may listen anew.
+                        inner.wake_runner();
+                        Poll::Ready(Ok(taken))
+                    }
+                    None => Poll::Pending,
+                }
+            })
+            .await?;
         let counters = self.stack.counter_cells();
         add(&counters.accepted, 1);
         add(&counters.active, 1);
-        Ok(TcpStream::new(&self.stack, handle))
+        Ok(TcpStream::new(&self.stack, handle, &timeouts))
     }
 }
 
@@ -155,7 +192,9 @@ impl Drop for TcpListener {
     fn drop(&mut self) {
         let mut inner = self.stack.lock();
         if let Some(listener) = inner.listeners.get_mut(self.slot).and_then(Option::take) {
-            for handle in listener.listening.into_iter().chain(listener.pending) {
+            let listening = listener.listening.into_iter().map(|(handle, _)| handle);
+            let pending = listener.pending.into_iter().map(|pending| pending.handle);
+            for handle in listening.chain(pending) {
                 // Pending peers get a reset when their next segment finds no socket.
                 inner.sockets.remove(handle);
             }
@@ -167,11 +206,17 @@ impl Drop for TcpListener {
 ///
 /// Dropping it closes it gracefully in the background: data already written is still
 /// delivered, then a FIN is sent; the runner frees the socket once the connection
-/// reaches CLOSED or TIME-WAIT, or resets it after [`CLOSE_LINGER`](crate::CLOSE_LINGER).
+/// reaches CLOSED or TIME-WAIT, or resets it after its close timeout
+/// ([`TcpTimeouts::close`]).
+///
+/// Its other timeouts ([`TcpTimeouts`]) come from its listener (or the stack, for
+/// `connect`): keep-alive and dead-peer detection, the zero-window abort, and the
+/// initial [`set_timeout`](Self::set_timeout) (`idle`).
 pub struct TcpStream {
     stack: Stack,
     handle: SocketHandle,
     timeout: Option<Duration>,
+    close_timeout: Duration,
     shut_down: bool,
 }
 
@@ -193,11 +238,25 @@ fn endpoint(address: SocketAddr) -> Result<IpEndpoint, Error> {
 }
 
 impl TcpStream {
-    fn new(stack: &Stack, handle: SocketHandle) -> TcpStream {
+    fn new(stack: &Stack, handle: SocketHandle, timeouts: &TcpTimeouts) -> TcpStream {
+        let mut inner = stack.lock();
+        // Without memory for the entry, the stream goes unwatched for a zero window (the
+        // other timeouts still hold).
+        if inner.streams.try_reserve(1).is_ok() {
+            inner.streams.push(Watch {
+                handle,
+                zero_window: timeouts.zero_window,
+                written: 0,
+                acknowledged: 0,
+                stalled_since: None,
+            });
+        }
+        drop(inner);
         TcpStream {
             stack: stack.clone(),
             handle,
-            timeout: None,
+            timeout: timeouts.idle,
+            close_timeout: timeouts.close,
             shut_down: false,
         }
     }
@@ -217,10 +276,12 @@ impl TcpStream {
             let mut guard = stack.lock();
             let inner = &mut *guard;
             let port = inner.ephemeral_port()?;
-            let Some(socket) = new_tcp_socket(inner.tcp) else {
+            // The reserve is a check here: the caller already runs its task.
+            let Some((mut socket, _reserve)) = new_tcp_socket(inner.tcp, inner.tcp.reserve) else {
                 add(&stack.counter_cells().refused_no_memory, 1);
                 return Err(Error::NoMemory);
             };
+            arm(&mut socket, &inner.tcp.timeouts);
             let Ok(handle) = inner.sockets.add(socket) else {
                 add(&stack.counter_cells().refused_no_memory, 1);
                 return Err(Error::NoMemory);
@@ -235,7 +296,8 @@ impl TcpStream {
         };
         add(&stack.counter_cells().active, 1);
         // From here on, dropping the stream (also by cancelling this future) reaps it.
-        let stream = TcpStream::new(stack, handle);
+        let timeouts = stack.lock().tcp.timeouts;
+        let stream = TcpStream::new(stack, handle, &timeouts);
         stream
             .stack
             .wait(None, |inner, waker| {
@@ -354,6 +416,9 @@ impl TcpStream {
                         Poll::Pending
                     }
                     Ok(n) => {
+                        if let Some(watch) = inner.streams.iter_mut().find(|w| w.handle == handle) {
+                            watch.written += n as u64;
+                        }
                         inner.wake_runner();
                         Poll::Ready(Ok(n))
                     }
@@ -453,6 +518,7 @@ impl TcpStream {
 impl Drop for TcpStream {
     fn drop(&mut self) {
         let mut inner = self.stack.lock();
+        inner.streams.retain(|watch| watch.handle != self.handle);
         if inner.closing.try_reserve(1).is_err() {
             // No memory to track a graceful close: drop the connection now. Its peer gets
             // a reset when its next segment finds no socket.
@@ -463,6 +529,7 @@ impl Drop for TcpStream {
         close_socket(inner.sockets.get_mut::<tcp::Socket>(self.handle));
         inner.closing.push(Closing {
             handle: self.handle,
+            linger: self.close_timeout,
             deadline: None,
         });
         inner.wake_runner();

@@ -39,6 +39,16 @@ pub struct RunOptions {
     pub rng: bool,
     /// Whether virtio-pci devices offer MSI-X (`--msix off` leaves them INTx only).
     pub msix: bool,
+    /// virtio-blk disks, in order: the raw image's path and whether it is read-only
+    /// (`--disk FILE[,ro]`).
+    pub disks: Vec<(String, bool)>,
+    /// A virtio-net device on a raw UDP link instead of user-mode networking:
+    /// `(local port, remote port)` on 127.0.0.1 (`--udp-link LOCAL:REMOTE`). Frames go
+    /// to whatever listens on the remote port; no DHCP server, no forwards.
+    pub udp_link: Option<(u16, u16)>,
+    /// A vsock device with this guest CID, its host side on this Unix socket
+    /// (`--vsock CID --vsock-socket PATH`).
+    pub vsock: Option<(u32, std::path::PathBuf)>,
     /// A virtio-console device whose port is a Unix socket at this path, QEMU listening
     /// (`--console-port PATH`).
     pub console_port: Option<std::path::PathBuf>,
@@ -57,6 +67,9 @@ impl Default for RunOptions {
             exit_device: true,
             rng: false,
             msix: true,
+            disks: Vec::new(),
+            udp_link: None,
+            vsock: None,
             console_port: None,
         }
     }
@@ -132,6 +145,33 @@ impl RunOptions {
         self
     }
 
+    /// Puts the NIC on a raw UDP link: QEMU sends each frame from 127.0.0.1:`local` to
+    /// 127.0.0.1:`remote` and takes frames arriving at `local`.
+    pub fn udp_link(mut self, local: u16, remote: u16) -> Self {
+        self.udp_link = Some((local, remote));
+        self
+    }
+
+    /// Adds a vsock device (guest CID `cid`); the host reaches guest port P by
+    /// connecting to `socket` and sending `CONNECT P\n`.
+    pub fn vsock(mut self, cid: u32, socket: &std::path::Path) -> Self {
+        self.vsock = Some((cid, socket.to_path_buf()));
+        self
+    }
+
+    /// Adds a writable virtio-blk disk over the raw image at `path` (virtio-mmio on
+    /// microvm, virtio-pci elsewhere); disks are numbered in the order added.
+    pub fn disk(mut self, path: &str) -> Self {
+        self.disks.push((path.into(), false));
+        self
+    }
+
+    /// Adds a read-only virtio-blk disk over the raw image at `path`.
+    pub fn read_only_disk(mut self, path: &str) -> Self {
+        self.disks.push((path.into(), true));
+        self
+    }
+
     /// The options as `run.sh` arguments (everything after the image path).
     pub fn args(&self) -> Vec<String> {
         let mut args = vec![
@@ -162,6 +202,24 @@ impl RunOptions {
         if let Some(path) = &self.console_port {
             args.push("--console-port".into());
             args.push(path.display().to_string());
+        }
+        for (path, read_only) in &self.disks {
+            args.push("--disk".into());
+            args.push(if *read_only {
+                format!("{path},ro")
+            } else {
+                path.clone()
+            });
+        }
+        if let Some((local, remote)) = self.udp_link {
+            args.push("--udp-link".into());
+            args.push(format!("{local}:{remote}"));
+        }
+        if let Some((cid, socket)) = &self.vsock {
+            args.push("--vsock".into());
+            args.push(cid.to_string());
+            args.push("--vsock-socket".into());
+            args.push(socket.display().to_string());
         }
         for (host, guest) in &self.forwards {
             args.push("--forward".into());

@@ -130,6 +130,25 @@ fn echo_smp4_q35() -> Result<(), Failure> {
     echo_service("echo", RunOptions::default().machine("q35").smp(4))
 }
 
+/// With a vsock device attached as well (and so a memfd-backed RAM shared with the
+/// vhost-user backend): discovery takes both devices, the TCP service is unaffected.
+#[test]
+fn echo_microvm_with_vsock() -> Result<(), Failure> {
+    let socket =
+        std::env::temp_dir().join(format!("torito-echo-vsock-{}.sock", std::process::id()));
+    echo_service("echo", RunOptions::default().vsock(3, &socket))
+}
+
+#[test]
+fn echo_q35_with_vsock() -> Result<(), Failure> {
+    let socket =
+        std::env::temp_dir().join(format!("torito-echo-vsock-q35-{}.sock", std::process::id()));
+    echo_service(
+        "echo",
+        RunOptions::default().machine("q35").vsock(3, &socket),
+    )
+}
+
 #[test]
 fn echo_blocking_microvm() -> Result<(), Failure> {
     echo_service("echo-blocking", RunOptions::default())

@@ -60,10 +60,12 @@ pub(crate) struct DeviceState {
     pub(crate) drops_features_ok: bool,
     pub(crate) features: u64,
     /// (descriptor table, avail ring, used ring) addresses per queue.
-    pub(crate) rings: [(u64, u64, u64); 2],
-    pub(crate) notifications: [usize; 2],
+    pub(crate) rings: [(u64, u64, u64); 3],
+    pub(crate) notifications: [usize; 3],
     /// The device type; `None`: network.
     pub(crate) kind: Option<DeviceType>,
+    /// The configuration space; `None`: a NIC's (its MAC address).
+    pub(crate) config: Option<Vec<u8>>,
 }
 
 #[derive(Clone, Default)]
@@ -128,6 +130,8 @@ impl Transport for FakeTransport {
     ) -> virtio_drivers::Result<V> {
         let mut config = [0u8; 8];
         config[..6].copy_from_slice(&MAC);
+        let state = self.0.lock().unwrap();
+        let config = state.config.as_deref().unwrap_or(&config);
         Ok(V::read_from_prefix(&config[offset..]).unwrap().0)
     }
     fn write_config_space<V: zerocopy::IntoBytes + zerocopy::Immutable>(
@@ -142,8 +146,8 @@ impl Transport for FakeTransport {
 /// The device side of the rings: reads avail entries, writes used entries.
 pub(crate) struct FakeDevice {
     pub(crate) transport: FakeTransport,
-    pub(crate) next_avail: [u16; 2],
-    pub(crate) next_used: [u16; 2],
+    pub(crate) next_avail: [u16; 3],
+    pub(crate) next_used: [u16; 3],
     /// The virtio-net header's size: 12, or 10 for a legacy device.
     pub(crate) header: usize,
     /// Descriptors per queue (the driver's queue size).
@@ -168,7 +172,7 @@ impl FakeDevice {
         self.transport.0.lock().unwrap().rings[queue]
     }
 
-    pub(crate) fn notifications(&self) -> [usize; 2] {
+    pub(crate) fn notifications(&self) -> [usize; 3] {
         self.transport.0.lock().unwrap().notifications
     }
 
@@ -179,6 +183,30 @@ impl FakeDevice {
 
     pub(crate) fn suppress_notifications(&self, queue: usize, suppress: bool) {
         write::<u16>(self.rings(queue).2, if suppress { NO_NOTIFY } else { 0 });
+    }
+
+    /// The next chain the driver made available: (head, [(address, length)] of each
+    /// descriptor, following NEXT flags, at most 4).
+    pub(crate) fn take_avail_chain(&mut self, queue: usize) -> Option<(u16, Vec<(u64, u32)>)> {
+        let (desc, avail, _) = self.rings(queue);
+        let idx = read::<u16>(avail + 2);
+        if idx == self.next_avail[queue] {
+            return None;
+        }
+        let slot = u64::from(self.next_avail[queue] % self.queue_size);
+        let head = read::<u16>(avail + 4 + 2 * slot);
+        self.next_avail[queue] = self.next_avail[queue].wrapping_add(1);
+        let mut parts = Vec::new();
+        let mut index = head;
+        for _ in 0..4 {
+            let entry = desc + 16 * u64::from(index);
+            parts.push((read::<u64>(entry), read::<u32>(entry + 8)));
+            if read::<u16>(entry + 12) & 1 == 0 {
+                break;
+            }
+            index = read::<u16>(entry + 14);
+        }
+        Some((head, parts))
     }
 
     /// The next buffer the driver made available: (head, address, length).

@@ -16,11 +16,29 @@
 //!   frame: no allocation on the hot path;
 //! * device memory is untrusted: a used-ring token outside the queue or a length larger
 //!   than the buffer is dropped and counted, never trusted.
+//!
+//! [`vsock`] keeps the same promises for virtio-vsock, and parses every packet header
+//! against the bytes the device wrote (a malformed packet is dropped and counted).
+//!
+//! Promises of [`BlockDevice`] (virtio-blk):
+//!
+//! * never waits for the device: [`BlockDevice::submit`] posts and returns a [`blk::Ticket`],
+//!   [`BlockDevice::complete`] answers "not yet" with the caller's waker registered, and
+//!   the interrupt wakes the kernel's completion task, which wakes the callers; with
+//!   every request entry in use, `submit` hands the request back (backpressure);
+//! * many requests in flight: up to [`blk::QUEUE`] with indirect descriptors, a third of
+//!   that without; they complete in whatever order the device chooses;
+//! * DMA ownership is a type: a [`Buffer`] moves into the driver with its request and
+//!   comes back only when the device has returned it; an abandoned request keeps its
+//!   buffer until then;
+//! * device memory is untrusted: an unknown used token or an impossible length is counted
+//!   and fails requests ([`BlockError`]), never the kernel.
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 
 extern crate alloc;
 
+pub mod blk;
 mod console;
 pub mod discovery;
 #[cfg(test)]
@@ -28,9 +46,12 @@ mod fake;
 mod net;
 mod rng;
 mod transport;
+pub mod vsock;
 
+pub use blk::{BlockDevice, BlockError, BlockStats, Buffer};
 pub use console::{BUFFER as CONSOLE_BUFFER, ConsoleDevice, ConsoleError, ConsoleStats};
 pub use net::{NetDevice, NetError, NetStats};
 pub use rng::{RngDevice, RngError};
 pub use transport::{StepwiseStatus, status_steps};
 pub use virtio_drivers;
+pub use vsock::{VsockDevice, VsockError};

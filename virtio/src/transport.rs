@@ -3,7 +3,7 @@
 //! The virtio spec (3.1.1) orders initialization as ACKNOWLEDGE, then DRIVER, then
 //! FEATURES_OK, then DRIVER_OK, each a write that adds one bit. virtio-drivers 0.13
 //! writes ACKNOWLEDGE|DRIVER in one go, which QEMU accepts but Firecracker's virtio-mmio
-//! device does not (it stays inactive; PLATFORM.md). This wrapper splits every status
+//! device does not (it stays inactive). This wrapper splits every status
 //! write into single-bit steps in spec order, and passes everything else through.
 
 use core::fmt::Debug;

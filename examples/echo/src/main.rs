@@ -6,16 +6,29 @@
 #![no_main]
 #![forbid(unsafe_code)]
 
-use torito::net::{self, TcpListener, TcpStream};
+use torito::net::{self, TcpListener, TcpStream, TcpTimeouts};
+use torito::time::Duration;
 
 const PORT: u16 = 5555;
 /// Connections waiting to be accepted before new ones are refused.
 const BACKLOG: usize = 64;
 
+/// The stack's defaults (keep-alive, dead peer, zero window, a bounded close), plus an
+/// idle limit: a read, write or close that waits longer than this gives up, so a
+/// silent client, one that stops reading, or one that sends FIN and vanishes frees
+/// its task too, not only its socket.
+fn timeouts() -> TcpTimeouts {
+    TcpTimeouts {
+        idle: Some(Duration::from_secs(60)),
+        ..TcpTimeouts::default()
+    }
+}
+
 #[torito::main]
 async fn main() -> Result<(), net::Error> {
     let stack = net::stack().await?;
     let mut listener = TcpListener::bind(&stack, PORT, BACKLOG)?;
+    listener.set_timeouts(timeouts());
     torito::println!("echo: listening on port {}", PORT);
     if torito::boot::arg("app.stats").is_some() {
         torito::task::spawn(report(stack.clone())).detach();
@@ -33,7 +46,9 @@ async fn main() -> Result<(), net::Error> {
     }
 }
 
-/// Echoes until the peer closes its side (or resets), then closes ours.
+/// Echoes until the peer closes its side (or resets, or stays idle past the timeout),
+/// then closes ours (bounded by the same timeout; the stack finishes or resets the close
+/// in the background).
 async fn serve(mut stream: TcpStream) {
     let mut buffer = [0u8; 2048];
     loop {

@@ -1,5 +1,5 @@
 //! Ending the VM: isa-debug-exit, then ACPI S5, then a keyboard-controller reset, then a
-//! triple fault. Every hypervisor stops at one of these (PLATFORM.md):
+//! triple fault. Every hypervisor we target stops at one of these:
 //!
 //! * QEMU with `-device isa-debug-exit,iobase=0xf4,iosize=0x04` exits with status
 //!   `(code << 1) | 1`, the only path that carries the exit code;

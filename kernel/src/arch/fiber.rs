@@ -91,14 +91,21 @@ fn current_slot() -> &'static Cell<*mut Fiber> {
 }
 
 impl Fiber {
-    /// A fiber that will run `work` on its own stack when first resumed.
-    pub fn new(work: Box<dyn FnOnce() + Send>) -> Box<Self> {
+    /// A fiber with its stack and no work yet ([`set_work`](Self::set_work) gives it
+    /// some), or `None` when the heap has no room for the stack: that allocation is the
+    /// one that can fail (32 KiB against a few dozen bytes for the rest), so it is made
+    /// fallibly and a full heap refuses the fiber instead of stopping the kernel. The
+    /// caller keeps its work when there is no stack for it.
+    pub fn try_new() -> Option<Box<Self>> {
         let words = FIBER_STACK / 8;
+        let mut stack = alloc::vec::Vec::new();
+        stack.try_reserve_exact(words).ok()?;
+        stack.resize(words, CANARY);
         let mut fiber = Box::new(Self {
-            stack: alloc::vec![CANARY; words].into_boxed_slice(),
+            stack: stack.into_boxed_slice(),
             fiber_rsp: 0,
             executor_rsp: 0,
-            work: Some(work),
+            work: None,
             done: false,
             context: core::ptr::null_mut(),
         });
@@ -109,7 +116,13 @@ impl Fiber {
         let frame = [0, 0, 0, this, 0, 0, torito_fiber_start as *const () as u64];
         fiber.stack[top - frame.len()..top].copy_from_slice(&frame);
         fiber.fiber_rsp = fiber.stack.as_ptr() as u64 + ((top - frame.len()) * 8) as u64;
-        fiber
+        Some(fiber)
+    }
+
+    /// Gives the fiber the work it runs when first resumed (a fiber without work
+    /// finishes at once).
+    pub fn set_work(&mut self, work: Box<dyn FnOnce() + Send>) {
+        self.work = Some(work);
     }
 
     /// Runs the fiber until it parks or finishes; `Ready` once its work is done.

@@ -19,6 +19,11 @@ use crate::config::{StaticConfig, TcpConfig};
 use crate::counters::{CounterCells, Counters};
 use crate::error::Error;
 
+/// How long [`Stack::configured`] waits for a DHCP answer before its first warning.
+pub const DHCP_FIRST_WARNING: Duration = Duration::from_secs(5);
+/// How often [`Stack::configured`] repeats the warning after that.
+pub const DHCP_WARNING_EVERY: Duration = Duration::from_secs(30);
+
 /// First port of the ephemeral range used by `connect`.
 const EPHEMERAL_FIRST: u16 = 49152;
 
@@ -39,8 +44,21 @@ pub(crate) struct Shared {
 /// A dropped connection waiting for its graceful close to finish.
 pub(crate) struct Closing {
     pub handle: SocketHandle,
+    /// How long the close may take ([`TcpTimeouts::close`](crate::TcpTimeouts::close)).
+    pub linger: Duration,
     /// Abort at this time; armed by the runner at the first poll after the drop.
     pub deadline: Option<Instant>,
+}
+
+/// A live stream's send progress, for the zero-window timeout: bytes ever written, and
+/// how many of them the peer had acknowledged when last seen (`written` minus the send
+/// queue), since when that has not moved.
+pub(crate) struct Watch {
+    pub handle: SocketHandle,
+    pub zero_window: Option<Duration>,
+    pub written: u64,
+    pub acknowledged: u64,
+    pub stalled_since: Option<Instant>,
 }
 
 pub(crate) struct Inner {
@@ -57,6 +75,10 @@ pub(crate) struct Inner {
     config_waiters: Vec<Waker>,
     pub listeners: Vec<Option<Listener>>,
     pub closing: Vec<Closing>,
+    /// Live streams (accepted or connected, not dropped), for the zero-window timeout.
+    pub streams: Vec<Watch>,
+    /// How long [`Stack::configured`] waits for DHCP.
+    pub dhcp_timeout: Option<Duration>,
     next_port: u16,
 }
 
@@ -83,6 +105,8 @@ impl Inner {
             config_waiters: Vec::new(),
             listeners: Vec::new(),
             closing: Vec::new(),
+            streams: Vec::new(),
+            dhcp_timeout: None,
             // `seed % span` < 16384, so the sum fits in a u16.
             next_port: EPHEMERAL_FIRST + (seed % span) as u16,
         }
@@ -170,6 +194,52 @@ impl Stack {
             Poll::Pending
         })
         .await
+    }
+
+    /// Resolves once the interface has an IPv4 address, like
+    /// [`wait_config_up`](Self::wait_config_up), but does not wait in silence: while
+    /// DHCP gets no answer it logs a warning after [`DHCP_FIRST_WARNING`] that names the
+    /// problem and the fix (a static `ip=`), repeated every [`DHCP_WARNING_EVERY`], and
+    /// it gives up after the configured `dhcp.timeout` ([`Config::dhcp_timeout`]).
+    ///
+    /// [`Config::dhcp_timeout`]: crate::Config::dhcp_timeout
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoDhcpAnswer`] once the DHCP timeout passed without an address.
+    ///
+    /// # Panics
+    ///
+    /// If polled outside a torito executor task (it arms executor timers).
+    pub async fn configured(&self) -> Result<StaticConfig, Error> {
+        let limit = self.lock().dhcp_timeout;
+        let mut waited = Duration::ZERO;
+        let mut pause = DHCP_FIRST_WARNING;
+        loop {
+            let pause_now = match limit {
+                Some(limit) => pause.min(limit.saturating_sub(waited)),
+                None => pause,
+            };
+            if let Ok(config) = torito_executor::timeout(pause_now, self.wait_config_up()).await {
+                return Ok(config);
+            }
+            waited += pause_now;
+            if limit.is_some_and(|limit| waited >= limit) {
+                let error = Error::NoDhcpAnswer {
+                    waited_secs: waited.as_secs(),
+                };
+                log::error!("net: {}", error);
+                return Err(error);
+            }
+            log::warn!(
+                "net: no answer from a DHCP server for {} s (ip=dhcp): is there one on this \
+                 network? Without one, give a static address on the command line: \
+                 ip=ADDRESS/PREFIX gw=GATEWAY (e.g. ip=10.0.2.15/24 gw=10.0.2.2); \
+                 dhcp.timeout=SECONDS gives up waiting",
+                waited.as_secs()
+            );
+            pause = DHCP_WARNING_EVERY;
+        }
     }
 
     /// How many smoltcp sockets exist (listening, connected, closing, UDP, DHCP): for

@@ -12,8 +12,8 @@
 //!
 //! The probe and the reallocation are separate allocations: a task on another core that
 //! allocates in between can still take the memory. The window is a few instructions
-//! long; the other allocations of a connection (its buffers, the headroom check in
-//! `tcp.rs`) are what normally run out first.
+//! long; the other allocations of a connection (its buffers and its [`Reserve`]) are
+//! what normally run out first.
 
 use crate::Error;
 use crate::config::TcpConfig;
@@ -30,26 +30,36 @@ pub(crate) fn try_buffer(size: usize) -> Option<Vec<u8>> {
     Some(buffer)
 }
 
-/// Memory that must still be free once a connection's buffers are allocated: room for
-/// the task that will serve the connection (the echo example's takes 2.5 KiB) and its
-/// first allocations. Spawning that task cannot fail gracefully, so a connection that
-/// would leave less than this is refused (counted as out of memory) like one whose
-/// buffers do not fit, rather than accepted into a kernel panic. Without it, whether the
-/// last connection that fits stops the kernel depended on where the heap happened to
-/// end (a 3 KiB smaller image did).
-const HEADROOM: usize = 8 * 1024;
+/// Heap held for the task that will serve a connection: allocated with the
+/// connection's socket, given back when `accept` hands the connection out (so the
+/// serving task finds it free). An allocation of the asked capacity that is never
+/// written.
+pub(crate) struct Reserve(#[allow(dead_code)] Vec<u8>);
 
-/// A TCP socket with `config`'s buffers, or `None` if they (and [`HEADROOM`]) do not
-/// fit in the heap.
-pub(crate) fn new_tcp_socket(config: TcpConfig) -> Option<tcp::Socket<'static>> {
+impl Reserve {
+    /// `bytes` of heap, or `None` if they do not fit.
+    pub fn try_new(bytes: usize) -> Option<Reserve> {
+        let mut reserve = Vec::<u8>::new();
+        reserve.try_reserve_exact(bytes).ok()?;
+        Some(Reserve(reserve))
+    }
+}
+
+/// A TCP socket with `config`'s buffers and a [`Reserve`] of `reserve` bytes, or `None`
+/// if they do not all fit in the heap (the connection is then refused, counted as out
+/// of memory, rather than accepted into a task that cannot be spawned). Without the
+/// reserve, whether the last connection that fits stops the kernel depended on where
+/// the heap happened to end (a 3 KiB smaller image did); with a mere check, a burst of
+/// handshakes could all pass it and then share the same free kilobytes.
+pub(crate) fn new_tcp_socket(
+    config: TcpConfig,
+    reserve: usize,
+) -> Option<(tcp::Socket<'static>, Reserve)> {
     let rx = try_buffer(config.rx_buffer)?;
     let tx = try_buffer(config.tx_buffer)?;
-    // A probe, given back at once: the headroom is not reserved, only checked.
-    Vec::<u8>::new().try_reserve_exact(HEADROOM).ok()?;
-    Some(tcp::Socket::new(
-        tcp::SocketBuffer::new(rx),
-        tcp::SocketBuffer::new(tx),
-    ))
+    let reserve = Reserve::try_new(reserve)?;
+    let socket = tcp::Socket::new(tcp::SocketBuffer::new(rx), tcp::SocketBuffer::new(tx));
+    Some((socket, reserve))
 }
 
 /// A `SocketSet` whose additions fail with `Error::NoMemory` rather than panic.

@@ -3,6 +3,8 @@
 //! calling `Runner::poll` with explicit time.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod raw;
+
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::future::Future;

@@ -32,8 +32,8 @@ fn setup_device(state: DeviceState, header: usize) -> Result<Setup, NetError> {
     let driver = NetDevice::<FakeHal, _>::new(transport.clone(), waker, stats)?;
     let device = FakeDevice {
         transport,
-        next_avail: [0; 2],
-        next_used: [0; 2],
+        next_avail: [0; 3],
+        next_used: [0; 3],
         header,
         queue_size: QUEUE as u16,
     };
@@ -62,7 +62,7 @@ fn negotiates_without_event_idx_and_reads_the_mac() {
 #[test]
 fn frames_reach_the_device_with_one_notification_per_flush() {
     let (mut driver, mut device, _, task) = setup();
-    let [_, before] = device.notifications();
+    let before = device.notifications()[1];
     for n in 0..5 {
         assert!(send(&mut driver, &task, &frame(n)));
     }

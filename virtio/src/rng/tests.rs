@@ -26,8 +26,8 @@ fn setup() -> (
     let driver = RngDevice::<FakeHal, _>::new(transport.clone(), waker).unwrap();
     let device = FakeDevice {
         transport,
-        next_avail: [0; 2],
-        next_used: [0; 2],
+        next_avail: [0; 3],
+        next_used: [0; 3],
         header: 0,
         queue_size: QUEUE as u16,
     };
