@@ -120,11 +120,12 @@ for image in hello echo; do
         done
     done
 done
-# echo from kernel entry to its listening socket (the first call of smoltcp's
-# Socket::listen), with a static address so that no DHCP exchange is waited for: the
+# echo from kernel entry to its listening socket (the first call of the netstack's
+# listening_socket, which smoltcp's Socket::listen is inlined into), with a static address so that no DHCP exchange is waited for: the
 # part of the way to the listening line that grew with the RAM (docs/performance.md).
 if [ -f "$root/build/echo.elf" ]; then
-    listen=$(nm "$root/build/echo.elf" | awk '/6Socket6listen/ { print $3; exit }')
+    listen=$(nm "$root/build/echo.elf" | awk '/16listening_socket/ { print $3; exit }')
+    [ -n "$listen" ] || { echo "bench: no listening_socket symbol in build/echo.elf" >&2; exit 2; }
     for mem in 8M 512M; do
         printf '  %-6s %-4s shift 10 %s (to the listening socket)\n' echo "$mem" \
             "$(python3 "$root/bench/executed/executed.py" "$root/build/echo.elf" --shift 10 \

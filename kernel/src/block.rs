@@ -50,13 +50,13 @@ use alloc::vec::Vec;
 use core::future::Future;
 use core::pin::Pin;
 use core::task::{Context, Poll};
+use torito_virtio::DeviceTransport;
 use torito_virtio::StepwiseStatus;
 use torito_virtio::blk::{BlockDevice, Completion, Outcome, Request, Submission, Ticket};
 pub use torito_virtio::blk::{BlockError, BlockStats, Buffer, SECTOR_SIZE};
 use torito_virtio::discovery::Kind;
-use torito_virtio::virtio_drivers::transport::SomeTransport;
 
-type Device = BlockDevice<KernelHal, StepwiseStatus<SomeTransport<'static>>>;
+type Device = BlockDevice<KernelHal, StepwiseStatus<DeviceTransport>>;
 
 /// One disk, shared by every handle to it.
 struct Shared {
@@ -77,7 +77,7 @@ fn all() -> &'static [Arc<Shared>] {
 fn open_all() -> Vec<Arc<Shared>> {
     let mut disks = Vec::new();
     for found in devices::take(Kind::BLOCK) {
-        let opened = match devices::open(found.clone()) {
+        let opened = match devices::open(&found) {
             Ok(opened) => opened,
             Err(error) => {
                 log::error!("block: {}: {}", found, error);

@@ -16,8 +16,7 @@ use core::sync::atomic::Ordering::Relaxed;
 use crate::arch::virtio::{DeviceInterrupt, KernelHal};
 use crate::devices;
 use torito_virtio::discovery::Kind;
-use torito_virtio::virtio_drivers::transport::SomeTransport;
-use torito_virtio::{NetDevice, NetStats, StepwiseStatus};
+use torito_virtio::{DeviceTransport, NetDevice, NetStats, StepwiseStatus};
 
 pub use torito_netstack::{
     Config, ConfigError, Counters, Error, Ipv4Config, Stack, StaticConfig, TcpConfig, TcpListener,
@@ -112,15 +111,13 @@ fn start() -> Option<Stack> {
     // The stack has one interface: it takes the first NIC that opens; any others stay
     // untaken (and say so).
     let mut nics = devices::take(Kind::NETWORK).into_iter();
-    let opened = nics
-        .by_ref()
-        .find_map(|nic| match devices::open(nic.clone()) {
-            Ok(opened) => Some(opened),
-            Err(error) => {
-                log::error!("net: {}: {}", nic, error);
-                None
-            }
-        });
+    let opened = nics.by_ref().find_map(|nic| match devices::open(&nic) {
+        Ok(opened) => Some(opened),
+        Err(error) => {
+            log::error!("net: {}: {}", nic, error);
+            None
+        }
+    });
     let Some(opened) = opened else {
         log::warn!("net: no virtio-net device");
         return None;
@@ -130,7 +127,7 @@ fn start() -> Option<Stack> {
     }
     // Status bits one at a time, as Firecracker requires (torito_virtio::StepwiseStatus).
     let transport = StepwiseStatus(opened.transport);
-    let device = match NetDevice::<KernelHal, StepwiseStatus<SomeTransport<'static>>>::new(
+    let device = match NetDevice::<KernelHal, StepwiseStatus<DeviceTransport>>::new(
         transport,
         opened.interrupt.waker(),
         &DEVICE_STATS,

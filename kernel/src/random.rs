@@ -16,8 +16,7 @@ use crate::devices;
 use core::future::poll_fn;
 use torito_executor::{Receiver, Sender, channel};
 use torito_virtio::discovery::Kind;
-use torito_virtio::virtio_drivers::transport::SomeTransport;
-use torito_virtio::{RngDevice, RngError, StepwiseStatus};
+use torito_virtio::{DeviceTransport, RngDevice, RngError, StepwiseStatus};
 
 /// Where [`fill`] takes its bytes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,7 +69,7 @@ impl core::fmt::Display for RandomError {
 
 impl core::error::Error for RandomError {}
 
-type Device = RngDevice<KernelHal, StepwiseStatus<SomeTransport<'static>>>;
+type Device = RngDevice<KernelHal, StepwiseStatus<DeviceTransport>>;
 
 /// The device, and the turn token: a caller sends into `turn` to take its turn (waiting
 /// while another has it) and takes the value back out when done.
@@ -86,7 +85,7 @@ static RNG: spin::Once<Option<Rng>> = spin::Once::new();
 fn rng() -> Option<&'static Rng> {
     RNG.call_once(|| {
         let device = devices::take(Kind::ENTROPY).into_iter().find_map(|found| {
-            let opened = devices::open(found)
+            let opened = devices::open(&found)
                 .map_err(|error| log::error!("random: virtio-rng: {}", error))
                 .ok()?;
             let device = RngDevice::new(StepwiseStatus(opened.transport), opened.interrupt.waker())

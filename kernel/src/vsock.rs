@@ -22,8 +22,8 @@ use crate::arch::virtio::{DeviceInterrupt, KernelHal};
 use crate::devices;
 use core::future::poll_fn;
 use core::task::{Poll, Waker};
+use torito_virtio::DeviceTransport;
 use torito_virtio::discovery::Kind;
-use torito_virtio::virtio_drivers::transport::SomeTransport;
 use torito_virtio::vsock::{Connections, Handle, Polled};
 use torito_virtio::{StepwiseStatus, VsockDevice};
 
@@ -35,7 +35,7 @@ pub use torito_virtio::vsock::Counters;
 /// window in flight.
 const CONNECTION_BUFFER: u32 = 64 * 1024;
 
-type Device = VsockDevice<KernelHal, StepwiseStatus<SomeTransport<'static>>>;
+type Device = VsockDevice<KernelHal, StepwiseStatus<DeviceTransport>>;
 
 struct Inner {
     device: Option<Device>,
@@ -77,7 +77,7 @@ fn vsock() -> Result<&'static Vsock, Error> {
 
 fn start() -> Option<Vsock> {
     let (device, interrupt) = devices::take(Kind::SOCKET).into_iter().find_map(|found| {
-        let opened = devices::open(found)
+        let opened = devices::open(&found)
             .map_err(|error| log::error!("vsock: {}", error))
             .ok()?;
         let device = Device::new(StepwiseStatus(opened.transport), opened.interrupt.waker())

@@ -52,6 +52,6 @@ pub use blk::{BlockDevice, BlockError, BlockStats, Buffer};
 pub use console::{BUFFER as CONSOLE_BUFFER, ConsoleDevice, ConsoleError, ConsoleStats};
 pub use net::{NetDevice, NetError, NetStats};
 pub use rng::{RngDevice, RngError};
-pub use transport::{StepwiseStatus, status_steps};
+pub use transport::{DeviceTransport, StepwiseStatus, status_steps};
 pub use virtio_drivers;
 pub use vsock::{VsockDevice, VsockError};

@@ -1,4 +1,5 @@
-//! `StepwiseStatus`: a transport wrapper that sets device status bits one at a time.
+//! `StepwiseStatus`: a transport wrapper that sets device status bits one at a time;
+//! `DeviceTransport`: the two transports discovery finds.
 //!
 //! The virtio spec (3.1.1) orders initialization as ACKNOWLEDGE, then DRIVER, then
 //! FEATURES_OK, then DRIVER_OK, each a write that adds one bit. virtio-drivers 0.13
@@ -7,6 +8,8 @@
 //! write into single-bit steps in spec order, and passes everything else through.
 
 use core::fmt::Debug;
+use virtio_drivers::transport::mmio::MmioTransport;
+use virtio_drivers::transport::pci::PciTransport;
 use virtio_drivers::transport::{DeviceStatus, DeviceType, InterruptStatus, Transport};
 use virtio_drivers::{PhysAddr, Result};
 use zerocopy::{FromBytes, Immutable, IntoBytes};
@@ -112,6 +115,91 @@ impl<T: Transport> Transport for StepwiseStatus<T> {
         value: V,
     ) -> Result<()> {
         self.0.write_config_space(offset, value)
+    }
+}
+
+/// A device's transport: virtio-mmio or virtio-pci, the two that discovery finds.
+///
+/// Not virtio-drivers' `SomeTransport`: on x86_64 that enum also has a pKVM hypercall
+/// variant (`HypPci`) that Torito never builds, and every call through the enum links
+/// that variant's code (about 1.5 KB of the echo image).
+#[derive(Debug)]
+pub enum DeviceTransport {
+    /// virtio-mmio (Firecracker, QEMU microvm).
+    Mmio(MmioTransport<'static>),
+    /// virtio-pci (QEMU q35 and pc, Cloud Hypervisor).
+    Pci(PciTransport),
+}
+
+/// Calls the same method on whichever transport `$self` holds.
+macro_rules! each {
+    ($self:ident, $transport:ident => $call:expr) => {
+        match $self {
+            DeviceTransport::Mmio($transport) => $call,
+            DeviceTransport::Pci($transport) => $call,
+        }
+    };
+}
+
+impl Transport for DeviceTransport {
+    fn device_type(&self) -> DeviceType {
+        each!(self, t => t.device_type())
+    }
+    fn read_device_features(&mut self) -> u64 {
+        each!(self, t => t.read_device_features())
+    }
+    fn write_driver_features(&mut self, driver_features: u64) {
+        each!(self, t => t.write_driver_features(driver_features))
+    }
+    fn max_queue_size(&mut self, queue: u16) -> u32 {
+        each!(self, t => t.max_queue_size(queue))
+    }
+    fn notify(&mut self, queue: u16) {
+        each!(self, t => t.notify(queue))
+    }
+    fn get_status(&self) -> DeviceStatus {
+        each!(self, t => t.get_status())
+    }
+    fn set_status(&mut self, status: DeviceStatus) {
+        each!(self, t => t.set_status(status))
+    }
+    fn set_guest_page_size(&mut self, guest_page_size: u32) {
+        each!(self, t => t.set_guest_page_size(guest_page_size))
+    }
+    fn requires_legacy_layout(&self) -> bool {
+        each!(self, t => t.requires_legacy_layout())
+    }
+    fn queue_set(
+        &mut self,
+        queue: u16,
+        size: u32,
+        descriptors: PhysAddr,
+        driver_area: PhysAddr,
+        device_area: PhysAddr,
+    ) {
+        each!(self, t => t.queue_set(queue, size, descriptors, driver_area, device_area))
+    }
+    fn queue_unset(&mut self, queue: u16) {
+        each!(self, t => t.queue_unset(queue))
+    }
+    fn queue_used(&mut self, queue: u16) -> bool {
+        each!(self, t => t.queue_used(queue))
+    }
+    fn ack_interrupt(&mut self) -> InterruptStatus {
+        each!(self, t => t.ack_interrupt())
+    }
+    fn read_config_generation(&self) -> u32 {
+        each!(self, t => t.read_config_generation())
+    }
+    fn read_config_space<V: FromBytes + IntoBytes>(&self, offset: usize) -> Result<V> {
+        each!(self, t => t.read_config_space(offset))
+    }
+    fn write_config_space<V: IntoBytes + Immutable>(
+        &mut self,
+        offset: usize,
+        value: V,
+    ) -> Result<()> {
+        each!(self, t => t.write_config_space(offset, value))
     }
 }
 

@@ -73,10 +73,7 @@ extern "C" fn torito_kernel_entry(protocol: u32, magic: u32, info: u32, entry_ts
 
     let mut stamps = [0u64; 4];
     stamps[0] = clock::rdtsc();
-    let parsed = match protocol {
-        torito_boot::PROTOCOL_PVH => torito_boot::parse_pvh(&BootIdentityMap, u64::from(info)),
-        _ => torito_boot::parse_multiboot2(&BootIdentityMap, magic, u64::from(info)),
-    };
+    let parsed = parse_boot_info(protocol, magic, info);
     let boot =
         BOOT_INFO.call_once(|| parsed.unwrap_or_else(|error| fatal("boot information", error)));
 
@@ -165,6 +162,21 @@ extern "C" fn torito_kernel_entry(protocol: u32, magic: u32, info: u32, entry_ts
     super::percpu::cpu(0).apic_id_set(lapic::id());
     x86_64::instructions::interrupts::enable();
     torito_app_main()
+}
+
+/// The loader's boot information, parsed (PVH or multiboot2).
+// Out of line: inlined into the entry, the parsers' results and errors were copied
+// through its large frame at every `?`.
+#[inline(never)]
+fn parse_boot_info(
+    protocol: u32,
+    magic: u32,
+    info: u32,
+) -> Result<BootInfo, torito_boot::BootError> {
+    match protocol {
+        torito_boot::PROTOCOL_PVH => torito_boot::parse_pvh(&BootIdentityMap, u64::from(info)),
+        _ => torito_boot::parse_multiboot2(&BootIdentityMap, magic, u64::from(info)),
+    }
 }
 
 fn level_filter(level: torito_boot::LogLevel) -> log::LevelFilter {

@@ -149,7 +149,10 @@ const ACK_PCI_ISR: u8 = 2;
 /// One device's interrupt: its vector, how to acknowledge it, whom to wake.
 #[derive(Debug)]
 pub struct DeviceInterrupt {
-    vector: u8,
+    /// Set by `allocate`, before the handler is registered. Not a constant filled in
+    /// here: all-zero slots are `.bss`, where 768 bytes of vectors would be `.data` in
+    /// the image file.
+    vector: AtomicU8,
     ack: AtomicU8,
     register: AtomicU64,
     count: AtomicU64,
@@ -159,23 +162,15 @@ pub struct DeviceInterrupt {
 /// Device interrupt slots; slot i owns vector `FIRST_DEVICE_VECTOR + i`.
 const SLOTS: usize = 16;
 
-static INTERRUPTS: [DeviceInterrupt; SLOTS] = {
-    let mut slots = [const {
-        DeviceInterrupt {
-            vector: 0,
-            ack: AtomicU8::new(ACK_NONE),
-            register: AtomicU64::new(0),
-            count: AtomicU64::new(0),
-            waker: AtomicWaker::new(),
-        }
-    }; SLOTS];
-    let mut index = 0;
-    while index < SLOTS {
-        slots[index].vector = interrupts::FIRST_DEVICE_VECTOR + index as u8;
-        index += 1;
+static INTERRUPTS: [DeviceInterrupt; SLOTS] = [const {
+    DeviceInterrupt {
+        vector: AtomicU8::new(0),
+        ack: AtomicU8::new(ACK_NONE),
+        register: AtomicU64::new(0),
+        count: AtomicU64::new(0),
+        waker: AtomicWaker::new(),
     }
-    slots
-};
+}; SLOTS];
 static NEXT_SLOT: AtomicUsize = AtomicUsize::new(0);
 
 /// The handler of slot `SLOT` (interrupt handlers take no argument: one per slot).
@@ -216,9 +211,11 @@ pub fn allocate(ack: Ack) -> Result<&'static DeviceInterrupt, &'static str> {
         Ack::Mmio(register) => (ACK_MMIO, register),
         Ack::PciIsr(register) => (ACK_PCI_ISR, register),
     };
+    let vector = interrupts::FIRST_DEVICE_VECTOR + slot as u8;
+    interrupt.vector.store(vector, Ordering::Relaxed);
     interrupt.register.store(register, Ordering::Relaxed);
     interrupt.ack.store(kind, Ordering::Release);
-    interrupts::register(interrupt.vector, HANDLERS[slot])
+    interrupts::register(vector, HANDLERS[slot])
         .map_err(|_| "a device interrupt vector is already taken")?;
     Ok(interrupt)
 }
@@ -250,7 +247,7 @@ impl DeviceInterrupt {
 
     /// Its vector.
     pub fn vector(&self) -> u8 {
-        self.vector
+        self.vector.load(Ordering::Relaxed)
     }
 
     /// The waker the handler wakes (the driver registers its task here).
@@ -269,7 +266,7 @@ impl DeviceInterrupt {
     /// # Errors
     /// When no I/O APIC serves `gsi`.
     pub fn route_gsi(&self, gsi: u32) -> Result<(), &'static str> {
-        ioapic::route(gsi, self.vector, ioapic::Trigger::LevelHigh)
+        ioapic::route(gsi, self.vector(), ioapic::Trigger::LevelHigh)
     }
 
     /// The MSI-X message that raises this vector on this core: an address in the local
@@ -278,7 +275,7 @@ impl DeviceInterrupt {
     pub fn msi_message(&self) -> Message {
         Message {
             address: 0xfee0_0000 | u64::from(lapic::id()) << 12,
-            data: u32::from(self.vector),
+            data: u32::from(self.vector()),
         }
     }
 }

@@ -112,35 +112,38 @@ fn number(text: &str, suffix: bool) -> Option<u64> {
 /// assert!(parse_entry("512@0xfeb00e00").is_err());
 /// ```
 pub fn parse_entry(entry: &str) -> Result<MmioSlot, DiscoveryError> {
-    let bad = |problem| DiscoveryError::BadEntry {
+    parse_slot(entry).map_err(|problem| DiscoveryError::BadEntry {
         entry: entry.to_string(),
         problem,
-    };
+    })
+}
+
+/// [`parse_entry`] with the problem alone: the entry is copied into the error in one
+/// place, not at each check.
+fn parse_slot(entry: &str) -> Result<MmioSlot, &'static str> {
     let (size, rest) = entry
         .split_once('@')
-        .ok_or_else(|| bad("no '@' between size and address"))?;
+        .ok_or("no '@' between size and address")?;
     let (address, rest) = rest
         .split_once(':')
-        .ok_or_else(|| bad("no ':' before the interrupt number"))?;
+        .ok_or("no ':' before the interrupt number")?;
     let (gsi, id) = match rest.split_once(':') {
         Some((gsi, id)) => (gsi, Some(id)),
         None => (rest, None),
     };
-    let size = number(size, true).ok_or_else(|| bad("the size is not a number"))?;
-    let address = number(address, true).ok_or_else(|| bad("the address is not a number"))?;
+    let size = number(size, true).ok_or("the size is not a number")?;
+    let address = number(address, true).ok_or("the address is not a number")?;
     let gsi = number(gsi, false)
         .and_then(|gsi| u32::try_from(gsi).ok())
-        .ok_or_else(|| bad("the interrupt is not a 32-bit number"))?;
+        .ok_or("the interrupt is not a 32-bit number")?;
     if id.is_some_and(|id| number(id, false).is_none()) {
-        return Err(bad("the device ID after the interrupt is not a number"));
+        return Err("the device ID after the interrupt is not a number");
     }
     if size < MIN_SIZE {
-        return Err(bad(
-            "the size is below the 0x100 bytes of virtio-mmio registers",
-        ));
+        return Err("the size is below the 0x100 bytes of virtio-mmio registers");
     }
     if address.checked_add(size).is_none() {
-        return Err(bad("the range wraps past the end of the address space"));
+        return Err("the range wraps past the end of the address space");
     }
     Ok(MmioSlot { address, size, gsi })
 }
