@@ -20,10 +20,9 @@ use crate::devices;
 use alloc::boxed::Box;
 use core::future::poll_fn;
 use torito_virtio::discovery::Kind;
-use torito_virtio::virtio_drivers::transport::SomeTransport;
-use torito_virtio::{ConsoleDevice, ConsoleError, ConsoleStats, StepwiseStatus};
+use torito_virtio::{ConsoleDevice, ConsoleError, ConsoleStats, DeviceTransport, StepwiseStatus};
 
-type Device = ConsoleDevice<KernelHal, StepwiseStatus<SomeTransport<'static>>>;
+type Device = ConsoleDevice<KernelHal, StepwiseStatus<DeviceTransport>>;
 
 /// Why the port cannot be had or used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,7 +89,7 @@ static STATS: ConsoleStats = ConsoleStats::new();
 fn open() -> Slot {
     let mut error = PortError::NoDevice;
     for found in devices::take(Kind::CONSOLE) {
-        let opened = match devices::open(found) {
+        let opened = match devices::open(&found) {
             Ok(opened) => opened,
             Err(why) => {
                 log::error!("console: virtio-console: {}", why);
