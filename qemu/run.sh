@@ -10,6 +10,7 @@
 #                          [--nic2] [--forward2 HOSTPORT:GUESTPORT]...
 #                          [--vsock CID [--vsock-socket PATH]]
 #                          [--disk FILE[,ro]]...
+#                          [--console-port PATH]
 #        qemu/run.sh --which-accel      (prints the accelerator it would pick, then exits)
 #
 # The accelerator is chosen here: hardware KVM only when the CPU has vmx/svm and
@@ -39,7 +40,7 @@ pick_accel() {
 [ $# -ge 1 ] || usage
 if [ "$1" = --which-accel ]; then pick_accel; exit 0; fi
 image=$1; shift
-machine=microvm boot=pvh smp=1 mem=64M append="" accel="" log="" acpi=on exit_device=on trace_code="" rng=off msix=on icount="" plugin=""
+machine=microvm boot=pvh smp=1 mem=64M append="" accel="" log="" acpi=on exit_device=on trace_code="" rng=off msix=on icount="" plugin="" console_port=""
 vsock_cid="" vsock_socket=""
 forwards=() disks=() udp_link="" nic2=off forwards2=()
 while [ $# -gt 0 ]; do
@@ -65,6 +66,7 @@ while [ $# -gt 0 ]; do
         --forward2) nic2=on; forwards2+=("$2"); shift 2 ;;
         --vsock) vsock_cid=$2; shift 2 ;;
         --vsock-socket) vsock_socket=$2; shift 2 ;;
+        --console-port) console_port=$2; shift 2 ;;
         -h|--help) usage ;;
         *) echo "run.sh: unknown option $1" >&2; usage ;;
     esac
@@ -263,6 +265,22 @@ for disk in ${disks[@]+"${disks[@]}"}; do
     fi
     index=$((index + 1))
 done
+
+# --console-port PATH: a virtio-console device (torito::console::port) whose port 0 is a
+# Unix socket at PATH. QEMU listens there (server=on) without waiting for a client before
+# starting the guest (wait=off); a host program connects whenever it likes
+# (`nc -U PATH`), and bytes the guest writes while none is connected are dropped.
+if [ -n "$console_port" ]; then
+    args+=(-chardev "socket,id=port0,path=$console_port,server=on,wait=off")
+    # max_ports=1: one port, so QEMU does not offer MULTIPORT (no control queue).
+    if [ "$machine" = microvm ]; then
+        args+=(-device virtio-serial-device,max_ports=1)   # virtio-mmio transport
+    else
+        args+=(-device "virtio-serial-pci,max_ports=1$pci_options")   # virtio-pci transport
+    fi
+    # A console port (port 0, the only one a driver without MULTIPORT sees) on that chardev.
+    args+=(-device virtconsole,chardev=port0)
+fi
 
 if [ "$boot" = pvh ]; then
     # QEMU's -kernel loads an ELF through its PVH note (on every machine type).

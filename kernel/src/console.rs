@@ -1,10 +1,17 @@
-//! The console (COM1): `print!`/`println!` for applications.
+//! The console (COM1): `print!`/`println!` for applications; and, apart from it, the
+//! virtio console port ([`port`], [`VirtioPort`]), a byte channel to a host program.
 //!
-//! The kernel log (`log::info!` and friends, with the time since kernel entry) goes to the
-//! same port; `arch::log` writes it, because it starts before anything above `arch` runs.
+//! The kernel log (`log::info!` and friends, with the time since kernel entry) goes to
+//! COM1 too; `arch::log` writes it, because it starts before anything above `arch` runs.
+//! Nothing printed or logged ever goes to the virtio port: it carries only what the
+//! application writes there.
 
 use crate::arch::serial;
 use core::fmt;
+
+mod virtio_port;
+
+pub use virtio_port::{PortError, VirtioPort, blocking, port, port_stats};
 
 #[doc(hidden)]
 pub fn _print(args: fmt::Arguments<'_>) {

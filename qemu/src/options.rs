@@ -56,6 +56,9 @@ pub struct RunOptions {
     /// A vsock device with this guest CID, its host side on this Unix socket
     /// (`--vsock CID --vsock-socket PATH`).
     pub vsock: Option<(u32, std::path::PathBuf)>,
+    /// A virtio-console device whose port is a Unix socket at this path, QEMU listening
+    /// (`--console-port PATH`).
+    pub console_port: Option<std::path::PathBuf>,
 }
 
 impl Default for RunOptions {
@@ -76,6 +79,7 @@ impl Default for RunOptions {
             nic2: false,
             forwards2: Vec::new(),
             vsock: None,
+            console_port: None,
         }
     }
 }
@@ -157,6 +161,13 @@ impl RunOptions {
         self
     }
 
+    /// Adds a virtio-console device (virtio-mmio on microvm, virtio-pci elsewhere) whose
+    /// port 0 is a Unix socket at `path`, on which QEMU listens for the host's connection.
+    pub fn console_port(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.console_port = Some(path.into());
+        self
+    }
+
     /// Puts the NIC on a raw UDP link: QEMU sends each frame from 127.0.0.1:`local` to
     /// 127.0.0.1:`remote` and takes frames arriving at `local`.
     pub fn udp_link(mut self, local: u16, remote: u16) -> Self {
@@ -210,6 +221,10 @@ impl RunOptions {
         if !self.msix {
             args.push("--msix".into());
             args.push("off".into());
+        }
+        if let Some(path) = &self.console_port {
+            args.push("--console-port".into());
+            args.push(path.display().to_string());
         }
         for (path, read_only) in &self.disks {
             args.push("--disk".into());

@@ -41,6 +41,7 @@
 extern crate alloc;
 
 pub mod blk;
+mod console;
 pub mod discovery;
 #[cfg(test)]
 mod fake;
@@ -51,6 +52,7 @@ mod transport;
 pub mod vsock;
 
 pub use blk::{BlockDevice, BlockError, BlockStats, Buffer};
+pub use console::{BUFFER as CONSOLE_BUFFER, ConsoleDevice, ConsoleError, ConsoleStats};
 pub use net::{NetDevice, NetError, NetStats};
 pub use rng::{RngDevice, RngError};
 pub use transport::{DeviceTransport, StepwiseStatus, status_steps};
