@@ -115,7 +115,7 @@ fn open_all() -> Vec<Arc<Shared>> {
             device: spin::Mutex::new(device),
             interrupt: opened.interrupt,
         });
-        drop(crate::task::spawn(complete(shared.clone())));
+        crate::task::spawn(complete(shared.clone())).detach();
         disks.push(shared);
     }
     disks

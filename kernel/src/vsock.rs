@@ -91,8 +91,8 @@ fn start() -> Option<Vsock> {
     })?;
     log::info!("vsock: virtio-vsock, guest CID {}", device.cid());
     let connections = Connections::new(device.cid(), CONNECTION_BUFFER);
-    drop(crate::task::spawn(run()));
-    drop(crate::task::spawn(reap()));
+    crate::task::spawn(run()).detach();
+    crate::task::spawn(reap()).detach();
     Some(Vsock {
         inner: spin::Mutex::new(Inner {
             device: Some(device),
@@ -420,6 +420,13 @@ pub mod blocking {
         crate::task::block_on(future).map_err(|_| Error::WouldBlockCore)
     }
 
+    /// Starts the device (once) on a task of this core, not on the calling blocking task:
+    /// the start-up (three queues, their buffers) needs more stack than a fiber's 32 KiB,
+    /// and a task runs on the core's own stack.
+    fn start_off_fiber() -> Result<(), Error> {
+        park(crate::task::spawn(async { super::vsock().map(|_| ()) }))?
+    }
+
     /// A blocking vsock listener.
     #[derive(Debug)]
     pub struct VsockListener(super::VsockListener);
@@ -430,6 +437,7 @@ pub mod blocking {
         /// # Errors
         /// As [`super::VsockListener::bind`].
         pub fn bind(port: u32, backlog: usize) -> Result<Self, Error> {
+            start_off_fiber()?;
             super::VsockListener::bind(port, backlog).map(Self)
         }
 

@@ -20,15 +20,12 @@ const BACKLOG: usize = 64;
 #[torito::main]
 async fn main() -> Result<(), vsock::Error> {
     if torito::boot::arg("app.blocking").is_some() {
-        // Start the device here, on the main task's stack: its start-up needs more than
-        // a blocking task's 32 KiB fiber stack (the fiber's guard page caught it).
-        vsock::guest_cid()?;
         return torito::task::spawn_blocking(listen_blocking).await;
     }
     let mut listener = VsockListener::bind(PORT, BACKLOG)?;
     torito::println!("vsock-echo: listening on port {}", PORT);
     if torito::boot::arg("app.stats").is_some() {
-        drop(torito::task::spawn(report()));
+        torito::task::spawn(report()).detach();
     }
     let mut next_core = 0;
     loop {
@@ -65,7 +62,7 @@ fn listen_blocking() -> Result<(), vsock::Error> {
     torito::println!("vsock-echo: listening on port {} (blocking)", PORT);
     loop {
         match listener.accept() {
-            Ok(stream) => drop(torito::task::spawn_blocking(move || serve_blocking(stream))),
+            Ok(stream) => torito::task::spawn_blocking(move || serve_blocking(stream)).detach(),
             Err(error) => torito::log::warn!("vsock-echo: accept failed: {}", error),
         }
     }
