@@ -17,9 +17,16 @@ pub fn app_args() -> &'static str {
         .unwrap_or("")
 }
 
-/// The value of command-line key `key` (the last one wins), e.g. `app.port`.
+/// The value of command-line key `key` (the last one wins), e.g. `app.port`; `Some("")`
+/// for a key given without a value (`app.stats`), so that a flag reads as present.
 pub fn arg(key: &str) -> Option<&'static str> {
-    torito_boot::Cmdline::parse(cmdline()).ok()?.get(key)?.value
+    Some(
+        torito_boot::Cmdline::parse(cmdline())
+            .ok()?
+            .get(key)?
+            .value
+            .unwrap_or(""),
+    )
 }
 
 /// How the kernel was booted.

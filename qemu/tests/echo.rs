@@ -691,3 +691,13 @@ fn out_of_memory_case(mem: &str) -> Result<(), Failure> {
     }
     Ok(())
 }
+
+/// A key given without a value reads as present (`torito::boot::arg` gives `Some("")`):
+/// `app.stats` alone turns echo's statistics on, as `app.stats=1` does.
+#[test]
+fn a_bare_app_key_reads_as_present() -> Result<(), Failure> {
+    let options = RunOptions::default().append("app.stats");
+    let (guest, _port) = Guest::start_forwarded("echo", &options, GUEST_PORT, LISTENING, BOOT)?;
+    guest.wait_for_line("echo: net frames_in: ", STEP)?;
+    Ok(())
+}
