@@ -28,6 +28,7 @@
 //! that token.
 #![allow(unsafe_code)]
 
+use crate::features::{self, Refused};
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering, fence};
@@ -35,7 +36,7 @@ use core::task::{Context, Poll};
 use futures_util::task::AtomicWaker;
 use virtio_drivers::Hal;
 use virtio_drivers::queue::VirtQueue;
-use virtio_drivers::transport::{DeviceStatus, Transport};
+use virtio_drivers::transport::Transport;
 
 /// Descriptors per queue (a power of two).
 const QUEUE: usize = 16;
@@ -256,21 +257,10 @@ impl<H: Hal, T: Transport> ConsoleDevice<H, T> {
         waker: &'static AtomicWaker,
         stats: &'static ConsoleStats,
     ) -> Result<Self, ConsoleError> {
-        let base = DeviceStatus::ACKNOWLEDGE | DeviceStatus::DRIVER;
-        transport.set_status(DeviceStatus::empty());
-        transport.set_status(base);
         // No MULTIPORT (one port, no control queue), no EVENT_IDX (the avail/used flags
         // suppress notifications, as in the net driver).
-        let features = transport.read_device_features() & VIRTIO_F_VERSION_1;
-        transport.write_driver_features(features);
-        if features != 0 {
-            transport.set_status(base | DeviceStatus::FEATURES_OK);
-            if !transport.get_status().contains(DeviceStatus::FEATURES_OK) {
-                return Err(ConsoleError::Features {
-                    requested: features,
-                });
-            }
-        }
+        features::negotiate(&mut transport, VIRTIO_F_VERSION_1)
+            .map_err(|Refused { requested }| ConsoleError::Features { requested })?;
         transport.set_guest_page_size(4096);
         let rx = Queue::new(&mut transport, RECEIVE_QUEUE, false)?;
         let mut tx = Queue::new(&mut transport, TRANSMIT_QUEUE, true)?;
