@@ -58,7 +58,7 @@ fn listen(stack: &net::Stack) -> Result<TcpListener, net::Error> {
 }
 
 /// Accepts connections for ever, serving each on the next core in turn.
-async fn accept_loop(mut listener: TcpListener) -> ! {
+async fn accept_loop(listener: TcpListener) -> ! {
     let mut next_core = 0;
     loop {
         match listener.accept().await {
