@@ -13,7 +13,7 @@
 # or names the exact command to run.
 
 TARGET   := x86_64-unknown-none
-EXAMPLES := hello faults echo echo-blocking intercore random vsock-echo block console-echo
+EXAMPLES := hello faults echo echo-blocking intercore random vsock-echo block console-echo http
 IMAGES   := $(EXAMPLES:%=build/%.elf)
 HOST_CRATES := -p torito-boot -p torito-executor -p torito-netstack -p torito-virtio -p torito -p torito-macros
 DEBIAN_PACKAGES := qemu-system-x86 grub-pc-bin grub-common xorriso mtools binutils netcat-openbsd

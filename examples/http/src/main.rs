@@ -1,0 +1,202 @@
+//! HTTP: an HTTP/1.1 service on port 8080, written with edge-http over `TcpStream`'s
+//! embedded-io-async traits.
+//!
+//! Routes: `GET /` (a 612-byte page, the size of nginx's default one, for
+//! benchmarks), `GET /health`, `GET /api/counter` and `POST /api/counter` (JSON; one
+//! counter shared by every core; a POST adds one), and `GET /stats` (the service's
+//! counters, JSON). Anything else: 404, or 405 with `Allow` for a known path.
+//!
+//! Keep-alive (HTTP/1.1 by default, HTTP/1.0 on request); pipelined requests are read
+//! ahead and answered in order. Connections are accepted on core 0 and each is served
+//! by a task on the next core in turn.
+//!
+//! Limits, each answered and counted (`GET /stats`):
+//! - a header block over [`HEADER_LIMIT`] bytes or [`MAX_HEADERS`] fields: 431;
+//! - a body over [`BODY_LIMIT`] bytes (declared, or found while reading a chunked one):
+//!   413;
+//! - a request begun and not finished within the idle limit: 408; a connection with no
+//!   request begun within it is closed without an answer (as nginx does);
+//! - a request line or header that does not parse, or a bad body length: 400.
+//!
+//! The connection is closed after each of those answers.
+//!
+//! Command line: `app.idle=SECONDS` sets the idle limit (default 30, 1 to 3600).
+//!
+//! Try it: `make run-http`, then `curl -i http://127.0.0.1:8080/api/counter`.
+#![no_std]
+#![no_main]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+mod io;
+mod request;
+mod routes;
+mod stats;
+
+use core::fmt;
+use core::future::{Future, poll_fn};
+use core::pin::pin;
+use core::task::Poll;
+
+use torito::net::{self, TcpListener, TcpStream, TcpTimeouts};
+use torito::time::Duration;
+
+use crate::io::{Head, Io};
+use crate::request::Refusal;
+use crate::stats::{STATS, count};
+
+const PORT: u16 = 8080;
+/// Connections waiting to be accepted before new ones are refused.
+const BACKLOG: usize = 128;
+/// The largest header block (request line, fields, empty line), in bytes.
+pub const HEADER_LIMIT: usize = 4096;
+/// The most header fields in one request.
+pub const MAX_HEADERS: usize = 32;
+/// The largest request body, in bytes.
+pub const BODY_LIMIT: usize = 1024;
+/// The idle limit without `app.idle`.
+const DEFAULT_IDLE_SECONDS: u64 = 30;
+
+/// What stops the service before it starts.
+enum StartError {
+    /// `app.idle` is not a whole number of seconds from 1 to 3600.
+    Idle(&'static str),
+    Net(net::Error),
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::Idle(value) => write!(
+                f,
+                "app.idle={value}: give the idle limit in whole seconds, 1 to 3600"
+            ),
+            StartError::Net(error) => write!(f, "network: {error}"),
+        }
+    }
+}
+
+/// The idle limit from `app.idle`.
+fn idle_limit() -> Result<Duration, StartError> {
+    let Some(value) = torito::boot::arg("app.idle") else {
+        return Ok(Duration::from_secs(DEFAULT_IDLE_SECONDS));
+    };
+    match value.parse::<u64>() {
+        Ok(seconds @ 1..=3600) => Ok(Duration::from_secs(seconds)),
+        _ => Err(StartError::Idle(value)),
+    }
+}
+
+#[torito::main]
+async fn main() -> Result<(), StartError> {
+    let idle = idle_limit()?;
+    let stack = net::stack().await.map_err(StartError::Net)?;
+    let mut listener = TcpListener::bind(&stack, PORT, BACKLOG).map_err(StartError::Net)?;
+    // The stream's own timeout bounds every write and the close: a client that stops
+    // reading cannot hold its task for longer than the idle limit.
+    listener.set_timeouts(TcpTimeouts {
+        idle: Some(idle),
+        ..TcpTimeouts::default()
+    });
+    torito::println!("http: listening on port {}", PORT);
+    accept_loop(&listener, idle, core::future::pending()).await;
+    Ok(())
+}
+
+/// Accepts connections until `stop` resolves, serving each on the next core in turn.
+/// Stopping is this one select: connections already accepted go on to their end.
+async fn accept_loop(listener: &TcpListener, idle: Duration, stop: impl Future<Output = ()>) {
+    let mut stop = pin!(stop);
+    let mut next_core = 0;
+    loop {
+        let mut accept = pin!(listener.accept());
+        let accepted = poll_fn(|cx| {
+            if stop.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(None);
+            }
+            accept.as_mut().poll(cx).map(Some)
+        })
+        .await;
+        match accepted {
+            None => return,
+            Some(Ok(stream)) => {
+                next_core = (next_core + 1) % torito::task::cores();
+                // The core exists (it is below `cores()`), so spawn_on cannot refuse.
+                let _ = torito::task::spawn_on(next_core, serve(stream, idle));
+            }
+            Some(Err(error)) => torito::log::warn!("http: accept failed: {}", error),
+        }
+    }
+}
+
+/// What to do after one exchange.
+enum Next {
+    KeepAlive,
+    Close,
+}
+
+/// Serves requests on `stream` until the client closes, asks to close, idles past the
+/// limit, or is refused; then closes (bounded by the stream's timeout).
+async fn serve(stream: TcpStream, idle: Duration) {
+    count(&STATS.connections);
+    let mut io = Io::new(stream);
+    let mut head = [0u8; HEADER_LIMIT];
+    loop {
+        match exchange(&mut io, &mut head, idle).await {
+            Ok(Next::KeepAlive) => {}
+            Ok(Next::Close) => break,
+            Err(refusal) => {
+                refuse(&mut io, refusal).await;
+                break;
+            }
+        }
+    }
+    let _ = io.push().await;
+    let _ = io.into_stream().close().await;
+}
+
+/// Reads one request, checks it, answers it.
+///
+/// # Errors
+///
+/// The [`Refusal`] to answer before closing.
+async fn exchange(io: &mut Io, head: &mut [u8], idle: Duration) -> Result<Next, Refusal> {
+    let length = match torito::time::timeout(idle, io.head()).await {
+        Ok(Ok(Head::Complete(length))) => length,
+        Ok(Ok(Head::Closed)) => return Ok(Next::Close),
+        Ok(Ok(Head::Truncated)) => return Err(Refusal::BadRequest),
+        Ok(Ok(Head::TooLarge)) => return Err(Refusal::HeadersTooLarge),
+        Err(_) | Ok(Err(net::Error::TimedOut)) => {
+            if io.has_input() {
+                return Err(Refusal::Timeout);
+            }
+            count(&STATS.idle_closed);
+            return Ok(Next::Close);
+        }
+        Ok(Err(_)) => return Ok(Next::Close),
+    };
+    request::check(&io.input()[..length])?;
+    count(&STATS.requests);
+    routes::answer(io, head, idle).await
+}
+
+/// Answers `refusal` (and counts it); the caller closes the connection next.
+async fn refuse(io: &mut Io, refusal: Refusal) {
+    count(match refusal {
+        Refusal::BadRequest => &STATS.bad_request,
+        Refusal::Timeout => &STATS.request_timeout,
+        Refusal::BodyTooLarge => &STATS.body_too_large,
+        Refusal::HeadersTooLarge => &STATS.headers_too_large,
+    });
+    let (code, reason) = refusal.status();
+    let mut length = routes::Decimal::new();
+    let text = alloc::format!("{code} {reason}\n");
+    let response = alloc::format!(
+        "HTTP/1.1 {code} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{text}",
+        length.of(text.len()),
+    );
+    let _ = io.queue(response.as_bytes()).await;
+    let _ = io.push().await;
+}
