@@ -83,8 +83,12 @@ impl Io {
         let mut searched = 0;
         loop {
             let pending = &self.input[self.start..self.end];
-            if let Some(at) = find_end_of_head(pending, searched) {
-                return Ok(Head::Complete(at));
+            // A block found whole may still be too long: one read can bring more than
+            // the limit at once.
+            match find_end_of_head(pending, searched) {
+                Some(at) if at <= crate::HEADER_LIMIT => return Ok(Head::Complete(at)),
+                Some(_) => return Ok(Head::TooLarge),
+                None => {}
             }
             searched = pending.len().saturating_sub(3);
             if pending.len() >= crate::HEADER_LIMIT {

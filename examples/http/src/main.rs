@@ -20,7 +20,8 @@
 //!
 //! The connection is closed after each of those answers.
 //!
-//! Command line: `app.idle=SECONDS` sets the idle limit (default 30, 1 to 3600).
+//! Command line: `app.idle=SECONDS` sets the idle limit (default 30, 1 to 3600);
+//! `app.stats` prints the counters (the service's and the network's) every second.
 //!
 //! Try it: `make run-http`, then `curl -i http://127.0.0.1:8080/api/counter`.
 #![no_std]
@@ -55,6 +56,10 @@ pub const HEADER_LIMIT: usize = 4096;
 pub const MAX_HEADERS: usize = 32;
 /// The largest request body, in bytes.
 pub const BODY_LIMIT: usize = 1024;
+/// The most a refused client may still send before its connection closes anyway.
+const LINGER_BYTES: usize = 1 << 20;
+/// The longest a refused client may take to close its side.
+const LINGER_TIME: Duration = Duration::from_secs(5);
 /// The idle limit without `app.idle`.
 const DEFAULT_IDLE_SECONDS: u64 = 30;
 
@@ -100,6 +105,9 @@ async fn main() -> Result<(), StartError> {
         ..TcpTimeouts::default()
     });
     torito::println!("http: listening on port {}", PORT);
+    if torito::boot::arg("app.stats").is_some() {
+        torito::task::spawn(report(stack.clone())).detach();
+    }
     accept_loop(&listener, idle, core::future::pending()).await;
     Ok(())
 }
@@ -130,6 +138,16 @@ async fn accept_loop(listener: &TcpListener, idle: Duration, stop: impl Future<O
     }
 }
 
+/// `app.stats`: prints the service's and the network's counters every second.
+async fn report(stack: net::Stack) {
+    let mut tick = torito::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        torito::println!("http: {}", STATS);
+        torito::println!("http: net {}", stack.counters());
+    }
+}
+
 /// What to do after one exchange.
 enum Next {
     KeepAlive,
@@ -141,19 +159,23 @@ enum Next {
 async fn serve(stream: TcpStream, idle: Duration) {
     count(&STATS.connections);
     let mut io = Io::new(stream);
-    let mut head = [0u8; HEADER_LIMIT];
-    loop {
+    let mut head = [0u8; HEADER_LIMIT + 1];
+    let refused = loop {
         match exchange(&mut io, &mut head, idle).await {
             Ok(Next::KeepAlive) => {}
-            Ok(Next::Close) => break,
+            Ok(Next::Close) => break false,
             Err(refusal) => {
                 refuse(&mut io, refusal).await;
-                break;
+                break true;
             }
         }
-    }
+    };
     let _ = io.push().await;
-    let _ = io.into_stream().close().await;
+    let mut stream = io.into_stream();
+    if refused {
+        linger(&mut stream, idle).await;
+    }
+    let _ = stream.close().await;
 }
 
 /// Reads one request, checks it, answers it.
@@ -178,7 +200,28 @@ async fn exchange(io: &mut Io, head: &mut [u8], idle: Duration) -> Result<Next, 
     };
     request::check(&io.input()[..length])?;
     count(&STATS.requests);
-    routes::answer(io, head, idle).await
+    routes::answer(io, head, length, idle).await
+}
+
+/// After a refusal the client may still be sending (the rest of a header block or a
+/// body the answer came before): closing with its bytes unread would reset the
+/// connection, and a reset can reach the client before the answer does and destroy it.
+/// So the answer is followed by our FIN, and what the client still sends is read and
+/// dropped until it closes too, within [`LINGER_BYTES`] and the idle limit (as nginx's
+/// lingering close).
+async fn linger(stream: &mut TcpStream, idle: Duration) {
+    stream.shutdown();
+    let mut scratch = [0u8; 512];
+    let mut dropped = 0;
+    let drain = async {
+        while dropped < LINGER_BYTES {
+            match stream.read(&mut scratch).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => dropped += n,
+            }
+        }
+    };
+    let _ = torito::time::timeout(idle.min(LINGER_TIME), drain).await;
 }
 
 /// Answers `refusal` (and counts it); the caller closes the connection next.

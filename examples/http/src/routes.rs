@@ -92,7 +92,8 @@ fn route(method: Method, path: &str) -> Response {
         (Method::Post, "/api/counter") => counter(COUNTER.fetch_add(1, Relaxed) + 1),
         _ => {
             count(&STATS.method_not_allowed);
-            let mut response = Response::text(405, "Method Not Allowed", "405 Method Not Allowed\n");
+            let mut response =
+                Response::text(405, "Method Not Allowed", "405 Method Not Allowed\n");
             response.allow = Some(allowed);
             response
         }
@@ -108,13 +109,25 @@ fn counter(value: u64) -> Response {
 
 /// Parses the request at the start of `io`'s input (already checked: see
 /// `request::check`), reads its body (within [`BODY_LIMIT`] and the idle limit) and
-/// answers it. `head` is edge-http's room for the header block.
+/// answers it. `head` is edge-http's room for the header block, which is
+/// `head_length` bytes long.
 ///
 /// # Errors
 ///
 /// The [`Refusal`] to answer instead (a body too long, or too slow).
-pub async fn answer(io: &mut Io, head: &mut [u8], idle: Duration) -> Result<Next, Refusal> {
-    let Ok(mut connection) = Connection::<_, MAX_HEADERS>::new(head, &mut *io).await else {
+pub async fn answer(
+    io: &mut Io,
+    head: &mut [u8],
+    head_length: usize,
+    idle: Duration,
+) -> Result<Next, Refusal> {
+    // edge-http's chunked-body decoder reads ahead into what is left of this buffer
+    // after the header block, and that read-ahead is lost when the `Connection` goes:
+    // a pipelined request after a chunked body would vanish. One byte of room makes it
+    // read one byte at a time (from `io`'s memory, not the socket), never past the body.
+    let room = (head_length + 1).min(head.len());
+    let Ok(mut connection) = Connection::<_, MAX_HEADERS>::new(&mut head[..room], &mut *io).await
+    else {
         // The block passed the same parser already: only a broken socket gets here.
         return Ok(Next::Close);
     };
@@ -162,7 +175,11 @@ fn keep_alive(http11: bool, connection: Option<&str>) -> bool {
                 .any(|option| option.trim().eq_ignore_ascii_case(token))
         })
     };
-    if http11 { !has("close") } else { has("keep-alive") }
+    if http11 {
+        !has("close")
+    } else {
+        has("keep-alive")
+    }
 }
 
 /// Queues `response` on `io` (the status line, the fields, the body). It goes out when
