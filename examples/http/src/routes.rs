@@ -154,8 +154,8 @@ pub async fn answer(
             }
         }
     }
-    // Done with edge-http: the body is read, so the input is at the next request.
-    drop(connection);
+    // Done with edge-http (its borrow of `io` ends here): the body is read, so the
+    // input is at the next request.
     let response = route(method, &path);
     let keep_alive = keep_alive(http11, connection_field.as_deref());
     match respond(io, &response, keep_alive).await {
