@@ -26,7 +26,7 @@ QEMU_ARGS ?=
 CARGO_REGISTRY_SOURCES = $(wildcard $(or $(CARGO_HOME),$(HOME)/.cargo)/registry/src/*)
 export CARGO_TARGET_X86_64_UNKNOWN_NONE_RUSTFLAGS += $(patsubst %,--remap-path-prefix=%=crates,$(CARGO_REGISTRY_SOURCES))
 
-.PHONY: all setup images run-hello run-echo test lint host-test qemu-test bench clean
+.PHONY: all setup images run-hello run-echo run-http test lint host-test qemu-test bench clean
 
 all: images
 
@@ -57,6 +57,13 @@ run-echo: images
 	@echo "run-echo:     nc 127.0.0.1 5555        (type lines; they come back; Ctrl-C to quit)"
 	@echo "run-echo: stop the VM with Ctrl-C here."
 	./qemu/run.sh build/echo.elf --forward 5555:5555 $(QEMU_ARGS)
+
+# Boots the HTTP service with host port 127.0.0.1:8080 forwarded to it.
+run-http: images
+	@echo "run-http: booting examples/http; once it prints 'http: listening on port 8080', try:"
+	@echo "run-http:     curl -i http://127.0.0.1:8080/api/counter    (and -X POST to add one)"
+	@echo "run-http: stop the VM with Ctrl-C here."
+	./qemu/run.sh build/http.elf --forward 8080:8080 $(QEMU_ARGS)
 
 lint: setup
 	cargo fmt --all --check
