@@ -6,7 +6,8 @@
 # usage: bench/run.sh            (make bench calls this; needs build/hello.elf; the
 #                                 networking part, bench/net/run.sh, needs build/echo.elf;
 #                                 the vsock part, bench/vsock/run.sh, build/vsock-echo.elf;
-#                                 the block part, bench/block/run.sh, build/block.elf)
+#                                 the block part, bench/block/run.sh, build/block.elf;
+#                                 the HTTP part, bench/http/run.sh, build/http.elf)
 #   RUNS=N         boot-time rounds (default 10)
 #   TORITO_ACCEL   passed through to qemu/run.sh, which picks kvm or tcg by itself
 #
@@ -181,4 +182,12 @@ if [ -f "$root/build/block.elf" ]; then
     "$root/bench/block/run.sh"
 else
     echo "block bench skipped: no $root/build/block.elf yet (run 'make images')"
+fi
+
+# --- 7. HTTP: examples/http against nginx in a Linux guest (bench/http/run.sh) ----------
+echo
+if [ -f "$root/build/http.elf" ]; then
+    "$root/bench/http/run.sh"
+else
+    echo "HTTP bench skipped: no $root/build/http.elf yet (run 'make images')"
 fi
