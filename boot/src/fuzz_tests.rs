@@ -329,6 +329,14 @@ fn firmware_tables_never_panic() {
             let Some(fadt) = fadt else { return Ok(()) };
             assert!(fadt.len() >= acpi::HEADER_LENGTH, "iteration {iteration}");
             let fadt = acpi::Fadt::parse(fadt);
+            // What the power-button set-up relies on: a PM1 block with room for its two
+            // halves, and the fixed button only with one.
+            if let Some(events) = fadt.pm1_events {
+                assert!(events.length >= 4 && events.length % 2 == 0, "iteration {iteration}");
+                let _ = events.b.map(|block| events.enable_port(block));
+                let _ = events.enable_port(events.a);
+            }
+            assert!(fadt.pm1_events.is_some() || !fadt.fixed_power_button);
             if let Some(address) = fadt.dsdt {
                 let dsdt = acpi::read_table(&memory, address, *b"DSDT")?;
                 let _ = (acpi::s5_sleep_type(dsdt), acpi::mentions(dsdt, b"LNRO0005"));
@@ -339,9 +347,17 @@ fn firmware_tables_never_panic() {
             let Some(table) = table else { return };
             let madt = acpi::Madt::new(table);
             // Every structure that yields something is at least 8 bytes long (local APIC
-            // 8, I/O APIC 12, x2APIC 16) and lies after the 44-byte header: more answers
+            // 8, override 10, I/O APIC 12, x2APIC 16; one override per IRQ) and lies
+            // after the 44-byte header: more answers
             // than that would mean reading past a structure or the table.
-            let answers = madt.local_apics().count() + madt.io_apics().count();
+            let overrides = (0..=u8::MAX)
+                .filter_map(|irq| madt.isa_override(irq))
+                .inspect(|found| {
+                    let _ = found.mode(acpi::SCI_DEFAULT);
+                })
+                .count();
+            let answers =
+                madt.local_apics().count() + madt.io_apics().count() + overrides;
             assert!(
                 answers <= table.len().saturating_sub(44) / 8,
                 "iteration {iteration}: {answers} answers from {} bytes",
