@@ -831,7 +831,10 @@ pub(crate) mod tests {
         assert_eq!((events.a, events.b), (0x400, Some(0x440)));
         assert_eq!(events.enable_port(events.b.unwrap()), 0x442);
         // ACPI_ENABLE 0: the chipset has no legacy mode to leave.
-        assert_eq!(with(&|body| body[at(FADT_ACPI_ENABLE)] = 0).acpi_enable, None);
+        assert_eq!(
+            with(&|body| body[at(FADT_ACPI_ENABLE)] = 0).acpi_enable,
+            None
+        );
         // An SCI_INT past a byte is not an ISA IRQ.
         let wide = with(&|body| body[at(FADT_SCI_INT) + 1] = 1);
         assert_eq!(wide.sci_interrupt, None);
@@ -852,7 +855,11 @@ pub(crate) mod tests {
         // 0b10 is reserved in both fields: the default stands.
         assert_eq!(mode(0b1010), SCI_DEFAULT);
         assert_eq!(
-            InterruptOverride { gsi: 0, flags: 0b1111 }.mode(ISA_DEFAULT),
+            InterruptOverride {
+                gsi: 0,
+                flags: 0b1111
+            }
+            .mode(ISA_DEFAULT),
             SCI_DEFAULT
         );
     }

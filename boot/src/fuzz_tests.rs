@@ -332,7 +332,10 @@ fn firmware_tables_never_panic() {
             // What the power-button set-up relies on: a PM1 block with room for its two
             // halves, and the fixed button only with one.
             if let Some(events) = fadt.pm1_events {
-                assert!(events.length >= 4 && events.length % 2 == 0, "iteration {iteration}");
+                assert!(
+                    events.length >= 4 && events.length % 2 == 0,
+                    "iteration {iteration}"
+                );
                 let _ = events.b.map(|block| events.enable_port(block));
                 let _ = events.enable_port(events.a);
             }
@@ -356,8 +359,7 @@ fn firmware_tables_never_panic() {
                     let _ = found.mode(acpi::SCI_DEFAULT);
                 })
                 .count();
-            let answers =
-                madt.local_apics().count() + madt.io_apics().count() + overrides;
+            let answers = madt.local_apics().count() + madt.io_apics().count() + overrides;
             assert!(
                 answers <= table.len().saturating_sub(44) / 8,
                 "iteration {iteration}: {answers} answers from {} bytes",

@@ -52,8 +52,13 @@ pub mod console;
 mod devices;
 #[cfg(target_os = "none")]
 pub mod net;
+// Decoders for the platform's stop requests; plain code, tested on the host.
+#[cfg_attr(not(target_os = "none"), allow(dead_code))]
+mod power_events;
 #[cfg(target_os = "none")]
 pub mod random;
+#[cfg(target_os = "none")]
+pub mod shutdown;
 pub mod sync;
 #[cfg(target_os = "none")]
 pub mod task;
@@ -67,6 +72,8 @@ pub use torito_macros::main;
 
 #[cfg(target_os = "none")]
 pub use runtime::exit;
+#[cfg(target_os = "none")]
+pub use shutdown::{shutdown, shutdown_requested, until_shutdown};
 
 #[doc(hidden)]
 #[cfg(target_os = "none")]
