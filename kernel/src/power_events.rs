@@ -57,6 +57,14 @@ pub fn decode_pm1_status(status: u16) -> Pm1Decision {
     }
 }
 
+/// Whether a Generic Event Device's event register value (read in its handler; the read
+/// clears it) carries the power-button event, whose bit the DSDT gave
+/// (`torito_boot::ged`: 0x2 on QEMU microvm, 0x8 on Cloud Hypervisor). Other events
+/// (CPU, memory or PCI hot-plug) are not stop requests.
+pub fn ged_power_button(events: u32, bit: u32) -> bool {
+    events & bit != 0
+}
+
 /// i8042 status register (port 0x64): output buffer full (a byte waits at port 0x60).
 pub const I8042_OUTPUT_FULL: u8 = 1 << 0;
 /// i8042 status register: the waiting byte is from the auxiliary device (the mouse).
@@ -238,6 +246,15 @@ mod tests {
             }
         );
         assert_eq!(decode_pm1_status(0xffff).clear, 0x0100);
+    }
+
+    #[test]
+    fn ged_events() {
+        assert!(ged_power_button(0b10, 0b10));
+        assert!(ged_power_button(0b1010, 0b1000));
+        assert!(!ged_power_button(0b01, 0b10)); // QEMU memory hot-plug
+        assert!(!ged_power_button(0b0111, 0b1000)); // Cloud Hypervisor hot-plug
+        assert!(!ged_power_button(0, 0b10));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The platform's requests to stop, as interrupts: the ACPI fixed power button (PM1
-//! status through the SCI) and Ctrl+Alt+Del on the i8042 keyboard (IRQ 1).
+//! status through the SCI), a Generic Event Device's power button (hardware-reduced
+//! ACPI: QEMU microvm, Cloud Hypervisor) and Ctrl+Alt+Del on the i8042 keyboard (IRQ 1).
 //!
 //! `init` arms what the machine has; each handler reads its registers, acknowledges
 //! (clears the status bit it owns; the dispatcher sends the EOI), hands the values to
@@ -7,9 +8,9 @@
 //! source and wakes the one task that watches (`crate::shutdown`). The decisions about
 //! what a request means (a listener to tell, or power off) are made there, in a task.
 
-use super::{acpi, interrupts, ioapic, vectors};
+use super::{acpi, interrupts, ioapic, paging, vectors};
 use crate::power_events::{self, CtrlAltDel, Source};
-use core::sync::atomic::{AtomicU8, AtomicU16, Ordering};
+use core::sync::atomic::{AtomicU8, AtomicU16, AtomicU32, AtomicU64, Ordering};
 use core::task::{Context, Poll};
 use futures_util::task::AtomicWaker;
 use torito_boot::acpi::{ISA_DEFAULT, LineMode, PM1_POWER_BUTTON, PM1_SCI_ENABLED, SCI_DEFAULT};
@@ -24,6 +25,10 @@ static WATCHER: AtomicWaker = AtomicWaker::new();
 static PM1_STATUS: [AtomicU16; 2] = [AtomicU16::new(0), AtomicU16::new(0)];
 /// The keyboard decoder's state between interrupts (`CtrlAltDel::bits`).
 static KEYS: AtomicU8 = AtomicU8::new(0);
+/// The GED's event register (its mapped address; 0: none), width and power-button bit.
+static GED_REGISTER: AtomicU64 = AtomicU64::new(0);
+static GED_WIDTH: AtomicU8 = AtomicU8::new(0);
+static GED_BIT: AtomicU32 = AtomicU32::new(0);
 
 const I8042_DATA: u16 = 0x60;
 const I8042_STATUS: u16 = 0x64;
@@ -56,7 +61,13 @@ pub fn poll_requests(cx: &mut Context<'_>) -> Poll<u8> {
 /// boot core (the interrupts are routed to the calling core).
 pub fn init() -> u8 {
     let mut armed = 0;
-    match arm_power_button() {
+    // The fixed button where the FADT has one (q35, pc), else a GED's (microvm, Cloud
+    // Hypervisor): looking for the GED reads the DSDT, which the fixed case needs not.
+    let button = match arm_power_button() {
+        Ok(false) => arm_ged(),
+        other => other,
+    };
+    match button {
         Ok(true) => armed |= Source::PowerButton.bit(),
         Ok(false) => {}
         Err(error) => log::warn!("power: the ACPI power button is not armed: {}", error),
@@ -163,6 +174,58 @@ fn handle_sci() {
         if decision.power_button {
             request(Source::PowerButton);
         }
+    }
+}
+
+/// A Generic Event Device's power button, as the DSDT describes it: its event register
+/// mapped, its interrupt routed here. `Ok(false)` when the DSDT has none.
+fn arm_ged() -> Result<bool, &'static str> {
+    let Some(button) = acpi::ged_power_button() else {
+        return Ok(false);
+    };
+    let register = paging::map_device(button.register, u64::from(button.width))
+        .ok_or("cannot map the GED's event register")?;
+    GED_WIDTH.store(button.width, Ordering::Relaxed);
+    GED_BIT.store(button.bit, Ordering::Relaxed);
+    GED_REGISTER.store(register, Ordering::Release);
+    interrupts::register(vectors::GED_VECTOR, handle_ged)
+        .map_err(|_| "the GED's vector is taken")?;
+    // Events raised before now are not requests to this kernel: read them away.
+    read_ged();
+    let trigger = ioapic::Trigger::of(button.mode);
+    ioapic::route(button.gsi, vectors::GED_VECTOR, trigger)?;
+    log::debug!(
+        "power: GED power button: register {:#x} bit {:#x}, GSI {} ({:?})",
+        button.register,
+        button.bit,
+        button.gsi,
+        trigger
+    );
+    Ok(true)
+}
+
+/// Reads (and so clears) the GED's event register; 0 without one.
+fn read_ged() -> u32 {
+    let register = GED_REGISTER.load(Ordering::Acquire);
+    if register == 0 {
+        return 0;
+    }
+    // SAFETY: `register` is the GED's event register, which `arm_ged` mapped uncached
+    // (`width` bytes, outside RAM the kernel uses: `acpi::ged_power_button` checked);
+    // reading it only clears the events it reports.
+    unsafe {
+        match GED_WIDTH.load(Ordering::Relaxed) {
+            1 => u32::from(core::ptr::read_volatile(register as *const u8)),
+            2 => u32::from(core::ptr::read_volatile(register as *const u16)),
+            _ => core::ptr::read_volatile(register as *const u32),
+        }
+    }
+}
+
+/// The GED's interrupt: read the events (the read acknowledges them), report the button.
+fn handle_ged() {
+    if power_events::ged_power_button(read_ged(), GED_BIT.load(Ordering::Relaxed)) {
+        request(Source::PowerButton);
     }
 }
 

@@ -11,5 +11,7 @@ pub const FIRST_DEVICE_VECTOR: u8 = 48;
 pub const SCI_VECTOR: u8 = 64;
 /// The i8042 keyboard's IRQ 1 (Ctrl+Alt+Del).
 pub const KEYBOARD_VECTOR: u8 = 65;
+/// The Generic Event Device's interrupt (microvm's and Cloud Hypervisor's power button).
+pub const GED_VECTOR: u8 = 66;
 /// The local APIC's spurious-interrupt vector (no EOI for it).
 pub const SPURIOUS_VECTOR: u8 = 0xff;
