@@ -3,8 +3,8 @@
 //! the failing seed and iteration are in the panic message of the assertion below.
 
 use crate::acpi::tests as acpi_tables;
-use crate::ged::tests as ged_tables;
 use crate::bios::tests as bios_tables;
+use crate::ged::tests as ged_tables;
 use crate::multiboot2::tests as mb2;
 use crate::pvh::tests as pvh;
 use crate::{
@@ -395,7 +395,10 @@ fn firmware_tables_never_panic() {
 #[test]
 fn ged_scan_never_panics() {
     let mut rng = Rng(0x5eed_0005);
-    let sources = [ged_tables::qemu_microvm_aml(), ged_tables::cloud_hypervisor_aml()];
+    let sources = [
+        ged_tables::qemu_microvm_aml(),
+        ged_tables::cloud_hypervisor_aml(),
+    ];
     let mut found = 0;
     for iteration in 0..ITERATIONS {
         let mut aml = sources[rng.below(2)].clone();

@@ -249,13 +249,17 @@ pub(crate) mod tests {
     pub(crate) fn cloud_hypervisor_aml() -> Vec<u8> {
         let mut aml = Vec::new();
         // A memory hot-plug controller's region first: not the GED's.
-        aml.extend_from_slice(b"\x5b\x82\x12\x2e_SB_MHPC\x5b\x80MHPR\x00\x0c\x00\x00\xe0\xfe\x0a\x18");
+        aml.extend_from_slice(
+            b"\x5b\x82\x12\x2e_SB_MHPC\x5b\x80MHPR\x00\x0c\x00\x00\xe0\xfe\x0a\x18",
+        );
         aml.extend_from_slice(b"\x5b\x82\x50\x06\x2e_SB_GEC_\x08_HID\x0c\x41\xd0\x0a\x06");
         aml.extend_from_slice(b"\x5b\x80GDST\x00\x0c\x00\x00\xa0\xfe\x01");
         aml.extend_from_slice(b"\x5b\x81\x0bGDST\x01GDAT\x08");
         aml.extend_from_slice(b"\x14\x40\x05ESCN\x08\x70GDAT\x60");
         aml.extend_from_slice(b"\x7b\x60\x01\x61\xa0\x13\x93\x61\x01\\\x2f\x03_SB_CPUSCSCN");
-        aml.extend_from_slice(b"\x7b\x60\x0a\x02\x61\xa0\x14\x93\x61\x0a\x02\\\x2f\x03_SB_MHPCMSCN");
+        aml.extend_from_slice(
+            b"\x7b\x60\x0a\x02\x61\xa0\x14\x93\x61\x0a\x02\\\x2f\x03_SB_MHPCMSCN",
+        );
         aml.extend_from_slice(b"\x7b\x60\x0a\x08\x61\xa0\x12\x93\x61\x0a\x08");
         aml.extend_from_slice(b"\x86\\\x2e_SB_PWRB\x0a\x80");
         aml.extend_from_slice(b"\x5b\x82\x2e\x2e_SB_GED_\x08_HID\x0dACPI0013\x00\x08_UID\x00");
@@ -312,10 +316,22 @@ pub(crate) mod tests {
             find_ged_power_button(&table(b"DSDT", &changed))
         };
         assert_eq!(without(b"ACPI0013", b"ACPI0014"), None, "no GED");
-        assert_eq!(without(b"PNP0C0C", b"PNP0C0D"), None, "no power button device");
-        assert_eq!(without(b"\x86PWRB", b"\x86PWRC"), None, "no Notify of the button");
+        assert_eq!(
+            without(b"PNP0C0C", b"PNP0C0D"),
+            None,
+            "no power button device"
+        );
+        assert_eq!(
+            without(b"\x86PWRB", b"\x86PWRC"),
+            None,
+            "no Notify of the button"
+        );
         assert_eq!(without(b"EREG\x00", b"EREG\x01"), None, "the region is I/O");
-        assert_eq!(without(b"\x0a\x04\x5b\x81", b"\x0a\x03\x5b\x81"), None, "3 bytes wide");
+        assert_eq!(
+            without(b"\x0a\x04\x5b\x81", b"\x0a\x03\x5b\x81"),
+            None,
+            "3 bytes wide"
+        );
         assert_eq!(
             without(b"\x0a\x02\x00\x0a\x02\x86", b"\x00\x00\x00\x00\x00\x86"),
             None,

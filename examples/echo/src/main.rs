@@ -20,7 +20,7 @@ use torito::time::Duration;
 /// After a stop request, a connection closes once no bytes arrived for this long: a
 /// request the client sent just before the stop is still on its way (through the host's
 /// network and the device) and gets its answer.
-const QUIET: Duration = Duration::from_millis(200);
+const QUIET: Duration = Duration::from_millis(500);
 /// After a stop request, `main` waits this long at most for the connections to close.
 const DRAIN_LIMIT: Duration = Duration::from_secs(5);
 
