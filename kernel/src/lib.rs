@@ -78,5 +78,17 @@ pub use shutdown::{shutdown, shutdown_requested, until_shutdown};
 #[doc(hidden)]
 #[cfg(target_os = "none")]
 pub mod __private {
-    pub use crate::runtime::{ExitStatus, run_main};
+    pub use crate::runtime::ExitStatus;
+
+    /// What `#[torito::main]` calls: arms the stop requests (their watcher is a task on
+    /// core 0, where their interrupts go), then `runtime::run_main`. Here, above both,
+    /// so that neither the runtime nor `shutdown` imports the other.
+    pub fn run_main<F>(main: F) -> !
+    where
+        F: core::future::Future,
+        F::Output: ExitStatus,
+    {
+        crate::shutdown::start();
+        crate::runtime::run_main(main)
+    }
 }

@@ -133,8 +133,6 @@ where
     // Only the first call may start them (a second `run_main` would be API misuse).
     if let Some(once) = smp::StartOthers::take() {
         smp::start_others(once, run_core);
-        // Its watcher is a task on this core, and its interrupts are routed here.
-        crate::shutdown::start();
     }
     let code = EXECUTORS[0].block_on(async move { main.await.code() });
     exit(code)

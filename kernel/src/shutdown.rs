@@ -1,9 +1,9 @@
 //! Stopping cleanly: a future that resolves when the platform asks the VM to stop.
 //!
-//! Sources: the ACPI power button (QEMU's `system_powerdown` on q35 and pc, the fixed
-//! PM1 event) and Ctrl+Alt+Del on an i8042 keyboard (Firecracker's `SendCtrlAltDel`,
-//! QEMU's `send-key ctrl-alt-delete`). docs/services.md ("Stopping cleanly") lists which
-//! machine sends what.
+//! Sources: the ACPI power button (QEMU's `system_powerdown`: the fixed PM1 event on q35
+//! and pc, the Generic Event Device on microvm; Cloud Hypervisor's GED) and Ctrl+Alt+Del
+//! on an i8042 keyboard (Firecracker's `SendCtrlAltDel`, QEMU's `send-key`).
+//! docs/services.md ("Stopping cleanly") lists which machine sends what.
 //!
 //! ```ignore
 //! // Stop accepting when asked; connections in flight finish on their own tasks.
@@ -128,8 +128,12 @@ impl Drop for Shutdown {
 }
 
 /// Arms the machine's sources and, if there are any, starts the watcher on this core
-/// (core 0, before `main`).
+/// (core 0, before `main`). Only the first call counts.
 pub(crate) fn start() {
+    static STARTED: AtomicBool = AtomicBool::new(false);
+    if STARTED.swap(true, Ordering::AcqRel) {
+        return;
+    }
     let armed = crate::arch::power::init();
     if armed == 0 {
         log::debug!("shutdown: no stop request source on this machine");
