@@ -168,6 +168,19 @@ pub struct Fadt {
     /// Whether the power button is a fixed feature (PWRBTN_STS/PWRBTN_EN in PM1, FADT
     /// flag PWR_BUTTON clear); else it is a control-method device the DSDT describes.
     pub fixed_power_button: bool,
+    /// The general-purpose event blocks GPE0 and GPE1, which the kernel handles none of:
+    /// it disables them all, so that no GPE keeps a level-triggered SCI asserted.
+    pub gpe_blocks: [Option<GpeBlock>; 2],
+}
+
+/// A general-purpose event register block (ACPI 6.5, 4.8.4.1): `length / 2` status bytes,
+/// then as many enable bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GpeBlock {
+    /// Its I/O port.
+    pub port: u16,
+    /// GPEx_BLK_LEN: bytes in the block (even, 2 or more).
+    pub length: u8,
 }
 
 /// The PM1 event register blocks (ACPI 6.5, 4.8.3.1): each block is a status register
@@ -201,6 +214,9 @@ pub struct AcpiEnable {
 
 /// PWRBTN_STS and PWRBTN_EN: bit 8 of the PM1 status and enable registers.
 pub const PM1_POWER_BUTTON: u16 = 1 << 8;
+/// Every fixed-event status bit of PM1 (timer, bus master, global lock, power and sleep
+/// buttons, RTC, wake): written back to clear them all at once.
+pub const PM1_ALL_STATUS: u16 = 0x8731;
 /// SCI_EN: bit 0 of the PM1 control register, set in ACPI mode.
 pub const PM1_SCI_ENABLED: u16 = 1;
 
@@ -213,7 +229,11 @@ const FADT_PM1A_EVENT: usize = 56;
 const FADT_PM1B_EVENT: usize = 60;
 const FADT_PM1A_CONTROL: usize = 64;
 const FADT_PM_TIMER: usize = 76;
+const FADT_GPE0: usize = 80;
+const FADT_GPE1: usize = 84;
 const FADT_PM1_EVENT_LENGTH: usize = 88;
+const FADT_GPE0_LENGTH: usize = 92;
+const FADT_GPE1_LENGTH: usize = 93;
 const FADT_FLAGS: usize = 112;
 const FADT_X_DSDT: usize = 140;
 const FADT_X_PM1A_EVENT: usize = 148;
@@ -269,7 +289,17 @@ impl Fadt {
             .zip(table.get(FADT_ACPI_ENABLE).copied())
             .filter(|(_, value)| fixed_hardware && *value != 0)
             .map(|(smi_command, value)| AcpiEnable { smi_command, value });
+        let gpe_block = |offset, length_offset: usize| {
+            let length = table.get(length_offset).copied().unwrap_or(0);
+            port(offset)
+                .filter(|_| fixed_hardware && length >= 2 && length % 2 == 0)
+                .map(|port| GpeBlock { port, length })
+        };
         Self {
+            gpe_blocks: [
+                gpe_block(FADT_GPE0, FADT_GPE0_LENGTH),
+                gpe_block(FADT_GPE1, FADT_GPE1_LENGTH),
+            ],
             pm1a_control: port(FADT_PM1A_CONTROL),
             sleep_control: Register::at(table, FADT_SLEEP_CONTROL),
             pm_timer,
@@ -530,7 +560,9 @@ pub(crate) mod tests {
         put(FADT_PM1A_EVENT, &0x600u32.to_le_bytes());
         put(FADT_PM1A_CONTROL, &0x604u32.to_le_bytes());
         put(FADT_PM_TIMER, &0x608u32.to_le_bytes());
+        put(FADT_GPE0, &0x620u32.to_le_bytes());
         put(FADT_PM1_EVENT_LENGTH, &[4]);
+        put(FADT_GPE0_LENGTH, &[16]);
         put(FADT_X_DSDT, &dsdt.to_le_bytes());
         body
     }
@@ -556,6 +588,13 @@ pub(crate) mod tests {
                 value: 2,
             }),
             fixed_power_button: true,
+            gpe_blocks: [
+                Some(GpeBlock {
+                    port: 0x620,
+                    length: 16,
+                }),
+                None,
+            ],
         }
     }
 
@@ -802,16 +841,31 @@ pub(crate) mod tests {
         let method = with(&|body| set_flags(body, FLAG_POWER_BUTTON_METHOD));
         assert!(method.pm1_events.is_some());
         assert!(!method.fixed_power_button);
-        // Hardware-reduced: no SCI, no PM1 events, no SMI command.
+        // Hardware-reduced: no SCI, no PM1 events, no SMI command, no GPE blocks.
         let reduced = with(&|body| set_flags(body, FLAG_HARDWARE_REDUCED));
         assert_eq!(
             (
                 reduced.sci_interrupt,
                 reduced.pm1_events,
                 reduced.acpi_enable,
-                reduced.fixed_power_button
+                reduced.fixed_power_button,
+                reduced.gpe_blocks
             ),
-            (None, None, None, false)
+            (None, None, None, false, [None, None])
+        );
+        // A GPE block with an odd or zero length is not used; GPE1 where it is named.
+        let odd = with(&|body| body[at(FADT_GPE0_LENGTH)] = 3);
+        assert_eq!(odd.gpe_blocks, [None, None]);
+        let both = with(&|body| {
+            body[at(FADT_GPE1)..at(FADT_GPE1) + 4].copy_from_slice(&0x630u32.to_le_bytes());
+            body[at(FADT_GPE1_LENGTH)] = 4;
+        });
+        assert_eq!(
+            both.gpe_blocks[1],
+            Some(GpeBlock {
+                port: 0x630,
+                length: 4
+            })
         );
         // PM1_EVT_LEN below 4 or odd: no usable block.
         for length in [0u8, 2, 5] {

@@ -341,6 +341,12 @@ fn firmware_tables_never_panic() {
                 let _ = events.enable_port(events.a);
             }
             assert!(fadt.pm1_events.is_some() || !fadt.fixed_power_button);
+            for block in fadt.gpe_blocks.into_iter().flatten() {
+                assert!(
+                    block.length >= 2 && block.length % 2 == 0,
+                    "iteration {iteration}"
+                );
+            }
             if let Some(address) = fadt.dsdt {
                 let dsdt = acpi::read_table(&memory, address, *b"DSDT")?;
                 let _ = (acpi::s5_sleep_type(dsdt), acpi::mentions(dsdt, b"LNRO0005"));

@@ -13,7 +13,9 @@ use crate::power_events::{self, CtrlAltDel, Source};
 use core::sync::atomic::{AtomicU8, AtomicU16, AtomicU32, AtomicU64, Ordering};
 use core::task::{Context, Poll};
 use futures_util::task::AtomicWaker;
-use torito_boot::acpi::{ISA_DEFAULT, LineMode, PM1_POWER_BUTTON, PM1_SCI_ENABLED, SCI_DEFAULT};
+use torito_boot::acpi::{
+    GpeBlock, ISA_DEFAULT, LineMode, PM1_ALL_STATUS, PM1_POWER_BUTTON, PM1_SCI_ENABLED, SCI_DEFAULT,
+};
 use x86_64::instructions::port::Port;
 
 /// Sources that asked since the watcher last looked (`Source` bits).
@@ -140,11 +142,16 @@ fn arm_power_button() -> Result<bool, &'static str> {
     }
     interrupts::register(vectors::SCI_VECTOR, handle_sci)
         .map_err(|_| "the SCI's vector is taken")?;
+    // The SCI is level-triggered: an event enabled but never acknowledged would keep it
+    // asserted. So, as an ACPI OS does at start, every general-purpose event is disabled
+    // and every fixed one but the power button; stale status bits are cleared.
+    for block in fadt.gpe_blocks.into_iter().flatten() {
+        disable_gpes(block);
+    }
     for (slot, block) in [Some(events.a), events.b].into_iter().enumerate() {
         let Some(block) = block else { continue };
-        outw(block, PM1_POWER_BUTTON);
-        let enable = events.enable_port(block);
-        outw(enable, inw(enable) | PM1_POWER_BUTTON);
+        outw(events.enable_port(block), PM1_POWER_BUTTON);
+        outw(block, PM1_ALL_STATUS);
         PM1_STATUS[slot].store(block, Ordering::Release);
     }
     let (gsi, trigger) = isa_line(sci, SCI_DEFAULT);
@@ -157,6 +164,23 @@ fn arm_power_button() -> Result<bool, &'static str> {
         trigger
     );
     Ok(true)
+}
+
+/// Disables every event of a GPE block and clears its status: its enable bytes (the
+/// second half) are zeroed, its status bytes (the first half) written with ones.
+fn disable_gpes(block: GpeBlock) {
+    let half = u16::from(block.length / 2);
+    for index in 0..half {
+        let status = block.port.wrapping_add(index);
+        let enable = block.port.wrapping_add(half + index);
+        // SAFETY: both ports lie in the GPE block the FADT names (`length` bytes from
+        // `port`); zero in an enable byte disables events, ones in a status byte clear
+        // them, and the kernel handles no GPE.
+        unsafe {
+            Port::<u8>::new(enable).write(0);
+            Port::<u8>::new(status).write(0xff);
+        }
+    }
 }
 
 /// The SCI: read each PM1 status register, clear the bits the kernel owns, report a
