@@ -10,7 +10,7 @@
 //! * `examples/echo` awaits the request: it prints `shutdown: requested by ...` (the
 //!   kernel's line), stops accepting, lets its connections finish, prints
 //!   `echo: stopped cleanly` and exits 0;
-//! * under load (several clients echoing on two cores) every request a client sent
+//! * under load (eight clients echoing, on two and on four cores) every request a client sent
 //!   before the stop gets its whole answer, no answer is ever cut short, and every
 //!   connection then ends with a clean end of stream;
 //! * `examples/echo-blocking` never calls `torito::shutdown()`: the request powers it off
@@ -275,9 +275,10 @@ fn echo_until_stopped(
     }
 }
 
-/// `system_powerdown` while [`LOAD_CLIENTS`] clients echo on two cores.
+/// `system_powerdown` while [`LOAD_CLIENTS`] clients echo (connections spread over the
+/// cores `options` gives).
 fn powerdown_under_load(name: &str, options: RunOptions) -> Result<(), Failure> {
-    let (mut guest, port, mut qmp) = boot(name, "echo", options.smp(2))?;
+    let (mut guest, port, mut qmp) = boot(name, "echo", options)?;
     let stopped = AtomicBool::new(false);
     let rounds: Vec<AtomicUsize> = (0..LOAD_CLIENTS).map(|_| AtomicUsize::new(0)).collect();
     let mut stop_error = None;
@@ -358,11 +359,11 @@ fn powerdown_under_load(name: &str, options: RunOptions) -> Result<(), Failure> 
 }
 
 #[test]
-fn powerdown_under_load_on_q35() -> Result<(), Failure> {
-    powerdown_under_load("load-q35", RunOptions::default().machine("q35"))
+fn powerdown_under_load_on_q35_smp4() -> Result<(), Failure> {
+    powerdown_under_load("load-q35", RunOptions::default().machine("q35").smp(4))
 }
 
 #[test]
-fn powerdown_under_load_on_microvm() -> Result<(), Failure> {
-    powerdown_under_load("load-microvm", RunOptions::default())
+fn powerdown_under_load_on_microvm_smp2() -> Result<(), Failure> {
+    powerdown_under_load("load-microvm", RunOptions::default().smp(2))
 }
