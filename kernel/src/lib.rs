@@ -59,6 +59,9 @@ mod power_events;
 pub mod random;
 #[cfg(target_os = "none")]
 pub mod shutdown;
+// The bookkeeping behind `shutdown()`; plain code, tested on the host.
+#[cfg_attr(not(target_os = "none"), allow(dead_code))]
+mod stop_signal;
 pub mod sync;
 #[cfg(target_os = "none")]
 pub mod task;

@@ -29,22 +29,20 @@
 //! logs `shutdown: requested by ...`.
 
 use crate::power_events::Source;
-use alloc::collections::BTreeMap;
+use crate::stop_signal::StopSignal;
 use core::future::Future;
 use core::pin::Pin;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use core::task::{Context, Poll, Waker};
+use core::sync::atomic::{AtomicBool, Ordering};
+use core::task::{Context, Poll};
 
-static REQUESTED: AtomicBool = AtomicBool::new(false);
+/// Raised by the watcher on the first request.
+static SIGNAL: StopSignal = StopSignal::new();
 /// Whether a task ever called `shutdown()` (it then owns stopping).
 static LISTENED: AtomicBool = AtomicBool::new(false);
-/// The waiting futures' wakers, by id; only tasks take this lock.
-static WAITERS: spin::Mutex<BTreeMap<u64, Waker>> = spin::Mutex::new(BTreeMap::new());
-static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
 /// Whether the platform has asked the VM to stop.
 pub fn shutdown_requested() -> bool {
-    REQUESTED.load(Ordering::Acquire)
+    SIGNAL.is_raised()
 }
 
 /// A future that resolves when the platform asks the VM to stop (at once if it already
@@ -53,7 +51,7 @@ pub fn shutdown_requested() -> bool {
 pub fn shutdown() -> Shutdown {
     LISTENED.store(true, Ordering::Release);
     Shutdown {
-        id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+        id: SIGNAL.waiter(),
         registered: false,
     }
 }
@@ -97,32 +95,16 @@ impl Future for Shutdown {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if shutdown_requested() {
-            return Poll::Ready(());
-        }
-        let mut waiters = WAITERS.lock();
-        // Checked again under the lock: the watcher sets the flag before it takes the
-        // lock to wake everyone, so a waker stored after that wake sees the flag here.
-        if shutdown_requested() {
-            return Poll::Ready(());
-        }
-        match waiters.get_mut(&self.id) {
-            Some(stored) if stored.will_wake(cx.waker()) => {}
-            Some(stored) => stored.clone_from(cx.waker()),
-            None => {
-                waiters.insert(self.id, cx.waker().clone());
-            }
-        }
-        drop(waiters);
-        self.registered = true;
-        Poll::Pending
+        let poll = SIGNAL.poll(self.id, cx.waker());
+        self.registered |= poll.is_pending();
+        poll
     }
 }
 
 impl Drop for Shutdown {
     fn drop(&mut self) {
         if self.registered {
-            WAITERS.lock().remove(&self.id);
+            SIGNAL.forget(self.id);
         }
     }
 }
@@ -169,7 +151,8 @@ fn names(bits: u8) -> impl core::fmt::Display {
 async fn watch() {
     loop {
         let sources = core::future::poll_fn(crate::arch::power::poll_requests).await;
-        if REQUESTED.swap(true, Ordering::AcqRel) {
+        let (again, waiting) = SIGNAL.raise();
+        if again {
             log::warn!(
                 "shutdown: requested again by {}: powering off now",
                 names(sources)
@@ -184,8 +167,7 @@ async fn watch() {
             crate::runtime::exit(0);
         }
         log::info!("shutdown: requested by {}", names(sources));
-        let waiting = core::mem::take(&mut *WAITERS.lock());
-        for (_, waker) in waiting {
+        for waker in waiting {
             waker.wake();
         }
     }
