@@ -19,6 +19,11 @@
 //!    the counter: every answer right, and the counter up by exactly 200;
 //! 9. `GET /stats` counted each refusal above exactly once.
 //!
+//! `powerdown_*`: QEMU's `system_powerdown` (the ACPI power button, through QMP) while
+//! clients send requests on keep-alive connections: every answer to a request sent
+//! before the stop arrives whole, the service says `http: stopped cleanly` and the VM
+//! exits 0.
+//!
 //! Deadlines only bound how long a broken guest can hang the run; nothing asserts a
 //! timing (the idle steps only check that the close comes, within a generous bound).
 
@@ -26,9 +31,10 @@ use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::process::Command;
 use std::sync::Barrier;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use torito_qemu_tests::{Failure, Guest, RunOptions, failed_connections, run_clients};
+use torito_qemu_tests::{Failure, Guest, Qmp, RunOptions, failed_connections, run_clients};
 
 const GUEST_PORT: u16 = 8080;
 const LISTENING: &str = "http: listening on port 8080";
@@ -492,4 +498,153 @@ fn counted(port: u16) -> Result<(), String> {
 fn json_number_reads_the_value() {
     assert_eq!(json_number("{\"counter\":42}\n", "counter"), Ok(42));
     assert!(json_number("{}", "counter").is_err());
+}
+
+/// What the service prints once every connection has closed after a stop request.
+const STOPPED: &str = "http: stopped cleanly";
+/// What the kernel prints when the power button is pressed.
+const POWER_BUTTON: &str = "shutdown: requested by the ACPI power button";
+/// Clients sending requests when the stop comes, and answers each has before it.
+const LOAD_CLIENTS: usize = 8;
+const ROUNDS_BEFORE_STOP: usize = 5;
+
+/// Requests on one keep-alive connection until `stopped` (none after that), each answer
+/// read whole. A request sent before the stop must be answered; after it, the
+/// connection may close before the next answer (Ok), never in the middle of one.
+fn until_stopped(port: u16, stopped: &AtomicBool, rounds: &AtomicUsize) -> Result<(), String> {
+    let mut stream = connect(port)?;
+    let mut pending = Vec::new();
+    let mut request = 0;
+    let mut stop_seen = None;
+    loop {
+        let before_stop = !stopped.load(Ordering::SeqCst);
+        let bytes: &[u8] = if request % 2 == 0 {
+            b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
+        } else {
+            b"POST /api/counter HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n"
+        };
+        if let Err(error) = stream.write_all(bytes) {
+            return if before_stop {
+                Err(format!("request {request}: sending: {error}"))
+            } else {
+                Ok(())
+            };
+        }
+        match read_response(&mut stream, &mut pending) {
+            Ok((200, head, _)) => {
+                if head.contains("Connection: close") {
+                    // The answer after the stop says so, and the stream ends next.
+                    return if read_to_end(&mut stream)?.is_empty() {
+                        Ok(())
+                    } else {
+                        Err("bytes after the last answer".into())
+                    };
+                }
+            }
+            Ok((status, head, _)) => return Err(format!("request {request}: {status} {head:?}")),
+            // Closed before answering a request sent after the stop: allowed, if no
+            // byte of an answer had come.
+            Err(_) if !before_stop && pending.is_empty() => return Ok(()),
+            Err(error) => {
+                return Err(format!(
+                    "request {request} (sent {} the stop): {error}",
+                    if before_stop { "before" } else { "after" }
+                ));
+            }
+        }
+        request += 1;
+        rounds.fetch_add(1, Ordering::SeqCst);
+        // The stop reaches the guest some time after `stopped` is set; meanwhile it
+        // answers on. Bounded only so that a service that never stops fails the test.
+        if stopped.load(Ordering::SeqCst) {
+            let since = *stop_seen.get_or_insert_with(std::time::Instant::now);
+            if since.elapsed() > BOOT {
+                return Err("still answering keep-alive a minute after the stop".into());
+            }
+        }
+    }
+}
+
+fn powerdown_under_load(name: &str, options: RunOptions) -> Result<(), Failure> {
+    let path = std::env::temp_dir().join(format!(
+        "torito-qmp-http-{name}-{}.sock",
+        std::process::id()
+    ));
+    let options = options.qmp(&path);
+    let (mut guest, port) = Guest::start_forwarded("http", &options, GUEST_PORT, LISTENING, BOOT)?;
+    let mut qmp = Qmp::connect(&path, BOOT).map_err(|error| guest.failure(error))?;
+    // A connection open and idle across the stop: closed without an answer.
+    let mut idle = connect(port).map_err(|error| guest.failure(error))?;
+    let stopped = AtomicBool::new(false);
+    let rounds: Vec<AtomicUsize> = (0..LOAD_CLIENTS).map(|_| AtomicUsize::new(0)).collect();
+    let (results, stop) = std::thread::scope(|scope| {
+        let stopper = scope.spawn(|| {
+            let deadline = std::time::Instant::now() + BOOT;
+            while rounds
+                .iter()
+                .any(|done| done.load(Ordering::SeqCst) < ROUNDS_BEFORE_STOP)
+                && std::time::Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            stopped.store(true, Ordering::SeqCst);
+            qmp.system_powerdown()
+        });
+        let clients: Vec<_> = rounds
+            .iter()
+            .map(|rounds| {
+                let stopped = &stopped;
+                scope.spawn(move || {
+                    let result = until_stopped(port, stopped, rounds);
+                    if result.is_err() {
+                        rounds.store(ROUNDS_BEFORE_STOP, Ordering::SeqCst);
+                    }
+                    result
+                })
+            })
+            .collect();
+        let results: Vec<Result<(), String>> = clients
+            .into_iter()
+            .map(|client| {
+                client
+                    .join()
+                    .unwrap_or_else(|_| Err("client panicked".into()))
+            })
+            .collect();
+        (
+            results,
+            stopper.join().expect("the stopping thread panicked"),
+        )
+    });
+    stop.map_err(|error| guest.failure(error))?;
+    failed_connections(&results).map_err(|error| guest.failure(error))?;
+    if let Some(slow) = rounds
+        .iter()
+        .position(|done| done.load(Ordering::SeqCst) < ROUNDS_BEFORE_STOP)
+    {
+        return Err(guest.failure(format!("client {slow} had too few answers before the stop")));
+    }
+    let rest = read_to_end(&mut idle).map_err(|error| guest.failure(error))?;
+    if !rest.is_empty() {
+        return Err(guest.failure(format!("the idle connection got {rest:?}")));
+    }
+    guest.wait_for_line(POWER_BUTTON, BOOT)?;
+    let outcome = guest.expect_exit(0, BOOT)?;
+    if outcome.line(STOPPED).is_none() {
+        return Err(guest.failure(format!("no `{STOPPED}` line before the exit")));
+    }
+    if let Some(line) = outcome.line("!!!") {
+        return Err(guest.failure(format!("the guest reported a fault: `{line}`")));
+    }
+    Ok(())
+}
+
+#[test]
+fn powerdown_under_load_on_microvm() -> Result<(), Failure> {
+    powerdown_under_load("microvm", RunOptions::default())
+}
+
+#[test]
+fn powerdown_under_load_on_q35_smp4() -> Result<(), Failure> {
+    powerdown_under_load("q35-smp4", RunOptions::default().machine("q35").smp(4))
 }

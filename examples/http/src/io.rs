@@ -43,7 +43,10 @@ pub struct Io {
     start: usize,
     end: usize,
     output: [u8; OUTPUT],
+    /// Bytes of `output` queued.
     queued: usize,
+    /// Bytes of those already in the socket.
+    sent: usize,
 }
 
 impl Io {
@@ -55,6 +58,7 @@ impl Io {
             end: 0,
             output: [0; OUTPUT],
             queued: 0,
+            sent: 0,
         }
     }
 
@@ -124,12 +128,19 @@ impl Io {
     /// # Errors
     ///
     /// The socket's.
+    ///
+    /// Cancel-safe, like [`head`](Self::head) (which pushes before it reads): each
+    /// `write` moves bytes into the socket in one step, and `sent` records them, so a
+    /// push dropped half-way resumes where it stopped and no byte is lost or sent twice.
     pub async fn push(&mut self) -> Result<(), Error> {
-        if self.queued > 0 {
-            let queued = self.queued;
-            self.queued = 0;
-            self.stream.write_all(&self.output[..queued]).await?;
+        while self.sent < self.queued {
+            self.sent += self
+                .stream
+                .write(&self.output[self.sent..self.queued])
+                .await?;
         }
+        self.queued = 0;
+        self.sent = 0;
         Ok(())
     }
 

@@ -20,6 +20,13 @@
 //!
 //! The connection is closed after each of those answers.
 //!
+//! It stops cleanly when the platform asks (`torito::shutdown()`: the ACPI power button,
+//! Ctrl+Alt+Del): it stops accepting; a request being read or answered is finished and
+//! answered with `Connection: close`; a connection waiting between requests closes once
+//! no byte arrived for [`QUIET`] (a request sent just before the stop is still on its
+//! way); once every connection is closed, or after [`DRAIN_LIMIT`], `main` returns and
+//! the VM exits 0, printing `http: stopped cleanly` when none was left.
+//!
 //! Command line: `app.idle=SECONDS` sets the idle limit (default 30, 1 to 3600);
 //! `app.stats` prints the counters (the service's and the network's) every second.
 //!
@@ -38,6 +45,7 @@ mod stats;
 use core::fmt;
 use core::future::{Future, poll_fn};
 use core::pin::pin;
+use core::sync::atomic::{AtomicUsize, Ordering};
 use core::task::Poll;
 
 use torito::net::{self, TcpListener, TcpStream, TcpTimeouts};
@@ -60,6 +68,11 @@ pub const BODY_LIMIT: usize = 1024;
 const LINGER_BYTES: usize = 1 << 20;
 /// The longest a refused client may take to close its side.
 const LINGER_TIME: Duration = Duration::from_secs(5);
+/// After a stop request, a connection waiting for its next request closes once no byte
+/// arrived for this long.
+const QUIET: Duration = Duration::from_millis(500);
+/// After a stop request, `main` waits this long at most for the connections to close.
+const DRAIN_LIMIT: Duration = Duration::from_secs(5);
 /// The idle limit without `app.idle`.
 const DEFAULT_IDLE_SECONDS: u64 = 30;
 
@@ -108,13 +121,44 @@ async fn main() -> Result<(), StartError> {
     if torito::boot::arg("app.stats").is_some() {
         torito::task::spawn(report(stack.clone())).detach();
     }
-    accept_loop(&listener, idle, core::future::pending()).await;
+    accept_loop(&listener, idle, torito::shutdown()).await;
+    // Asked to stop: new connections are refused from here on; let the others finish.
+    drop(listener);
+    let started = torito::time::now();
+    while LIVE.load(Ordering::Acquire) > 0
+        && torito::time::now().saturating_duration_since(started) < DRAIN_LIMIT
+    {
+        torito::time::sleep(Duration::from_millis(10)).await;
+    }
+    match LIVE.load(Ordering::Acquire) {
+        0 => torito::println!("http: stopped cleanly"),
+        left => torito::println!("http: stopping with {} connections still open", left),
+    }
     Ok(())
+}
+
+/// Connections being served (every core's).
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts a connection in [`LIVE`] while it lives.
+struct Live;
+
+impl Live {
+    fn new() -> Live {
+        LIVE.fetch_add(1, Ordering::AcqRel);
+        Live
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        LIVE.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// Accepts connections until `stop` resolves, serving each on the next core in turn.
 /// Stopping is this one select: connections already accepted go on to their end.
-async fn accept_loop(listener: &TcpListener, idle: Duration, stop: impl Future<Output = ()>) {
+async fn accept_loop(listener: &TcpListener, idle: Duration, stop: impl Future) {
     let mut stop = pin!(stop);
     let mut next_core = 0;
     loop {
@@ -130,8 +174,11 @@ async fn accept_loop(listener: &TcpListener, idle: Duration, stop: impl Future<O
             None => return,
             Some(Ok(stream)) => {
                 next_core = (next_core + 1) % torito::task::cores();
+                // Counted here, before the task starts, so that `main` cannot see zero
+                // connections while one is on its way to its core.
+                let live = Live::new();
                 // The core exists (it is below `cores()`), so spawn_on cannot refuse.
-                let _ = torito::task::spawn_on(next_core, serve(stream, idle));
+                let _ = torito::task::spawn_on(next_core, serve(stream, idle, live));
             }
             Some(Err(error)) => torito::log::warn!("http: accept failed: {}", error),
         }
@@ -156,7 +203,7 @@ enum Next {
 
 /// Serves requests on `stream` until the client closes, asks to close, idles past the
 /// limit, or is refused; then closes (bounded by the stream's timeout).
-async fn serve(stream: TcpStream, idle: Duration) {
+async fn serve(stream: TcpStream, idle: Duration, live: Live) {
     count(&STATS.connections);
     let mut io = Io::new(stream);
     let mut head = [0u8; HEADER_LIMIT + 1];
@@ -176,6 +223,7 @@ async fn serve(stream: TcpStream, idle: Duration) {
         linger(&mut stream, idle).await;
     }
     let _ = stream.close().await;
+    drop(live);
 }
 
 /// Reads one request, checks it, answers it.
@@ -184,7 +232,26 @@ async fn serve(stream: TcpStream, idle: Duration) {
 ///
 /// The [`Refusal`] to answer before closing.
 async fn exchange(io: &mut Io, head: &mut [u8], idle: Duration) -> Result<Next, Refusal> {
-    let length = match torito::time::timeout(idle, io.head()).await {
+    let waited = loop {
+        if io.has_input() {
+            // A request begun is finished (or refused), stop or not.
+            break torito::time::timeout(idle, io.head()).await;
+        }
+        if torito::shutdown_requested() {
+            // Stopping, between requests: only what is already on its way still counts.
+            match torito::time::timeout(QUIET, io.head()).await {
+                Err(_) => return Ok(Next::Close),
+                waited => break waited,
+            }
+        }
+        // `head` may be dropped mid-way: its reads and writes lose nothing (io.rs).
+        if let Some(waited) = torito::until_shutdown(torito::time::timeout(idle, io.head())).await {
+            break waited;
+        }
+        // Asked to stop while waiting: go round, to the quiet limit (or, if bytes came
+        // meanwhile, to the rest of that request).
+    };
+    let length = match waited {
         Ok(Ok(Head::Complete(length))) => length,
         Ok(Ok(Head::Closed)) => return Ok(Next::Close),
         Ok(Ok(Head::Truncated)) => return Err(Refusal::BadRequest),

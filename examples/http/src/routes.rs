@@ -157,7 +157,9 @@ pub async fn answer(
     // Done with edge-http (its borrow of `io` ends here): the body is read, so the
     // input is at the next request.
     let response = route(method, &path);
-    let keep_alive = keep_alive(http11, connection_field.as_deref());
+    // Once a stop is requested, every answer is the connection's last.
+    let keep_alive =
+        keep_alive(http11, connection_field.as_deref()) && !torito::shutdown_requested();
     match respond(io, &response, keep_alive).await {
         Ok(()) if keep_alive => Ok(Next::KeepAlive),
         // Asked to close, or the socket failed (then there is no one to answer).
