@@ -43,10 +43,7 @@ mod routes;
 mod stats;
 
 use core::fmt;
-use core::future::{Future, poll_fn};
-use core::pin::pin;
 use core::sync::atomic::{AtomicUsize, Ordering};
-use core::task::Poll;
 
 use torito::net::{self, TcpListener, TcpStream, TcpTimeouts};
 use torito::time::Duration;
@@ -121,7 +118,7 @@ async fn main() -> Result<(), StartError> {
     if torito::boot::arg("app.stats").is_some() {
         torito::task::spawn(report(stack.clone())).detach();
     }
-    accept_loop(&listener, idle, torito::shutdown()).await;
+    accept_loop(&listener, idle).await;
     // Asked to stop: new connections are refused from here on; let the others finish.
     drop(listener);
     let started = torito::time::now();
@@ -156,23 +153,13 @@ impl Drop for Live {
     }
 }
 
-/// Accepts connections until `stop` resolves, serving each on the next core in turn.
-/// Stopping is this one select: connections already accepted go on to their end.
-async fn accept_loop(listener: &TcpListener, idle: Duration, stop: impl Future) {
-    let mut stop = pin!(stop);
+/// Accepts connections until the platform asks the VM to stop, serving each on the next
+/// core in turn; connections already accepted go on to their end.
+async fn accept_loop(listener: &TcpListener, idle: Duration) {
     let mut next_core = 0;
-    loop {
-        let mut accept = pin!(listener.accept());
-        let accepted = poll_fn(|cx| {
-            if stop.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(None);
-            }
-            accept.as_mut().poll(cx).map(Some)
-        })
-        .await;
+    while let Some(accepted) = torito::until_shutdown(listener.accept()).await {
         match accepted {
-            None => return,
-            Some(Ok(stream)) => {
+            Ok(stream) => {
                 next_core = (next_core + 1) % torito::task::cores();
                 // Counted here, before the task starts, so that `main` cannot see zero
                 // connections while one is on its way to its core.
@@ -180,7 +167,7 @@ async fn accept_loop(listener: &TcpListener, idle: Duration, stop: impl Future) 
                 // The core exists (it is below `cores()`), so spawn_on cannot refuse.
                 let _ = torito::task::spawn_on(next_core, serve(stream, idle, live));
             }
-            Some(Err(error)) => torito::log::warn!("http: accept failed: {}", error),
+            Err(error) => torito::log::warn!("http: accept failed: {}", error),
         }
     }
 }
