@@ -832,7 +832,9 @@ mod tests {
         for key in ["PORT", "_X", "K8S_NODE", "A1", "_"] {
             assert!(is_env_key(key), "{key}");
         }
-        for key in ["", "port", "Port", "PORT.X", "1PORT", "PO-RT", "app.PORT", "ÉTÉ"] {
+        for key in [
+            "", "port", "Port", "PORT.X", "1PORT", "PO-RT", "app.PORT", "ÉTÉ",
+        ] {
             assert!(!is_env_key(key), "{key}");
         }
         let line = Cmdline::parse(r#"A=1 B C="two words" A=3 lower=x"#).unwrap();
@@ -858,7 +860,12 @@ mod tests {
 
     #[test]
     fn app_words_split_and_unquote() {
-        let words = |line| Cmdline::parse(line).unwrap().app_words().collect::<Vec<_>>();
+        let words = |line| {
+            Cmdline::parse(line)
+                .unwrap()
+                .app_words()
+                .collect::<Vec<_>>()
+        };
         assert_eq!(words("a"), Vec::<&str>::new());
         assert_eq!(words("-- "), Vec::<&str>::new());
         assert_eq!(words("--  a\tb\n c "), ["a", "b", "c"]);
@@ -867,6 +874,9 @@ mod tests {
         // A quote that never closes runs to the end; nothing panics on odd input.
         assert_eq!(words("-- a 'b c"), ["a", "b c"]);
         assert_eq!(words("-- 'x'y"), ["x", "y"]);
-        assert_eq!(words("-- \"\u{e9}t\u{e9}\" \u{2603}"), ["\u{e9}t\u{e9}", "\u{2603}"]);
+        assert_eq!(
+            words("-- \"\u{e9}t\u{e9}\" \u{2603}"),
+            ["\u{e9}t\u{e9}", "\u{2603}"]
+        );
     }
 }

@@ -184,7 +184,10 @@ fn cmdline_never_panics() {
                 for (name, _) in line.env() {
                     assert!(crate::is_env_key(name), "{text:?}");
                 }
-                assert!(line.app_words().count() <= line.app_args().len(), "{text:?}");
+                assert!(
+                    line.app_words().count() <= line.app_args().len(),
+                    "{text:?}"
+                );
                 for word in line.app_words() {
                     assert!(line.app_args().contains(word), "{text:?}");
                 }
