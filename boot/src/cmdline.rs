@@ -147,7 +147,7 @@ impl<'a> Cmdline<'a> {
     /// The environment variables (tokens whose key [`is_env_key`]), in command-line order,
     /// as `(name, value)`; a bare `NAME` has the value `""`. Duplicates included: the
     /// last one is the one [`env_var`](Self::env_var) returns.
-    pub fn env(&self) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
+    pub fn env(&self) -> impl Iterator<Item = (&'a str, &'a str)> + use<'a> {
         self.args()
             .filter(|arg| is_env_key(arg.key))
             .map(|arg| (arg.key, arg.value.unwrap_or("")))
@@ -172,8 +172,8 @@ pub fn is_env_key(key: &str) -> bool {
         && bytes.all(|byte| byte.is_ascii_uppercase() || byte.is_ascii_digit() || byte == b'_')
 }
 
-/// Iterator over the application's words ([`Cmdline::app_words`]).
-#[derive(Debug, Clone)]
+/// Iterator over the application's words ([`Cmdline::app_words`]); the default is empty.
+#[derive(Debug, Clone, Default)]
 pub struct Words<'a> {
     rest: &'a str,
 }

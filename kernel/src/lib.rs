@@ -54,6 +54,8 @@ mod devices;
 pub mod net;
 #[cfg(target_os = "none")]
 pub mod random;
+#[cfg_attr(not(target_os = "none"), allow(dead_code))]
+mod escape;
 pub mod sync;
 #[cfg(target_os = "none")]
 pub mod task;
