@@ -44,7 +44,8 @@ impl<W: Write> Write for Escaped<W> {
             if !c.is_control() || (c == '\n' && self.newlines) {
                 continue;
             }
-            self.inner.write_str(text.get(clean..at).unwrap_or_default())?;
+            self.inner
+                .write_str(text.get(clean..at).unwrap_or_default())?;
             match u32::from(c) {
                 code @ 0..0x80 => write!(self.inner, "\\x{code:02x}")?,
                 code => write!(self.inner, "\\u{{{code:x}}}")?,
@@ -81,7 +82,10 @@ mod tests {
         assert_eq!(lines("plain text, é ✓"), "plain text, é ✓");
         assert_eq!(lines("a\nb\n"), "a\nb\n");
         assert_eq!(lines("\x1b[31mred\x1b[0m"), "\\x1b[31mred\\x1b[0m");
-        assert_eq!(lines("cr\rtab\tbell\x07del\x7f"), "cr\\x0dtab\\x09bell\\x07del\\x7f");
+        assert_eq!(
+            lines("cr\rtab\tbell\x07del\x7f"),
+            "cr\\x0dtab\\x09bell\\x07del\\x7f"
+        );
         assert_eq!(lines("c1\u{85}\u{9b}"), "c1\\u{85}\\u{9b}");
         assert_eq!(lines("\0"), "\\x00");
     }

@@ -50,12 +50,12 @@ pub mod boot;
 pub mod console;
 #[cfg(target_os = "none")]
 mod devices;
+#[cfg_attr(not(target_os = "none"), allow(dead_code))]
+mod escape;
 #[cfg(target_os = "none")]
 pub mod net;
 #[cfg(target_os = "none")]
 pub mod random;
-#[cfg_attr(not(target_os = "none"), allow(dead_code))]
-mod escape;
 pub mod sync;
 #[cfg(target_os = "none")]
 pub mod task;

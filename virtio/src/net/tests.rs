@@ -322,8 +322,16 @@ fn offered_mtu_is_negotiated_and_bounded() {
         driver
     };
     assert_eq!(with_mtu(1450).mtu(), 1450);
-    assert_eq!(with_mtu(9000).mtu(), 1500, "no larger than the buffers hold");
-    assert_eq!(with_mtu(0).mtu(), 68, "a hostile 0 becomes the IPv4 minimum");
+    assert_eq!(
+        with_mtu(9000).mtu(),
+        1500,
+        "no larger than the buffers hold"
+    );
+    assert_eq!(
+        with_mtu(0).mtu(),
+        68,
+        "a hostile 0 becomes the IPv4 minimum"
+    );
     let mut driver = with_mtu(1450);
     driver.limit_mtu(1400);
     assert_eq!(driver.mtu(), 1400);
