@@ -86,7 +86,10 @@ fn layout_holds_the_kernel_and_urunc_annotations() {
         "\"com.urunc.unikernel.binary\":\"/unikernel/echo\"",
         "application/vnd.oci.image.layer.v1.tar+gzip",
     ] {
-        assert!(manifest.contains(needle), "{needle} missing from {manifest}");
+        assert!(
+            manifest.contains(needle),
+            "{needle} missing from {manifest}"
+        );
     }
     // The same kernel gives the same layout, byte for byte (reproducible digests).
     let again = scratch("again");
@@ -100,7 +103,10 @@ fn layout_holds_the_kernel_and_urunc_annotations() {
     assert_eq!(contents(&out), contents(&again));
     // Another type and hypervisor are written as asked.
     let hermit = scratch("hermit");
-    build(&hermit, &["--type", "hermit", "--hypervisor", "firecracker"]);
+    build(
+        &hermit,
+        &["--type", "hermit", "--hypervisor", "firecracker"],
+    );
     let check = oci(&["check", hermit.to_str().unwrap()]);
     assert!(check.status.success());
     let all: String = contents(&hermit)
@@ -126,7 +132,10 @@ fn layout_holds_the_kernel_and_urunc_annotations() {
             String::from_utf8_lossy(&copy.stderr)
         );
         let manifest = std::fs::read_to_string(copied.join("manifest.json")).unwrap();
-        assert!(manifest.contains("com.urunc.unikernel.binary"), "{manifest}");
+        assert!(
+            manifest.contains("com.urunc.unikernel.binary"),
+            "{manifest}"
+        );
         let _ = std::fs::remove_dir_all(copied);
     } else {
         eprintln!("oci: skopeo not installed: the layout is checked by qemu/oci.py only");
@@ -152,7 +161,10 @@ fn a_tampered_layout_is_caught() {
     let check = oci(&["check", out.to_str().unwrap()]);
     let stderr = String::from_utf8_lossy(&check.stderr);
     assert!(!check.status.success(), "a corrupt layer passed");
-    assert!(stderr.contains("layer") && stderr.contains("digest"), "{stderr}");
+    assert!(
+        stderr.contains("layer") && stderr.contains("digest"),
+        "{stderr}"
+    );
     // A missing index is named as such.
     std::fs::remove_file(out.join("index.json")).unwrap();
     let check = oci(&["check", out.to_str().unwrap()]);

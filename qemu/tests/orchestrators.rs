@@ -27,12 +27,16 @@
 //!
 //! Needs root (namespaces, tap devices); without it every case prints why it skipped.
 //! Namespaces are deleted by a guard even when a case fails.
+//!
+//! Nomad's QEMU task driver needs no namespace: its command line
+//! (drivers/qemu/driver.go in hashicorp/nomad) with the job file's arguments
+//! (docs/deploy/echo.nomad.hcl) is replayed as is, user networking and port map included.
 
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use torito_qemu_tests::{Guest, image_path};
+use torito_qemu_tests::{Guest, echo_round_trip, image_path};
 
 const ECHO_PORT: u16 = 5555;
 const READY: &str = "echo: listening on port";
@@ -573,4 +577,57 @@ fn environment_arguments_and_exit_as_urunc_passes_them() {
         "{}",
         outcome.console
     );
+}
+
+/// Nomad's QEMU driver: `qemu-system-x86_64 -machine type=pc,accel=tcg -name NAME -m MEM
+/// -drive file=IMAGE -nographic ARGS -netdev user,id=user.0,hostfwd=udp::P-:G,hostfwd=tcp::P-:G
+/// -device virtio-net,netdev=user.0`, with the job file's ARGS. The image is a copy in a
+/// scratch directory, as Nomad's artifact lands in the allocation's directory (QEMU
+/// locks a `-drive` file for writing). DHCP from QEMU's user network configures echo.
+#[test]
+fn nomad_qemu_driver_command_line() {
+    let image = image_path("echo");
+    let directory = torito_qemu_tests::workspace_root()
+        .join("target/nomad-test")
+        .join(std::process::id().to_string());
+    std::fs::create_dir_all(&directory).unwrap();
+    let local = directory.join("echo.elf");
+    std::fs::copy(&image, &local).unwrap();
+    let local = local.to_str().unwrap().to_owned();
+    let start = |port: u16| {
+        let mut qemu = Command::new("qemu-system-x86_64");
+        qemu.args([
+            "-machine",
+            "type=pc,accel=tcg",
+            "-name",
+            "echo.elf",
+            "-m",
+            "128M",
+        ]);
+        qemu.args(["-drive", &format!("file={local}"), "-nographic"]);
+        // The job file's args.
+        qemu.args(["-kernel", &local, "-append", "log=info GREETING=hola --"]);
+        qemu.args(["-no-reboot", "-device", "virtio-rng-pci"]);
+        // The driver's port_map.
+        let forwards = format!(
+            "user,id=user.0,hostfwd=udp::{port}-:{ECHO_PORT},hostfwd=tcp::{port}-:{ECHO_PORT}"
+        );
+        qemu.args(["-netdev", &forwards, "-device", "virtio-net,netdev=user.0"]);
+        let description = format!("{qemu:?}");
+        Guest::start_command(qemu, description)
+    };
+    let (guest, port) = Guest::start_forwarded_with(ECHO_PORT, READY, BOOT, start)
+        .unwrap_or_else(|failure| panic!("{failure}"));
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    if let Err(error) = echo_round_trip(&mut stream, &payload(10_000)) {
+        panic!(
+            "{}",
+            guest.failure(format!("echo through Nomad's port map: {error}"))
+        );
+    }
+    drop(guest);
+    let _ = std::fs::remove_dir_all(directory);
 }
