@@ -36,7 +36,7 @@ pub fn env(name: &str) -> Option<&'static str> {
 }
 
 /// Every environment variable, as `(name, value)`, in command-line order (duplicates
-/// included; [`env`] returns the last).
+/// included; [`env()`] returns the last).
 pub fn env_vars() -> impl Iterator<Item = (&'static str, &'static str)> {
     torito_boot::Cmdline::parse(cmdline())
         .ok()

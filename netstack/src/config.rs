@@ -287,12 +287,10 @@ fn parse_linux_ip(value: &str) -> Result<LinuxIp, ConfigError> {
         expected,
     };
     let mut fields = [""; 10];
-    let mut count = 0;
-    for field in value.split(':') {
+    for (index, field) in value.split(':').enumerate() {
         *fields
-            .get_mut(count)
+            .get_mut(index)
             .ok_or_else(|| error(EXPECTED_LINUX_FIELDS))? = field;
-        count += 1;
     }
     // An address field: empty or a unicast address (0.0.0.0 reads as empty, as Linux
     // reads it).
