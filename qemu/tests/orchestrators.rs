@@ -398,10 +398,13 @@ impl Pod {
             std::thread::sleep(Duration::from_millis(50));
         }
         let _ = writer.join();
-        let _ = client.wait();
+        let status = client.wait().map_err(|e| e.to_string())?;
         let (out, err) = reader.join().unwrap_or_default();
-        if !err.is_empty() {
-            return Err(String::from_utf8_lossy(&err).into_owned());
+        if !err.is_empty() || (out.is_empty() && !status.success()) {
+            return Err(format!(
+                "nc ended with {status}: {}",
+                String::from_utf8_lossy(&err)
+            ));
         }
         Ok(out)
     }
