@@ -100,6 +100,9 @@ struct Pod {
     gateway: &'static str,
     netmask: &'static str,
     prefix: u8,
+    /// The MTU the VM's NIC offers (virtio-net's MTU feature, QEMU's `host_mtu`), in
+    /// the hermit format's `-device` line; `None`: no offer (what urunc does).
+    host_mtu: Option<u32>,
 }
 
 impl Pod {
@@ -123,6 +126,7 @@ impl Pod {
             gateway,
             netmask,
             prefix,
+            host_mtu: None,
         };
         run("ip", &["netns", "add", &pod.node]);
         run("ip", &["netns", "add", &pod.pod]);
@@ -343,10 +347,13 @@ impl Pod {
                     "-netdev",
                     &format!("tap,id=net0,ifname={TAP},script=no,downscript=no"),
                 ]);
-                let device = format!(
+                let mut device = format!(
                     "virtio-net-pci,netdev=net0,disable-legacy=on,mac={}",
                     self.eth0_mac()
                 );
+                if let Some(mtu) = self.host_mtu {
+                    device.push_str(&format!(",host_mtu={mtu}"));
+                }
                 qemu.args(["-device", &device]);
                 qemu.args([
                     "-no-reboot",
@@ -523,6 +530,57 @@ fn overlay_mtu_1450_from_an_environment_token() {
     );
     let cmdline = pod.linux_cmdline(&["TORITO_MTU=1450"], "");
     echo_through(&pod, Kind::Linux, &cmdline, 60_000);
+}
+
+/// The same overlay, the MTU offered by the device instead (virtio-net's MTU feature:
+/// QEMU's `host_mtu=1450`), nothing on the command line.
+#[test]
+fn overlay_mtu_1450_from_the_device() {
+    if !root() {
+        return;
+    }
+    let mut pod = Pod::new(Shape::Subnet, 1450);
+    pod.host_mtu = Some(1450);
+    run(
+        "ip",
+        &[
+            "-n",
+            &pod.node,
+            "route",
+            "replace",
+            "10.88.0.0/24",
+            "dev",
+            &pod.host_veth,
+            "advmss",
+            "1460",
+        ],
+    );
+    let cmdline = pod.hermit_cmdline("");
+    echo_through(&pod, Kind::Hermit, &cmdline, 60_000);
+}
+
+/// A hostile `ip=` (a netmask with holes) stops the network service with a message that
+/// names the field, as every bad network key does; the service does not start.
+#[test]
+fn a_hostile_linux_ip_is_refused_by_name() {
+    let options = torito_qemu_tests::RunOptions::default()
+        .append("ip=10.0.0.2::10.0.0.1:255.0.255.0:urunc:eth0:off");
+    let mut guest = Guest::start("echo", &options);
+    let refusal = guest
+        .wait_for_line("cannot boot: network configuration", BOOT)
+        .unwrap_or_else(|failure| panic!("{failure}"));
+    assert!(
+        refusal.contains("255.0.255.0") && refusal.contains("NETMASK"),
+        "{refusal}"
+    );
+    let outcome = guest
+        .wait_exit(EXIT)
+        .unwrap_or_else(|failure| panic!("{failure}"));
+    assert!(
+        !outcome.console.contains("listening"),
+        "{}",
+        outcome.console
+    );
 }
 
 /// The container's environment and arguments reach the application (hello prints them),
