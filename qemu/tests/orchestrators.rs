@@ -103,6 +103,8 @@ struct Pod {
     /// The MTU the VM's NIC offers (virtio-net's MTU feature, QEMU's `host_mtu`), in
     /// the hermit format's `-device` line; `None`: no offer (what urunc does).
     host_mtu: Option<u32>,
+    /// vCPUs (`-smp`; urunc derives them from the container's CPU limit); `None`: one.
+    cpus: Option<u32>,
 }
 
 impl Pod {
@@ -127,6 +129,7 @@ impl Pod {
             netmask,
             prefix,
             host_mtu: None,
+            cpus: None,
         };
         run("ip", &["netns", "add", &pod.node]);
         run("ip", &["netns", "add", &pod.pod]);
@@ -362,6 +365,9 @@ impl Pod {
                 ]);
             }
         }
+        if let Some(cpus) = self.cpus {
+            qemu.args(["-smp", &cpus.to_string()]);
+        }
         qemu.args(["-append", cmdline]);
         let description = format!("{qemu:?}");
         Guest::start_command(qemu, description).unwrap_or_else(|failure| panic!("{failure}"))
@@ -497,7 +503,9 @@ fn hermit_type_on_a_calico_slash_32_pod() {
     if !root() {
         return;
     }
-    let pod = Pod::new(Shape::Calico, 1500);
+    let mut pod = Pod::new(Shape::Calico, 1500);
+    // Four vCPUs here: echo spreads its connections over every core.
+    pod.cpus = Some(4);
     let cmdline = pod.hermit_cmdline("");
     echo_through(&pod, Kind::Hermit, &cmdline, 20_000);
 }
