@@ -802,4 +802,47 @@ mod tests {
             assert_eq!(parse_netmask(bad), None, "{bad}");
         }
     }
+
+    /// Seeded fuzzing: any `ip=`, `gw=`, `gateway=`, `dns=` and `mtu=` text built from
+    /// the characters that matter gives a configuration or an error naming a key, never
+    /// a panic; an accepted static address keeps its prefix within 0..=32.
+    #[test]
+    fn network_keys_never_panic() {
+        let alphabet = b"0123456789.:/dhcpnofaxy-+ ";
+        let mut state = 0x5eed_0010_u64;
+        let mut next = move |below: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % below as u64) as usize
+        };
+        let text = |next: &mut dyn FnMut(usize) -> usize| -> &'static str {
+            let len = next(40);
+            let bytes: String = (0..len)
+                .map(|_| alphabet[next(alphabet.len())] as char)
+                .collect();
+            Box::leak(bytes.into_boxed_str())
+        };
+        for _ in 0..4000 {
+            let pairs = [
+                ("ip", text(&mut next)),
+                ("gw", text(&mut next)),
+                ("gateway", text(&mut next)),
+                ("dns", text(&mut next)),
+                ("mtu", text(&mut next)),
+            ];
+            let count = next(pairs.len() + 1);
+            match parse(&pairs[..count]) {
+                Ok(config) => {
+                    if let Ipv4Config::Static(fixed) = config.ipv4 {
+                        assert!(fixed.address.prefix_len() <= 32);
+                    }
+                    assert!(config.mtu.is_none_or(|mtu| MTU_RANGE.contains(&mtu)));
+                }
+                Err(error) => {
+                    assert!(CONFIG_KEYS.contains(&error.key) || error.key.starts_with("TORITO_"))
+                }
+            }
+        }
+    }
 }
