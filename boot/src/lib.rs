@@ -45,6 +45,7 @@ pub mod acpi;
 pub mod bios;
 pub mod cmdline;
 mod error;
+pub mod ged;
 mod info;
 pub mod multiboot2;
 mod phys;
