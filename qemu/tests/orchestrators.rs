@@ -23,7 +23,9 @@
 //! the veth has no address and answers ARP by proxy, as Calico sets it up); a pod with an
 //! MTU of 1450 whose client offers a 1460-byte MSS (an overlay network), fixed by the
 //! `TORITO_MTU` environment token a pod spec can set; environment tokens and arguments
-//! reaching the application; the exit status each type's VMM line reports.
+//! reaching the application; the exit status each type's VMM line reports; a graceful
+//! stop on QEMU's `system_powerdown` (what Nomad's `graceful_shutdown` sends; urunc
+//! itself signals or kills the VMM, docs/deploy.md).
 //!
 //! Needs root (namespaces, tap devices); without it every case prints why it skipped.
 //! Namespaces are deleted by a guard even when a case fails.
@@ -36,7 +38,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use torito_qemu_tests::{Guest, echo_round_trip, image_path};
+use torito_qemu_tests::{Guest, Qmp, echo_round_trip, image_path};
 
 const ECHO_PORT: u16 = 5555;
 const READY: &str = "echo: listening on port";
@@ -105,6 +107,8 @@ struct Pod {
     host_mtu: Option<u32>,
     /// vCPUs (`-smp`; urunc derives them from the container's CPU limit); `None`: one.
     cpus: Option<u32>,
+    /// A QMP socket for the test to drive QEMU (`-qmp unix:PATH,server=on,wait=off`).
+    qmp: Option<std::path::PathBuf>,
 }
 
 impl Pod {
@@ -130,6 +134,7 @@ impl Pod {
             prefix,
             host_mtu: None,
             cpus: None,
+            qmp: None,
         };
         run("ip", &["netns", "add", &pod.node]);
         run("ip", &["netns", "add", &pod.pod]);
@@ -367,6 +372,12 @@ impl Pod {
         }
         if let Some(cpus) = self.cpus {
             qemu.args(["-smp", &cpus.to_string()]);
+        }
+        if let Some(path) = &self.qmp {
+            qemu.args([
+                "-qmp",
+                &format!("unix:{},server=on,wait=off", path.display()),
+            ]);
         }
         qemu.args(["-append", cmdline]);
         let description = format!("{qemu:?}");
@@ -698,5 +709,113 @@ fn nomad_qemu_driver_command_line() {
         );
     }
     drop(guest);
+    let _ = std::fs::remove_dir_all(directory);
+}
+
+/// What the kernel prints when the power button is pressed, and echo once its
+/// connections have closed (examples/echo, kernel/src/shutdown.rs).
+const POWER_BUTTON: &str = "shutdown: requested by the ACPI power button";
+const STOPPED: &str = "echo: stopped cleanly";
+
+/// A graceful stop in a pod: QEMU's `system_powerdown` (an ACPI power-button press)
+/// reaches echo through `torito::shutdown()`; it has served a client first, finishes,
+/// and the VM powers off: QEMU ends with status 0 (no exit device in urunc's `linux`
+/// line) after `torito: exit(0)`.
+#[test]
+fn graceful_stop_in_a_pod_on_system_powerdown() {
+    if !root() {
+        return;
+    }
+    let mut pod = Pod::new(Shape::Calico, 1500);
+    let socket = std::env::temp_dir().join(format!("torito-pod-qmp-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&socket);
+    pod.qmp = Some(socket.clone());
+    let cmdline = pod.linux_cmdline(&["HOSTNAME=echo"], "");
+    let mut guest = pod.boot(Kind::Linux, "echo", &cmdline);
+    guest
+        .wait_for_line(READY, BOOT)
+        .unwrap_or_else(|failure| panic!("{failure}"));
+    let sent = payload(5_000);
+    match pod.echo(&sent) {
+        Ok(received) if received == sent => {}
+        other => panic!(
+            "{}",
+            guest.failure(format!("echo before the stop: {other:?}"))
+        ),
+    }
+    let mut qmp =
+        Qmp::connect(&socket, EXIT).unwrap_or_else(|error| panic!("{}", guest.failure(error)));
+    qmp.system_powerdown()
+        .unwrap_or_else(|error| panic!("{}", guest.failure(error)));
+    let outcome = guest
+        .expect_exit(0, EXIT)
+        .unwrap_or_else(|failure| panic!("{failure}"));
+    for line in [POWER_BUTTON, STOPPED, "torito: exit(0)"] {
+        assert!(
+            outcome.line(line).is_some(),
+            "no `{line}` in:\n{}",
+            outcome.console
+        );
+    }
+    let _ = std::fs::remove_file(socket);
+}
+
+/// Nomad's `graceful_shutdown = true`: the driver adds `-monitor unix:PATH,server,nowait`
+/// and, on `nomad alloc stop`, writes `system_powerdown` to that human monitor
+/// (drivers/qemu/driver.go, `sendQemuShutdown`). echo stops cleanly and QEMU ends with 0.
+#[test]
+fn nomad_graceful_shutdown() {
+    use std::io::Write;
+    let image = image_path("echo");
+    let directory = torito_qemu_tests::workspace_root()
+        .join("target/nomad-test")
+        .join(format!("stop-{}", std::process::id()));
+    std::fs::create_dir_all(&directory).unwrap();
+    let local = directory.join("echo.elf");
+    std::fs::copy(&image, &local).unwrap();
+    let monitor = directory.join("qemu-monitor.sock");
+    let mut qemu = Command::new("qemu-system-x86_64");
+    qemu.args([
+        "-machine",
+        "type=pc,accel=tcg",
+        "-name",
+        "echo.elf",
+        "-m",
+        "128M",
+    ]);
+    qemu.args(["-drive", &format!("file={}", local.display()), "-nographic"]);
+    qemu.args([
+        "-monitor",
+        &format!("unix:{},server,nowait", monitor.display()),
+    ]);
+    qemu.args(["-kernel", local.to_str().unwrap(), "-append", "log=info --"]);
+    qemu.args(["-no-reboot", "-device", "virtio-rng-pci"]);
+    qemu.args([
+        "-netdev",
+        "user,id=user.0",
+        "-device",
+        "virtio-net,netdev=user.0",
+    ]);
+    let description = format!("{qemu:?}");
+    let mut guest =
+        Guest::start_command(qemu, description).unwrap_or_else(|failure| panic!("{failure}"));
+    guest
+        .wait_for_line(READY, BOOT)
+        .unwrap_or_else(|failure| panic!("{failure}"));
+    let mut socket = std::os::unix::net::UnixStream::connect(&monitor)
+        .unwrap_or_else(|error| panic!("{}", guest.failure(format!("monitor: {error}"))));
+    socket
+        .write_all(b"system_powerdown\n")
+        .unwrap_or_else(|error| panic!("{}", guest.failure(format!("monitor: {error}"))));
+    let outcome = guest
+        .expect_exit(0, EXIT)
+        .unwrap_or_else(|failure| panic!("{failure}"));
+    for line in [POWER_BUTTON, STOPPED, "torito: exit(0)"] {
+        assert!(
+            outcome.line(line).is_some(),
+            "no `{line}` in:\n{}",
+            outcome.console
+        );
+    }
     let _ = std::fs::remove_dir_all(directory);
 }
