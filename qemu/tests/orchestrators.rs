@@ -389,7 +389,7 @@ impl Pod {
     fn echo(&self, payload: &[u8]) -> Result<Vec<u8>, String> {
         let port = ECHO_PORT.to_string();
         let mut client = Command::new("ip")
-            .args(["netns", "exec", &self.node, "nc", "-N", "-w", "15"])
+            .args(["netns", "exec", &self.node, "nc", "-N", "-w", "30"])
             .args([self.address, port.as_str()])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -413,7 +413,7 @@ impl Pod {
             (out, err)
         });
         // nc's -w bounds an idle connection; this bounds the whole exchange.
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + Duration::from_secs(120);
         while client.try_wait().map_err(|e| e.to_string())?.is_none() {
             if Instant::now() > deadline {
                 let _ = client.kill();
