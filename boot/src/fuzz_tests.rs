@@ -160,7 +160,7 @@ fn tag_offsets(mbi: &[u8]) -> Vec<usize> {
 #[test]
 fn cmdline_never_panics() {
     let mut rng = Rng(0x5eed_0003);
-    let alphabet = b"ab=\" \t-.log=debuginfo\xc3\xa9app.";
+    let alphabet = b"ab=\" \t-.log=debuginfo\xc3\xa9app.AB_'";
     for _ in 0..ITERATIONS {
         let len = rng.below(40);
         let bytes: Vec<u8> = (0..len)
@@ -180,6 +180,18 @@ fn cmdline_never_panics() {
                 }
                 let _ = line.get("log");
                 let _ = parse_kernel_options(&line, &["ab"]).map(|(_, unknown)| unknown.count());
+                // Environment names are what `is_env_key` promises; application words
+                // never hold unquoted whitespace and never outnumber the bytes.
+                for (name, _) in line.env() {
+                    assert!(crate::is_env_key(name), "{text:?}");
+                }
+                assert!(
+                    line.app_words().count() <= line.app_args().len(),
+                    "{text:?}"
+                );
+                for word in line.app_words() {
+                    assert!(line.app_args().contains(word), "{text:?}");
+                }
             }
             Err(error) => assert!(!error.to_string().is_empty()),
         }
@@ -274,6 +286,10 @@ fn cmdline_full_byte_range_and_length_never_panics() {
                     assert!(arg.value.is_none_or(inside), "{text:?}");
                     assert!(line.get(arg.key).is_some());
                 }
+                for word in line.app_words() {
+                    assert!(inside(word), "{text:?}");
+                }
+                let _ = line.env().count();
                 assert!(line.app_args().is_empty() || inside(line.app_args()));
                 let _ = parse_kernel_options(&line, &["app"]).map(|(_, unknown)| unknown.count());
             }

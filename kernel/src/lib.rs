@@ -50,6 +50,8 @@ pub mod boot;
 pub mod console;
 #[cfg(target_os = "none")]
 mod devices;
+#[cfg_attr(not(target_os = "none"), allow(dead_code))]
+mod escape;
 #[cfg(target_os = "none")]
 pub mod net;
 // Decoders for the platform's stop requests; plain code, tested on the host.
