@@ -1,4 +1,6 @@
-//! One connection's buffered input and output over its `TcpStream`.
+//! One connection's buffered input and output over its stream, through the stream's
+//! embedded-io-async 0.7 `Read` and `Write` (a `TcpStream` here; any such stream would
+//! do).
 //!
 //! Input: requests are read in large pieces into one buffer, so a pipelined request
 //! that arrives with the one before it waits there for its turn, and edge-http's
@@ -13,7 +15,7 @@
 //! peer's acknowledgement (`TcpStream::flush` does): waiting for it after every
 //! response would add a round trip, or a delayed-ACK pause, to each request.
 
-use torito::net::{Error, TcpStream};
+use embedded_io_async::{ErrorType, Read, Write};
 
 /// Bytes of input kept: the largest header block plus room for what follows it.
 const INPUT: usize = crate::HEADER_LIMIT + 2048;
@@ -37,8 +39,8 @@ pub enum Head {
 /// It owns the stream, and has no lifetime parameter, on purpose: with one, rustc
 /// cannot prove the serving future `Send` (its higher-ranked auto-trait check fails on
 /// edge-http's generic futures over `&mut Io<'_>`), and tasks must be `Send`.
-pub struct Io {
-    stream: TcpStream,
+pub struct Io<S> {
+    stream: S,
     input: [u8; INPUT],
     start: usize,
     end: usize,
@@ -49,8 +51,8 @@ pub struct Io {
     sent: usize,
 }
 
-impl Io {
-    pub fn new(stream: TcpStream) -> Io {
+impl<S: Read + Write> Io<S> {
+    pub fn new(stream: S) -> Io<S> {
         Io {
             stream,
             input: [0; INPUT],
@@ -63,7 +65,7 @@ impl Io {
     }
 
     /// The stream, once the connection is done with.
-    pub fn into_stream(self) -> TcpStream {
+    pub fn into_stream(self) -> S {
         self.stream
     }
 
@@ -83,7 +85,7 @@ impl Io {
     /// # Errors
     ///
     /// The socket's, when reading or pushing output fails.
-    pub async fn head(&mut self) -> Result<Head, Error> {
+    pub async fn head(&mut self) -> Result<Head, S::Error> {
         let mut searched = 0;
         loop {
             let pending = &self.input[self.start..self.end];
@@ -111,7 +113,7 @@ impl Io {
     /// Pushes what is queued for output, then reads more input (compacting the buffer
     /// first if the unread part is not at its start). Returns how many bytes came;
     /// 0 at the end of the peer's stream.
-    async fn read_more(&mut self) -> Result<usize, Error> {
+    async fn read_more(&mut self) -> Result<usize, S::Error> {
         self.push().await?;
         if self.start > 0 {
             self.input.copy_within(self.start..self.end, 0);
@@ -132,7 +134,7 @@ impl Io {
     /// Cancel-safe, like [`head`](Self::head) (which pushes before it reads): each
     /// `write` moves bytes into the socket in one step, and `sent` records them, so a
     /// push dropped half-way resumes where it stopped and no byte is lost or sent twice.
-    pub async fn push(&mut self) -> Result<(), Error> {
+    pub async fn push(&mut self) -> Result<(), S::Error> {
         while self.sent < self.queued {
             self.sent += self
                 .stream
@@ -149,7 +151,7 @@ impl Io {
     /// # Errors
     ///
     /// The socket's.
-    pub async fn queue(&mut self, mut bytes: &[u8]) -> Result<(), Error> {
+    pub async fn queue(&mut self, mut bytes: &[u8]) -> Result<(), S::Error> {
         while !bytes.is_empty() {
             if self.queued == OUTPUT {
                 self.push().await?;
@@ -173,12 +175,12 @@ fn find_end_of_head(bytes: &[u8], from: usize) -> Option<usize> {
         .map(|at| from + at + 4)
 }
 
-impl embedded_io_async::ErrorType for Io {
-    type Error = Error;
+impl<S: ErrorType> ErrorType for Io<S> {
+    type Error = S::Error;
 }
 
-impl embedded_io_async::Read for Io {
-    async fn read(&mut self, buffer: &mut [u8]) -> Result<usize, Error> {
+impl<S: Read + Write> Read for Io<S> {
+    async fn read(&mut self, buffer: &mut [u8]) -> Result<usize, S::Error> {
         if buffer.is_empty() {
             return Ok(0);
         }
@@ -192,14 +194,14 @@ impl embedded_io_async::Read for Io {
     }
 }
 
-impl embedded_io_async::Write for Io {
-    async fn write(&mut self, bytes: &[u8]) -> Result<usize, Error> {
+impl<S: Read + Write> Write for Io<S> {
+    async fn write(&mut self, bytes: &[u8]) -> Result<usize, S::Error> {
         self.queue(bytes).await?;
         Ok(bytes.len())
     }
 
     /// Pushes to the socket's send queue; see the module docs.
-    async fn flush(&mut self) -> Result<(), Error> {
+    async fn flush(&mut self) -> Result<(), S::Error> {
         self.push().await
     }
 }

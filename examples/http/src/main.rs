@@ -218,7 +218,11 @@ async fn serve(stream: TcpStream, idle: Duration, live: Live) {
 /// # Errors
 ///
 /// The [`Refusal`] to answer before closing.
-async fn exchange(io: &mut Io, head: &mut [u8], idle: Duration) -> Result<Next, Refusal> {
+async fn exchange(
+    io: &mut Io<TcpStream>,
+    head: &mut [u8],
+    idle: Duration,
+) -> Result<Next, Refusal> {
     let waited = loop {
         if io.has_input() {
             // A request begun is finished (or refused), stop or not.
@@ -279,7 +283,7 @@ async fn linger(stream: &mut TcpStream, idle: Duration) {
 }
 
 /// Answers `refusal` (and counts it); the caller closes the connection next.
-async fn refuse(io: &mut Io, refusal: Refusal) {
+async fn refuse(io: &mut Io<TcpStream>, refusal: Refusal) {
     count(match refusal {
         Refusal::BadRequest => &STATS.bad_request,
         Refusal::Timeout => &STATS.request_timeout,

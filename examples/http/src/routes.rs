@@ -8,7 +8,7 @@ use alloc::string::String;
 use edge_http::Method;
 use edge_http::io::server::Connection;
 use embedded_io_async::Read;
-use torito::net;
+use torito::net::{self, TcpStream};
 use torito::time::Duration;
 
 use crate::io::Io;
@@ -116,7 +116,7 @@ fn counter(value: u64) -> Response {
 ///
 /// The [`Refusal`] to answer instead (a body too long, or too slow).
 pub async fn answer(
-    io: &mut Io,
+    io: &mut Io<TcpStream>,
     head: &mut [u8],
     head_length: usize,
     idle: Duration,
@@ -126,10 +126,14 @@ pub async fn answer(
     // a pipelined request after a chunked body would vanish. One byte of room makes it
     // read one byte at a time (from `io`'s memory, not the socket), never past the body.
     let room = (head_length + 1).min(head.len());
-    let Ok(mut connection) = Connection::<_, MAX_HEADERS>::new(&mut head[..room], &mut *io).await
-    else {
-        // The block passed the same parser already: only a broken socket gets here.
-        return Ok(Next::Close);
+    let mut connection = match Connection::<_, MAX_HEADERS>::new(&mut head[..room], &mut *io).await
+    {
+        Ok(connection) => connection,
+        // A broken socket: no one to answer.
+        Err(edge_http::io::Error::Io(_)) => return Ok(Next::Close),
+        // The block passed the same parser already, so this is not expected; should
+        // edge-http still find fault with it, the client hears why.
+        Err(_) => return Err(Refusal::BadRequest),
     };
     let Ok(headers) = connection.headers() else {
         return Ok(Next::Close);
@@ -191,7 +195,11 @@ fn keep_alive(http11: bool, connection: Option<&str>) -> bool {
 /// edge-http's own response writer is not used: rustc cannot prove its future `Send`
 /// (its generic header iterator over borrowed `&str` trips the higher-ranked auto-trait
 /// check), and a task's future must be.
-async fn respond(io: &mut Io, response: &Response, keep_alive: bool) -> Result<(), net::Error> {
+async fn respond(
+    io: &mut Io<TcpStream>,
+    response: &Response,
+    keep_alive: bool,
+) -> Result<(), net::Error> {
     let body = response.body.bytes();
     let mut status = Decimal::new();
     let mut length = Decimal::new();
