@@ -46,6 +46,7 @@ pub mod discovery;
 #[cfg(test)]
 mod fake;
 mod features;
+mod lent;
 mod net;
 mod rng;
 mod transport;
@@ -53,7 +54,7 @@ pub mod vsock;
 
 pub use blk::{BlockDevice, BlockError, BlockStats, Buffer};
 pub use console::{BUFFER as CONSOLE_BUFFER, ConsoleDevice, ConsoleError, ConsoleStats};
-pub use net::{NetDevice, NetError, NetStats};
+pub use net::{NetDevice, NetError, NetRx, NetStats, NetTx};
 pub use rng::{RngDevice, RngError};
 pub use transport::{DeviceTransport, StepwiseStatus, status_steps};
 pub use virtio_drivers;
