@@ -48,6 +48,7 @@ mod fake;
 mod features;
 mod lent;
 mod net;
+mod queue;
 mod rng;
 mod transport;
 pub mod vsock;

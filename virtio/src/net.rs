@@ -10,9 +10,9 @@
 //!
 //! DMA ownership: while the driver holds a buffer it is a `Box<[u8]>` (in the free list
 //! or a token); while the device owns it (posted to a queue and not yet returned in the
-//! used ring) it is a [`Lent`] in the slot of the token it was posted under, and
-//! nothing reads or writes it; it becomes a `Box` again only through `pop_used` with
-//! the same token, or after a reset.
+//! used ring) it is a `Lent` in the slot of the token it was posted under
+//! (`crate::queue`), and nothing reads or writes it; it becomes a `Box` again only
+//! through `pop_used` with the same token, or after a reset.
 //!
 //! Notifications, both ways, are batched (spec 2.7.7 and 2.7.10, with the `flags`
 //! fields: `VIRTIO_F_EVENT_IDX` is deliberately not negotiated):
@@ -35,14 +35,13 @@
 #![allow(unsafe_code)]
 
 use crate::features::{self, VIRTIO_F_VERSION_1};
-use crate::lent::Lent;
+use crate::queue::{BufferQueue, Direction, Used};
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering, fence};
 use core::task::Waker;
 use futures_util::task::AtomicWaker;
 use virtio_drivers::Hal;
-use virtio_drivers::queue::VirtQueue;
 use virtio_drivers::transport::{DeviceStatus, Transport};
 
 use torito_netstack::{RxToken, TxToken};
@@ -136,169 +135,8 @@ impl NetStats {
     }
 }
 
-enum Slot {
-    /// The device owns the first `.1` bytes of the buffer (posted under its token).
-    Posted(Lent, usize),
-    /// Nothing here (transiently, or after a device error).
-    Empty,
-}
-
-/// What the used ring gave back.
-enum Used {
-    /// A buffer the driver posted, and how many bytes the device wrote into it.
-    Buffer(Box<[u8]>, usize),
-    /// An entry the driver cannot trust (counted; nothing was taken).
-    Untrusted,
-}
-
-/// One virtqueue with the driver's view of it: which buffers it holds, whether buffers
-/// were added since the last notification, whether its interrupts are on.
-struct Queue<H: Hal> {
-    index: u16,
-    /// The device reads this queue's buffers (transmit), rather than writes them.
-    out: bool,
-    queue: VirtQueue<H, QUEUE>,
-    /// Indexed by the token (head descriptor) a buffer was posted under.
-    slots: Vec<Slot>,
-    /// Buffers were added since the device was last told.
-    unnotified: bool,
-    /// Used-buffer notifications (interrupts) are requested.
-    interrupts: bool,
-}
-
-impl<H: Hal> Queue<H> {
-    fn new<T: Transport>(
-        transport: &mut T,
-        index: u16,
-        out: bool,
-        interrupts: bool,
-    ) -> Result<Self, NetError> {
-        let mut queue = VirtQueue::new(transport, index, false, false).map_err(NetError::Device)?;
-        queue.set_dev_notify(interrupts);
-        Ok(Queue {
-            index,
-            out,
-            queue,
-            slots: (0..QUEUE).map(|_| Slot::Empty).collect(),
-            unnotified: false,
-            interrupts,
-        })
-    }
-
-    fn set_interrupts(&mut self, on: bool) {
-        if self.interrupts != on {
-            self.queue.set_dev_notify(on);
-            self.interrupts = on;
-        }
-    }
-
-    /// Posts the first `length` bytes of `buffer`, for the device to read (`out`) or to
-    /// write. `Err` gives the buffer back (no free descriptor).
-    fn post(
-        &mut self,
-        buffer: Box<[u8]>,
-        length: usize,
-        stats: &NetStats,
-    ) -> Result<(), Box<[u8]>> {
-        let mut lent = Lent::new(buffer);
-        // SAFETY: not posted yet: the device does not know these bytes.
-        let bytes = &mut unsafe { lent.bytes() }[..length];
-        // SAFETY: the buffer (lent: no owner asserts access to it) moves into
-        // `self.slots[token]` as `Posted` right below and is not touched until
-        // `take_used` gets it back for that same token; on error the queue kept nothing.
-        let added = unsafe {
-            if self.out {
-                self.queue.add(&[bytes], &mut [])
-            } else {
-                self.queue.add(&[], &mut [bytes])
-            }
-        };
-        let Ok(token) = added else {
-            // SAFETY: the queue refused the buffer: the device never saw it.
-            return Err(unsafe { lent.take_back() });
-        };
-        self.unnotified = true;
-        match self.slots.get_mut(usize::from(token)) {
-            Some(slot) => *slot = Slot::Posted(lent, length),
-            // The crate handed out a token outside the queue: a broken invariant there.
-            // The device owns the buffer now: the `Lent` goes out of scope, which leaks
-            // it, never frees it under the device.
-            None => {
-                stats.rx_bad_used.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        Ok(())
-    }
-
-    /// The next entry of the used ring, if any.
-    fn take_used(&mut self, stats: &NetStats) -> Option<Used> {
-        let token = self.queue.peek_used()?;
-        let Some(Slot::Posted(mut lent, posted)) = self
-            .slots
-            .get_mut(usize::from(token))
-            .map(|slot| core::mem::replace(slot, Slot::Empty))
-        else {
-            // A token we never posted: the device is misbehaving; stop trusting it.
-            stats.rx_bad_used.fetch_add(1, Ordering::Relaxed);
-            return Some(Used::Untrusted);
-        };
-        // SAFETY: the used ring returned `token` (the device is done with its buffer);
-        // the bytes are only named here, to pass `pop_used` the slice that was posted.
-        let bytes = &mut unsafe { lent.bytes() }[..posted];
-        // SAFETY: `bytes` is the buffer posted under `token` (its slot says so), with the
-        // same direction and length.
-        let used = unsafe {
-            if self.out {
-                self.queue.pop_used(token, &[bytes], &mut [])
-            } else {
-                self.queue.pop_used(token, &[], &mut [bytes])
-            }
-        };
-        Some(match used {
-            // SAFETY: the device returned the buffer in the used ring.
-            Ok(written) => Used::Buffer(unsafe { lent.take_back() }, written as usize),
-            Err(_) => {
-                stats.rx_bad_used.fetch_add(1, Ordering::Relaxed);
-                self.slots[usize::from(token)] = Slot::Posted(lent, posted);
-                Used::Untrusted
-            }
-        })
-    }
-
-    /// Every buffer the device held, back.
-    ///
-    /// # Safety
-    /// The device no longer uses the queue: it was reset (it gave up every buffer,
-    /// spec 2.4).
-    unsafe fn take_all(&mut self) -> Vec<Box<[u8]>> {
-        let mut buffers = Vec::with_capacity(self.slots.len());
-        for slot in &mut self.slots {
-            if let Slot::Posted(lent, _) = core::mem::replace(slot, Slot::Empty) {
-                // SAFETY: the device was reset (the caller's duty): it no longer uses
-                // the bytes.
-                buffers.push(unsafe { lent.take_back() });
-            }
-        }
-        buffers
-    }
-
-    /// Notifies the device if buffers were added since the last time and it has not
-    /// suppressed notifications.
-    fn notify<T: Transport>(&mut self, transport: &mut T, stats: &NetStats) {
-        if !self.unnotified {
-            return;
-        }
-        self.unnotified = false;
-        // The avail index was published before; the device's flag must be read after it
-        // (a store-load order the queue's own release/acquire does not give). A device
-        // that set the flag re-checks the avail ring after clearing it.
-        fence(Ordering::SeqCst);
-        if self.queue.should_notify() {
-            stats.notifications.fetch_add(1, Ordering::Relaxed);
-            transport.notify(self.index);
-        }
-    }
-}
+/// A queue of this driver: `QUEUE` descriptors.
+type Queue<H> = BufferQueue<H, QUEUE>;
 
 /// A virtio-net device, driven through the netstack's `Driver` contract.
 pub struct NetDevice<H: Hal, T: Transport> {
@@ -337,8 +175,10 @@ impl<H: Hal, T: Transport> NetDevice<H, T> {
         stats: &'static NetStats,
     ) -> Result<Self, NetError> {
         let (header, mac) = Self::start(&mut transport)?;
-        let rx = Queue::new(&mut transport, RECEIVE_QUEUE, false, true)?;
-        let tx = Queue::new(&mut transport, TRANSMIT_QUEUE, true, false)?;
+        let rx = Queue::new(&mut transport, RECEIVE_QUEUE, Direction::In, true)
+            .map_err(NetError::Device)?;
+        let tx = Queue::new(&mut transport, TRANSMIT_QUEUE, Direction::Out, false)
+            .map_err(NetError::Device)?;
         transport.finish_init();
         let mut device = Self {
             transport,
@@ -354,7 +194,7 @@ impl<H: Hal, T: Transport> NetDevice<H, T> {
             dead: false,
         };
         for _ in 0..QUEUE {
-            if device.rx.post(buffer(), BUFFER, stats).is_err() {
+            if device.rx.post(buffer(), BUFFER).is_err() {
                 return Err(NetError::Device(virtio_drivers::Error::QueueFull));
             }
         }
@@ -417,7 +257,7 @@ impl<H: Hal, T: Transport> NetDevice<H, T> {
             Ok(()) => {
                 for buffer in receive_buffers {
                     // Fresh queue, as many buffers as descriptors at most: cannot fail.
-                    let _ = self.rx.post(buffer, BUFFER, self.stats);
+                    let _ = self.rx.post(buffer, BUFFER);
                 }
                 self.flush();
                 if let Some(hook) = &mut self.after_reset {
@@ -436,8 +276,10 @@ impl<H: Hal, T: Transport> NetDevice<H, T> {
     /// memory freed: the device was reset and no longer uses them).
     fn restart(&mut self) -> Result<(), NetError> {
         let (header, _) = Self::start(&mut self.transport)?;
-        let rx = Queue::new(&mut self.transport, RECEIVE_QUEUE, false, true)?;
-        let tx = Queue::new(&mut self.transport, TRANSMIT_QUEUE, true, false)?;
+        let rx = Queue::new(&mut self.transport, RECEIVE_QUEUE, Direction::In, true)
+            .map_err(NetError::Device)?;
+        let tx = Queue::new(&mut self.transport, TRANSMIT_QUEUE, Direction::Out, false)
+            .map_err(NetError::Device)?;
         self.transport.finish_init();
         self.rx = rx;
         self.tx = tx;
@@ -464,16 +306,21 @@ impl<H: Hal, T: Transport> NetDevice<H, T> {
     /// Tells the device about the buffers queued since the last flush (one notification
     /// per queue at most, none when the device suppressed them).
     pub fn flush(&mut self) {
-        self.tx.notify(&mut self.transport, self.stats);
-        self.rx.notify(&mut self.transport, self.stats);
+        for queue in [&mut self.tx, &mut self.rx] {
+            if queue.notify(&mut self.transport) {
+                self.stats.notifications.fetch_add(1, Ordering::Relaxed);
+            }
+        }
     }
 
     /// Reclaims completed transmissions into `tx_free`.
     fn reclaim_transmitted(&mut self) {
-        while let Some(used) = self.tx.take_used(self.stats) {
+        while let Some(used) = self.tx.take_used() {
             match used {
-                Used::Buffer(buffer, _) => self.tx_free.push(buffer),
-                Used::Untrusted => {
+                // A device that only reads a buffer has nothing to lie about.
+                Used::Buffer(buffer, _) | Used::Lied(buffer) => self.tx_free.push(buffer),
+                Used::Untrusted(_) => {
+                    self.stats.rx_bad_used.fetch_add(1, Ordering::Relaxed);
                     self.reset();
                     return;
                 }
@@ -490,7 +337,9 @@ impl<H: Hal, T: Transport> NetDevice<H, T> {
         if self.tx_free.is_empty() && !self.dead {
             self.waker.register(waker);
             self.tx.set_interrupts(true);
-            self.tx.notify(&mut self.transport, self.stats);
+            if self.tx.notify(&mut self.transport) {
+                self.stats.notifications.fetch_add(1, Ordering::Relaxed);
+            }
             fence(Ordering::SeqCst);
             self.reclaim_transmitted();
             if self.tx_free.is_empty() {
@@ -510,7 +359,7 @@ impl<H: Hal, T: Transport> NetDevice<H, T> {
         // a queue's worth per call, then the runner is woken to come back (no spinning
         // here on its behalf).
         for _ in 0..QUEUE {
-            let used = match self.rx.take_used(self.stats) {
+            let used = match self.rx.take_used() {
                 Some(used) => used,
                 None => {
                     // Nothing pending: ask for an interrupt, then look once more, since
@@ -518,26 +367,31 @@ impl<H: Hal, T: Transport> NetDevice<H, T> {
                     self.waker.register(waker);
                     self.rx.set_interrupts(true);
                     fence(Ordering::SeqCst);
-                    self.rx.take_used(self.stats)?
+                    self.rx.take_used()?
                 }
-            };
-            let Used::Buffer(buffer, written) = used else {
-                // A device that broke the ring: reset it, then wait for its next
-                // interrupt (the new receive queue starts with interrupts on).
-                self.reset();
-                self.waker.register(waker);
-                return None;
             };
             // Frames are pending: the runner drains them without interrupts until empty.
             self.rx.set_interrupts(false);
-            if written >= self.header && written <= buffer.len() {
-                self.stats.rx_frames.fetch_add(1, Ordering::Relaxed);
-                return Some((buffer, self.header, written));
-            }
+            let buffer = match used {
+                Used::Buffer(buffer, written) if written >= self.header => {
+                    self.stats.rx_frames.fetch_add(1, Ordering::Relaxed);
+                    return Some((buffer, self.header, written));
+                }
+                // Shorter than the header, or longer than the buffer: dropped, counted.
+                Used::Buffer(buffer, _) | Used::Lied(buffer) => buffer,
+                Used::Untrusted(_) => {
+                    // A device that broke the ring: reset it, then wait for its next
+                    // interrupt (the new receive queue starts with interrupts on).
+                    self.stats.rx_bad_used.fetch_add(1, Ordering::Relaxed);
+                    self.reset();
+                    self.waker.register(waker);
+                    return None;
+                }
+            };
             self.stats.rx_bad_used.fetch_add(1, Ordering::Relaxed);
             // Back to the device: a descriptor was just freed, so this cannot fail; if
             // it did, the buffer is dropped (counted).
-            if self.rx.post(buffer, BUFFER, self.stats).is_err() {
+            if self.rx.post(buffer, BUFFER).is_err() {
                 self.stats.rx_bad_used.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -627,7 +481,7 @@ impl<H: Hal> Drop for NetRx<'_, H> {
         // Re-post the same buffer: no allocation on the hot path. A descriptor was freed
         // for it, so this cannot fail; if it did, the buffer is dropped and counted.
         let buffer = core::mem::take(&mut self.buffer);
-        if self.queue.post(buffer, BUFFER, self.stats).is_err() {
+        if self.queue.post(buffer, BUFFER).is_err() {
             self.stats.rx_bad_used.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -673,7 +527,7 @@ impl<H: Hal> NetTx<'_, H> {
     /// Posts the frame of `len` bytes written into [`room`](Self::room).
     fn post(&mut self, len: usize) {
         let buffer = core::mem::take(&mut self.buffer);
-        match self.queue.post(buffer, self.header + len, self.stats) {
+        match self.queue.post(buffer, self.header + len) {
             Ok(()) => {
                 self.stats.tx_frames.fetch_add(1, Ordering::Relaxed);
             }
