@@ -306,10 +306,12 @@ impl<H: Hal, T: Transport> NetDevice<H, T> {
     /// Tells the device about the buffers queued since the last flush (one notification
     /// per queue at most, none when the device suppressed them).
     pub fn flush(&mut self) {
-        for queue in [&mut self.tx, &mut self.rx] {
-            if queue.notify(&mut self.transport) {
-                self.stats.notifications.fetch_add(1, Ordering::Relaxed);
-            }
+        let notified = u64::from(self.tx.notify(&mut self.transport))
+            + u64::from(self.rx.notify(&mut self.transport));
+        if notified != 0 {
+            self.stats
+                .notifications
+                .fetch_add(notified, Ordering::Relaxed);
         }
     }
 
@@ -403,14 +405,12 @@ impl<H: Hal, T: Transport> NetDevice<H, T> {
     /// registering `waker` for whichever is missing) without a frame or a free transmit
     /// buffer. A frame waiting for transmit room stays in the used ring.
     pub fn receive(&mut self, waker: &Waker) -> Option<(NetRx<'_, H>, NetTx<'_, H>)> {
-        if self.dead || !self.tx_ready(waker) {
+        // Completions are reclaimed here only when no buffer is free: the per-frame
+        // path stays as short as the transmit side allows (`transmit` reclaims).
+        if self.dead || (self.tx_free.is_empty() && !self.tx_ready(waker)) {
             return None;
         }
-        let tx_buffer = self.tx_free.pop()?;
-        let Some((buffer, start, end)) = self.next_frame(waker) else {
-            self.tx_free.push(tx_buffer);
-            return None;
-        };
+        let (buffer, start, end) = self.next_frame(waker)?;
         let rx = NetRx {
             queue: &mut self.rx,
             buffer,
@@ -418,10 +418,10 @@ impl<H: Hal, T: Transport> NetDevice<H, T> {
             end,
             stats: self.stats,
         };
+        // A buffer is free (above), and `next_frame` took none (a reset only adds).
         let tx = NetTx {
             queue: &mut self.tx,
             free: &mut self.tx_free,
-            buffer: tx_buffer,
             header: self.header,
             stats: self.stats,
         };
@@ -435,11 +435,9 @@ impl<H: Hal, T: Transport> NetDevice<H, T> {
         if self.dead || !self.tx_ready(waker) {
             return None;
         }
-        let buffer = self.tx_free.pop()?;
         Some(NetTx {
             queue: &mut self.tx,
             free: &mut self.tx_free,
-            buffer,
             header: self.header,
             stats: self.stats,
         })
@@ -493,40 +491,36 @@ impl<H: Hal> RxToken for NetRx<'_, H> {
     }
 }
 
-/// A free transmit buffer, for one frame; dropped unused, it goes back to the free list.
+/// Room for one frame: the token exists only while `free` holds a buffer, which
+/// `consume` takes. Dropped unused, it takes nothing.
 pub struct NetTx<'a, H: Hal> {
     queue: &'a mut Queue<H>,
     free: &'a mut Vec<Box<[u8]>>,
-    /// Empty once consumed.
-    buffer: Box<[u8]>,
     header: usize,
     stats: &'static NetStats,
 }
 
-impl<H: Hal> Drop for NetTx<'_, H> {
-    fn drop(&mut self) {
-        if !self.buffer.is_empty() {
-            self.free.push(core::mem::take(&mut self.buffer));
-        }
-    }
-}
-
 impl<H: Hal> NetTx<'_, H> {
-    /// The room for a frame of `len` bytes after a zeroed virtio-net header (no checksum
-    /// or segmentation offload); `None` (counted) if the buffer is too small.
-    fn room(&mut self, len: usize) -> Option<&mut [u8]> {
+    /// A free buffer with room for a frame of `len` bytes after a zeroed virtio-net
+    /// header (no checksum or segmentation offload); `None` (counted) if too small.
+    fn room(&mut self, len: usize) -> Option<Box<[u8]>> {
+        let Some(mut buffer) = self.free.pop() else {
+            // The token exists only while a buffer is free: a broken invariant, counted.
+            self.stats.tx_full.fetch_add(1, Ordering::Relaxed);
+            return None;
+        };
         let header = self.header;
-        if header + len > self.buffer.len() {
+        if header + len > buffer.len() {
             self.stats.tx_too_large.fetch_add(1, Ordering::Relaxed);
+            self.free.push(buffer);
             return None;
         }
-        self.buffer[..header].fill(0);
-        Some(&mut self.buffer[header..header + len])
+        buffer[..header].fill(0);
+        Some(buffer)
     }
 
-    /// Posts the frame of `len` bytes written into [`room`](Self::room).
-    fn post(&mut self, len: usize) {
-        let buffer = core::mem::take(&mut self.buffer);
+    /// Posts the frame of `len` bytes written into `buffer` (from [`room`](Self::room)).
+    fn post(&mut self, buffer: Box<[u8]>, len: usize) {
         match self.queue.post(buffer, self.header + len) {
             Ok(()) => {
                 self.stats.tx_frames.fetch_add(1, Ordering::Relaxed);
@@ -547,13 +541,14 @@ impl<H: Hal> TxToken for NetTx<'_, H> {
     where
         F: FnOnce(&mut [u8]) -> R,
     {
-        let Some(room) = self.room(len) else {
+        let Some(mut buffer) = self.room(len) else {
             // Outside the contract (the stack keeps to the MTU): the frame is written
             // aside and dropped, counted; the buffer stays free.
             return f(&mut alloc::vec![0; len]);
         };
-        let result = f(room);
-        self.post(len);
+        let header = self.header;
+        let result = f(&mut buffer[header..header + len]);
+        self.post(buffer, len);
         result
     }
 }
