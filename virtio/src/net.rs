@@ -106,7 +106,8 @@ pub struct NetStats {
     pub tx_frames: AtomicU64,
     /// Used-ring entries with a token or length the driver cannot trust (dropped).
     pub rx_bad_used: AtomicU64,
-    /// Transmit attempts that found no free descriptor (backpressure events).
+    /// Times a frame could not be sent, or a received one handed out with room for its
+    /// reply, for want of a free transmit buffer (backpressure events).
     pub tx_full: AtomicU64,
     /// Frames too large for a transmit buffer (dropped).
     pub tx_too_large: AtomicU64,
