@@ -8,7 +8,9 @@
  *               executed there (the firmware before it is not the kernel's cost);
  *   main        the address of the application's main (or of any function): counting
  *               stops when a block starting there is about to run, and FILE is written
- *               at that moment (through FILE.tmp, renamed when complete);
+ *               at that moment (through FILE.tmp, renamed when complete); without it,
+ *               counting goes on until QEMU exits, and FILE is written then (the
+ *               per-packet counts of bench/net/instructions.py);
  *   out         where to write: "executed N" on the first line, then one line per
  *               translated block that ran, "ADDRESS INSTRUCTIONS EXECUTIONS" (hex, dec,
  *               dec); a block translated twice (say, in 32- and 64-bit mode) has two lines.
@@ -38,6 +40,9 @@ struct qemu_plugin_tb;
 enum qemu_plugin_cb_flags { QEMU_PLUGIN_CB_NO_REGS };
 typedef void (*qemu_plugin_vcpu_tb_trans_cb_t)(qemu_plugin_id_t id, struct qemu_plugin_tb *tb);
 typedef void (*qemu_plugin_vcpu_udata_cb_t)(unsigned int vcpu_index, void *userdata);
+typedef void (*qemu_plugin_udata_cb_t)(qemu_plugin_id_t id, void *userdata);
+void qemu_plugin_register_atexit_cb(qemu_plugin_id_t id, qemu_plugin_udata_cb_t cb,
+                                    void *userdata);
 void qemu_plugin_register_vcpu_tb_trans_cb(qemu_plugin_id_t id, qemu_plugin_vcpu_tb_trans_cb_t cb);
 void qemu_plugin_register_vcpu_tb_exec_cb(struct qemu_plugin_tb *tb, qemu_plugin_vcpu_udata_cb_t cb,
                                           enum qemu_plugin_cb_flags flags, void *userdata);
@@ -57,6 +62,7 @@ struct block {
 };
 
 static uint64_t kernel_start, kernel_end, main_address;
+static int have_main;
 static const char *out_path;
 /* Translation and execution callbacks come from the vCPU threads; the counts are only
  * meant for one vCPU (a one-core boot), but the list and the flags are kept safe for
@@ -93,7 +99,7 @@ static void executed(unsigned int vcpu_index, void *userdata)
     (void)vcpu_index;
     if (__atomic_load_n(&done, __ATOMIC_ACQUIRE))
         return;
-    if (block->address == main_address) {
+    if (have_main && block->address == main_address) {
         if (!__atomic_exchange_n(&done, 1, __ATOMIC_ACQ_REL))
             write_counts();
         return;
@@ -123,6 +129,15 @@ static void translated(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
     qemu_plugin_register_vcpu_tb_exec_cb(tb, executed, QEMU_PLUGIN_CB_NO_REGS, block);
 }
 
+/* Without main=: the count at QEMU's exit. */
+static void exited(qemu_plugin_id_t id, void *userdata)
+{
+    (void)id;
+    (void)userdata;
+    if (!__atomic_exchange_n(&done, 1, __ATOMIC_ACQ_REL))
+        write_counts();
+}
+
 static int parse(const char *argument, const char *key, uint64_t *value)
 {
     size_t length = strlen(key);
@@ -140,9 +155,10 @@ __attribute__((visibility("default"))) int qemu_plugin_install(qemu_plugin_id_t 
     (void)info;
     int have = 0;
     for (int index = 0; index < argc; index++) {
-        if (parse(argv[index], "start", &kernel_start) || parse(argv[index], "end", &kernel_end) ||
-            parse(argv[index], "main", &main_address))
+        if (parse(argv[index], "start", &kernel_start) || parse(argv[index], "end", &kernel_end))
             have++;
+        else if (parse(argv[index], "main", &main_address))
+            have_main = 1;
         else if (!strncmp(argv[index], "out=", 4))
             out_path = argv[index] + 4;
         else {
@@ -150,10 +166,12 @@ __attribute__((visibility("default"))) int qemu_plugin_install(qemu_plugin_id_t 
             return -1;
         }
     }
-    if (have != 3 || !out_path || kernel_start >= kernel_end) {
-        fprintf(stderr, "executed plugin: needs start=, end=, main= and out=\n");
+    if (have != 2 || !out_path || kernel_start >= kernel_end) {
+        fprintf(stderr, "executed plugin: needs start=, end= and out= (and main=, or none)\n");
         return -1;
     }
     qemu_plugin_register_vcpu_tb_trans_cb(id, translated);
+    if (!have_main)
+        qemu_plugin_register_atexit_cb(id, exited, NULL);
     return 0;
 }

@@ -20,8 +20,8 @@ pub struct Counters {
     /// Received frames dropped before smoltcp saw them: shorter than an Ethernet header
     /// or longer than the MTU allows.
     pub rx_malformed: u64,
-    /// Times the driver had no free transmit descriptor: the frame was kept and the
-    /// stack waited for the next transmit completion (nothing is lost).
+    /// Times the driver had no free transmit descriptor: the stack kept what it would
+    /// send and waited for the next transmit completion (nothing is lost).
     pub tx_backpressure: u64,
     /// Incoming connection attempts (SYNs) refused with RST because a listener's
     /// backlog was full.

@@ -1,20 +1,19 @@
-//! The adapter from the callback-shaped [`Driver`] to smoltcp's token-based `phy::Device`.
+//! The adapter from the [`Driver`]'s tokens to smoltcp's `phy::Device`.
 //!
-//! Two small buffers make the shapes meet without losing a frame:
+//! No frame is copied on the way: smoltcp reads a received frame in the device's
+//! buffer and writes a frame to send straight into a free transmit buffer, since the
+//! driver hands out a transmit token only for a free descriptor. With none free,
+//! smoltcp gets no token and keeps what it would send (TCP data in the socket's send
+//! buffer, UDP datagrams in the socket's queue) until the driver's completion wakes the
+//! runner: backpressure delays frames but never drops them.
 //!
-//! - **Receive**: smoltcp asks for a token before it reads, the driver lends a frame
-//!   only during a callback, so the frame is copied once into `rx`.
-//! - **Transmit**: smoltcp fills a frame after taking a token, and only the driver knows
-//!   whether a descriptor is free. A token is handed out while no frame is stashed; if
-//!   the driver then refuses (it has registered the runner's waker), smoltcp's frame is
-//!   written to `stash` instead and sent first, before any new token, once the driver
-//!   has room. So backpressure delays frames but never drops them.
-//!
-//! The adapter also counts frames and spots SYNs to ports whose listener has no
-//! listening socket (backlog full, or no memory), which smoltcp answers with RST.
+//! The adapter also counts frames and looks at each received one before smoltcp does:
+//! it drops malformed frames and SYNs for connections that exist, and spots SYNs to
+//! ports whose listener has no listening socket (backlog full, or no memory), which
+//! smoltcp answers with RST. A frame the adapter drops ends that `receive` call with
+//! `None` and [`Phy::skipped`] set, so the runner asks again.
 
 use alloc::sync::Arc;
-use alloc::vec;
 use alloc::vec::Vec;
 use core::task::Waker;
 
@@ -22,7 +21,7 @@ use smoltcp::phy::{self, DeviceCapabilities, Medium};
 use smoltcp::time::Instant as SmolInstant;
 
 use crate::counters::{CounterCells, add};
-use crate::driver::Driver;
+use crate::driver::{Driver, RxToken as _, TxToken as _};
 
 /// Bytes of an Ethernet header (no VLAN tag, no FCS).
 pub(crate) const ETHERNET_HEADER: usize = 14;
@@ -48,7 +47,8 @@ pub(crate) struct Tuple {
     pub local_port: u16,
 }
 
-/// The runner's side of the device: the driver plus the two buffers described above.
+/// The runner's side of the device: the driver plus what the adapter checks frames
+/// against.
 pub(crate) struct Phy<D> {
     pub driver: D,
     pub waker: Waker,
@@ -58,15 +58,17 @@ pub(crate) struct Phy<D> {
     /// Every TCP connection's tuple, kept current by the runner between frames: a SYN
     /// for one of them is dropped (see `runner::note_connections`).
     pub connections: Vec<Tuple>,
-    /// A SYN to this port is held (in `rx`, [`held`](Self::held) bytes) until the runner
-    /// has dropped the port's oldest half-open connection and made a listening socket.
+    /// A SYN to this port is held (copied into `held`: the one copy, and only on this
+    /// rare path, since the device's buffer must go back) until the runner has dropped
+    /// the port's oldest half-open connection and made a listening socket.
     pub evict: Option<u16>,
-    held: Option<usize>,
-    /// Set when the driver refused a frame during this poll.
+    held: Vec<u8>,
+    /// `held` holds a SYN to hand to smoltcp.
+    holding: bool,
+    /// Set when `receive` dropped a frame and returned `None`: more may be pending.
+    pub skipped: bool,
+    /// Set when the driver had no transmit token during this poll.
     pub tx_blocked: bool,
-    rx: Vec<u8>,
-    stash: Vec<u8>,
-    stashed: Option<usize>,
     frame_max: usize,
 }
 
@@ -80,66 +82,83 @@ impl<D: Driver> Phy<D> {
             refusing: Vec::new(),
             connections: Vec::new(),
             evict: None,
-            held: None,
+            held: Vec::new(),
+            holding: false,
+            skipped: false,
             tx_blocked: false,
-            rx: vec![0; frame_max],
-            stash: vec![0; frame_max],
-            stashed: None,
             frame_max,
         }
     }
 
-    /// Sends the stashed frame, if any. `false`: the driver is still full.
-    fn flush_stash(&mut self) -> bool {
-        let Some(len) = self.stashed else {
-            return true;
-        };
-        let stash = &self.stash[..len];
-        let sent = self.driver.transmit(&self.waker, len, &mut |buffer| {
-            let n = buffer.len().min(len);
-            buffer[..n].copy_from_slice(&stash[..n]);
-        });
-        if sent {
-            self.stashed = None;
-            add(&self.counters.frames_out, 1);
-            add(&self.counters.bytes_out, len as u64);
-        } else {
-            self.tx_blocked = true;
+    /// A transmit token from the driver, or `None` (noted as backpressure).
+    fn tx<'a>(
+        driver: &'a mut D,
+        waker: &Waker,
+        counters: &CounterCells,
+        tx_blocked: &mut bool,
+    ) -> Option<D::TxToken<'a>> {
+        let token = driver.transmit(waker);
+        if token.is_none() {
+            add(&counters.tx_backpressure, 1);
+            *tx_blocked = true;
         }
-        sent
+        token
     }
+}
 
-    /// The tokens for the frame in `rx[..length]`.
-    fn tokens(&mut self, length: usize) -> (RxToken<'_>, TxToken<'_, D>) {
-        let rx = RxToken {
-            frame: &self.rx[..length],
-        };
-        let tx = TxToken {
-            driver: &mut self.driver,
-            waker: &self.waker,
-            counters: &self.counters,
-            stash: &mut self.stash,
-            stashed: &mut self.stashed,
-            tx_blocked: &mut self.tx_blocked,
-        };
-        (rx, tx)
+/// The adapter's decision on a received frame.
+enum Verdict {
+    /// To smoltcp.
+    Pass,
+    /// Dropped (counted).
+    Drop,
+    /// A SYN to this port, copied into `held`, for smoltcp once the runner made room.
+    Held(Option<u16>),
+}
+
+/// What to do with a received frame before smoltcp sees it: counts it, and copies a
+/// SYN that must wait into `held`.
+fn judge(
+    frame: &[u8],
+    counters: &CounterCells,
+    refusing: &[(u16, Refusal)],
+    connections: &[Tuple],
+    frame_max: usize,
+    held: &mut Vec<u8>,
+) -> Verdict {
+    let length = frame.len();
+    add(&counters.frames_in, 1);
+    add(&counters.bytes_in, length as u64);
+    if !(ETHERNET_HEADER..=frame_max).contains(&length) {
+        add(&counters.rx_malformed, 1);
+        return Verdict::Drop;
     }
-
-    fn tx_token(&mut self) -> TxToken<'_, D> {
-        TxToken {
-            driver: &mut self.driver,
-            waker: &self.waker,
-            counters: &self.counters,
-            stash: &mut self.stash,
-            stashed: &mut self.stashed,
-            tx_blocked: &mut self.tx_blocked,
+    let syn = syn_tuple(frame);
+    if syn.is_some_and(|tuple| connections.contains(&tuple)) {
+        add(&counters.duplicate_syn, 1);
+        return Verdict::Drop;
+    }
+    match refused_syn(frame, refusing) {
+        Some(Refusal::Backlog) => add(&counters.refused_backlog, 1),
+        Some(Refusal::NoMemory) => add(&counters.refused_no_memory, 1),
+        Some(Refusal::HalfOpen) => {
+            held.clear();
+            if held.try_reserve(length).is_err() {
+                // No memory to hold it: as for a connection without buffers.
+                add(&counters.refused_no_memory, 1);
+                return Verdict::Drop;
+            }
+            held.extend_from_slice(frame);
+            return Verdict::Held(syn.map(|tuple| tuple.local_port));
         }
+        None => {}
     }
+    Verdict::Pass
 }
 
 impl<D: Driver> phy::Device for Phy<D> {
     type RxToken<'a>
-        = RxToken<'a>
+        = RxToken<'a, D>
     where
         Self: 'a;
     type TxToken<'a>
@@ -147,69 +166,57 @@ impl<D: Driver> phy::Device for Phy<D> {
     where
         Self: 'a;
 
-    fn receive(&mut self, _now: SmolInstant) -> Option<(RxToken<'_>, TxToken<'_, D>)> {
-        // A reply may need the transmit side: wait for the driver to drain first (its
-        // completion wakes the runner, which then receives).
-        if !self.flush_stash() {
-            return None;
-        }
+    fn receive(&mut self, _now: SmolInstant) -> Option<(RxToken<'_, D>, TxToken<'_, D>)> {
         if self.evict.is_some() {
             // The runner has not made room yet: hold on to the SYN.
             return None;
         }
-        loop {
-            if let Some(length) = self.held.take() {
-                // The held SYN, now that its port has room (or, if the room went, for
-                // smoltcp to refuse).
-                return Some(self.tokens(length));
+        if self.holding {
+            // The held SYN, now that its port has room (or, if the room went, for
+            // smoltcp to refuse).
+            let tx = Self::tx(
+                &mut self.driver,
+                &self.waker,
+                &self.counters,
+                &mut self.tx_blocked,
+            )?;
+            self.holding = false;
+            let rx = RxToken::Held(&self.held);
+            return Some((rx, TxToken::new(tx, &self.counters)));
+        }
+        // A frame comes only with a transmit token (the driver waits for both): a reply
+        // never lacks room.
+        let (rx, tx) = self.driver.receive(&self.waker)?;
+        let verdict = judge(
+            rx.frame(),
+            &self.counters,
+            &self.refusing,
+            &self.connections,
+            self.frame_max,
+            &mut self.held,
+        );
+        match verdict {
+            Verdict::Pass => Some((RxToken::Lent(rx), TxToken::new(tx, &self.counters))),
+            Verdict::Drop => {
+                self.skipped = true;
+                None
             }
-            let mut length = None;
-            let rx = &mut self.rx;
-            let ready = self.driver.receive(&self.waker, &mut |frame| {
-                length = Some(frame.len());
-                if (ETHERNET_HEADER..=rx.len()).contains(&frame.len()) {
-                    rx[..frame.len()].copy_from_slice(frame);
-                }
-            });
-            if !ready {
-                return None;
+            Verdict::Held(port) => {
+                self.holding = true;
+                self.evict = port;
+                None
             }
-            // A driver that says "ready" without calling back broke the contract: wait
-            // for its next wake rather than spin.
-            let length = length?;
-            add(&self.counters.frames_in, 1);
-            add(&self.counters.bytes_in, length as u64);
-            if !(ETHERNET_HEADER..=self.frame_max).contains(&length) {
-                add(&self.counters.rx_malformed, 1);
-                continue;
-            }
-            let syn = syn_tuple(&self.rx[..length]);
-            if syn.is_some_and(|tuple| self.connections.contains(&tuple)) {
-                add(&self.counters.duplicate_syn, 1);
-                continue;
-            }
-            if let Some(why) = refused_syn(&self.rx[..length], &self.refusing) {
-                let cell = match why {
-                    Refusal::Backlog => &self.counters.refused_backlog,
-                    Refusal::NoMemory => &self.counters.refused_no_memory,
-                    Refusal::HalfOpen => {
-                        self.held = Some(length);
-                        self.evict = syn_tuple(&self.rx[..length]).map(|tuple| tuple.local_port);
-                        return None;
-                    }
-                };
-                add(cell, 1);
-            }
-            return Some(self.tokens(length));
         }
     }
 
     fn transmit(&mut self, _now: SmolInstant) -> Option<TxToken<'_, D>> {
-        if self.flush_stash() {
-            Some(self.tx_token())
-        } else {
-            None
-        }
+        let tx = Self::tx(
+            &mut self.driver,
+            &self.waker,
+            &self.counters,
+            &mut self.tx_blocked,
+        )?;
+        Some(TxToken::new(tx, &self.counters))
     }
 
     fn capabilities(&self) -> DeviceCapabilities {
@@ -269,61 +276,40 @@ fn syn_tuple(frame: &[u8]) -> Option<Tuple> {
     })
 }
 
-/// A received frame, copied out of the driver.
-pub(crate) struct RxToken<'a> {
-    frame: &'a [u8],
+/// A received frame for smoltcp: in the device's buffer, or the held SYN.
+pub(crate) enum RxToken<'a, D: Driver + 'a> {
+    Lent(D::RxToken<'a>),
+    Held(&'a [u8]),
 }
 
-impl phy::RxToken for RxToken<'_> {
+impl<D: Driver> phy::RxToken for RxToken<'_, D> {
     fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
-        f(self.frame)
+        // A lent buffer goes back to the device when the driver's token drops, here.
+        match self {
+            RxToken::Lent(token) => f(token.frame()),
+            RxToken::Held(frame) => f(frame),
+        }
     }
 }
 
-/// Room for one frame: in a driver descriptor, or else in the stash.
-pub(crate) struct TxToken<'a, D> {
-    driver: &'a mut D,
-    waker: &'a Waker,
+/// Room for one frame in a free transmit descriptor. smoltcp keeps frames within
+/// `capabilities`, so `len` is within the driver's contract.
+pub(crate) struct TxToken<'a, D: Driver + 'a> {
+    token: D::TxToken<'a>,
     counters: &'a CounterCells,
-    stash: &'a mut Vec<u8>,
-    stashed: &'a mut Option<usize>,
-    tx_blocked: &'a mut bool,
+}
+
+impl<'a, D: Driver> TxToken<'a, D> {
+    fn new(token: D::TxToken<'a>, counters: &'a CounterCells) -> Self {
+        TxToken { token, counters }
+    }
 }
 
 impl<D: Driver> phy::TxToken for TxToken<'_, D> {
     fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-        let mut f = Some(f);
-        let mut result = None;
-        let sent = self.driver.transmit(self.waker, len, &mut |buffer| {
-            if let Some(f) = f.take() {
-                result = Some(f(buffer));
-            }
-        });
-        match (sent, result) {
-            (true, Some(result)) => {
-                add(&self.counters.frames_out, 1);
-                add(&self.counters.bytes_out, len as u64);
-                result
-            }
-            (_, result) => {
-                // Refused (the driver registered the waker): keep the frame for later.
-                // `f` is still here unless the driver broke the contract by calling it
-                // and refusing; then the frame is lost, as if dropped on the wire.
-                add(&self.counters.tx_backpressure, 1);
-                *self.tx_blocked = true;
-                match (f.take(), result) {
-                    (Some(f), _) => {
-                        if self.stash.len() < len {
-                            self.stash.resize(len, 0);
-                        }
-                        *self.stashed = Some(len);
-                        f(&mut self.stash[..len])
-                    }
-                    (None, Some(result)) => result,
-                    (None, None) => unreachable!("the closure ran or is still here"),
-                }
-            }
-        }
+        add(&self.counters.frames_out, 1);
+        add(&self.counters.bytes_out, len as u64);
+        self.token.consume(len, f)
     }
 }
 

@@ -10,8 +10,10 @@
 //! - **One timer system.** The runner's deadlines and socket timeouts are
 //!   `torito_executor` timers; the stack keeps no timer list of its own. Time reaches
 //!   smoltcp only as an explicit argument ([`Runner::poll`]), so host tests drive it.
-//! - **Backpressure, not loss.** With no free transmit descriptor the stack waits for
-//!   the driver's wake; the frame already built is kept and sent first
+//! - **No copies, backpressure not loss.** smoltcp reads received frames in the
+//!   driver's buffers and writes frames straight into free transmit buffers
+//!   ([`Driver`]'s tokens). With no free transmit descriptor it gets no token: what it
+//!   would send stays in the socket's buffer until the driver's wake
 //!   ([`Counters::tx_backpressure`]).
 //! - **Memory in proportion to use.** One listening socket per listener, one socket per
 //!   pending or open connection, each with [`TcpConfig`]'s buffers, allocated
@@ -70,7 +72,7 @@ pub use config::{
     TcpTimeouts,
 };
 pub use counters::Counters;
-pub use driver::Driver;
+pub use driver::{Driver, RxToken, TxToken};
 pub use edge::{EDGE_BACKLOG, UdpHalf};
 pub use error::Error;
 pub use runner::{CLOSE_LINGER, Runner, new};

@@ -367,3 +367,21 @@ fn recompute_tcp_checksum(frame: &mut [u8]) {
     let checksum = !(sum as u16);
     frame[tcp + 16..tcp + 18].copy_from_slice(&checksum.to_be_bytes());
 }
+
+/// Malformed frames (shorter than an Ethernet header, longer than the MTU allows) are
+/// dropped and counted, and the frames behind them are still handled in the same poll:
+/// the adapter ends a receive call for a dropped frame and the runner asks again.
+#[test]
+fn malformed_frames_are_counted_and_the_next_frame_is_handled_in_the_same_poll() {
+    let mut net = RawNet::new(static_config(IP_B));
+    net.send(vec![0xff; 10]);
+    net.send(vec![0xff; 1500 + 14 + 1]);
+    net.send(arp_request(PEER, IP_B));
+    net.runner.poll(net.now);
+    let counters = net.stack.counters();
+    assert_eq!(counters.rx_malformed, 2, "{counters}");
+    assert_eq!(counters.frames_in, 3, "{counters}");
+    let replies = net.wire.lock().unwrap().take(0);
+    assert_eq!(replies.len(), 1, "the ARP reply, in the same poll");
+    assert_eq!(replies[0][12..14], [0x08, 0x06], "an ARP frame");
+}

@@ -251,6 +251,45 @@ fn no_transmit_descriptor_waits_on_the_waker_and_loses_nothing() {
     assert!(elapsed < Duration::from_millis(500), "took {elapsed:?}");
 }
 
+/// The receiving side has no free transmit descriptor: it takes no frame (a frame comes
+/// with room for its reply, issue 10 item 4), so the segments wait on the wire, none is
+/// lost, and a transmit completion lets them all in.
+#[test]
+fn frames_wait_for_a_transmit_descriptor_on_the_receiving_side() {
+    let mut net = Net::new(Faults::none());
+    let mut listener = TcpListener::bind(&net.b, 80, 1).unwrap();
+    let (mut client, mut server) = connect(&mut net, &mut listener, 80);
+    let waker = Arc::new(CountingWaker::default());
+    net.runner_b.set_waker(&Waker::from(waker.clone()));
+
+    net.wire.lock().unwrap().tx_free[1] = Some(0);
+    let message = pattern(3000);
+    let delivered_before = net.wire.lock().unwrap().delivered[1];
+    let frames_in_before = net.b.counters().frames_in;
+    let queued = net.run(STEPS, client.write(&message));
+    assert_eq!(queued, Ok(3000));
+    for _ in 0..20 {
+        net.runner_a.poll(net.now);
+        net.runner_b.poll(net.now);
+        net.now += Duration::from_millis(1);
+        let now = net.now;
+        net.wire.lock().unwrap().set_now(now);
+    }
+    {
+        let wire = net.wire.lock().unwrap();
+        assert_eq!(wire.delivered[1], delivered_before, "nothing taken");
+        assert!(wire.in_flight() > 0, "the segments wait on the wire");
+        assert!(wire.tx_registrations[1] > 0, "B waits for a completion");
+    }
+    assert_eq!(net.b.counters().frames_in, frames_in_before);
+    let wakes_before = waker.0.load(SeqCst);
+
+    net.wire.lock().unwrap().free_tx(1, None);
+    assert_eq!(waker.0.load(SeqCst), wakes_before + 1, "completion woke B");
+    let got = net.run(STEPS, read_exact(&mut server, 3000));
+    assert!(got == message, "bytes lost or reordered");
+}
+
 #[test]
 fn simultaneous_syns_are_all_accepted() {
     let mut net = Net::new(Faults::none());

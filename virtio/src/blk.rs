@@ -20,7 +20,7 @@
 //! the buffer (and the request's header and status byte) lives in this driver's request
 //! table, not with the caller: the caller holds only a [`Ticket`], which names a table
 //! entry and owns no memory. In the table the buffer is a `Lent`, a raw allocation no
-//! Rust owner claims (a `Box` would assert unique access while the device writes), turned
+//! Rust owner claims (`crate::lent`: a `Box` would assert unique access while the device writes), turned
 //! back into a `Buffer` only after the used ring returned it. So
 //!
 //! * dropping the caller's future mid-flight ([`BlockDevice::abandon`]) cannot free memory
@@ -47,9 +47,9 @@
 #![allow(unsafe_code)]
 
 use crate::features::{self, VIRTIO_F_VERSION_1};
+use crate::lent::Lent;
 use alloc::boxed::Box;
 use alloc::vec::Vec;
-use core::ptr::NonNull;
 use core::sync::atomic::{Ordering, fence};
 use core::task::{Context, Poll, Waker};
 use futures_util::task::AtomicWaker;
@@ -269,48 +269,6 @@ impl core::ops::Deref for Buffer {
 impl core::ops::DerefMut for Buffer {
     fn deref_mut(&mut self) -> &mut [u8] {
         &mut self.0
-    }
-}
-
-/// A buffer while the device holds it: the allocation with no Rust owner. A `Box` (or a
-/// [`Buffer`]) asserts that nothing else touches its bytes, which the device's writes
-/// contradict; a `Lent` asserts nothing. Dropping one leaks the bytes (a device that
-/// misbehaved may still write them); only [`Lent::take_back`] frees them, as a `Buffer`,
-/// once the device returned the request.
-struct Lent(NonNull<[u8]>);
-
-// SAFETY: a `Lent` is the only handle to its heap allocation, as the `Box` it came from
-// was; nothing in it is tied to a thread.
-unsafe impl Send for Lent {}
-
-impl Lent {
-    fn new(buffer: Buffer) -> Self {
-        Lent(NonNull::from(Box::leak(buffer.0)))
-    }
-
-    fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// The bytes, to post them or to pop them.
-    ///
-    /// # Safety
-    /// The device must not hold them: call it before posting, or once the used ring
-    /// returned the request.
-    unsafe fn bytes(&mut self) -> &mut [u8] {
-        // SAFETY: the pointer came from a live `Box` that nothing frees while this `Lent`
-        // exists, and (the caller's duty) the device is not using the bytes.
-        unsafe { &mut *self.0.as_ptr() }
-    }
-
-    /// The buffer back, to hand out or free.
-    ///
-    /// # Safety
-    /// As for [`Lent::bytes`]: the device does not hold the bytes (any more).
-    unsafe fn take_back(self) -> Buffer {
-        // SAFETY: the pointer is the one `Box::leak` returned in `new`, taken back once
-        // (`self` is consumed), with the device done with the bytes (the caller's duty).
-        Buffer(unsafe { Box::from_raw(self.0.as_ptr()) })
     }
 }
 
@@ -590,7 +548,7 @@ impl<H: Hal, T: Transport> BlockDevice<H, T> {
             sector,
             buffer,
         } = request;
-        let mut buffer = buffer.map(Lent::new);
+        let mut buffer = buffer.map(|buffer| Lent::new(buffer.0));
         let entry = &mut self.entries[usize::from(index)];
         let kind = match operation {
             Operation::Read => TYPE_IN,
@@ -625,7 +583,7 @@ impl<H: Hal, T: Transport> BlockDevice<H, T> {
                 // The table is never larger than the queue's capacity, so this does not
                 // happen; refuse the request rather than lose it.
                 // SAFETY: the queue refused the buffer: the device never saw it.
-                drop(buffer.map(|lent| unsafe { lent.take_back() }));
+                drop(buffer.map(|lent| Buffer(unsafe { lent.take_back() })));
                 self.free.push(index);
                 return Submission::Finished(Err(BlockError::Setup {
                     what: "the request queue is full",
@@ -805,7 +763,7 @@ impl<H: Hal, T: Transport> BlockDevice<H, T> {
                 _ => 1,
             };
             // SAFETY: popped: the device returned the request and its buffers.
-            let buffer = buffer.map(|lent| unsafe { lent.take_back() });
+            let buffer = buffer.map(|lent| Buffer(unsafe { lent.take_back() }));
             let status = entry.envelope.status[0];
             let outcome = if length > writable {
                 self.stats.bad_used += 1;

@@ -23,20 +23,20 @@
 //! Only port 0 exists: `VIRTIO_CONSOLE_F_MULTIPORT` is not negotiated, so there is no
 //! control queue (QEMU: `-device virtconsole`, which takes port 0).
 //!
-//! DMA ownership: every buffer is a `Box<[u8]>` held in the slot of the token it was
-//! posted under while the device owns it; it comes back only through `pop_used` with
-//! that token.
+//! DMA ownership: the shared queue (`crate::queue`) holds every buffer the device owns
+//! in the slot of the token it was posted under; it comes back only through `pop_used`
+//! with that token, or after the reset on drop.
 #![allow(unsafe_code)]
 
 use crate::features::{self, Refused};
+use crate::queue::{BufferQueue, Direction, Used};
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering, fence};
 use core::task::{Context, Poll};
 use futures_util::task::AtomicWaker;
 use virtio_drivers::Hal;
-use virtio_drivers::queue::VirtQueue;
-use virtio_drivers::transport::Transport;
+use virtio_drivers::transport::{DeviceStatus, Transport};
 
 /// Descriptors per queue (a power of two).
 const QUEUE: usize = 16;
@@ -123,102 +123,8 @@ impl ConsoleStats {
     }
 }
 
-/// One queue and the buffers the device holds, by token.
-struct Queue<H: Hal> {
-    index: u16,
-    /// The device reads this queue's buffers (transmit), rather than writes them.
-    out: bool,
-    queue: VirtQueue<H, QUEUE>,
-    /// Indexed by token: the buffer and how many of its bytes were posted.
-    slots: Vec<Option<(Box<[u8]>, usize)>>,
-}
-
-/// A used entry.
-enum Used {
-    /// A buffer back, with the count the device claims it wrote.
-    Buffer(Box<[u8]>, u32),
-    /// A token never posted.
-    Untrusted(u16),
-}
-
-impl<H: Hal> Queue<H> {
-    fn new<T: Transport>(transport: &mut T, index: u16, out: bool) -> Result<Self, ConsoleError> {
-        let queue = VirtQueue::new(transport, index, false, false).map_err(ConsoleError::Device)?;
-        Ok(Queue {
-            index,
-            out,
-            queue,
-            slots: (0..QUEUE).map(|_| None).collect(),
-        })
-    }
-
-    /// Posts the first `length` bytes of `buffer` (no notification). `Err` gives the
-    /// buffer back (no free descriptor).
-    fn post(&mut self, mut buffer: Box<[u8]>, length: usize) -> Result<(), Box<[u8]>> {
-        // SAFETY: the buffer moves into `self.slots[token]` right below and is not touched
-        // until `take_used` returns it for that same token; on error the queue kept
-        // nothing.
-        let added = unsafe {
-            if self.out {
-                self.queue.add(&[&buffer[..length]], &mut [])
-            } else {
-                self.queue.add(&[], &mut [&mut buffer[..length]])
-            }
-        };
-        let Ok(token) = added else {
-            return Err(buffer);
-        };
-        match self.slots.get_mut(usize::from(token)) {
-            Some(slot) => *slot = Some((buffer, length)),
-            // A token outside the queue from the crate itself: the device owns the buffer,
-            // so it is leaked, never freed under it.
-            None => {
-                Box::leak(buffer);
-            }
-        }
-        Ok(())
-    }
-
-    /// The next used entry, if any.
-    fn take_used(&mut self) -> Option<Used> {
-        let token = self.queue.peek_used()?;
-        let Some((mut buffer, posted)) = self
-            .slots
-            .get_mut(usize::from(token))
-            .and_then(|slot| slot.take())
-        else {
-            return Some(Used::Untrusted(token));
-        };
-        // SAFETY: `buffer` is the one posted under `token` (its slot said so), with the
-        // same direction and length.
-        let popped = unsafe {
-            if self.out {
-                self.queue.pop_used(token, &[&buffer[..posted]], &mut [])
-            } else {
-                self.queue
-                    .pop_used(token, &[], &mut [&mut buffer[..posted]])
-            }
-        };
-        match popped {
-            Ok(written) => Some(Used::Buffer(buffer, written)),
-            Err(_) => {
-                // Cannot happen after `peek_used` gave this token; keep it posted.
-                self.slots[usize::from(token)] = Some((buffer, posted));
-                Some(Used::Untrusted(token))
-            }
-        }
-    }
-
-    /// Notifies the device unless it suppressed notifications.
-    fn notify<T: Transport>(&mut self, transport: &mut T, stats: &ConsoleStats) {
-        // The avail index was published before; the device's flag must be read after it.
-        fence(Ordering::SeqCst);
-        if self.queue.should_notify() {
-            stats.notifications.fetch_add(1, Ordering::Relaxed);
-            transport.notify(self.index);
-        }
-    }
-}
+/// A queue of this driver: `QUEUE` descriptors.
+type Queue<H> = BufferQueue<H, QUEUE>;
 
 /// What is being read out: a received buffer, the next byte to hand out, the end.
 struct Reading {
@@ -262,10 +168,11 @@ impl<H: Hal, T: Transport> ConsoleDevice<H, T> {
         features::negotiate(&mut transport, VIRTIO_F_VERSION_1)
             .map_err(|Refused { requested }| ConsoleError::Features { requested })?;
         transport.set_guest_page_size(4096);
-        let rx = Queue::new(&mut transport, RECEIVE_QUEUE, false)?;
-        let mut tx = Queue::new(&mut transport, TRANSMIT_QUEUE, true)?;
+        let rx = Queue::new(&mut transport, RECEIVE_QUEUE, Direction::In, true)
+            .map_err(ConsoleError::Device)?;
         // Transmit completions interrupt only while a writer waits for a buffer.
-        tx.queue.set_dev_notify(false);
+        let tx = Queue::new(&mut transport, TRANSMIT_QUEUE, Direction::Out, false)
+            .map_err(ConsoleError::Device)?;
         transport.finish_init();
         let mut device = Self {
             transport,
@@ -282,7 +189,7 @@ impl<H: Hal, T: Transport> ConsoleDevice<H, T> {
                 return Err(ConsoleError::Device(virtio_drivers::Error::QueueFull));
             }
         }
-        device.rx.notify(&mut device.transport, stats);
+        device.notify_receive();
         Ok(device)
     }
 
@@ -352,13 +259,14 @@ impl<H: Hal, T: Transport> ConsoleDevice<H, T> {
                     // Hand out what came before it; the next call fails.
                     break;
                 }
+                Some(Used::Lied(buffer)) => {
+                    // Bytes the device cannot have put in the buffer: drop them all.
+                    self.stats.bad_used.fetch_add(1, Ordering::Relaxed);
+                    self.repost(buffer);
+                    reposted = true;
+                }
                 Some(Used::Buffer(buffer, written)) => {
-                    let written = written as usize;
-                    if written > buffer.len() {
-                        // Bytes the device cannot have put in the buffer: drop them all.
-                        self.stats.bad_used.fetch_add(1, Ordering::Relaxed);
-                    }
-                    if written == 0 || written > buffer.len() {
+                    if written == 0 {
                         self.repost(buffer);
                         reposted = true;
                     } else {
@@ -372,7 +280,7 @@ impl<H: Hal, T: Transport> ConsoleDevice<H, T> {
             }
         }
         if reposted {
-            self.rx.notify(&mut self.transport, self.stats);
+            self.notify_receive();
         }
         if copied == 0 {
             return Poll::Pending;
@@ -381,6 +289,13 @@ impl<H: Hal, T: Transport> ConsoleDevice<H, T> {
             .received
             .fetch_add(copied as u64, Ordering::Relaxed);
         Poll::Ready(Ok(copied))
+    }
+
+    /// Notifies the device of the receive buffers posted since the last time.
+    fn notify_receive(&mut self) {
+        if self.rx.notify(&mut self.transport) {
+            self.stats.notifications.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Gives a receive buffer back to the device (the caller notifies).
@@ -396,7 +311,8 @@ impl<H: Hal, T: Transport> ConsoleDevice<H, T> {
     fn reclaim(&mut self) -> Result<(), ConsoleError> {
         while let Some(used) = self.tx.take_used() {
             match used {
-                Used::Buffer(buffer, _) => self.tx_free.push(buffer),
+                // A device that only reads a buffer has nothing to lie about.
+                Used::Buffer(buffer, _) | Used::Lied(buffer) => self.tx_free.push(buffer),
                 Used::Untrusted(token) => return Err(self.untrusted(TRANSMIT_QUEUE, token)),
             }
         }
@@ -411,7 +327,7 @@ impl<H: Hal, T: Transport> ConsoleDevice<H, T> {
             return Ok(true);
         }
         self.waker.register(cx.waker());
-        self.tx.queue.set_dev_notify(true);
+        self.tx.set_interrupts(true);
         // Look once more: a completion before the request raised no interrupt.
         fence(Ordering::SeqCst);
         self.reclaim()?;
@@ -437,7 +353,7 @@ impl<H: Hal, T: Transport> ConsoleDevice<H, T> {
             self.stats.transmit_full.fetch_add(1, Ordering::Relaxed);
             return Poll::Pending;
         }
-        self.tx.queue.set_dev_notify(false);
+        self.tx.set_interrupts(false);
         let Some(mut buffer) = self.tx_free.pop() else {
             return Poll::Pending;
         };
@@ -448,7 +364,9 @@ impl<H: Hal, T: Transport> ConsoleDevice<H, T> {
             self.tx_free.push(buffer);
             return Poll::Ready(Err(ConsoleError::Device(virtio_drivers::Error::QueueFull)));
         }
-        self.tx.notify(&mut self.transport, self.stats);
+        if self.tx.notify(&mut self.transport) {
+            self.stats.notifications.fetch_add(1, Ordering::Relaxed);
+        }
         self.stats.sent.fetch_add(count as u64, Ordering::Relaxed);
         Poll::Ready(Ok(count))
     }
@@ -465,11 +383,11 @@ impl<H: Hal, T: Transport> ConsoleDevice<H, T> {
             return Poll::Ready(Ok(()));
         }
         self.waker.register(cx.waker());
-        self.tx.queue.set_dev_notify(true);
+        self.tx.set_interrupts(true);
         fence(Ordering::SeqCst);
         self.reclaim()?;
         if self.tx_free.len() == TRANSMIT_BUFFERS {
-            self.tx.queue.set_dev_notify(false);
+            self.tx.set_interrupts(false);
             return Poll::Ready(Ok(()));
         }
         Poll::Pending
@@ -479,9 +397,15 @@ impl<H: Hal, T: Transport> ConsoleDevice<H, T> {
 impl<H: Hal, T: Transport> Drop for ConsoleDevice<H, T> {
     fn drop(&mut self) {
         // The device must stop using the queues before their memory and the buffers are
-        // freed (the fields drop after this).
+        // freed (the fields drop after this): a reset makes it give up every buffer
+        // (spec 2.4), and only then are they taken back.
+        self.transport.set_status(DeviceStatus::empty());
         self.transport.queue_unset(RECEIVE_QUEUE);
         self.transport.queue_unset(TRANSMIT_QUEUE);
+        // SAFETY: the device was just reset.
+        drop(unsafe { self.rx.take_all() });
+        // SAFETY: as above.
+        drop(unsafe { self.tx.take_all() });
     }
 }
 

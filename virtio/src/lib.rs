@@ -46,14 +46,16 @@ pub mod discovery;
 #[cfg(test)]
 mod fake;
 mod features;
+mod lent;
 mod net;
+mod queue;
 mod rng;
 mod transport;
 pub mod vsock;
 
 pub use blk::{BlockDevice, BlockError, BlockStats, Buffer};
 pub use console::{BUFFER as CONSOLE_BUFFER, ConsoleDevice, ConsoleError, ConsoleStats};
-pub use net::{NetDevice, NetError, NetStats};
+pub use net::{NetDevice, NetError, NetRx, NetStats, NetTx};
 pub use rng::{RngDevice, RngError};
 pub use transport::{DeviceTransport, StepwiseStatus, status_steps};
 pub use virtio_drivers;

@@ -1,10 +1,18 @@
 //! virtio-net (virtio spec 1.2, section 5.1) on virtio-drivers' `VirtQueue`, with our own
 //! buffers and our own notification policy.
 //!
-//! DMA ownership: every buffer is a `Box<[u8]>` that lives in a slot of this driver.
-//! While the device owns a buffer (posted to a queue and not yet returned in the used
-//! ring) the slot records it as `Posted` and nothing reads or writes it; the buffer
-//! comes back to the driver only through `pop_used` with the same token.
+//! No copies: the netstack's tokens ([`NetRx`], [`NetTx`]) lend the device's own
+//! buffers. A received frame is read where the device wrote it, and its buffer goes back
+//! to the receive queue when the token drops; a transmit token holds a free transmit
+//! buffer, which the frame is written into and posted from. A transmit token exists
+//! only while a buffer (and so a descriptor) is free, and a received frame is handed
+//! out only with one, for the reply.
+//!
+//! DMA ownership: while the driver holds a buffer it is a `Box<[u8]>` (in the free list
+//! or a token); while the device owns it (posted to a queue and not yet returned in the
+//! used ring) it is a `Lent` in the slot of the token it was posted under
+//! (`crate::queue`), and nothing reads or writes it; it becomes a `Box` again only
+//! through `pop_used` with the same token, or after a reset.
 //!
 //! Notifications, both ways, are batched (spec 2.7.7 and 2.7.10, with the `flags`
 //! fields: `VIRTIO_F_EVENT_IDX` is deliberately not negotiated):
@@ -26,14 +34,17 @@
 //! which is why this driver sets up the queues itself.
 #![allow(unsafe_code)]
 
+use crate::features::{self, VIRTIO_F_VERSION_1};
+use crate::queue::{BufferQueue, Direction, Used};
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering, fence};
 use core::task::Waker;
 use futures_util::task::AtomicWaker;
 use virtio_drivers::Hal;
-use virtio_drivers::queue::VirtQueue;
 use virtio_drivers::transport::{DeviceStatus, Transport};
+
+use torito_netstack::{RxToken, TxToken};
 
 /// Descriptors per queue (a power of two; QEMU's default queue size is 256).
 const QUEUE: usize = 64;
@@ -53,7 +64,6 @@ const VIRTIO_NET_F_MTU: u64 = 1 << 3;
 /// The MTU this driver uses at most: what its receive buffers hold.
 const MAX_MTU: usize = 1500;
 const VIRTIO_F_ANY_LAYOUT: u64 = 1 << 27;
-const VIRTIO_F_VERSION_1: u64 = 1 << 32;
 /// `struct virtio_net_hdr` (spec 5.1.6): 12 bytes with `VIRTIO_F_VERSION_1`; the legacy
 /// header without `num_buffers` (no `VIRTIO_NET_F_MRG_RXBUF` either) is 10.
 const HEADER: usize = 12;
@@ -101,7 +111,8 @@ pub struct NetStats {
     pub tx_frames: AtomicU64,
     /// Used-ring entries with a token or length the driver cannot trust (dropped).
     pub rx_bad_used: AtomicU64,
-    /// Transmit attempts that found no free descriptor (backpressure events).
+    /// Times a frame could not be sent, or a received one handed out with room for its
+    /// reply, for want of a free transmit buffer (backpressure events).
     pub tx_full: AtomicU64,
     /// Frames too large for a transmit buffer (dropped).
     pub tx_too_large: AtomicU64,
@@ -130,146 +141,8 @@ impl NetStats {
     }
 }
 
-enum Slot {
-    /// The device owns the first `.1` bytes of the buffer (posted under its token).
-    Posted(Box<[u8]>, usize),
-    /// Nothing here (transiently, or after a device error).
-    Empty,
-}
-
-/// What the used ring gave back.
-enum Used {
-    /// A buffer the driver posted, and how many bytes the device wrote into it.
-    Buffer(Box<[u8]>, usize),
-    /// An entry the driver cannot trust (counted; nothing was taken).
-    Untrusted,
-}
-
-/// One virtqueue with the driver's view of it: which buffers it holds, whether buffers
-/// were added since the last notification, whether its interrupts are on.
-struct Queue<H: Hal> {
-    index: u16,
-    /// The device reads this queue's buffers (transmit), rather than writes them.
-    out: bool,
-    queue: VirtQueue<H, QUEUE>,
-    /// Indexed by the token (head descriptor) a buffer was posted under.
-    slots: Vec<Slot>,
-    /// Buffers were added since the device was last told.
-    unnotified: bool,
-    /// Used-buffer notifications (interrupts) are requested.
-    interrupts: bool,
-}
-
-impl<H: Hal> Queue<H> {
-    fn new<T: Transport>(
-        transport: &mut T,
-        index: u16,
-        out: bool,
-        interrupts: bool,
-    ) -> Result<Self, NetError> {
-        let mut queue = VirtQueue::new(transport, index, false, false).map_err(NetError::Device)?;
-        queue.set_dev_notify(interrupts);
-        Ok(Queue {
-            index,
-            out,
-            queue,
-            slots: (0..QUEUE).map(|_| Slot::Empty).collect(),
-            unnotified: false,
-            interrupts,
-        })
-    }
-
-    fn set_interrupts(&mut self, on: bool) {
-        if self.interrupts != on {
-            self.queue.set_dev_notify(on);
-            self.interrupts = on;
-        }
-    }
-
-    /// Posts the first `length` bytes of `buffer`, for the device to read (`out`) or to
-    /// write. `Err` gives the buffer back (no free descriptor).
-    fn post(
-        &mut self,
-        mut buffer: Box<[u8]>,
-        length: usize,
-        stats: &NetStats,
-    ) -> Result<(), Box<[u8]>> {
-        // SAFETY: the buffer moves into `self.slots[token]` as `Posted` right below and is
-        // not touched until `take_used` returns it for that same token; on error the
-        // queue did not keep it.
-        let added = unsafe {
-            if self.out {
-                self.queue.add(&[&buffer[..length]], &mut [])
-            } else {
-                self.queue.add(&[], &mut [&mut buffer[..length]])
-            }
-        };
-        let Ok(token) = added else {
-            return Err(buffer);
-        };
-        self.unnotified = true;
-        match self.slots.get_mut(usize::from(token)) {
-            Some(slot) => *slot = Slot::Posted(buffer, length),
-            // The crate handed out a token outside the queue: a broken invariant there.
-            // The device owns the buffer now, so it is leaked, never freed under it.
-            None => {
-                stats.rx_bad_used.fetch_add(1, Ordering::Relaxed);
-                Box::leak(buffer);
-            }
-        }
-        Ok(())
-    }
-
-    /// The next entry of the used ring, if any.
-    fn take_used(&mut self, stats: &NetStats) -> Option<Used> {
-        let token = self.queue.peek_used()?;
-        let Some(Slot::Posted(buffer, posted)) = self
-            .slots
-            .get_mut(usize::from(token))
-            .map(|slot| core::mem::replace(slot, Slot::Empty))
-        else {
-            // A token we never posted: the device is misbehaving; stop trusting it.
-            stats.rx_bad_used.fetch_add(1, Ordering::Relaxed);
-            return Some(Used::Untrusted);
-        };
-        let mut buffer = buffer;
-        // SAFETY: `buffer` is the one posted under `token` (its slot says so), with the
-        // same direction and length.
-        let used = unsafe {
-            if self.out {
-                self.queue.pop_used(token, &[&buffer[..posted]], &mut [])
-            } else {
-                self.queue
-                    .pop_used(token, &[], &mut [&mut buffer[..posted]])
-            }
-        };
-        Some(match used {
-            Ok(written) => Used::Buffer(buffer, written as usize),
-            Err(_) => {
-                stats.rx_bad_used.fetch_add(1, Ordering::Relaxed);
-                self.slots[usize::from(token)] = Slot::Posted(buffer, posted);
-                Used::Untrusted
-            }
-        })
-    }
-
-    /// Notifies the device if buffers were added since the last time and it has not
-    /// suppressed notifications.
-    fn notify<T: Transport>(&mut self, transport: &mut T, stats: &NetStats) {
-        if !self.unnotified {
-            return;
-        }
-        self.unnotified = false;
-        // The avail index was published before; the device's flag must be read after it
-        // (a store-load order the queue's own release/acquire does not give). A device
-        // that set the flag re-checks the avail ring after clearing it.
-        fence(Ordering::SeqCst);
-        if self.queue.should_notify() {
-            stats.notifications.fetch_add(1, Ordering::Relaxed);
-            transport.notify(self.index);
-        }
-    }
-}
+/// A queue of this driver: `QUEUE` descriptors.
+type Queue<H> = BufferQueue<H, QUEUE>;
 
 /// A virtio-net device, driven through the netstack's `Driver` contract.
 pub struct NetDevice<H: Hal, T: Transport> {
@@ -309,8 +182,10 @@ impl<H: Hal, T: Transport> NetDevice<H, T> {
     ) -> Result<Self, NetError> {
         let (header, mac) = Self::start(&mut transport)?;
         let mtu = Self::offered_mtu(&mut transport);
-        let rx = Queue::new(&mut transport, RECEIVE_QUEUE, false, true)?;
-        let tx = Queue::new(&mut transport, TRANSMIT_QUEUE, true, false)?;
+        let rx = Queue::new(&mut transport, RECEIVE_QUEUE, Direction::In, true)
+            .map_err(NetError::Device)?;
+        let tx = Queue::new(&mut transport, TRANSMIT_QUEUE, Direction::Out, false)
+            .map_err(NetError::Device)?;
         transport.finish_init();
         let mut device = Self {
             transport,
@@ -326,7 +201,7 @@ impl<H: Hal, T: Transport> NetDevice<H, T> {
             dead: false,
         };
         for _ in 0..QUEUE {
-            if device.rx.post(buffer(), BUFFER, stats).is_err() {
+            if device.rx.post(buffer(), BUFFER).is_err() {
                 return Err(NetError::Device(virtio_drivers::Error::QueueFull));
             }
         }
@@ -334,24 +209,16 @@ impl<H: Hal, T: Transport> NetDevice<H, T> {
         Ok(device)
     }
 
-    /// Spec 3.1.1 up to the queues: reset, ACKNOWLEDGE | DRIVER, features, FEATURES_OK
-    /// (checked; a legacy device without VERSION_1 skips it, spec 3.1.2). Gives the
-    /// virtio-net header's size and the MAC address.
+    /// Spec 3.1.1 up to the queues (`features::negotiate`), then the MAC address. Gives
+    /// the virtio-net header's size and the MAC address.
     fn start(transport: &mut T) -> Result<(usize, [u8; 6]), NetError> {
-        let base = DeviceStatus::ACKNOWLEDGE | DeviceStatus::DRIVER;
-        transport.set_status(DeviceStatus::empty());
-        transport.set_status(base);
-        let features = transport.read_device_features()
-            & (VIRTIO_NET_F_MAC | VIRTIO_NET_F_MTU | VIRTIO_F_ANY_LAYOUT | VIRTIO_F_VERSION_1);
-        transport.write_driver_features(features);
-        if features & VIRTIO_F_VERSION_1 != 0 {
-            transport.set_status(base | DeviceStatus::FEATURES_OK);
-            if !transport.get_status().contains(DeviceStatus::FEATURES_OK) {
-                return Err(NetError::Features {
-                    requested: features,
-                });
-            }
-        }
+        let features = features::negotiate(
+            transport,
+            VIRTIO_NET_F_MAC | VIRTIO_NET_F_MTU | VIRTIO_F_ANY_LAYOUT | VIRTIO_F_VERSION_1,
+        )
+        .map_err(|refused| NetError::Features {
+            requested: refused.requested,
+        })?;
         transport.set_guest_page_size(4096);
         let mac = transport
             .read_consistent(|| transport.read_config_space::<[u8; 6]>(0))
@@ -388,6 +255,14 @@ impl<H: Hal, T: Transport> NetDevice<H, T> {
         self.after_reset = Some(hook);
     }
 
+    /// Resets the device (spec 2.4: it gives up every buffer) and tells it to forget
+    /// both queues.
+    fn stop(&mut self) {
+        self.transport.set_status(DeviceStatus::empty());
+        self.transport.queue_unset(RECEIVE_QUEUE);
+        self.transport.queue_unset(TRANSMIT_QUEUE);
+    }
+
     /// Resets the device and brings it back with fresh queues: the answer to a used
     /// ring entry the driver cannot trust. virtio-drivers' queue pops only the entry it
     /// expects, so a token the driver never posted would stay at the head of the ring
@@ -397,25 +272,16 @@ impl<H: Hal, T: Transport> NetDevice<H, T> {
     /// go back to the free list. If the device does not come back, it is left alone.
     fn reset(&mut self) {
         self.stats.resets.fetch_add(1, Ordering::Relaxed);
-        self.transport.set_status(DeviceStatus::empty());
-        self.transport.queue_unset(RECEIVE_QUEUE);
-        self.transport.queue_unset(TRANSMIT_QUEUE);
-        let mut receive_buffers = Vec::with_capacity(QUEUE);
-        for slot in &mut self.rx.slots {
-            if let Slot::Posted(buffer, _) = core::mem::replace(slot, Slot::Empty) {
-                receive_buffers.push(buffer);
-            }
-        }
-        for slot in &mut self.tx.slots {
-            if let Slot::Posted(buffer, _) = core::mem::replace(slot, Slot::Empty) {
-                self.tx_free.push(buffer);
-            }
-        }
+        self.stop();
+        // SAFETY: the device was just reset.
+        let receive_buffers = unsafe { self.rx.take_all() };
+        // SAFETY: as above.
+        self.tx_free.extend(unsafe { self.tx.take_all() });
         match self.restart() {
             Ok(()) => {
                 for buffer in receive_buffers {
                     // Fresh queue, as many buffers as descriptors at most: cannot fail.
-                    let _ = self.rx.post(buffer, BUFFER, self.stats);
+                    let _ = self.rx.post(buffer, BUFFER);
                 }
                 self.flush();
                 if let Some(hook) = &mut self.after_reset {
@@ -423,9 +289,7 @@ impl<H: Hal, T: Transport> NetDevice<H, T> {
                 }
             }
             Err(_) => {
-                self.transport.set_status(DeviceStatus::empty());
-                self.transport.queue_unset(RECEIVE_QUEUE);
-                self.transport.queue_unset(TRANSMIT_QUEUE);
+                self.stop();
                 self.stats.reset_failures.fetch_add(1, Ordering::Relaxed);
                 self.dead = true;
             }
@@ -436,8 +300,10 @@ impl<H: Hal, T: Transport> NetDevice<H, T> {
     /// memory freed: the device was reset and no longer uses them).
     fn restart(&mut self) -> Result<(), NetError> {
         let (header, _) = Self::start(&mut self.transport)?;
-        let rx = Queue::new(&mut self.transport, RECEIVE_QUEUE, false, true)?;
-        let tx = Queue::new(&mut self.transport, TRANSMIT_QUEUE, true, false)?;
+        let rx = Queue::new(&mut self.transport, RECEIVE_QUEUE, Direction::In, true)
+            .map_err(NetError::Device)?;
+        let tx = Queue::new(&mut self.transport, TRANSMIT_QUEUE, Direction::Out, false)
+            .map_err(NetError::Device)?;
         self.transport.finish_init();
         self.rx = rx;
         self.tx = tx;
@@ -464,16 +330,23 @@ impl<H: Hal, T: Transport> NetDevice<H, T> {
     /// Tells the device about the buffers queued since the last flush (one notification
     /// per queue at most, none when the device suppressed them).
     pub fn flush(&mut self) {
-        self.tx.notify(&mut self.transport, self.stats);
-        self.rx.notify(&mut self.transport, self.stats);
+        let notified = u64::from(self.tx.notify(&mut self.transport))
+            + u64::from(self.rx.notify(&mut self.transport));
+        if notified != 0 {
+            self.stats
+                .notifications
+                .fetch_add(notified, Ordering::Relaxed);
+        }
     }
 
     /// Reclaims completed transmissions into `tx_free`.
     fn reclaim_transmitted(&mut self) {
-        while let Some(used) = self.tx.take_used(self.stats) {
+        while let Some(used) = self.tx.take_used() {
             match used {
-                Used::Buffer(buffer, _) => self.tx_free.push(buffer),
-                Used::Untrusted => {
+                // A device that only reads a buffer has nothing to lie about.
+                Used::Buffer(buffer, _) | Used::Lied(buffer) => self.tx_free.push(buffer),
+                Used::Untrusted(_) => {
+                    self.stats.rx_bad_used.fetch_add(1, Ordering::Relaxed);
                     self.reset();
                     return;
                 }
@@ -481,66 +354,18 @@ impl<H: Hal, T: Transport> NetDevice<H, T> {
         }
     }
 
-    /// Hands the next received frame to `f`; `false` (after registering `waker` and
-    /// enabling the receive interrupt) if none.
-    pub fn receive(&mut self, waker: &Waker, f: &mut dyn FnMut(&[u8])) -> bool {
-        if self.dead {
-            return false;
-        }
-        let used = match self.rx.take_used(self.stats) {
-            Some(used) => used,
-            None => {
-                // Nothing pending: ask for an interrupt, then look once more, since a
-                // frame that arrived before the request raised none.
-                self.waker.register(waker);
-                self.rx.set_interrupts(true);
-                fence(Ordering::SeqCst);
-                match self.rx.take_used(self.stats) {
-                    Some(used) => used,
-                    None => return false,
-                }
-            }
-        };
-        let Used::Buffer(buffer, written) = used else {
-            // A device that broke the ring: reset it, then wait for its next interrupt
-            // (the new receive queue starts with interrupts on).
-            self.reset();
-            self.waker.register(waker);
-            return false;
-        };
-        // Frames are pending: the runner drains them without interrupts until empty.
-        self.rx.set_interrupts(false);
-        match written.checked_sub(self.header) {
-            Some(length) if written <= buffer.len() => {
-                self.stats.rx_frames.fetch_add(1, Ordering::Relaxed);
-                f(&buffer[self.header..self.header + length]);
-            }
-            _ => {
-                self.stats.rx_bad_used.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        // Re-post the same buffer: no allocation on the hot path. A descriptor was just
-        // freed, so this cannot fail; if it did, the buffer is dropped and counted.
-        if self.rx.post(buffer, BUFFER, self.stats).is_err() {
-            self.stats.rx_bad_used.fetch_add(1, Ordering::Relaxed);
-        }
-        true
-    }
-
-    /// Queues one frame of `len` bytes that `f` writes (the device hears of it at the
-    /// next [`flush`](Self::flush)); `false` (after registering `waker` for the next
-    /// completion) when no descriptor or buffer is free.
-    pub fn transmit(&mut self, waker: &Waker, len: usize, f: &mut dyn FnMut(&mut [u8])) -> bool {
-        if self.dead {
-            return false;
-        }
+    /// Whether a transmit buffer is free. If not: registers `waker`, makes sure the
+    /// device has heard of the queued frames and asks it to interrupt when it is done
+    /// with some; then looks once more, since a completion before the request raised
+    /// none.
+    fn tx_ready(&mut self, waker: &Waker) -> bool {
         self.reclaim_transmitted();
-        if self.tx_free.is_empty() {
-            // Full: the device must hear of what is queued, and interrupt when it is done
-            // with some; look once more, since a completion before the request raised none.
+        if self.tx_free.is_empty() && !self.dead {
             self.waker.register(waker);
             self.tx.set_interrupts(true);
-            self.tx.notify(&mut self.transport, self.stats);
+            if self.tx.notify(&mut self.transport) {
+                self.stats.notifications.fetch_add(1, Ordering::Relaxed);
+            }
             fence(Ordering::SeqCst);
             self.reclaim_transmitted();
             if self.tx_free.is_empty() {
@@ -548,34 +373,98 @@ impl<H: Hal, T: Transport> NetDevice<H, T> {
                 return false;
             }
         }
+        // Room: completions raise no interrupt until the queue fills again.
         self.tx.set_interrupts(false);
-        let Some(mut buffer) = self.tx_free.pop() else {
-            return false;
+        !self.dead
+    }
+
+    /// The next frame the device wrote: the buffer and the frame's range in it. `None`
+    /// (after registering `waker` and enabling the receive interrupt) if none.
+    fn next_frame(&mut self, waker: &Waker) -> Option<(Box<[u8]>, usize, usize)> {
+        // Entries with a bad length are skipped; a device that keeps writing them gets
+        // a queue's worth per call, then the runner is woken to come back (no spinning
+        // here on its behalf).
+        for _ in 0..QUEUE {
+            let used = match self.rx.take_used() {
+                Some(used) => used,
+                None => {
+                    // Nothing pending: ask for an interrupt, then look once more, since
+                    // a frame that arrived before the request raised none.
+                    self.waker.register(waker);
+                    self.rx.set_interrupts(true);
+                    fence(Ordering::SeqCst);
+                    self.rx.take_used()?
+                }
+            };
+            // Frames are pending: the runner drains them without interrupts until empty.
+            self.rx.set_interrupts(false);
+            let buffer = match used {
+                Used::Buffer(buffer, written) if written >= self.header => {
+                    self.stats.rx_frames.fetch_add(1, Ordering::Relaxed);
+                    return Some((buffer, self.header, written));
+                }
+                // Shorter than the header, or longer than the buffer: dropped, counted.
+                Used::Buffer(buffer, _) | Used::Lied(buffer) => buffer,
+                Used::Untrusted(_) => {
+                    // A device that broke the ring: reset it, then wait for its next
+                    // interrupt (the new receive queue starts with interrupts on).
+                    self.stats.rx_bad_used.fetch_add(1, Ordering::Relaxed);
+                    self.reset();
+                    self.waker.register(waker);
+                    return None;
+                }
+            };
+            self.stats.rx_bad_used.fetch_add(1, Ordering::Relaxed);
+            // Back to the device: a descriptor was just freed, so this cannot fail; if
+            // it did, the buffer is dropped (counted).
+            if self.rx.post(buffer, BUFFER).is_err() {
+                self.stats.rx_bad_used.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        waker.wake_by_ref();
+        None
+    }
+
+    /// The next received frame with a transmit token for the reply; `None` (after
+    /// registering `waker` for whichever is missing) without a frame or a free transmit
+    /// buffer. A frame waiting for transmit room stays in the used ring.
+    pub fn receive(&mut self, waker: &Waker) -> Option<(NetRx<'_, H>, NetTx<'_, H>)> {
+        // Completions are reclaimed here only when no buffer is free: the per-frame
+        // path stays as short as the transmit side allows (`transmit` reclaims).
+        if self.dead || (self.tx_free.is_empty() && !self.tx_ready(waker)) {
+            return None;
+        }
+        let (buffer, start, end) = self.next_frame(waker)?;
+        let rx = NetRx {
+            queue: &mut self.rx,
+            buffer,
+            start,
+            end,
+            stats: self.stats,
         };
-        let header = self.header;
-        if header + len > buffer.len() {
-            self.stats.tx_too_large.fetch_add(1, Ordering::Relaxed);
-            self.tx_free.push(buffer);
-            return true; // consumed (dropped): retrying cannot help
+        // A buffer is free (above), and `next_frame` took none (a reset only adds).
+        let tx = NetTx {
+            queue: &mut self.tx,
+            free: &mut self.tx_free,
+            header: self.header,
+            stats: self.stats,
+        };
+        Some((rx, tx))
+    }
+
+    /// A token for one frame in a free transmit buffer (the device hears of the frame
+    /// at the next [`flush`](Self::flush)); `None` (after registering `waker` for the
+    /// next completion) when none is free.
+    pub fn transmit(&mut self, waker: &Waker) -> Option<NetTx<'_, H>> {
+        if self.dead || !self.tx_ready(waker) {
+            return None;
         }
-        // A zero header: no checksum offload, no segmentation offload.
-        buffer[..header].fill(0);
-        f(&mut buffer[header..header + len]);
-        match self.tx.post(buffer, header + len, self.stats) {
-            Ok(()) => {
-                self.stats.tx_frames.fetch_add(1, Ordering::Relaxed);
-                true
-            }
-            Err(buffer) => {
-                // More buffers than descriptors cannot happen (QUEUE / 2 buffers); keep
-                // the frame's buffer and report backpressure rather than lose it silently.
-                self.tx_free.push(buffer);
-                self.waker.register(waker);
-                self.tx.set_interrupts(true);
-                self.stats.tx_full.fetch_add(1, Ordering::Relaxed);
-                false
-            }
-        }
+        Some(NetTx {
+            queue: &mut self.tx,
+            free: &mut self.tx_free,
+            header: self.header,
+            stats: self.stats,
+        })
     }
 }
 
@@ -583,12 +472,121 @@ impl<H: Hal, T: Transport> Drop for NetDevice<H, T> {
     fn drop(&mut self) {
         // The device must stop using the queues before their memory and the buffers are
         // freed (the fields drop after this).
-        self.transport.queue_unset(RECEIVE_QUEUE);
-        self.transport.queue_unset(TRANSMIT_QUEUE);
+        self.stop();
+        // SAFETY: the device was just reset.
+        drop(unsafe { self.rx.take_all() });
+        // SAFETY: as above.
+        drop(unsafe { self.tx.take_all() });
+    }
+}
+
+/// A received frame in the device's receive buffer; dropping it posts the buffer to the
+/// receive queue again (the device hears of it at the next flush).
+pub struct NetRx<'a, H: Hal> {
+    queue: &'a mut Queue<H>,
+    buffer: Box<[u8]>,
+    /// The frame's range in `buffer` (after the virtio-net header).
+    start: usize,
+    end: usize,
+    stats: &'static NetStats,
+}
+
+impl<H: Hal> NetRx<'_, H> {
+    /// The frame (Ethernet header first, no FCS).
+    pub fn frame(&self) -> &[u8] {
+        &self.buffer[self.start..self.end]
+    }
+}
+
+impl<H: Hal> Drop for NetRx<'_, H> {
+    fn drop(&mut self) {
+        // Re-post the same buffer: no allocation on the hot path. A descriptor was freed
+        // for it, so this cannot fail; if it did, the buffer is dropped and counted.
+        let buffer = core::mem::take(&mut self.buffer);
+        if self.queue.post(buffer, BUFFER).is_err() {
+            self.stats.rx_bad_used.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl<H: Hal> RxToken for NetRx<'_, H> {
+    fn frame(&self) -> &[u8] {
+        NetRx::frame(self)
+    }
+}
+
+/// Room for one frame: the token exists only while `free` holds a buffer, which
+/// `consume` takes. Dropped unused, it takes nothing.
+pub struct NetTx<'a, H: Hal> {
+    queue: &'a mut Queue<H>,
+    free: &'a mut Vec<Box<[u8]>>,
+    header: usize,
+    stats: &'static NetStats,
+}
+
+impl<H: Hal> NetTx<'_, H> {
+    /// A free buffer with room for a frame of `len` bytes after a zeroed virtio-net
+    /// header (no checksum or segmentation offload); `None` (counted) if too small.
+    fn room(&mut self, len: usize) -> Option<Box<[u8]>> {
+        let Some(mut buffer) = self.free.pop() else {
+            // The token exists only while a buffer is free: a broken invariant, counted.
+            self.stats.tx_full.fetch_add(1, Ordering::Relaxed);
+            return None;
+        };
+        let header = self.header;
+        if header + len > buffer.len() {
+            self.stats.tx_too_large.fetch_add(1, Ordering::Relaxed);
+            self.free.push(buffer);
+            return None;
+        }
+        buffer[..header].fill(0);
+        Some(buffer)
+    }
+
+    /// Posts the frame of `len` bytes written into `buffer` (from [`room`](Self::room)).
+    fn post(&mut self, buffer: Box<[u8]>, len: usize) {
+        match self.queue.post(buffer, self.header + len) {
+            Ok(()) => {
+                self.stats.tx_frames.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(buffer) => {
+                // More buffers than descriptors cannot happen (QUEUE / 2 buffers); the
+                // frame is dropped and counted, the buffer kept.
+                self.free.push(buffer);
+                self.stats.tx_full.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+impl<H: Hal> TxToken for NetTx<'_, H> {
+    // Generic over `f`, once per smoltcp call site: the work is in `room` and `post`.
+    fn consume<R, F>(mut self, len: usize, f: F) -> R
+    where
+        F: FnOnce(&mut [u8]) -> R,
+    {
+        let Some(mut buffer) = self.room(len) else {
+            // Outside the contract (the stack keeps to the MTU): the frame is written
+            // aside and dropped, counted; the buffer stays free.
+            return f(&mut alloc::vec![0; len]);
+        };
+        let header = self.header;
+        let result = f(&mut buffer[header..header + len]);
+        self.post(buffer, len);
+        result
     }
 }
 
 impl<H: Hal, T: Transport + Send> torito_netstack::Driver for NetDevice<H, T> {
+    type RxToken<'a>
+        = NetRx<'a, H>
+    where
+        Self: 'a;
+    type TxToken<'a>
+        = NetTx<'a, H>
+    where
+        Self: 'a;
+
     fn mac(&self) -> [u8; 6] {
         NetDevice::mac(self)
     }
@@ -597,12 +595,12 @@ impl<H: Hal, T: Transport + Send> torito_netstack::Driver for NetDevice<H, T> {
         NetDevice::mtu(self)
     }
 
-    fn receive(&mut self, waker: &Waker, f: &mut dyn FnMut(&[u8])) -> bool {
-        NetDevice::receive(self, waker, f)
+    fn receive(&mut self, waker: &Waker) -> Option<(NetRx<'_, H>, NetTx<'_, H>)> {
+        NetDevice::receive(self, waker)
     }
 
-    fn transmit(&mut self, waker: &Waker, len: usize, f: &mut dyn FnMut(&mut [u8])) -> bool {
-        NetDevice::transmit(self, waker, len, f)
+    fn transmit(&mut self, waker: &Waker) -> Option<NetTx<'_, H>> {
+        NetDevice::transmit(self, waker)
     }
 
     fn flush(&mut self) {

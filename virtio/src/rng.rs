@@ -5,21 +5,23 @@
 //! request, registers the caller's waker and returns `Pending`; the kernel's interrupt
 //! handler wakes it when the device has answered. Nothing waits in a loop.
 //!
-//! DMA ownership: the one request buffer is a `Box<[u8]>` held in [`Request::Posted`]
-//! while the device owns it; it comes back only through the used ring, under the token it
-//! was posted with. Device memory is untrusted: a used entry with another token, or a
-//! length larger than the buffer, is refused ([`RngError::Untrusted`]) and its bytes are
-//! never handed out.
+//! DMA ownership: the one request buffer is a [`Lent`] (no Rust owner asserts access
+//! to it) held in [`Request::Posted`] while the device owns it; it becomes a `Box`
+//! again only through the used ring, under the token it was posted with, or after the
+//! device is reset on drop. Device memory is untrusted: a used entry with another token,
+//! or a length larger than the buffer, is refused ([`RngError::Untrusted`]) and its
+//! bytes are never handed out.
 #![allow(unsafe_code)]
 
 use crate::features::{self, VIRTIO_F_VERSION_1};
+use crate::lent::Lent;
 use alloc::boxed::Box;
 use core::sync::atomic::{Ordering, fence};
 use core::task::{Context, Poll};
 use futures_util::task::AtomicWaker;
 use virtio_drivers::Hal;
 use virtio_drivers::queue::VirtQueue;
-use virtio_drivers::transport::Transport;
+use virtio_drivers::transport::{DeviceStatus, Transport};
 
 /// Queue index of requestq (spec 5.4.2) and its size.
 const REQUEST_QUEUE: u16 = 0;
@@ -68,7 +70,7 @@ enum Request {
     /// With the driver.
     Idle(Box<[u8]>),
     /// With the device, under this token.
-    Posted(u16, Box<[u8]>),
+    Posted(u16, Lent),
     /// Given up to a device that misbehaved (never freed under it).
     Lost,
 }
@@ -145,13 +147,16 @@ impl<H: Hal, T: Transport> RngDevice<H, T> {
     }
 
     /// Posts the request buffer and notifies the device.
-    fn post(&mut self, mut buffer: Box<[u8]>) -> Result<(), RngError> {
-        // SAFETY: the buffer moves into `self.request` as `Posted` right below and is not
-        // touched until `take` gets it back for that token; on error the queue kept
-        // nothing.
-        match unsafe { self.queue.add(&[], &mut [&mut buffer[..]]) } {
+    fn post(&mut self, buffer: Box<[u8]>) -> Result<(), RngError> {
+        let mut lent = Lent::new(buffer);
+        // SAFETY: not posted yet: the device does not know these bytes.
+        let bytes = unsafe { lent.bytes() };
+        // SAFETY: the buffer (lent: no owner asserts access to it) moves into
+        // `self.request` as `Posted` right below and is not touched until `take` gets it
+        // back for that token; on error the queue kept nothing.
+        match unsafe { self.queue.add(&[], &mut [bytes]) } {
             Ok(token) => {
-                self.request = Request::Posted(token, buffer);
+                self.request = Request::Posted(token, lent);
                 // The avail index is published; the device's flag is read after it.
                 fence(Ordering::SeqCst);
                 if self.queue.should_notify() {
@@ -160,7 +165,8 @@ impl<H: Hal, T: Transport> RngDevice<H, T> {
                 Ok(())
             }
             Err(error) => {
-                self.request = Request::Idle(buffer);
+                // SAFETY: the queue refused the buffer: the device never saw it.
+                self.request = Request::Idle(unsafe { lent.take_back() });
                 Err(RngError::Device(error))
             }
         }
@@ -168,24 +174,42 @@ impl<H: Hal, T: Transport> RngDevice<H, T> {
 
     /// The posted buffer back with the count written, `None` (and the buffer still
     /// posted) when the device has not answered yet.
-    fn take(&mut self, token: u16, mut buffer: Box<[u8]>) -> Result<Option<Answer>, RngError> {
+    fn take(&mut self, token: u16, mut lent: Lent) -> Result<Option<Answer>, RngError> {
         let Some(used) = self.queue.peek_used() else {
-            self.request = Request::Posted(token, buffer);
+            self.request = Request::Posted(token, lent);
             return Ok(None);
         };
         if used != token {
-            // Leave the buffer with the device (`Lost`): it may still write into it.
-            core::mem::forget(buffer);
+            // Leave the buffer with the device (`Lost`): it may still write into it, so
+            // the `Lent` goes out of scope, which leaks it.
             return Err(RngError::Untrusted { length: 0 });
         }
-        // SAFETY: `buffer` is the one posted under `token`, with the same direction and
+        // SAFETY: the used ring returned `token`: the device is done with the buffer.
+        let bytes = unsafe { lent.bytes() };
+        // SAFETY: `bytes` is the buffer posted under `token`, with the same direction and
         // length.
-        let length = unsafe { self.queue.pop_used(token, &[], &mut [&mut buffer[..]]) }
-            .map_err(RngError::Device)?;
+        let length =
+            unsafe { self.queue.pop_used(token, &[], &mut [bytes]) }.map_err(RngError::Device)?;
+        // SAFETY: popped: the device gave the buffer back.
+        let buffer = unsafe { lent.take_back() };
         if length as usize > buffer.len() {
             return Err(RngError::Untrusted { length });
         }
         Ok(Some((buffer, length as usize)))
+    }
+}
+
+impl<H: Hal, T: Transport> Drop for RngDevice<H, T> {
+    fn drop(&mut self) {
+        // The device must give up the request and forget the queue before the queue's
+        // memory (and the buffer) is freed: the fields drop after this. A reset makes it
+        // give up every buffer (spec 2.4).
+        self.transport.set_status(DeviceStatus::empty());
+        self.transport.queue_unset(REQUEST_QUEUE);
+        if let Request::Posted(_, lent) = core::mem::replace(&mut self.request, Request::Lost) {
+            // SAFETY: the device was just reset: it no longer uses the buffer.
+            drop(unsafe { lent.take_back() });
+        }
     }
 }
 

@@ -17,7 +17,8 @@ use std::task::{Context, Poll, Wake, Waker};
 use torito_executor::{Clock, Executor, Platform};
 use torito_netstack::blocking::Park;
 use torito_netstack::{
-    Config, Driver, Duration, Error, Instant, Ipv4Cidr, Ipv4Config, Runner, Stack, StaticConfig,
+    Config, Driver, Duration, Error, Instant, Ipv4Cidr, Ipv4Config, Runner, RxToken, Stack,
+    StaticConfig, TxToken,
 };
 
 /// xorshift64: a tiny deterministic PRNG for fault injection.
@@ -151,7 +152,56 @@ pub struct FakeDriver {
     pub wire: Arc<Mutex<Wire>>,
 }
 
+impl FakeDriver {
+    /// Whether a transmit descriptor is free; if not, registers `waker` for the next
+    /// completion and makes sure the device sees what is queued (the contract).
+    fn tx_ready(&mut self, waker: &Waker) -> bool {
+        let mut wire = self.wire.lock().unwrap();
+        if wire.tx_free[self.side] != Some(0) {
+            return true;
+        }
+        wire.tx_registrations[self.side] += 1;
+        wire.tx_wakers[self.side] = Some(waker.clone());
+        drop(wire);
+        self.flush();
+        false
+    }
+}
+
+/// A received frame: the fake's own copy (the virtio driver lends its buffer).
+pub struct FakeRx(Vec<u8>);
+
+impl RxToken for FakeRx {
+    fn frame(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// A free transmit descriptor on `side`.
+pub struct FakeTx<'a> {
+    side: usize,
+    wire: &'a Mutex<Wire>,
+}
+
+impl TxToken for FakeTx<'_> {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        let mut wire = self.wire.lock().unwrap();
+        if let Some(n) = &mut wire.tx_free[self.side] {
+            *n = n
+                .checked_sub(1)
+                .expect("a token only for a free descriptor");
+        }
+        let mut frame = vec![0; len];
+        let result = f(&mut frame);
+        wire.unflushed[self.side].push(frame);
+        result
+    }
+}
+
 impl Driver for FakeDriver {
+    type RxToken<'a> = FakeRx;
+    type TxToken<'a> = FakeTx<'a>;
+
     fn mac(&self) -> [u8; 6] {
         [0x02, 0, 0, 0, 0, self.side as u8 + 1]
     }
@@ -160,47 +210,39 @@ impl Driver for FakeDriver {
         1500
     }
 
-    fn receive(&mut self, waker: &Waker, f: &mut dyn FnMut(&[u8])) -> bool {
+    fn receive(&mut self, waker: &Waker) -> Option<(FakeRx, FakeTx<'_>)> {
         let mut wire = self.wire.lock().unwrap();
         let now = wire.now;
         let queue = &mut wire.queues[self.side];
         let next = (0..queue.len())
             .filter(|&i| queue[i].deliver_at <= now)
             .min_by_key(|&i| queue[i].deliver_at);
-        match next {
-            Some(i) => {
-                let frame = queue.remove(i).unwrap().frame;
-                wire.delivered[self.side] += 1;
-                drop(wire);
-                f(&frame);
-                true
-            }
-            None => {
-                wire.rx_registrations[self.side] += 1;
-                wire.rx_wakers[self.side] = Some(waker.clone());
-                false
-            }
+        let Some(i) = next else {
+            wire.rx_registrations[self.side] += 1;
+            wire.rx_wakers[self.side] = Some(waker.clone());
+            return None;
+        };
+        drop(wire);
+        // A frame comes with a transmit token or not at all (it stays pending).
+        if !self.tx_ready(waker) {
+            return None;
         }
+        let mut wire = self.wire.lock().unwrap();
+        let frame = wire.queues[self.side].remove(i).unwrap().frame;
+        wire.delivered[self.side] += 1;
+        drop(wire);
+        let tx = FakeTx {
+            side: self.side,
+            wire: &self.wire,
+        };
+        Some((FakeRx(frame), tx))
     }
 
-    fn transmit(&mut self, waker: &Waker, len: usize, f: &mut dyn FnMut(&mut [u8])) -> bool {
-        let mut wire = self.wire.lock().unwrap();
-        match &mut wire.tx_free[self.side] {
-            Some(0) => {
-                wire.tx_registrations[self.side] += 1;
-                wire.tx_wakers[self.side] = Some(waker.clone());
-                // A full driver makes sure the device sees what is queued (the contract).
-                drop(wire);
-                self.flush();
-                return false;
-            }
-            Some(n) => *n -= 1,
-            None => {}
-        }
-        let mut frame = vec![0; len];
-        f(&mut frame);
-        wire.unflushed[self.side].push(frame);
-        true
+    fn transmit(&mut self, waker: &Waker) -> Option<FakeTx<'_>> {
+        self.tx_ready(waker).then_some(FakeTx {
+            side: self.side,
+            wire: &self.wire,
+        })
     }
 
     /// Puts the frames transmitted since the last flush on the wire.

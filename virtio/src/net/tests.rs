@@ -45,9 +45,20 @@ fn frame(n: u8) -> Vec<u8> {
 }
 
 fn send(driver: &mut NetDevice<FakeHal, FakeTransport>, waker: &Waker, frame: &[u8]) -> bool {
-    driver.transmit(waker, frame.len(), &mut |buffer| {
-        buffer.copy_from_slice(frame)
-    })
+    match driver.transmit(waker) {
+        Some(token) => {
+            token.consume(frame.len(), |buffer| buffer.copy_from_slice(frame));
+            true
+        }
+        None => false,
+    }
+}
+
+/// The next received frame, copied out (its buffer goes back to the device).
+fn receive(driver: &mut NetDevice<FakeHal, FakeTransport>, waker: &Waker) -> Option<Vec<u8>> {
+    driver
+        .receive(waker)
+        .map(|(frame, _)| frame.frame().to_vec())
 }
 
 #[test]
@@ -102,7 +113,8 @@ fn receive_interrupt_is_off_while_frames_are_drained() {
         device.deliver(&frame(n));
     }
     let mut got = Vec::new();
-    while driver.receive(&task, &mut |bytes| got.push(bytes.to_vec())) {
+    while let Some(bytes) = receive(&mut driver, &task) {
+        got.push(bytes);
         if got.len() < 3 {
             assert!(!device.interrupts_wanted(0), "no interrupts while draining");
         }
@@ -119,13 +131,13 @@ fn receive_interrupt_is_off_while_frames_are_drained() {
     for n in 0..3 {
         device.deliver(&frame(n));
     }
-    while driver.receive(&task, &mut |_| {}) {}
+    while receive(&mut driver, &task).is_some() {}
     driver.flush();
     assert_eq!(device.notifications()[0], notified);
     // ...and with one when it ran out and asked.
     device.suppress_notifications(0, false);
     device.deliver(&frame(7));
-    assert!(driver.receive(&task, &mut |_| {}));
+    assert!(receive(&mut driver, &task).is_some());
     driver.flush();
     assert_eq!(device.notifications()[0], notified + 1);
 }
@@ -172,9 +184,7 @@ fn a_legacy_device_skips_features_ok_and_uses_the_short_header() {
     driver.flush();
     assert_eq!(device.transmitted(), vec![frame(3)]);
     device.deliver(&frame(4));
-    let mut got = Vec::new();
-    assert!(driver.receive(&task, &mut |bytes| got.push(bytes.to_vec())));
-    assert_eq!(got, vec![frame(4)]);
+    assert_eq!(receive(&mut driver, &task), Some(frame(4)));
 }
 
 /// A modern device that does not keep FEATURES_OK refused the features: a clear error.
@@ -216,12 +226,14 @@ fn a_hostile_receive_used_entry_resets_the_device_and_frames_flow_again() {
     let (mut driver, mut device, waker, task) = setup();
     device.deliver(&frame(1));
     let mut got = Vec::new();
-    while driver.receive(&task, &mut |bytes| got.push(bytes.to_vec())) {}
+    while let Some(bytes) = receive(&mut driver, &task) {
+        got.push(bytes);
+    }
     assert_eq!(got, vec![frame(1)]);
     let old_rings = device.rings(0);
 
     device.put_used(0, 1000, 100); // no such descriptor
-    assert!(!driver.receive(&task, &mut |bytes| got.push(bytes.to_vec())));
+    assert_eq!(receive(&mut driver, &task), None);
     assert_eq!(stats(&driver), (1, 1, 1));
     assert!(waker.take().is_some_and(|w| w.will_wake(&task)));
     {
@@ -237,7 +249,7 @@ fn a_hostile_receive_used_entry_resets_the_device_and_frames_flow_again() {
     follow_reset(&mut device);
     for n in 2..2 + QUEUE as u8 {
         device.deliver(&frame(n)); // every receive buffer was posted again
-        assert!(driver.receive(&task, &mut |bytes| got.push(bytes.to_vec())));
+        got.push(receive(&mut driver, &task).expect("a frame"));
     }
     assert_eq!(got.len(), 1 + QUEUE);
     assert_eq!(got.last(), Some(&frame(1 + QUEUE as u8)));
@@ -279,13 +291,10 @@ fn a_used_length_beyond_the_buffer_is_dropped_without_a_reset() {
     let (mut driver, mut device, _, task) = setup();
     let (head, _, _) = device.take_avail(0).expect("a receive buffer");
     device.put_used(0, head, 100_000);
-    let mut got = Vec::new();
-    assert!(driver.receive(&task, &mut |bytes| got.push(bytes.to_vec())));
-    assert!(got.is_empty());
+    assert_eq!(receive(&mut driver, &task), None, "skipped");
     assert_eq!(stats(&driver), (1, 0, 0));
     device.deliver(&frame(3));
-    assert!(driver.receive(&task, &mut |bytes| got.push(bytes.to_vec())));
-    assert_eq!(got, vec![frame(3)]);
+    assert_eq!(receive(&mut driver, &task), Some(frame(3)));
 }
 
 /// A device that does not come back after the reset is left alone: no frames, no
@@ -295,9 +304,9 @@ fn a_device_that_does_not_come_back_is_left_alone() {
     let (mut driver, mut device, _, task) = setup();
     device.transport.0.lock().unwrap().drops_features_ok = true;
     device.put_used(0, 1000, 100);
-    assert!(!driver.receive(&task, &mut |_| {}));
+    assert!(receive(&mut driver, &task).is_none());
     assert_eq!(driver.stats.reset_failures.load(Ordering::Relaxed), 1);
-    assert!(!driver.receive(&task, &mut |_| {}));
+    assert!(receive(&mut driver, &task).is_none());
     assert!(!send(&mut driver, &task, &frame(1)));
     assert_eq!(stats(&driver).1, 1, "one attempt");
 }
@@ -340,4 +349,89 @@ fn offered_mtu_is_negotiated_and_bounded() {
     // Without the feature: 1500.
     let (driver, _, _, _) = setup();
     assert_eq!(driver.mtu(), 1500);
+}
+
+/// Every buffer the driver made available on `queue` since the device last looked.
+fn available(device: &mut FakeDevice, queue: usize) -> Vec<u64> {
+    core::iter::from_fn(|| device.take_avail(queue).map(|(_, address, _)| address)).collect()
+}
+
+/// Issue 10, item 4: the stack reads a received frame where the device wrote it, and
+/// the buffer goes back to the device only when the token is dropped.
+#[test]
+fn a_received_frame_is_lent_in_place_and_its_buffer_goes_back_on_drop() {
+    let (mut driver, mut device, _, task) = setup();
+    let (head, address, _) = device.take_avail(0).expect("a receive buffer");
+    let sent: [u8; 60] = frame(5).try_into().unwrap();
+    write(address + HEADER as u64, sent);
+    device.put_used(0, head, (HEADER + sent.len()) as u32);
+
+    let (received, _reply) = driver.receive(&task).expect("a frame");
+    assert_eq!(received.frame(), &sent[..]);
+    assert_eq!(
+        received.frame().as_ptr() as u64,
+        address + HEADER as u64,
+        "read in the device's buffer, not a copy"
+    );
+    let others = available(&mut device, 0);
+    assert_eq!(others.len(), QUEUE - 1);
+    assert!(!others.contains(&address), "lent, so not the device's yet");
+    drop(received);
+    assert_eq!(available(&mut device, 0), vec![address], "given back");
+}
+
+/// A frame comes with a transmit token for its reply or not at all: with every
+/// transmit buffer in flight it stays in the used ring, and a completion (which will
+/// interrupt) lets it through.
+#[test]
+fn a_frame_waits_while_no_transmit_buffer_is_free() {
+    let (mut driver, mut device, waker, task) = setup();
+    let mut sent = 0;
+    while send(&mut driver, &task, &frame(sent)) {
+        sent += 1;
+    }
+    device.deliver(&frame(100));
+    assert!(driver.receive(&task).is_none());
+    assert!(device.interrupts_wanted(1), "a completion interrupts");
+    assert!(waker.take().is_some_and(|w| w.will_wake(&task)));
+    assert_eq!(stats(&driver).2, 0, "not taken");
+    assert_eq!(device.transmitted().len(), usize::from(sent));
+    assert_eq!(receive(&mut driver, &task), Some(frame(100)));
+}
+
+/// A transmit token dropped unused sends nothing and keeps its buffer; a frame too
+/// large for a buffer (outside the contract) is dropped and counted, not a panic.
+#[test]
+fn unused_and_oversized_transmit_tokens_lose_no_buffer() {
+    let (mut driver, mut device, _, task) = setup();
+    for _ in 0..QUEUE {
+        let _unused = driver.transmit(&task).expect("room");
+    }
+    let token = driver.transmit(&task).expect("room");
+    let written = token.consume(BUFFER, |buffer| {
+        buffer.fill(1);
+        buffer.len()
+    });
+    assert_eq!(written, BUFFER);
+    assert_eq!(driver.stats.tx_too_large.load(Ordering::Relaxed), 1);
+    driver.flush();
+    assert!(device.transmitted().is_empty());
+    for n in 0..(QUEUE / 2) as u8 {
+        assert!(
+            send(&mut driver, &task, &frame(n)),
+            "every buffer still free"
+        );
+    }
+}
+
+/// Dropping the driver resets the device and releases both queues before their memory
+/// and the buffers the device held go.
+#[test]
+fn dropping_the_driver_resets_the_device_and_releases_its_queues() {
+    let (mut driver, device, _, task) = setup();
+    assert!(send(&mut driver, &task, &frame(1)));
+    drop(driver);
+    let state = device.transport.0.lock().unwrap();
+    assert_eq!(state.status, DeviceStatus::empty(), "reset");
+    assert_eq!(state.rings[..2], [(0, 0, 0); 2], "queues released");
 }

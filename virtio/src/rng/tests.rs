@@ -124,3 +124,17 @@ fn another_token_is_refused() {
     ));
     assert_eq!(out, [0; 8]);
 }
+
+/// Issue 10, item 3: the device held a request (and the queue's rings) when the driver
+/// was dropped. It is reset and told to forget the queue before that memory is freed.
+#[test]
+fn dropping_the_driver_resets_the_device_and_releases_its_queue() {
+    let (mut driver, device, _, task) = setup();
+    let mut context = Context::from_waker(&task);
+    assert!(driver.poll_fill(&mut context, &mut [0u8; 8]).is_pending());
+    assert_ne!(device.rings(0), (0, 0, 0));
+    drop(driver);
+    let state = device.transport.0.lock().unwrap();
+    assert_eq!(state.status, DeviceStatus::empty(), "reset");
+    assert_eq!(state.rings[0], (0, 0, 0), "queue released");
+}

@@ -6,14 +6,14 @@ use super::VsockError;
 use super::connections::Connections;
 use super::packet::HEADER;
 use crate::features::{self, Refused};
+use crate::queue::{BufferQueue, Direction, Used};
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::sync::atomic::{Ordering, fence};
 use core::task::Waker;
 use futures_util::task::AtomicWaker;
 use virtio_drivers::Hal;
-use virtio_drivers::queue::VirtQueue;
-use virtio_drivers::transport::Transport;
+use virtio_drivers::transport::{DeviceStatus, Transport};
 
 /// Queue indices (spec 5.10.2).
 const RECEIVE_QUEUE: u16 = 0;
@@ -31,131 +31,18 @@ pub(super) use crate::features::VIRTIO_F_VERSION_1;
 /// Received packets handled per [`VsockDevice::poll`] before it yields to other tasks.
 const BUDGET: usize = 64;
 
-/// One virtqueue and the buffers it holds.
-struct Queue<H: Hal, const SIZE: usize> {
+/// A queue of this driver: `SIZE` descriptors.
+type Queue<H, const SIZE: usize> = BufferQueue<H, SIZE>;
+
+/// Sets up a queue: receive and event queues with interrupts on, the transmit queue
+/// (header and payload as two descriptors) with them off.
+fn queue<H: Hal, T: Transport, const SIZE: usize>(
+    transport: &mut T,
     index: u16,
-    /// The device reads (transmit) rather than writes these buffers.
-    out: bool,
-    queue: VirtQueue<H, SIZE>,
-    /// By token: the buffer and how many of its bytes were posted.
-    slots: Vec<Option<(Box<[u8]>, usize)>>,
-    unnotified: bool,
-    interrupts: bool,
-}
-
-/// A used entry.
-enum Used {
-    /// A buffer we posted and the bytes the device wrote.
-    Buffer(Box<[u8]>, usize),
-    /// A buffer we posted, back with a length past it: its bytes are not used.
-    Lied(Box<[u8]>),
-    /// A token we did not post, or a chain that did not match: nothing came back.
-    Untrusted,
-}
-
-impl<H: Hal, const SIZE: usize> Queue<H, SIZE> {
-    fn new<T: Transport>(transport: &mut T, index: u16, out: bool) -> Result<Self, VsockError> {
-        let mut queue =
-            VirtQueue::new(transport, index, false, false).map_err(VsockError::Device)?;
-        queue.set_dev_notify(!out);
-        Ok(Self {
-            index,
-            out,
-            queue,
-            slots: (0..SIZE).map(|_| None).collect(),
-            unnotified: false,
-            interrupts: !out,
-        })
-    }
-
-    fn set_interrupts(&mut self, on: bool) {
-        if self.interrupts != on {
-            self.queue.set_dev_notify(on);
-            self.interrupts = on;
-        }
-    }
-
-    /// Posts the first `length` bytes of `buffer`; a transmitted packet goes as header
-    /// and payload in two descriptors, the layout every backend accepts. `Err` gives
-    /// the buffer back (no free descriptor).
-    fn post(&mut self, mut buffer: Box<[u8]>, length: usize) -> Result<(), Box<[u8]>> {
-        // SAFETY: the buffer moves into `self.slots[token]` right below and is not
-        // touched until `take_used` returns it for that token; on error the queue kept
-        // nothing. `length <= buffer.len()` (callers post at most the whole buffer).
-        let added = unsafe {
-            if !self.out {
-                self.queue.add(&[], &mut [&mut buffer[..length]])
-            } else if length > HEADER {
-                self.queue
-                    .add(&[&buffer[..HEADER], &buffer[HEADER..length]], &mut [])
-            } else {
-                self.queue.add(&[&buffer[..length]], &mut [])
-            }
-        };
-        let Ok(token) = added else {
-            return Err(buffer);
-        };
-        self.unnotified = true;
-        match self.slots.get_mut(usize::from(token)) {
-            Some(slot) => *slot = Some((buffer, length)),
-            // A token outside the queue from the crate itself: the device owns the
-            // buffer now, so it is leaked rather than freed under it.
-            None => {
-                Box::leak(buffer);
-            }
-        }
-        Ok(())
-    }
-
-    /// The next used entry, if any.
-    fn take_used(&mut self) -> Option<Used> {
-        let token = self.queue.peek_used()?;
-        let Some((mut buffer, posted)) = self
-            .slots
-            .get_mut(usize::from(token))
-            .and_then(Option::take)
-        else {
-            return Some(Used::Untrusted);
-        };
-        // SAFETY: `buffer` is the one posted under `token` (its slot says so), passed
-        // with the same descriptors as in `post`.
-        let used = unsafe {
-            if !self.out {
-                self.queue
-                    .pop_used(token, &[], &mut [&mut buffer[..posted]])
-            } else if posted > HEADER {
-                self.queue.pop_used(
-                    token,
-                    &[&buffer[..HEADER], &buffer[HEADER..posted]],
-                    &mut [],
-                )
-            } else {
-                self.queue.pop_used(token, &[&buffer[..posted]], &mut [])
-            }
-        };
-        Some(match used {
-            Ok(written) if (written as usize) <= posted => Used::Buffer(buffer, written as usize),
-            // Popped, so the buffer is ours again, but its length is a lie.
-            Ok(_) => Used::Lied(buffer),
-            Err(_) => {
-                // The chain did not match: keep the buffer with the device.
-                self.slots[usize::from(token)] = Some((buffer, posted));
-                Used::Untrusted
-            }
-        })
-    }
-
-    fn notify<T: Transport>(&mut self, transport: &mut T) {
-        if !self.unnotified {
-            return;
-        }
-        self.unnotified = false;
-        // The avail index is published; the device's flag is read after it.
-        fence(Ordering::SeqCst);
-        if self.queue.should_notify() {
-            transport.notify(self.index);
-        }
-    }
+    direction: Direction,
+) -> Result<Queue<H, SIZE>, VsockError> {
+    let interrupts = direction == Direction::In;
+    Queue::new(transport, index, direction, interrupts).map_err(VsockError::Device)
 }
 
 /// What [`VsockDevice::poll`] left behind.
@@ -205,9 +92,9 @@ impl<H: Hal, T: Transport> VsockDevice<H, T> {
                 Ok(u64::from(low) | u64::from(high) << 32)
             })
             .map_err(VsockError::Device)?;
-        let rx = Queue::new(&mut transport, RECEIVE_QUEUE, false)?;
-        let tx = Queue::new(&mut transport, TRANSMIT_QUEUE, true)?;
-        let events = Queue::new(&mut transport, EVENT_QUEUE, false)?;
+        let rx = queue(&mut transport, RECEIVE_QUEUE, Direction::In)?;
+        let tx = queue(&mut transport, TRANSMIT_QUEUE, Direction::OutSplit(HEADER))?;
+        let events = queue(&mut transport, EVENT_QUEUE, Direction::In)?;
         transport.finish_init();
         let mut device = Self {
             transport,
@@ -264,7 +151,7 @@ impl<H: Hal, T: Transport> VsockDevice<H, T> {
                         connections.count_bad_used();
                         buffer
                     }
-                    Used::Untrusted => return self.broken(connections),
+                    Used::Untrusted(_) => return self.broken(connections),
                 };
                 // Re-post the same buffer: a descriptor was just freed, so this cannot
                 // fail; if it did, the buffer is dropped and counted.
@@ -282,7 +169,7 @@ impl<H: Hal, T: Transport> VsockDevice<H, T> {
                             connections.count_bad_used();
                         }
                     }
-                    Used::Untrusted => return self.broken(connections),
+                    Used::Untrusted(_) => return self.broken(connections),
                 }
             }
             if !self.transmit(connections) {
@@ -300,9 +187,9 @@ impl<H: Hal, T: Transport> VsockDevice<H, T> {
             let waiting = connections.wants_transmit() && self.tx_free.is_empty();
             self.tx.set_interrupts(waiting);
             fence(Ordering::SeqCst);
-            let receivable = self.rx.queue.can_pop();
-            let transmittable = waiting && self.tx.queue.can_pop();
-            if !receivable && !transmittable && !self.events.queue.can_pop() {
+            let receivable = self.rx.can_pop();
+            let transmittable = waiting && self.tx.can_pop();
+            if !receivable && !transmittable && !self.events.can_pop() {
                 return Polled::Idle;
             }
         }
@@ -326,7 +213,7 @@ impl<H: Hal, T: Transport> VsockDevice<H, T> {
                     connections.count_bad_used();
                     self.tx_free.push(buffer);
                 }
-                Used::Untrusted => return false,
+                Used::Untrusted(_) => return false,
             }
         }
         while connections.wants_transmit() {
@@ -351,9 +238,18 @@ impl<H: Hal, T: Transport> VsockDevice<H, T> {
 
 impl<H: Hal, T: Transport> Drop for VsockDevice<H, T> {
     fn drop(&mut self) {
-        // The device must stop using the queues before their memory and buffers go.
+        // The device must stop using the queues before their memory and buffers go: a
+        // reset makes it give up every buffer (spec 2.4), and only then are they taken
+        // back.
+        self.transport.set_status(DeviceStatus::empty());
         self.transport.queue_unset(RECEIVE_QUEUE);
         self.transport.queue_unset(TRANSMIT_QUEUE);
         self.transport.queue_unset(EVENT_QUEUE);
+        // SAFETY: the device was just reset.
+        drop(unsafe { self.rx.take_all() });
+        // SAFETY: as above.
+        drop(unsafe { self.tx.take_all() });
+        // SAFETY: as above.
+        drop(unsafe { self.events.take_all() });
     }
 }
