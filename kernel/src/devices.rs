@@ -255,7 +255,14 @@ fn open_transport(device: &Device) -> Result<Opened, OpenError> {
                 device: pci.function.device,
                 function: pci.function.function,
             };
-            let mut root = PciRoot::new(pci.snapshot.clone());
+            // virtio-drivers 0.13 refuses device types it has no name for; virtio-fs (26)
+            // is shown to it as virtio-sound (25), whose type nothing downstream reads.
+            let snapshot = if device.kind == Kind::FILESYSTEM {
+                pci.snapshot.clone().with_device_id(0x1040 + 25)
+            } else {
+                pci.snapshot.clone()
+            };
+            let mut root = PciRoot::new(snapshot);
             let transport = PciTransport::new::<KernelHal, _>(&mut root, function)
                 .map_err(|_| OpenError::Transport("bad virtio-pci capabilities"))?;
             let map_region = |region: pci::Region| {

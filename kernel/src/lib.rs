@@ -50,6 +50,7 @@ pub mod boot;
 pub mod console;
 #[cfg(target_os = "none")]
 mod devices;
+pub mod fs;
 #[cfg(target_os = "none")]
 pub mod net;
 #[cfg(target_os = "none")]

@@ -46,12 +46,14 @@ pub mod discovery;
 #[cfg(test)]
 mod fake;
 mod features;
+pub mod fs;
 mod net;
 mod rng;
 mod transport;
 pub mod vsock;
 
 pub use blk::{BlockDevice, BlockError, BlockStats, Buffer};
+pub use fs::{FsDevice, FsStats, FuseError};
 pub use console::{BUFFER as CONSOLE_BUFFER, ConsoleDevice, ConsoleError, ConsoleStats};
 pub use net::{NetDevice, NetError, NetStats};
 pub use rng::{RngDevice, RngError};
