@@ -13,7 +13,7 @@
 # or names the exact command to run.
 
 TARGET   := x86_64-unknown-none
-EXAMPLES := hello faults echo echo-blocking intercore random vsock-echo block console-echo
+EXAMPLES := hello faults echo echo-blocking intercore random vsock-echo block console-echo files
 IMAGES   := $(EXAMPLES:%=build/%.elf)
 HOST_CRATES := -p torito-boot -p torito-executor -p torito-netstack -p torito-virtio -p torito -p torito-macros
 DEBIAN_PACKAGES := qemu-system-x86 grub-pc-bin grub-common xorriso mtools binutils netcat-openbsd
@@ -76,6 +76,16 @@ test: lint host-test qemu-test
 
 bench: images
 	./bench/run.sh
+
+# Serves DIR (a directory of yours) over HTTP on host port 127.0.0.1:8080, through
+# virtio-fs (q35: virtio-fs is driven over PCI only, see docs/files.md).
+.PHONY: run-files
+run-files: images
+	@[ -n "$(DIR)" ] || { echo "run-files: say which directory, e.g. make run-files DIR=." >&2; exit 2; }
+	@echo "run-files: serving $(DIR); once it prints 'files: serving on port 8080', try:"
+	@echo "run-files:     curl http://127.0.0.1:8080/"
+	./qemu/run.sh build/files.elf --machine q35 --mem 256M --share "$(DIR)" \
+	    --forward 8080:8080 --append "fs.share=share:/srv" $(QEMU_ARGS)
 
 # A service crate of your own, outside this repository (qemu/new-service.sh).
 .PHONY: new-service

@@ -59,6 +59,8 @@ pub struct RunOptions {
     /// A virtio-console device whose port is a Unix socket at this path, QEMU listening
     /// (`--console-port PATH`).
     pub console_port: Option<std::path::PathBuf>,
+    /// A host directory shared through virtio-fs with the tag `share` (`--share DIR`).
+    pub share: Option<std::path::PathBuf>,
 }
 
 impl Default for RunOptions {
@@ -80,6 +82,7 @@ impl Default for RunOptions {
             forwards2: Vec::new(),
             vsock: None,
             console_port: None,
+            share: None,
         }
     }
 }
@@ -161,6 +164,12 @@ impl RunOptions {
         self
     }
 
+    /// Shares the host directory `directory` through virtio-fs (tag `share`).
+    pub fn share(mut self, directory: impl Into<std::path::PathBuf>) -> Self {
+        self.share = Some(directory.into());
+        self
+    }
+
     /// Adds a virtio-console device (virtio-mmio on microvm, virtio-pci elsewhere) whose
     /// port 0 is a Unix socket at `path`, on which QEMU listens for the host's connection.
     pub fn console_port(mut self, path: impl Into<std::path::PathBuf>) -> Self {
@@ -221,6 +230,10 @@ impl RunOptions {
         if !self.msix {
             args.push("--msix".into());
             args.push("off".into());
+        }
+        if let Some(directory) = &self.share {
+            args.push("--share".into());
+            args.push(directory.display().to_string());
         }
         if let Some(path) = &self.console_port {
             args.push("--console-port".into());

@@ -37,7 +37,9 @@ async fn mounts_table() -> &'static Mounts<Filesystem> {
             .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
         {
-            let mounts = set_up().await;
+            // Boxed: the set-up's state (device construction included) is large, and
+            // would otherwise sit in the caller's frame (often `main`'s stack).
+            let mounts = alloc::boxed::Box::pin(set_up()).await;
             let table = MOUNTS.call_once(|| mounts);
             STATE.store(2, Ordering::Release);
             return table;

@@ -37,12 +37,7 @@ pub enum PathError {
 /// # Errors
 /// [`PathError`] for a path that is too long, has a component that is, or has a NUL.
 pub fn components(path: &str) -> Result<Vec<&str>, PathError> {
-    if path.len() > PATH_MAX {
-        return Err(PathError::PathTooLong { length: path.len() });
-    }
-    if path.contains('\0') {
-        return Err(PathError::Nul);
-    }
+    check(path)?;
     let mut out = Vec::new();
     for component in path.split('/') {
         match component {
@@ -50,13 +45,28 @@ pub fn components(path: &str) -> Result<Vec<&str>, PathError> {
             ".." => {
                 out.pop();
             }
-            name if name.len() > NAME_MAX => {
-                return Err(PathError::NameTooLong { length: name.len() });
-            }
             name => out.push(name),
         }
     }
     Ok(out)
+}
+
+/// Whether [`components`] would take `path`, without allocating (the boot checks the
+/// command line's mount points before there is a heap).
+///
+/// # Errors
+/// As [`components`].
+pub fn check(path: &str) -> Result<(), PathError> {
+    if path.len() > PATH_MAX {
+        return Err(PathError::PathTooLong { length: path.len() });
+    }
+    if path.contains('\0') {
+        return Err(PathError::Nul);
+    }
+    match path.split('/').find(|name| name.len() > NAME_MAX) {
+        Some(name) => Err(PathError::NameTooLong { length: name.len() }),
+        None => Ok(()),
+    }
 }
 
 /// `path` in canonical form: `/` and the components joined by `/`.
@@ -227,7 +237,7 @@ pub fn parse_spec<'a>(key: &'a str, value: &'a str) -> Result<MountSpec<'a>, Spe
     if !point.starts_with('/') {
         return Err(error("the mount point must be an absolute path"));
     }
-    components(point).map_err(|_| error("the mount point is not a valid path"))?;
+    check(point).map_err(|_| error("the mount point is not a valid path"))?;
     match key {
         "fs.share" if source.is_empty() => Err(error("the tag is empty")),
         "fs.share" if source.len() > 36 => Err(error("a virtio-fs tag has at most 36 bytes")),
@@ -240,6 +250,17 @@ pub fn parse_spec<'a>(key: &'a str, value: &'a str) -> Result<MountSpec<'a>, Spe
         }
         _ => Err(error("not a mount key")),
     }
+}
+
+/// Checks every mount key of `cmdline` (at boot, so a bad value stops the boot).
+///
+/// # Errors
+/// The first value [`parse_spec`] refuses.
+pub fn check_cmdline<'a>(cmdline: &torito_boot::Cmdline<'a>) -> Result<(), SpecError<'a>> {
+    for arg in cmdline.args().filter(|arg| KEYS.contains(&arg.key)) {
+        parse_spec(arg.key, arg.value.unwrap_or(""))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

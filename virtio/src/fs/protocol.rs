@@ -255,8 +255,8 @@ pub fn truncate(node: u64, handle: u64, size: u64) -> Message {
         .u32(0)
         .u64(handle)
         .u64(size);
-    // lock_owner, atime, mtime, ctime, their nanoseconds, mode, unused, uid, gid, unused.
-    message.bytes.extend_from_slice(&[0; 8 * 4 + 4 * 7]);
+    // lock_owner, atime, mtime, ctime; their nanoseconds, mode, unused, uid, gid, unused.
+    message.bytes.extend_from_slice(&[0; 8 * 4 + 4 * 8]);
     message
 }
 

@@ -469,3 +469,30 @@ fn a_request_larger_than_the_device_takes_is_refused() {
         Submission::Finished(Err(FuseError::TooLarge { .. }))
     ));
 }
+
+#[test]
+fn requests_have_the_sizes_of_their_fuse_structures() {
+    // fuse_in_header + fuse_setattr_in, fuse_open_in, fuse_read_in, fuse_release_in,
+    // fuse_fsync_in, fuse_getattr_in, fuse_forget_in.
+    let header = protocol::IN_HEADER;
+    assert_eq!(protocol::truncate(1, 2, 3).bytes().len(), header + 88);
+    assert_eq!(protocol::open(1, 0, false).bytes().len(), header + 8);
+    assert_eq!(protocol::read(1, 2, 3, 4, false).bytes().len(), header + 40);
+    assert_eq!(protocol::release(1, 2, 0, true).bytes().len(), header + 24);
+    assert_eq!(protocol::fsync(1, 2).bytes().len(), header + 16);
+    assert_eq!(protocol::getattr(1).bytes().len(), header + 16);
+    assert_eq!(protocol::forget(1, 1).bytes().len(), header + 8);
+    assert_eq!(protocol::write(1, 2, 3, b"abc").bytes().len(), header + 40 + 3);
+    assert_eq!(
+        protocol::create(1, "n", 0, 0).unwrap().bytes().len(),
+        header + 16 + 2
+    );
+    assert_eq!(
+        protocol::mkdir(1, "n", 0).unwrap().bytes().len(),
+        header + 8 + 2
+    );
+    assert_eq!(
+        protocol::rename(1, "a", 2, "b").unwrap().bytes().len(),
+        header + 8 + 4
+    );
+}

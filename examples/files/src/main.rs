@@ -1,0 +1,447 @@
+//! Files: an HTTP/1.1 static file server on port 8080 over `torito::fs`.
+//!
+//! GET (and HEAD) of a file sends it with its Content-Length and a Content-Type from its
+//! extension, honouring a single `Range: bytes=...`; GET of a directory lists its
+//! entries as text, one per line, directories with a trailing `/`; PUT writes a file
+//! (created or replaced) where the filesystem is writable. 404 for what is not there,
+//! 403 for what the host refuses. Connections are kept alive (HTTP/1.1's default).
+//!
+//! It serves the directory `app.root` (default `/srv`) of the path space; the URL's path
+//! is normalized before it is appended, so `..` never leaves that directory.
+//!
+//! Try it: `make run-files DIR=path`, then `curl http://127.0.0.1:8080/`.
+#![no_std]
+#![no_main]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use torito::fs::{self, ErrorKind, File, OpenOptions};
+use torito::net::{self, TcpListener, TcpStream, TcpTimeouts};
+use torito::time::Duration;
+
+const PORT: u16 = 8080;
+const BACKLOG: usize = 64;
+/// The most bytes of request head (request line and headers) taken.
+const MAX_HEAD: usize = 16 * 1024;
+const MAX_HEADERS: usize = 32;
+/// Bytes per read from a file (and per write to one).
+const CHUNK: usize = 64 * 1024;
+
+#[torito::main]
+async fn main() -> Result<(), net::Error> {
+    let root = torito::boot::arg("app.root").unwrap_or("/srv");
+    for (point, what) in fs::mounts().await {
+        torito::println!("files: {} at {}", what, point);
+    }
+    let stack = net::stack().await?;
+    let mut listener = TcpListener::bind(&stack, PORT, BACKLOG)?;
+    listener.set_timeouts(TcpTimeouts {
+        idle: Some(Duration::from_secs(60)),
+        ..TcpTimeouts::default()
+    });
+    torito::println!("files: root {}", root);
+    torito::println!("files: serving on port {}", PORT);
+    let mut next_core = 0;
+    loop {
+        match listener.accept().await {
+            Ok(stream) => {
+                next_core = (next_core + 1) % torito::task::cores();
+                let _ = torito::task::spawn_on(next_core, serve(stream, root));
+            }
+            Err(error) => torito::log::warn!("files: accept failed: {}", error),
+        }
+    }
+}
+
+/// Serves requests on one connection until the client closes it, asks to, or errs.
+async fn serve(mut stream: TcpStream, root: &'static str) {
+    let mut buffer: Vec<u8> = Vec::with_capacity(4096);
+    loop {
+        match serve_one(&mut stream, &mut buffer, root).await {
+            Ok(true) => continue,
+            Ok(false) | Err(()) => break,
+        }
+    }
+    let _ = stream.close().await;
+}
+
+/// A response's status line and headers, and whether to keep the connection.
+struct Head {
+    status: &'static str,
+    headers: String,
+    length: u64,
+}
+
+impl Head {
+    fn new(status: &'static str, length: u64) -> Self {
+        Head {
+            status,
+            headers: String::new(),
+            length,
+        }
+    }
+
+    fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push_str(name);
+        self.headers.push_str(": ");
+        self.headers.push_str(value);
+        self.headers.push_str("\r\n");
+        self
+    }
+
+    async fn send(self, stream: &mut TcpStream, keep_alive: bool) -> Result<(), ()> {
+        let head = format!(
+            "HTTP/1.1 {}\r\nServer: torito-files\r\nContent-Length: {}\r\nConnection: {}\r\n{}\r\n",
+            self.status,
+            self.length,
+            if keep_alive { "keep-alive" } else { "close" },
+            self.headers
+        );
+        stream.write_all(head.as_bytes()).await.map_err(drop)
+    }
+}
+
+/// A short text response.
+async fn reply(
+    stream: &mut TcpStream,
+    status: &'static str,
+    body: &str,
+    keep_alive: bool,
+    head_only: bool,
+) -> Result<bool, ()> {
+    Head::new(status, body.len() as u64)
+        .header("Content-Type", "text/plain; charset=utf-8")
+        .send(stream, keep_alive)
+        .await?;
+    if !head_only {
+        stream.write_all(body.as_bytes()).await.map_err(drop)?;
+    }
+    Ok(keep_alive)
+}
+
+/// The status for a filesystem error.
+fn status_of(error: &fs::Error) -> &'static str {
+    match error.kind {
+        ErrorKind::NotFound | ErrorKind::NoMount | ErrorKind::NotADirectory => "404 Not Found",
+        ErrorKind::PermissionDenied | ErrorKind::ReadOnly => "403 Forbidden",
+        ErrorKind::IsADirectory => "405 Method Not Allowed",
+        ErrorKind::InvalidPath(_) => "400 Bad Request",
+        ErrorKind::NoSpace => "507 Insufficient Storage",
+        _ => "500 Internal Server Error",
+    }
+}
+
+/// Reads and answers one request; `Ok(true)` to keep the connection.
+async fn serve_one(stream: &mut TcpStream, buffer: &mut Vec<u8>, root: &str) -> Result<bool, ()> {
+    // Read until the head is complete.
+    let head_length = loop {
+        if let Some(end) = find_head_end(buffer) {
+            break end;
+        }
+        if buffer.len() >= MAX_HEAD {
+            reply(stream, "431 Request Header Fields Too Large", "too large\n", false, false)
+                .await?;
+            return Err(());
+        }
+        let mut chunk = [0u8; 2048];
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return Err(()),
+            Ok(read) => buffer.extend_from_slice(&chunk[..read]),
+        }
+    };
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut headers);
+    let parsed = request.parse(&buffer[..head_length]);
+    let (method, target, version) = match parsed {
+        Ok(httparse::Status::Complete(_)) => (
+            String::from(request.method.unwrap_or("")),
+            String::from(request.path.unwrap_or("/")),
+            request.version.unwrap_or(1),
+        ),
+        _ => {
+            reply(stream, "400 Bad Request", "malformed request\n", false, false).await?;
+            return Err(());
+        }
+    };
+    let header = |name: &str| {
+        request
+            .headers
+            .iter()
+            .find(|header| header.name.eq_ignore_ascii_case(name))
+            .and_then(|header| core::str::from_utf8(header.value).ok())
+    };
+    let connection = header("connection").unwrap_or("");
+    let keep_alive = if version == 0 {
+        connection.eq_ignore_ascii_case("keep-alive")
+    } else {
+        !connection.eq_ignore_ascii_case("close")
+    };
+    let range = header("range").map(String::from);
+    let content_length = header("content-length").map(|value| value.trim().parse::<u64>());
+    // What follows the head is the body's start (or the next request's).
+    let rest = buffer.split_off(head_length);
+    buffer.clear();
+    *buffer = rest;
+
+    let Some(path) = file_path(root, &target) else {
+        return reply(stream, "400 Bad Request", "bad path\n", keep_alive, false).await;
+    };
+    match method.as_str() {
+        "GET" | "HEAD" => get(stream, &path, range.as_deref(), keep_alive, method == "HEAD").await,
+        "PUT" => {
+            let Some(Ok(length)) = content_length else {
+                return reply(stream, "411 Length Required", "PUT needs a Content-Length\n", false, false)
+                    .await
+                    .and(Err(()));
+            };
+            put(stream, buffer, &path, length, keep_alive).await
+        }
+        _ => reply(stream, "405 Method Not Allowed", "GET, HEAD or PUT\n", keep_alive, false).await,
+    }
+}
+
+fn find_head_end(buffer: &[u8]) -> Option<usize> {
+    buffer
+        .windows(4)
+        .position(|window| window == b"\r\n\r\n")
+        .map(|at| at + 4)
+}
+
+/// The path in the filesystem a request target names: its path part, percent-decoded,
+/// normalized (so `..` stays inside), below `root`.
+fn file_path(root: &str, target: &str) -> Option<String> {
+    let path = target.split(['?', '#']).next().unwrap_or("/");
+    let decoded = percent_decode(path)?;
+    let normalized = fs::path::normalize(&decoded).ok()?;
+    Some(format!("{}{}", root.trim_end_matches('/'), normalized))
+}
+
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        if bytes[at] == b'%' {
+            let hex = core::str::from_utf8(bytes.get(at + 1..at + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            at += 3;
+        } else {
+            out.push(bytes[at]);
+            at += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+fn content_type(path: &str) -> &'static str {
+    let extension = path.rsplit_once('.').map_or("", |(_, extension)| extension);
+    match extension.to_ascii_lowercase().as_str() {
+        "html" | "htm" => "text/html; charset=utf-8",
+        "txt" | "md" => "text/plain; charset=utf-8",
+        "css" => "text/css",
+        "js" | "mjs" => "text/javascript",
+        "json" => "application/json",
+        "xml" => "application/xml",
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "ico" => "image/x-icon",
+        "webp" => "image/webp",
+        "wasm" => "application/wasm",
+        "pdf" => "application/pdf",
+        _ => "application/octet-stream",
+    }
+}
+
+/// A `Range: bytes=...` header against a file of `size` bytes: the inclusive range, or
+/// `Err` when it cannot be satisfied. Several ranges, or another unit: `None` (the
+/// whole file, as the RFC allows).
+fn parse_range(value: &str, size: u64) -> Option<Result<(u64, u64), ()>> {
+    let spec = value.trim().strip_prefix("bytes=")?;
+    if spec.contains(',') {
+        return None;
+    }
+    let (start, end) = spec.split_once('-')?;
+    let (start, end) = (start.trim(), end.trim());
+    let range = if start.is_empty() {
+        let suffix: u64 = end.parse().ok()?;
+        if suffix == 0 || size == 0 {
+            return Some(Err(()));
+        }
+        (size.saturating_sub(suffix), size - 1)
+    } else {
+        let start: u64 = start.parse().ok()?;
+        let end = if end.is_empty() {
+            size.saturating_sub(1)
+        } else {
+            end.parse::<u64>().ok()?.min(size.saturating_sub(1))
+        };
+        if start >= size || end < start {
+            return Some(Err(()));
+        }
+        (start, end)
+    };
+    Some(Ok(range))
+}
+
+async fn get(
+    stream: &mut TcpStream,
+    path: &str,
+    range: Option<&str>,
+    keep_alive: bool,
+    head_only: bool,
+) -> Result<bool, ()> {
+    let metadata = match fs::metadata(path).await {
+        Ok(metadata) => metadata,
+        Err(error) => {
+            let body = format!("{}\n", error);
+            return reply(stream, status_of(&error), &body, keep_alive, head_only).await;
+        }
+    };
+    if metadata.is_dir() {
+        return list(stream, path, keep_alive, head_only).await;
+    }
+    let file = match File::open(path).await {
+        Ok(file) => file,
+        Err(error) => {
+            let body = format!("{}\n", error);
+            return reply(stream, status_of(&error), &body, keep_alive, head_only).await;
+        }
+    };
+    let size = metadata.len;
+    let (status, start, end) = match range.and_then(|value| parse_range(value, size)) {
+        Some(Ok((start, end))) => ("206 Partial Content", start, end + 1),
+        Some(Err(())) => {
+            drop(file);
+            return Head::new("416 Range Not Satisfiable", 0)
+                .header("Content-Range", &format!("bytes */{size}"))
+                .send(stream, keep_alive)
+                .await
+                .map(|()| keep_alive);
+        }
+        None => ("200 OK", 0, size),
+    };
+    let mut head = Head::new(status, end - start)
+        .header("Content-Type", content_type(path))
+        .header("Accept-Ranges", "bytes");
+    if status.starts_with("206") {
+        head = head.header(
+            "Content-Range",
+            &format!("bytes {}-{}/{}", start, end - 1, size),
+        );
+    }
+    head.send(stream, keep_alive).await?;
+    if head_only {
+        let _ = file.close().await;
+        return Ok(keep_alive);
+    }
+    let mut chunk = alloc::vec![0u8; CHUNK];
+    let mut offset = start;
+    while offset < end {
+        let want = ((end - offset) as usize).min(CHUNK);
+        let read = match file.read_at(offset, &mut chunk[..want]).await {
+            Ok(0) | Err(_) => {
+                // The file shrank (or the host failed) after the head went out: the
+                // only honest signal left is to close the connection short.
+                return Err(());
+            }
+            Ok(read) => read,
+        };
+        stream.write_all(&chunk[..read]).await.map_err(drop)?;
+        offset += read as u64;
+    }
+    let _ = file.close().await;
+    Ok(keep_alive)
+}
+
+async fn list(
+    stream: &mut TcpStream,
+    path: &str,
+    keep_alive: bool,
+    head_only: bool,
+) -> Result<bool, ()> {
+    let entries = match fs::read_dir(path).await {
+        Ok(listing) => listing.collect().await,
+        Err(error) => Err(error),
+    };
+    let entries = match entries {
+        Ok(entries) => entries,
+        Err(error) => {
+            let body = format!("{}\n", error);
+            return reply(stream, status_of(&error), &body, keep_alive, head_only).await;
+        }
+    };
+    let mut body = String::new();
+    for entry in entries {
+        body.push_str(&entry.name);
+        if entry.file_type == fs::FileType::Directory {
+            body.push('/');
+        }
+        body.push('\n');
+    }
+    reply(stream, "200 OK", &body, keep_alive, head_only).await
+}
+
+async fn put(
+    stream: &mut TcpStream,
+    buffer: &mut Vec<u8>,
+    path: &str,
+    length: u64,
+    keep_alive: bool,
+) -> Result<bool, ()> {
+    let opened = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .await;
+    let file = match opened {
+        Ok(file) => file,
+        Err(error) => {
+            // The body is not read: close the connection after the answer.
+            let body = format!("{}\n", error);
+            return reply(stream, status_of(&error), &body, false, false).await.and(Err(()));
+        }
+    };
+    let mut offset = 0u64;
+    let mut failed = None;
+    // The body's start may be in the buffer already.
+    let mut pending: Vec<u8> = core::mem::take(buffer);
+    if pending.len() as u64 > length {
+        *buffer = pending.split_off(length as usize);
+    }
+    let mut chunk = alloc::vec![0u8; CHUNK];
+    loop {
+        if !pending.is_empty() {
+            if failed.is_none()
+                && let Err(error) = file.write_at(offset, &pending).await
+            {
+                failed = Some(error);
+            }
+            offset += pending.len() as u64;
+            pending.clear();
+        }
+        if offset >= length {
+            break;
+        }
+        let want = ((length - offset) as usize).min(CHUNK);
+        match stream.read(&mut chunk[..want]).await {
+            Ok(0) | Err(_) => return Err(()),
+            Ok(read) => pending.extend_from_slice(&chunk[..read]),
+        }
+    }
+    if let Some(error) = failed {
+        let body = format!("{}\n", error);
+        return reply(stream, status_of(&error), &body, keep_alive, false).await;
+    }
+    if let Err(error) = file.close().await {
+        let body = format!("{}\n", error);
+        return reply(stream, status_of(&error), &body, keep_alive, false).await;
+    }
+    reply(stream, "201 Created", "written\n", keep_alive, false).await
+}
