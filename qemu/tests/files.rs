@@ -168,7 +168,9 @@ fn check_listings(port: u16, root: &Path) -> Result<(), String> {
             .collect();
         let host = host_listing(&root.join(directory));
         if listed != host {
-            return Err(format!("/{directory}: listed {listed:?}, host has {host:?}"));
+            return Err(format!(
+                "/{directory}: listed {listed:?}, host has {host:?}"
+            ));
         }
     }
     Ok(())
@@ -205,7 +207,11 @@ fn check_statuses_and_ranges(port: u16, root: &Path) -> Result<(), String> {
 
 fn check_put(port: u16, root: &Path, scratch: &Path) -> Result<(), String> {
     let mut random = Random(99);
-    for (name, size) in [("put/new.bin", 200_000), ("big.bin", 5000), ("put/é.txt", 0)] {
+    for (name, size) in [
+        ("put/new.bin", 200_000),
+        ("big.bin", 5000),
+        ("put/é.txt", 0),
+    ] {
         if name.starts_with("put/") {
             std::fs::create_dir_all(root.join("put")).unwrap();
         }
@@ -259,7 +265,10 @@ fn check_concurrent(port: u16, root: &Path, files: &[String]) -> Result<(), Stri
                 })
             })
             .collect();
-        handles.into_iter().map(|handle| handle.join().unwrap()).collect()
+        handles
+            .into_iter()
+            .map(|handle| handle.join().unwrap())
+            .collect()
     });
     let failed: Vec<_> = results.into_iter().filter_map(Result::err).collect();
     if failed.is_empty() {
@@ -268,6 +277,9 @@ fn check_concurrent(port: u16, root: &Path, files: &[String]) -> Result<(), Stri
         Err(format!("{} of 20 clients failed: {failed:?}", failed.len()))
     }
 }
+
+/// One check against the running guest.
+type Step<'a> = dyn Fn() -> Result<(), String> + 'a;
 
 #[test]
 fn a_virtio_fs_share_is_served_byte_for_byte() -> Result<(), Failure> {
@@ -281,7 +293,7 @@ fn a_virtio_fs_share_is_served_byte_for_byte() -> Result<(), Failure> {
         .share(&share.0)
         .append("fs.share=share:/srv");
     let (guest, port) = Guest::start_forwarded("files", &options, 8080, SERVING, BOOT)?;
-    let steps: [(&str, &dyn Fn() -> Result<(), String>); 5] = [
+    let steps: [(&str, &Step); 5] = [
         ("every file", &|| check_files(port, &share.0, &files)),
         ("listings", &|| check_listings(port, &share.0)),
         ("statuses and ranges", &|| {

@@ -53,8 +53,8 @@ mod transport;
 pub mod vsock;
 
 pub use blk::{BlockDevice, BlockError, BlockStats, Buffer};
-pub use fs::{FsDevice, FsStats, FuseError};
 pub use console::{BUFFER as CONSOLE_BUFFER, ConsoleDevice, ConsoleError, ConsoleStats};
+pub use fs::{FsDevice, FsStats, FuseError};
 pub use net::{NetDevice, NetError, NetStats};
 pub use rng::{RngDevice, RngError};
 pub use transport::{DeviceTransport, StepwiseStatus, status_steps};

@@ -60,12 +60,7 @@ async fn main() -> Result<(), net::Error> {
 /// Serves requests on one connection until the client closes it, asks to, or errs.
 async fn serve(mut stream: TcpStream, root: &'static str) {
     let mut buffer: Vec<u8> = Vec::with_capacity(4096);
-    loop {
-        match serve_one(&mut stream, &mut buffer, root).await {
-            Ok(true) => continue,
-            Ok(false) | Err(()) => break,
-        }
-    }
+    while let Ok(true) = serve_one(&mut stream, &mut buffer, root).await {}
     let _ = stream.close().await;
 }
 
@@ -143,8 +138,14 @@ async fn serve_one(stream: &mut TcpStream, buffer: &mut Vec<u8>, root: &str) -> 
             break end;
         }
         if buffer.len() >= MAX_HEAD {
-            reply(stream, "431 Request Header Fields Too Large", "too large\n", false, false)
-                .await?;
+            reply(
+                stream,
+                "431 Request Header Fields Too Large",
+                "too large\n",
+                false,
+                false,
+            )
+            .await?;
             return Err(());
         }
         let mut chunk = [0u8; 2048];
@@ -163,7 +164,14 @@ async fn serve_one(stream: &mut TcpStream, buffer: &mut Vec<u8>, root: &str) -> 
             request.version.unwrap_or(1),
         ),
         _ => {
-            reply(stream, "400 Bad Request", "malformed request\n", false, false).await?;
+            reply(
+                stream,
+                "400 Bad Request",
+                "malformed request\n",
+                false,
+                false,
+            )
+            .await?;
             return Err(());
         }
     };
@@ -191,16 +199,40 @@ async fn serve_one(stream: &mut TcpStream, buffer: &mut Vec<u8>, root: &str) -> 
         return reply(stream, "400 Bad Request", "bad path\n", keep_alive, false).await;
     };
     match method.as_str() {
-        "GET" | "HEAD" => get(stream, &path, range.as_deref(), keep_alive, method == "HEAD").await,
+        "GET" | "HEAD" => {
+            get(
+                stream,
+                &path,
+                range.as_deref(),
+                keep_alive,
+                method == "HEAD",
+            )
+            .await
+        }
         "PUT" => {
             let Some(Ok(length)) = content_length else {
-                return reply(stream, "411 Length Required", "PUT needs a Content-Length\n", false, false)
-                    .await
-                    .and(Err(()));
+                return reply(
+                    stream,
+                    "411 Length Required",
+                    "PUT needs a Content-Length\n",
+                    false,
+                    false,
+                )
+                .await
+                .and(Err(()));
             };
             put(stream, buffer, &path, length, keep_alive).await
         }
-        _ => reply(stream, "405 Method Not Allowed", "GET, HEAD or PUT\n", keep_alive, false).await,
+        _ => {
+            reply(
+                stream,
+                "405 Method Not Allowed",
+                "GET, HEAD or PUT\n",
+                keep_alive,
+                false,
+            )
+            .await
+        }
     }
 }
 
@@ -405,7 +437,9 @@ async fn put(
         Err(error) => {
             // The body is not read: close the connection after the answer.
             let body = format!("{}\n", error);
-            return reply(stream, status_of(&error), &body, false, false).await.and(Err(()));
+            return reply(stream, status_of(&error), &body, false, false)
+                .await
+                .and(Err(()));
         }
     };
     let mut offset = 0u64;

@@ -110,7 +110,7 @@ pub async fn mounts() -> Vec<(String, String)> {
 }
 
 /// The filesystem `path` is on and its components there.
-async fn locate<'p>(path: &'p str) -> Result<(Arc<Share>, Vec<&'p str>), Error> {
+async fn locate(path: &str) -> Result<(Arc<Share>, Vec<&str>), Error> {
     let (filesystem, parts) = mounts_table()
         .await
         .resolve(path)
@@ -121,7 +121,7 @@ async fn locate<'p>(path: &'p str) -> Result<(Arc<Share>, Vec<&'p str>), Error> 
 }
 
 /// The parent's node and the last name of `path` (which must have one).
-async fn parent_of<'p>(path: &'p str) -> Result<(Arc<Share>, Node, &'p str), Error> {
+async fn parent_of(path: &str) -> Result<(Arc<Share>, Node, &str), Error> {
     let (share, parts) = locate(path).await?;
     let Some((name, parent)) = parts.split_last() else {
         // The mount point itself has no name in a parent of this filesystem.
@@ -286,7 +286,9 @@ impl OpenOptions {
         let fail = |error| Error::fuse(path, error);
         let (share, parent, name) = parent_of(path).await?;
         let writes = self.write || self.append;
-        let looked_up = share.call(protocol::lookup(parent.id, name).map_err(fail)?).await;
+        let looked_up = share
+            .call(protocol::lookup(parent.id, name).map_err(fail)?)
+            .await;
         let existing = match looked_up.and_then(|reply| protocol::parse_entry(&reply)) {
             Ok(entry) => Some(Node {
                 id: entry.node,
@@ -301,7 +303,10 @@ impl OpenOptions {
         let opened = match existing {
             Some(node) => {
                 share.forget(parent);
-                if node.attributes.is_some_and(|a| a.kind == NodeKind::Directory) {
+                if node
+                    .attributes
+                    .is_some_and(|a| a.kind == NodeKind::Directory)
+                {
                     share.forget(node);
                     return Err(Error::new(path, ErrorKind::IsADirectory));
                 }
@@ -437,7 +442,12 @@ impl File {
         while done < data.len() {
             let written = self
                 .share
-                .write(self.node.id, self.handle, offset + done as u64, &data[done..])
+                .write(
+                    self.node.id,
+                    self.handle,
+                    offset + done as u64,
+                    &data[done..],
+                )
                 .await
                 .map_err(|error| self.error(error))?;
             if written == 0 {
@@ -560,8 +570,7 @@ impl Drop for File {
             // Closed in the background: a drop cannot wait.
             let share = self.share.clone();
             let (node, handle) = (self.node, self.handle);
-            crate::task::spawn(async move { share.release(node, handle, false).await })
-                .detach();
+            crate::task::spawn(async move { share.release(node, handle, false).await }).detach();
         }
     }
 }
@@ -790,8 +799,7 @@ pub mod blocking {
         path: &str,
         future: impl core::future::Future<Output = Result<T, Error>>,
     ) -> Result<T, Error> {
-        crate::task::block_on(future)
-            .map_err(|_| Error::new(path, ErrorKind::WouldBlockCore))?
+        crate::task::block_on(future).map_err(|_| Error::new(path, ErrorKind::WouldBlockCore))?
     }
 
     /// A blocking open file; see [`super::File`].

@@ -97,7 +97,10 @@ impl core::fmt::Display for Error {
                  the host"
             ),
             ErrorKind::AlreadyExists => {
-                write!(f, "{path}: exists already; remove it first or pick another name")
+                write!(
+                    f,
+                    "{path}: exists already; remove it first or pick another name"
+                )
             }
             ErrorKind::NotADirectory => {
                 write!(f, "{path}: a component of the path is not a directory")
@@ -106,7 +109,10 @@ impl core::fmt::Display for Error {
                 write!(f, "{path}: is a directory; use read_dir, or name a file")
             }
             ErrorKind::DirectoryNotEmpty => {
-                write!(f, "{path}: the directory is not empty; remove its entries first")
+                write!(
+                    f,
+                    "{path}: the directory is not empty; remove its entries first"
+                )
             }
             ErrorKind::ReadOnly => write!(
                 f,
@@ -134,7 +140,10 @@ impl core::fmt::Display for Error {
                 "{path}: the file was not opened for {what}; open it with OpenOptions::{what}"
             ),
             ErrorKind::Host(errno) => {
-                write!(f, "{path}: the host failed the operation with errno {errno}")
+                write!(
+                    f,
+                    "{path}: the host failed the operation with errno {errno}"
+                )
             }
             ErrorKind::Device(error) => write!(f, "{path}: {error}"),
             ErrorKind::WouldBlockCore => write!(

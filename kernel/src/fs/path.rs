@@ -282,7 +282,10 @@ mod tests {
     #[test]
     fn long_and_non_ascii_names() {
         let longest = "é".repeat(127) + "x"; // 255 bytes
-        assert_eq!(components(&format!("/{longest}")).unwrap(), [longest.as_str()]);
+        assert_eq!(
+            components(&format!("/{longest}")).unwrap(),
+            [longest.as_str()]
+        );
         let too_long = "é".repeat(128); // 256 bytes
         assert_eq!(
             components(&format!("/d/{too_long}")),
@@ -366,7 +369,13 @@ mod tests {
                     assert!(error.to_string().contains("fs.share=TAG:/PATH"));
                 }
                 Ok(spec) if why.is_empty() => {
-                    assert_eq!(spec, MountSpec::Disk { index: 0, point: "/" })
+                    assert_eq!(
+                        spec,
+                        MountSpec::Disk {
+                            index: 0,
+                            point: "/"
+                        }
+                    )
                 }
                 Ok(spec) => panic!("{key}={value} accepted as {spec:?}"),
             }

@@ -41,8 +41,7 @@ pub(crate) async fn open_all() -> Vec<Arc<Share>> {
                 continue;
             }
         };
-        let device = match Device::new(StepwiseStatus(opened.transport), opened.interrupt.waker())
-        {
+        let device = match Device::new(StepwiseStatus(opened.transport), opened.interrupt.waker()) {
             Ok(device) => device,
             Err(error) => {
                 log::error!("fs: {}: {}", found, error);
@@ -252,7 +251,8 @@ impl Share {
     }
 
     pub(crate) async fn mkdir(&self, parent: u64, name: &str) -> Result<Node, FuseError> {
-        let entry = protocol::parse_entry(&self.call(protocol::mkdir(parent, name, 0o755)?).await?)?;
+        let entry =
+            protocol::parse_entry(&self.call(protocol::mkdir(parent, name, 0o755)?).await?)?;
         Ok(Node {
             id: entry.node,
             attributes: Some(entry.attributes),
@@ -265,7 +265,11 @@ impl Share {
         name: &str,
         directory: bool,
     ) -> Result<(), FuseError> {
-        protocol::parse_empty(&self.call(protocol::remove(parent, name, directory)?).await?)
+        protocol::parse_empty(
+            &self
+                .call(protocol::remove(parent, name, directory)?)
+                .await?,
+        )
     }
 
     pub(crate) async fn rename(

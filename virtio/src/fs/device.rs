@@ -197,11 +197,10 @@ impl<H: Hal, T: Transport> FsDevice<H, T> {
                 what: "it has no request queue",
             });
         }
-        let hiprio = VirtQueue::new(&mut transport, HIPRIO, false, false).map_err(|_| {
-            FuseError::Setup {
+        let hiprio =
+            VirtQueue::new(&mut transport, HIPRIO, false, false).map_err(|_| FuseError::Setup {
                 what: "virtio-drivers refused the hiprio queue",
-            }
-        })?;
+            })?;
         let queue = VirtQueue::new(&mut transport, REQUEST_QUEUE, false, false).map_err(|_| {
             FuseError::Setup {
                 what: "virtio-drivers refused the request queue (fewer than 128 descriptors?)",

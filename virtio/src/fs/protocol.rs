@@ -376,7 +376,10 @@ pub fn release(node: u64, handle: u64, flags: u32, directory: bool) -> Message {
 
 /// FUSE_FSYNC of open file `handle` (data and metadata).
 pub fn fsync(node: u64, handle: u64) -> Message {
-    Message::new(Opcode::Fsync, node, 0).u64(handle).u32(0).u32(0)
+    Message::new(Opcode::Fsync, node, 0)
+        .u64(handle)
+        .u32(0)
+        .u32(0)
 }
 
 /// A reply that passed [`check_reply`]: the body after the header, for `opcode`.
@@ -617,7 +620,7 @@ pub fn parse_create(reply: &Reply) -> Result<(Entry, u64), FuseError> {
     Ok((entry(&reply.body)?, u64_at(&reply.body, ENTRY_OUT)))
 }
 
-/// The reply to [`write`]: how many bytes the server wrote (at most `asked`).
+/// The reply to [`write()`]: how many bytes the server wrote (at most `asked`).
 ///
 /// # Errors
 /// [`FuseError::BodySize`] unless the body is a `fuse_write_out`;

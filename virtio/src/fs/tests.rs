@@ -185,7 +185,10 @@ fn init_is_encoded_and_its_reply_parsed() {
         fake.answer(posted, &body);
     });
     let init = protocol::parse_init(&outcome.unwrap()).unwrap();
-    assert_eq!((init.major, init.minor, init.max_write), (7, 36, 128 * 1024));
+    assert_eq!(
+        (init.major, init.minor, init.max_write),
+        (7, 36, 128 * 1024)
+    );
 }
 
 #[test]
@@ -234,7 +237,7 @@ fn an_error_reply_is_the_errno() {
 fn a_used_length_past_the_buffer_is_refused() {
     let (outcome, stats) = round_trip(protocol::getattr(5), |fake, posted| {
         let capacity = posted.reply.unwrap().1;
-        let reply = reply_bytes(posted.unique(), 0, &vec![0; 104]);
+        let reply = reply_bytes(posted.unique(), 0, &[0; 104]);
         fake.answer_raw(posted, &reply, capacity + 4096);
     });
     assert!(matches!(outcome, Err(FuseError::Oversized { .. })));
@@ -254,7 +257,7 @@ fn a_reply_shorter_than_a_header_is_refused() {
 #[test]
 fn a_header_length_other_than_the_used_length_is_refused() {
     let (outcome, _) = round_trip(protocol::getattr(5), |fake, posted| {
-        let mut reply = reply_bytes(posted.unique(), 0, &vec![0; 104]);
+        let mut reply = reply_bytes(posted.unique(), 0, &[0; 104]);
         reply[0..4].copy_from_slice(&9999u32.to_le_bytes());
         fake.answer_raw(posted, &reply, 120);
     });
@@ -270,7 +273,7 @@ fn a_header_length_other_than_the_used_length_is_refused() {
 #[test]
 fn a_reply_to_another_request_is_refused() {
     let (outcome, _) = round_trip(protocol::getattr(5), |fake, posted| {
-        let reply = reply_bytes(posted.unique() + 2, 0, &vec![0; 104]);
+        let reply = reply_bytes(posted.unique() + 2, 0, &[0; 104]);
         fake.answer_raw(posted, &reply, 120);
     });
     assert!(matches!(outcome, Err(FuseError::UniqueMismatch { .. })));
@@ -482,7 +485,10 @@ fn requests_have_the_sizes_of_their_fuse_structures() {
     assert_eq!(protocol::fsync(1, 2).bytes().len(), header + 16);
     assert_eq!(protocol::getattr(1).bytes().len(), header + 16);
     assert_eq!(protocol::forget(1, 1).bytes().len(), header + 8);
-    assert_eq!(protocol::write(1, 2, 3, b"abc").bytes().len(), header + 40 + 3);
+    assert_eq!(
+        protocol::write(1, 2, 3, b"abc").bytes().len(),
+        header + 40 + 3
+    );
     assert_eq!(
         protocol::create(1, "n", 0, 0).unwrap().bytes().len(),
         header + 16 + 2
