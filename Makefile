@@ -16,7 +16,7 @@ TARGET   := x86_64-unknown-none
 EXAMPLES := hello faults echo echo-blocking intercore random vsock-echo block console-echo files
 IMAGES   := $(EXAMPLES:%=build/%.elf)
 HOST_CRATES := -p torito-boot -p torito-executor -p torito-netstack -p torito-virtio -p torito -p torito-macros
-DEBIAN_PACKAGES := qemu-system-x86 qemu-system-common grub-pc-bin grub-common xorriso mtools binutils netcat-openbsd curl
+DEBIAN_PACKAGES := qemu-system-x86 qemu-system-common grub-pc-bin grub-common xorriso mtools binutils netcat-openbsd curl e2fsprogs
 QEMU_ARGS ?=
 
 # Shorter source paths in panic locations (they are strings in the image): a registry

@@ -5,7 +5,8 @@
 # - the Rust target x86_64-unknown-none (rustup; RUSTUP_AUTO_INSTALL=0 here, so a
 #   rust-toolchain.toml alone fetches nothing), plus rustfmt and clippy;
 # - the Debian packages given (QEMU, GRUB for the multiboot2 ISO, xorriso, mtools;
-#   qemu-system-common for virtiofsd, behind run.sh --share; curl for the files test);
+#   qemu-system-common for virtiofsd, behind run.sh --share; curl and e2fsprogs (mke2fs)
+#   for the files test);
 # - vhost-device-vsock (crates.io), the userspace vsock backend behind run.sh --vsock:
 #   there is no /dev/vhost-vsock on the build machines.
 set -euo pipefail

@@ -1,5 +1,6 @@
 //! The file API over the mount table (the module's docs say what it promises).
 
+use super::disk::{DiskError, DiskFs, Stat};
 use super::error::{Error, ErrorKind};
 use super::path::{self, MountSpec, Mounts};
 use super::virtiofs::{self, MAX_READ, Node, Share};
@@ -13,12 +14,14 @@ use torito_virtio::fs::protocol::{self, NodeKind, flags};
 #[derive(Clone)]
 enum Filesystem {
     Share(Arc<Share>),
+    Disk(Arc<DiskFs>),
 }
 
 impl Filesystem {
     fn describe(&self) -> String {
         match self {
             Filesystem::Share(share) => alloc::format!("virtio-fs share `{}`", share.tag()),
+            Filesystem::Disk(disk) => disk.describe(),
         }
     }
 }
@@ -80,12 +83,17 @@ async fn set_up() -> Mounts<Filesystem> {
                     ),
                 }
             }
-            MountSpec::Disk { index, point } => log::error!(
-                "fs: fs.disk={}:{}: filesystems on disks are not supported yet; share the \
-                 directory with virtio-fs (fs.share)",
-                index,
-                point
-            ),
+            MountSpec::Disk { index, point } => match DiskFs::start(index).await {
+                Ok(disk) => mount(&mut mounts, point, Filesystem::Disk(Arc::new(disk))),
+                Err(why) => log::error!(
+                    "fs: fs.disk={}:{}: disk {} not mounted: {}; attach a disk with an ext2/3/4 \
+                     filesystem (qemu/run.sh --disk FILE; mke2fs -d DIR FILE SIZE makes one)",
+                    index,
+                    point,
+                    index,
+                    why
+                ),
+            },
         }
     }
     mounts
@@ -110,19 +118,44 @@ pub async fn mounts() -> Vec<(String, String)> {
 }
 
 /// The filesystem `path` is on and its components there.
-async fn locate(path: &str) -> Result<(Arc<Share>, Vec<&str>), Error> {
+async fn locate(path: &str) -> Result<(Filesystem, Vec<&str>), Error> {
     let (filesystem, parts) = mounts_table()
         .await
         .resolve(path)
         .map_err(|error| Error::path(path, error))?;
-    match filesystem {
-        Filesystem::Share(share) => Ok((share.clone(), parts)),
+    Ok((filesystem.clone(), parts))
+}
+
+/// The path within a disk's filesystem: absolute, `/`-joined.
+fn disk_path(parts: &[&str]) -> String {
+    let mut out = String::from("/");
+    out.push_str(&parts.join("/"));
+    out
+}
+
+fn disk_error(path: &str, error: DiskError) -> Error {
+    let kind = match error {
+        DiskError::NotFound => ErrorKind::NotFound,
+        DiskError::NotADirectory => ErrorKind::NotADirectory,
+        DiskError::IsADirectory => ErrorKind::IsADirectory,
+        DiskError::Gone => ErrorKind::Disk("its filesystem server stopped".into()),
+        DiskError::Other(why) => ErrorKind::Disk(why),
+    };
+    Error::new(path, kind)
+}
+
+/// A share's root-relative components of `path`, or [`ErrorKind::ReadOnly`] for a path on
+/// a (read-only) disk.
+async fn on_share(path: &str) -> Result<(Arc<Share>, Vec<&str>), Error> {
+    match locate(path).await? {
+        (Filesystem::Share(share), parts) => Ok((share, parts)),
+        (Filesystem::Disk(_), _) => Err(Error::new(path, ErrorKind::ReadOnly)),
     }
 }
 
 /// The parent's node and the last name of `path` (which must have one).
 async fn parent_of(path: &str) -> Result<(Arc<Share>, Node, &str), Error> {
-    let (share, parts) = locate(path).await?;
+    let (share, parts) = on_share(path).await?;
     let Some((name, parent)) = parts.split_last() else {
         // The mount point itself has no name in a parent of this filesystem.
         return Err(Error::new(path, ErrorKind::PermissionDenied));
@@ -172,6 +205,21 @@ pub struct Metadata {
 }
 
 impl Metadata {
+    fn from_stat(stat: Stat) -> Self {
+        Metadata {
+            file_type: if stat.directory {
+                FileType::Directory
+            } else if stat.symlink {
+                FileType::Symlink
+            } else {
+                FileType::File
+            },
+            len: stat.size,
+            modified: stat.modified,
+            permissions: stat.mode & 0o7777,
+        }
+    }
+
     fn from(attributes: protocol::Attributes) -> Self {
         Metadata {
             file_type: attributes.kind.into(),
@@ -197,7 +245,16 @@ impl Metadata {
 /// # Errors
 /// [`ErrorKind::NotFound`] and the others of [`Error`].
 pub async fn metadata(path: &str) -> Result<Metadata, Error> {
-    let (share, parts) = locate(path).await?;
+    let (share, parts) = match locate(path).await? {
+        (Filesystem::Share(share), parts) => (share, parts),
+        (Filesystem::Disk(disk), parts) => {
+            return disk
+                .stat(disk_path(&parts))
+                .await
+                .map(Metadata::from_stat)
+                .map_err(|error| disk_error(path, error));
+        }
+    };
     let node = share
         .walk(&parts)
         .await
@@ -284,8 +341,26 @@ impl OpenOptions {
     /// [`ErrorKind::IsADirectory`] for a directory, and the others of [`Error`].
     pub async fn open(&self, path: &str) -> Result<File, Error> {
         let fail = |error| Error::fuse(path, error);
-        let (share, parent, name) = parent_of(path).await?;
         let writes = self.write || self.append;
+        if let (Filesystem::Disk(disk), parts) = locate(path).await? {
+            if writes {
+                return Err(Error::new(path, ErrorKind::ReadOnly));
+            }
+            let (file, stat) = disk
+                .open(disk_path(&parts))
+                .await
+                .map_err(|error| disk_error(path, error))?;
+            return Ok(File {
+                backend: Backend::Disk { disk, file, stat },
+                path: path.to_string(),
+                position: 0,
+                read: self.read,
+                write: false,
+                append: false,
+                open: true,
+            });
+        }
+        let (share, parent, name) = parent_of(path).await?;
         let looked_up = share
             .call(protocol::lookup(parent.id, name).map_err(fail)?)
             .await;
@@ -328,9 +403,11 @@ impl OpenOptions {
         };
         let (node, handle) = opened;
         let file = File {
-            share,
-            node,
-            handle,
+            backend: Backend::Share {
+                share: share.clone(),
+                node,
+                handle,
+            },
             path: path.to_string(),
             position: 0,
             read: self.read,
@@ -341,7 +418,7 @@ impl OpenOptions {
         // O_TRUNC on open is the server's to honour; an explicit truncate makes it so on
         // every server.
         if self.truncate && writes && node.attributes.is_some_and(|a| a.size > 0) {
-            file.share
+            share
                 .truncate(node.id, handle, 0)
                 .await
                 .map_err(|error| Error::fuse(path, error))?;
@@ -357,11 +434,25 @@ fn is_not_found(error: &torito_virtio::FuseError) -> bool {
     )
 }
 
+/// Where an open file lives.
+enum Backend {
+    /// On a share: the node (one lookup held) and the host's handle.
+    Share {
+        share: Arc<Share>,
+        node: Node,
+        handle: u64,
+    },
+    /// On a disk: the server's file number and the metadata at open.
+    Disk {
+        disk: Arc<DiskFs>,
+        file: u64,
+        stat: Stat,
+    },
+}
+
 /// An open file: a position, and the host's handle until [`File::close`] (or drop).
 pub struct File {
-    share: Arc<Share>,
-    node: Node,
-    handle: u64,
+    backend: Backend,
     path: String,
     position: u64,
     read: bool,
@@ -422,10 +513,38 @@ impl File {
         if buffer.is_empty() {
             return Ok(0);
         }
-        self.share
-            .read(self.node.id, self.handle, offset, buffer)
-            .await
-            .map_err(|error| self.error(error))
+        match &self.backend {
+            Backend::Share {
+                share,
+                node,
+                handle,
+            } => share
+                .read(node.id, *handle, offset, buffer)
+                .await
+                .map_err(|error| self.error(error)),
+            Backend::Disk { disk, file, .. } => {
+                let length = buffer.len().min(MAX_READ);
+                let bytes = disk
+                    .read(*file, offset, length)
+                    .await
+                    .map_err(|error| disk_error(&self.path, error))?;
+                let read = bytes.len().min(length);
+                buffer[..read].copy_from_slice(&bytes[..read]);
+                Ok(read)
+            }
+        }
+    }
+
+    /// The share, node and handle, or [`ErrorKind::ReadOnly`] on a disk.
+    fn writable(&self) -> Result<(&Share, u64, u64), Error> {
+        match &self.backend {
+            Backend::Share {
+                share,
+                node,
+                handle,
+            } => Ok((share, node.id, *handle)),
+            Backend::Disk { .. } => Err(Error::new(&self.path, ErrorKind::ReadOnly)),
+        }
     }
 
     /// Writes all of `data` at `offset` (in requests of up to 128 KiB). The position
@@ -438,16 +557,11 @@ impl File {
         if !self.write {
             return Err(Error::new(&self.path, ErrorKind::NotOpenedFor("write")));
         }
+        let (share, node, handle) = self.writable()?;
         let mut done = 0;
         while done < data.len() {
-            let written = self
-                .share
-                .write(
-                    self.node.id,
-                    self.handle,
-                    offset + done as u64,
-                    &data[done..],
-                )
+            let written = share
+                .write(node, handle, offset + done as u64, &data[done..])
                 .await
                 .map_err(|error| self.error(error))?;
             if written == 0 {
@@ -520,11 +634,15 @@ impl File {
     /// # Errors
     /// The host's errors.
     pub async fn metadata(&self) -> Result<Metadata, Error> {
-        self.share
-            .getattr(self.node.id)
-            .await
-            .map(Metadata::from)
-            .map_err(|error| self.error(error))
+        match &self.backend {
+            Backend::Share { share, node, .. } => share
+                .getattr(node.id)
+                .await
+                .map(Metadata::from)
+                .map_err(|error| self.error(error)),
+            // A read-only filesystem: what it was at open it still is.
+            Backend::Disk { stat, .. } => Ok(Metadata::from_stat(*stat)),
+        }
     }
 
     /// Cuts (or extends with zeros) the file to `size` bytes.
@@ -535,8 +653,9 @@ impl File {
         if !self.write {
             return Err(Error::new(&self.path, ErrorKind::NotOpenedFor("write")));
         }
-        self.share
-            .truncate(self.node.id, self.handle, size)
+        let (share, node, handle) = self.writable()?;
+        share
+            .truncate(node, handle, size)
             .await
             .map(drop)
             .map_err(|error| self.error(error))
@@ -547,10 +666,18 @@ impl File {
     /// # Errors
     /// The host's errors.
     pub async fn sync(&self) -> Result<(), Error> {
-        self.share
-            .fsync(self.node.id, self.handle)
-            .await
-            .map_err(|error| self.error(error))
+        match &self.backend {
+            Backend::Share {
+                share,
+                node,
+                handle,
+            } => share
+                .fsync(node.id, *handle)
+                .await
+                .map_err(|error| self.error(error)),
+            // Nothing was written.
+            Backend::Disk { .. } => Ok(()),
+        }
     }
 
     /// Closes the file (FUSE RELEASE) and waits for the host to have done so.
@@ -559,18 +686,36 @@ impl File {
     /// None today; the signature leaves room for a host that fails the close.
     pub async fn close(mut self) -> Result<(), Error> {
         self.open = false;
-        self.share.release(self.node, self.handle, false).await;
+        match &self.backend {
+            Backend::Share {
+                share,
+                node,
+                handle,
+            } => share.release(*node, *handle, false).await,
+            Backend::Disk { disk, file, .. } => disk.close(*file),
+        }
         Ok(())
     }
 }
 
 impl Drop for File {
     fn drop(&mut self) {
-        if self.open {
-            // Closed in the background: a drop cannot wait.
-            let share = self.share.clone();
-            let (node, handle) = (self.node, self.handle);
-            crate::task::spawn(async move { share.release(node, handle, false).await }).detach();
+        if !self.open {
+            return;
+        }
+        match &self.backend {
+            Backend::Share {
+                share,
+                node,
+                handle,
+            } => {
+                // Closed in the background: a drop cannot wait.
+                let share = share.clone();
+                let (node, handle) = (*node, *handle);
+                crate::task::spawn(async move { share.release(node, handle, false).await })
+                    .detach();
+            }
+            Backend::Disk { disk, file, .. } => disk.close(*file),
         }
     }
 }
@@ -587,9 +732,9 @@ pub struct DirEntry {
 /// A directory's entries, fetched from the host a batch at a time; `.` and `..` are
 /// left out. Call [`ReadDir::next`] until it returns `None`.
 pub struct ReadDir {
-    share: Arc<Share>,
-    node: Node,
-    handle: u64,
+    /// The share's directory, while it is open on the host (`None` for a disk, whose
+    /// listing comes whole).
+    share: Option<(Arc<Share>, Node, u64)>,
     path: String,
     offset: u64,
     batch: alloc::collections::VecDeque<DirEntry>,
@@ -606,11 +751,10 @@ impl ReadDir {
             if !self.open {
                 return None;
             }
-            let entries = match self
-                .share
-                .read_dir(self.node.id, self.handle, self.offset)
-                .await
-            {
+            let Some((share, node, handle)) = &self.share else {
+                return None;
+            };
+            let entries = match share.read_dir(node.id, *handle, self.offset).await {
                 Ok(entries) => entries,
                 Err(error) => {
                     self.close().await;
@@ -654,16 +798,18 @@ impl ReadDir {
     async fn close(&mut self) {
         if self.open {
             self.open = false;
-            self.share.release(self.node, self.handle, true).await;
+            if let Some((share, node, handle)) = &self.share {
+                share.release(*node, *handle, true).await;
+            }
         }
     }
 }
 
 impl Drop for ReadDir {
     fn drop(&mut self) {
-        if self.open {
-            let share = self.share.clone();
-            let (node, handle) = (self.node, self.handle);
+        if self.open
+            && let Some((share, node, handle)) = self.share.take()
+        {
             crate::task::spawn(async move { share.release(node, handle, true).await }).detach();
         }
     }
@@ -674,7 +820,32 @@ impl Drop for ReadDir {
 /// # Errors
 /// [`ErrorKind::NotFound`], [`ErrorKind::NotADirectory`] and the others of [`Error`].
 pub async fn read_dir(path: &str) -> Result<ReadDir, Error> {
-    let (share, parts) = locate(path).await?;
+    let (share, parts) = match locate(path).await? {
+        (Filesystem::Share(share), parts) => (share, parts),
+        (Filesystem::Disk(disk), parts) => {
+            let entries = disk
+                .list(disk_path(&parts))
+                .await
+                .map_err(|error| disk_error(path, error))?;
+            return Ok(ReadDir {
+                share: None,
+                path: path.to_string(),
+                offset: 0,
+                batch: entries
+                    .into_iter()
+                    .map(|(name, directory)| DirEntry {
+                        name,
+                        file_type: if directory {
+                            FileType::Directory
+                        } else {
+                            FileType::File
+                        },
+                    })
+                    .collect(),
+                open: false,
+            });
+        }
+    };
     let node = share
         .walk(&parts)
         .await
@@ -694,9 +865,7 @@ pub async fn read_dir(path: &str) -> Result<ReadDir, Error> {
         }
     };
     Ok(ReadDir {
-        share,
-        node,
-        handle,
+        share: Some((share, node, handle)),
         path: path.to_string(),
         offset: 0,
         batch: Default::default(),

@@ -35,6 +35,8 @@ pub enum ErrorKind {
     Device(FuseError),
     /// A blocking call outside a blocking task.
     WouldBlockCore,
+    /// The filesystem on a disk failed (its words), or its server stopped.
+    Disk(String),
 }
 
 /// A failed file operation: the path it was on and why.
@@ -146,6 +148,10 @@ impl core::fmt::Display for Error {
                 )
             }
             ErrorKind::Device(error) => write!(f, "{path}: {error}"),
+            ErrorKind::Disk(why) => write!(
+                f,
+                "{path}: the disk's filesystem failed: {why}; check the disk image (e2fsck)"
+            ),
             ErrorKind::WouldBlockCore => write!(
                 f,
                 "{path}: a blocking file call outside a blocking task; call it from \

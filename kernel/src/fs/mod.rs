@@ -6,10 +6,10 @@
 //! The command line says where each filesystem appears: `fs.share=TAG:/PATH` mounts the
 //! virtio-fs share whose tag is TAG (QEMU's `vhost-user-fs-*,tag=TAG`; `qemu/run.sh
 //! --share DIR` uses the tag `share`) at `/PATH`, as often as there are shares. With no
-//! `fs.` key, every share is mounted at `/TAG`. A value that does not parse stops the
-//! boot with a message saying what is wrong. `fs.disk=INDEX:/PATH` is parsed (and checked
-//! at boot) but no disk filesystem is driven yet: it is refused with a log line when the
-//! mounts are set up.
+//! `fs.` key, every share is mounted at `/TAG`. `fs.disk=INDEX:/PATH` mounts the ext2/3/4
+//! filesystem on virtio-blk disk INDEX, read-only (`ext4-view`, on a blocking task of
+//! its own: docs/files.md). A value that does not parse stops the boot with a message
+//! saying what is wrong.
 //!
 //! Mounting happens on the first call of this module (discovery, device set-up, one
 //! FUSE_INIT per share); an application that never asks pays nothing. Paths are
@@ -45,6 +45,8 @@
 //! }
 //! ```
 
+#[cfg(target_os = "none")]
+mod disk;
 #[cfg_attr(not(target_os = "none"), allow(dead_code))]
 mod error;
 pub mod path;
