@@ -64,8 +64,19 @@ pub(crate) struct DiskFs {
     requests: Sender<Request>,
 }
 
-/// `Ext4Read` over a disk: reads whole sectors and copies out the bytes asked for.
-struct DiskReader(blocking::Disk);
+/// Bytes read ahead: `ext4-view` asks for one filesystem block (1 to 4 KiB) at a time,
+/// and one virtio request per block makes a large file's read a long string of round
+/// trips (measured with bench/files: about 12 MiB/s for a 64 MiB file, against 19 for
+/// Linux's page cache and readahead).
+const READ_AHEAD: u64 = 128 * 1024;
+
+/// `Ext4Read` over a disk: reads whole sectors, [`READ_AHEAD`] at a time, keeps the last
+/// window and copies out the bytes asked for.
+struct DiskReader {
+    disk: blocking::Disk,
+    /// The last window read: its first byte and its bytes.
+    window: Option<(u64, Buffer)>,
+}
 
 impl Ext4Read for DiskReader {
     fn read(
@@ -73,14 +84,32 @@ impl Ext4Read for DiskReader {
         start_byte: u64,
         dst: &mut [u8],
     ) -> Result<(), Box<dyn core::error::Error + Send + Sync + 'static>> {
+        let end = start_byte + dst.len() as u64;
+        if let Some((start, bytes)) = &self.window
+            && *start <= start_byte
+            && end <= start + bytes.len() as u64
+        {
+            let skip = (start_byte - start) as usize;
+            dst.copy_from_slice(&bytes[skip..skip + dst.len()]);
+            return Ok(());
+        }
         let sector_size = SECTOR_SIZE as u64;
         let first = start_byte / sector_size;
-        let end = start_byte + dst.len() as u64;
-        let sectors = end.div_ceil(sector_size) - first;
-        let buffer = Buffer::new(sectors as usize).map_err(Box::new)?;
-        let buffer = self.0.read(first, buffer).map_err(Box::new)?;
+        let capacity = self.disk.capacity();
+        let wanted = end.div_ceil(sector_size) - first;
+        let sectors = wanted
+            .max(READ_AHEAD / sector_size)
+            .min(capacity.saturating_sub(first))
+            .max(wanted);
+        // The window is reused for the next miss when it is large enough.
+        let buffer = match self.window.take() {
+            Some((_, buffer)) if buffer.sectors() as u64 == sectors => buffer,
+            _ => Buffer::new(sectors as usize).map_err(Box::new)?,
+        };
+        let buffer = self.disk.read(first, buffer).map_err(Box::new)?;
         let skip = (start_byte - first * sector_size) as usize;
         dst.copy_from_slice(&buffer[skip..skip + dst.len()]);
+        self.window = Some((first * sector_size, buffer));
         Ok(())
     }
 }
@@ -162,7 +191,8 @@ fn stat(metadata: &ext4_view::Metadata) -> Stat {
 
 /// The server: loads the filesystem, then answers requests until every handle is gone.
 fn serve(disk: blocking::Disk, mut requests: Receiver<Request>, ready: Sender<Result<(), String>>) {
-    let filesystem = match Ext4::load(Box::new(DiskReader(disk))) {
+    let reader = DiskReader { disk, window: None };
+    let filesystem = match Ext4::load(Box::new(reader)) {
         Ok(filesystem) => filesystem,
         Err(why) => {
             let _ = ready.try_send(Err(alloc::format!("no ext2/3/4 filesystem: {why}")));
