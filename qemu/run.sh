@@ -110,6 +110,8 @@ fi
 
 if [ -n "$share" ]; then
     [ -d "$share" ] || { echo "run.sh: --share: no directory at $share" >&2; exit 2; }
+    [ "$machine" != microvm ] || {
+        echo "run.sh: --share needs --machine q35 or pc: Torito drives virtio-fs over PCI only (docs/files.md)" >&2; exit 2; }
     virtiofsd=${TORITO_VIRTIOFSD:-/usr/lib/qemu/virtiofsd}
     [ -x "$virtiofsd" ] || {
         echo "run.sh: no virtiofsd at $virtiofsd; install it: apt-get install -y qemu-system-common (or set TORITO_VIRTIOFSD)" >&2; exit 2; }
@@ -257,7 +259,7 @@ if [ -n "$vsock_cid" ]; then
     fi
 fi
 # --share DIR: DIR as a virtio-fs share with the tag `share` (torito::fs; mount it with
-# fs.share=share:/PATH, or it appears at /share). The FUSE server is Debian's virtiofsd
+# fs.share=share:/PATH, or it appears at /share); q35 and pc only (virtio-pci). The FUSE server is Debian's virtiofsd
 # (qemu-system-common), started here and stopped when QEMU ends:
 #   -o source=DIR       the directory served
 #   -o cache=none       no guest-side caching promises: every read and write reaches DIR,
@@ -281,11 +283,7 @@ if [ -n "$share" ]; then
     fi
     args+=(-chardev "socket,id=fs0,path=$work/virtiofsd.sock")
     # queue-size=128: the driver's request queue (virtio/src/fs/device.rs).
-    if [ "$machine" = microvm ]; then
-        args+=(-device "vhost-user-fs-device,chardev=fs0,tag=share,queue-size=128")   # virtio-mmio transport
-    else
-        args+=(-device "vhost-user-fs-pci,chardev=fs0,tag=share,queue-size=128$pci_options")   # virtio-pci transport
-    fi
+    args+=(-device "vhost-user-fs-pci,chardev=fs0,tag=share,queue-size=128$pci_options")   # virtio-pci transport
 fi
 
 # --disk FILE[,ro] (repeatable): a virtio-blk device over the raw image FILE, for

@@ -3,14 +3,15 @@
 //! non-ASCII names) is shared with `qemu/run.sh --share`; every file fetched over HTTP
 //! must equal the host's byte for byte, every directory listing must name the host's
 //! entries, a Range request must return that slice, a missing file must be 404, a PUT
-//! must appear on the host (and overwrite a longer file), and 20 clients at once must
-//! each get their files intact. q35 with 2 vCPUs (virtio-fs is driven over PCI).
+//! (sized or chunked) must appear on the host (and overwrite a longer file), and 20
+//! clients at once must each get their files intact. q35 with 2 vCPUs (virtio-fs is
+//! driven over PCI).
 //!
 //! The same files in an ext4 image made at test time (`mke2fs -d`), on a read-only
 //! virtio-blk disk (microvm): every file, listings, ranges, 20 clients; a PUT is 403.
 //!
-//! Needs `build/files.elf` (`make images`), curl, mke2fs and /usr/lib/qemu/virtiofsd. Timeouts
-//! only bound a hung guest; nothing asserts a timing.
+//! Needs `build/files.elf` (`make images`), curl, mke2fs and /usr/lib/qemu/virtiofsd.
+//! Timeouts only bound a hung guest; nothing asserts a timing.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -214,10 +215,11 @@ fn check_statuses_and_ranges(port: u16, root: &Path) -> Result<(), String> {
 
 fn check_put(port: u16, root: &Path, scratch: &Path) -> Result<(), String> {
     let mut random = Random(99);
-    for (name, size) in [
-        ("put/new.bin", 200_000),
-        ("big.bin", 5000),
-        ("put/é.txt", 0),
+    for (name, size, chunked) in [
+        ("put/new.bin", 200_000, false),
+        ("big.bin", 5000, false),
+        ("put/é.txt", 0, false),
+        ("put/chunked.bin", 300_001, true),
     ] {
         if name.starts_with("put/") {
             std::fs::create_dir_all(root.join("put")).unwrap();
@@ -225,7 +227,11 @@ fn check_put(port: u16, root: &Path, scratch: &Path) -> Result<(), String> {
         let data = random.bytes(size);
         let upload = scratch.join("upload");
         std::fs::write(&upload, &data).unwrap();
-        let (status, body) = curl(port, name, &["-T", upload.to_str().unwrap()])?;
+        let mut args = vec!["-T", upload.to_str().unwrap()];
+        if chunked {
+            args.extend(["-H", "Transfer-Encoding: chunked"]);
+        }
+        let (status, body) = curl(port, name, &args)?;
         if status != 201 {
             return Err(format!(
                 "PUT /{name}: status {status}: {}",

@@ -3,7 +3,8 @@
 //! GET (and HEAD) of a file sends it with its Content-Length and a Content-Type from its
 //! extension, honouring a single `Range: bytes=...`; GET of a directory lists its
 //! entries as text, one per line, directories with a trailing `/`; PUT writes a file
-//! (created or replaced) where the filesystem is writable. 404 for what is not there,
+//! (created or replaced) where the filesystem is writable, its body delimited by
+//! Content-Length or sent chunked. 404 for what is not there,
 //! 403 for what the host refuses. Connections are kept alive (HTTP/1.1's default).
 //!
 //! It serves the directory `app.root` (default `/srv`) of the path space; the URL's path
@@ -189,7 +190,16 @@ async fn serve_one(stream: &mut TcpStream, buffer: &mut Vec<u8>, root: &str) -> 
         !connection.eq_ignore_ascii_case("close")
     };
     let range = header("range").map(String::from);
-    let content_length = header("content-length").map(|value| value.trim().parse::<u64>());
+    let framing = if header("transfer-encoding")
+        .is_some_and(|value| value.to_ascii_lowercase().contains("chunked"))
+    {
+        Some(Framing::Chunked)
+    } else {
+        match header("content-length").map(|value| value.trim().parse::<u64>()) {
+            Some(Ok(length)) => Some(Framing::Length(length)),
+            _ => None,
+        }
+    };
     // What follows the head is the body's start (or the next request's).
     let rest = buffer.split_off(head_length);
     buffer.clear();
@@ -210,18 +220,18 @@ async fn serve_one(stream: &mut TcpStream, buffer: &mut Vec<u8>, root: &str) -> 
             .await
         }
         "PUT" => {
-            let Some(Ok(length)) = content_length else {
+            let Some(framing) = framing else {
                 return reply(
                     stream,
                     "411 Length Required",
-                    "PUT needs a Content-Length\n",
+                    "PUT needs a Content-Length or a chunked body\n",
                     false,
                     false,
                 )
                 .await
                 .and(Err(()));
             };
-            put(stream, buffer, &path, length, keep_alive).await
+            put(stream, buffer, &path, framing, keep_alive).await
         }
         _ => {
             reply(
@@ -419,11 +429,126 @@ async fn list(
     reply(stream, "200 OK", &body, keep_alive, head_only).await
 }
 
+/// How a request's body is delimited.
+#[derive(Debug, Clone, Copy)]
+enum Framing {
+    /// `Content-Length` bytes.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+}
+
+/// Where a body reader is.
+enum BodyState {
+    /// Bytes left of a `Content-Length` body.
+    Length(u64),
+    /// Expecting a chunk-size line.
+    ChunkHeader,
+    /// Bytes left of the current chunk, then its CRLF.
+    ChunkData(u64),
+    /// After the last chunk: trailer lines until an empty one.
+    Trailers,
+    Done,
+}
+
+/// The longest chunk-size or trailer line taken.
+const MAX_LINE: usize = 1024;
+
+/// A request body, piece by piece, from the connection's buffer and then the stream.
+struct Body<'a> {
+    stream: &'a mut TcpStream,
+    buffer: &'a mut Vec<u8>,
+    state: BodyState,
+}
+
+impl Body<'_> {
+    /// Reads more bytes from the stream into the buffer; `Err` at the end of the stream.
+    async fn fill(&mut self) -> Result<(), ()> {
+        let mut chunk = [0u8; 4096];
+        match self.stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => Err(()),
+            Ok(read) => {
+                self.buffer.extend_from_slice(&chunk[..read]);
+                Ok(())
+            }
+        }
+    }
+
+    /// The next line (without its CRLF), reading as needed; `Err` past [`MAX_LINE`].
+    async fn line(&mut self) -> Result<Vec<u8>, ()> {
+        loop {
+            if let Some(end) = self.buffer.windows(2).position(|pair| pair == b"\r\n") {
+                let line = self.buffer[..end].to_vec();
+                self.buffer.drain(..end + 2);
+                return Ok(line);
+            }
+            if self.buffer.len() > MAX_LINE {
+                return Err(());
+            }
+            self.fill().await?;
+        }
+    }
+
+    /// Up to `left` bytes of data: what the buffer has, or one read's worth.
+    async fn data(&mut self, left: u64) -> Result<Vec<u8>, ()> {
+        if self.buffer.is_empty() {
+            self.fill().await?;
+        }
+        let take = (left.min(CHUNK as u64) as usize).min(self.buffer.len());
+        Ok(self.buffer.drain(..take).collect())
+    }
+
+    /// The next piece of the body; `None` at its end. `Err` for a malformed chunked
+    /// body or a connection that ends early.
+    async fn next(&mut self) -> Result<Option<Vec<u8>>, ()> {
+        loop {
+            match self.state {
+                BodyState::Done | BodyState::Length(0) => {
+                    self.state = BodyState::Done;
+                    return Ok(None);
+                }
+                BodyState::Length(left) => {
+                    let piece = self.data(left).await?;
+                    self.state = BodyState::Length(left - piece.len() as u64);
+                    return Ok(Some(piece));
+                }
+                BodyState::ChunkHeader => {
+                    let line = self.line().await?;
+                    let line = core::str::from_utf8(&line).map_err(drop)?;
+                    let size = line.split(';').next().unwrap_or("").trim();
+                    let size = u64::from_str_radix(size, 16).map_err(drop)?;
+                    self.state = if size == 0 {
+                        BodyState::Trailers
+                    } else {
+                        BodyState::ChunkData(size)
+                    };
+                }
+                BodyState::ChunkData(0) => {
+                    if !self.line().await?.is_empty() {
+                        return Err(());
+                    }
+                    self.state = BodyState::ChunkHeader;
+                }
+                BodyState::ChunkData(left) => {
+                    let piece = self.data(left).await?;
+                    self.state = BodyState::ChunkData(left - piece.len() as u64);
+                    return Ok(Some(piece));
+                }
+                BodyState::Trailers => {
+                    if self.line().await?.is_empty() {
+                        self.state = BodyState::Done;
+                    }
+                }
+            }
+        }
+    }
+}
+
 async fn put(
     stream: &mut TcpStream,
     buffer: &mut Vec<u8>,
     path: &str,
-    length: u64,
+    framing: Framing,
     keep_alive: bool,
 ) -> Result<bool, ()> {
     let opened = OpenOptions::new()
@@ -442,32 +567,24 @@ async fn put(
                 .and(Err(()));
         }
     };
+    let mut body = Body {
+        stream,
+        buffer,
+        state: match framing {
+            Framing::Length(length) => BodyState::Length(length),
+            Framing::Chunked => BodyState::ChunkHeader,
+        },
+    };
     let mut offset = 0u64;
     let mut failed = None;
-    // The body's start may be in the buffer already.
-    let mut pending: Vec<u8> = core::mem::take(buffer);
-    if pending.len() as u64 > length {
-        *buffer = pending.split_off(length as usize);
-    }
-    let mut chunk = alloc::vec![0u8; CHUNK];
-    loop {
-        if !pending.is_empty() {
-            if failed.is_none()
-                && let Err(error) = file.write_at(offset, &pending).await
-            {
-                failed = Some(error);
-            }
-            offset += pending.len() as u64;
-            pending.clear();
+    // The whole body is read even after a failed write, so the connection stays in step.
+    while let Some(piece) = body.next().await? {
+        if failed.is_none()
+            && let Err(error) = file.write_at(offset, &piece).await
+        {
+            failed = Some(error);
         }
-        if offset >= length {
-            break;
-        }
-        let want = ((length - offset) as usize).min(CHUNK);
-        match stream.read(&mut chunk[..want]).await {
-            Ok(0) | Err(_) => return Err(()),
-            Ok(read) => pending.extend_from_slice(&chunk[..read]),
-        }
+        offset += piece.len() as u64;
     }
     if let Some(error) = failed {
         let body = format!("{}\n", error);

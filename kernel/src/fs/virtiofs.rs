@@ -12,7 +12,7 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 use core::task::{Context, Poll};
 use torito_virtio::DeviceTransport;
 use torito_virtio::StepwiseStatus;
-use torito_virtio::discovery::Kind;
+use torito_virtio::discovery::{Kind, Transport};
 use torito_virtio::fs::protocol::{self, Attributes, DirEntry, Entry, Message, Reply};
 use torito_virtio::fs::{Completion, FsDevice, FuseError, Outcome, Submission, Ticket};
 
@@ -34,6 +34,16 @@ pub(crate) struct Share {
 pub(crate) async fn open_all() -> Vec<Arc<Share>> {
     let mut shares = Vec::new();
     for found in devices::take(Kind::FILESYSTEM) {
+        if matches!(found.transport, Transport::Mmio(_)) {
+            // virtio-drivers' MMIO transport refuses a device type it has no name for,
+            // and reads it from the device itself (docs/files.md, "Limits").
+            log::error!(
+                "fs: {}: virtio-fs over virtio-mmio is not supported yet; use a PCI \
+                 machine (qemu/run.sh --machine q35), or a disk (fs.disk=)",
+                found
+            );
+            continue;
+        }
         let opened = match devices::open(&found) {
             Ok(opened) => opened,
             Err(error) => {
