@@ -78,13 +78,13 @@ bench: images
 	./bench/run.sh
 
 # Serves DIR (a directory of yours) over HTTP on host port 127.0.0.1:8080, through
-# virtio-fs (q35: virtio-fs is driven over PCI only, see docs/files.md).
+# virtio-fs (docs/files.md).
 .PHONY: run-files
 run-files: images
 	@[ -n "$(DIR)" ] || { echo "run-files: say which directory, e.g. make run-files DIR=." >&2; exit 2; }
 	@echo "run-files: serving $(DIR); once it prints 'files: serving on port 8080', try:"
 	@echo "run-files:     curl http://127.0.0.1:8080/"
-	./qemu/run.sh build/files.elf --machine q35 --mem 256M --share "$(DIR)" \
+	./qemu/run.sh build/files.elf --mem 256M --share "$(DIR)" \
 	    --forward 8080:8080 --append "fs.share=share:/srv" $(QEMU_ARGS)
 
 # A service crate of your own, outside this repository (qemu/new-service.sh).

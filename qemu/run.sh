@@ -110,8 +110,6 @@ fi
 
 if [ -n "$share" ]; then
     [ -d "$share" ] || { echo "run.sh: --share: no directory at $share" >&2; exit 2; }
-    [ "$machine" != microvm ] || {
-        echo "run.sh: --share needs --machine q35 or pc: Torito drives virtio-fs over PCI only (docs/files.md)" >&2; exit 2; }
     virtiofsd=${TORITO_VIRTIOFSD:-/usr/lib/qemu/virtiofsd}
     [ -x "$virtiofsd" ] || {
         echo "run.sh: no virtiofsd at $virtiofsd; install it: apt-get install -y qemu-system-common (or set TORITO_VIRTIOFSD)" >&2; exit 2; }
@@ -259,7 +257,7 @@ if [ -n "$vsock_cid" ]; then
     fi
 fi
 # --share DIR: DIR as a virtio-fs share with the tag `share` (torito::fs; mount it with
-# fs.share=share:/PATH, or it appears at /share); q35 and pc only (virtio-pci). The FUSE server is Debian's virtiofsd
+# fs.share=share:/PATH, or it appears at /share). The FUSE server is Debian's virtiofsd
 # (qemu-system-common), started here and stopped when QEMU ends:
 #   -o source=DIR       the directory served
 #   -o cache=none       no guest-side caching promises: every read and write reaches DIR,
@@ -283,7 +281,15 @@ if [ -n "$share" ]; then
     fi
     args+=(-chardev "socket,id=fs0,path=$work/virtiofsd.sock")
     # queue-size=128: the driver's request queue (virtio/src/fs/device.rs).
-    args+=(-device "vhost-user-fs-pci,chardev=fs0,tag=share,queue-size=128$pci_options")   # virtio-pci transport
+    if [ "$machine" = microvm ]; then
+        # virtio-fs is a modern-only device: on QEMU's default legacy virtio-mmio its
+        # vhost start fails (EINVAL). Modern (version 2) virtio-mmio for every device of
+        # the machine; Torito drives both versions.
+        args+=(-global virtio-mmio.force-legacy=false)
+        args+=(-device "vhost-user-fs-device,chardev=fs0,tag=share,queue-size=128")   # virtio-mmio transport
+    else
+        args+=(-device "vhost-user-fs-pci,chardev=fs0,tag=share,queue-size=128$pci_options")   # virtio-pci transport
+    fi
 fi
 
 # --disk FILE[,ro] (repeatable): a virtio-blk device over the raw image FILE, for

@@ -227,6 +227,29 @@ pub(crate) fn open(device: &Device) -> Result<Opened, OpenError> {
     Ok(opened)
 }
 
+/// Opens a virtio-mmio `device` without virtio-drivers' transport, for a device type that
+/// transport refuses (virtio-fs): its register window, mapped, the window's size, and its
+/// interrupt, routed.
+pub(crate) fn open_mmio_registers(
+    device: &Device,
+) -> Result<(Window, u64, &'static DeviceInterrupt), OpenError> {
+    let Transport::Mmio(mmio) = &device.transport else {
+        return Err(OpenError::Transport("not a virtio-mmio device"));
+    };
+    let window = virtio::map_window(mmio.slot.address, mmio.slot.size)
+        .ok_or(OpenError::Unmappable(mmio.slot.address))?;
+    let interrupt = virtio::allocate(Ack::Mmio(mmio.slot.address)).map_err(OpenError::Vector)?;
+    if let Err(error) = interrupt.route_gsi(mmio.slot.gsi) {
+        log::error!(
+            "devices: {} GSI {}: {}; it will not interrupt",
+            device.kind,
+            mmio.slot.gsi,
+            error
+        );
+    }
+    Ok((window, mmio.slot.size, interrupt))
+}
+
 fn open_transport(device: &Device) -> Result<Opened, OpenError> {
     match &device.transport {
         Transport::Mmio(mmio) => {

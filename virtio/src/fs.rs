@@ -10,12 +10,16 @@
 //!   DMA hand-over of the block driver: many requests in flight, completed by the
 //!   interrupt, buffers owned by the table while the device holds them.
 //!
-//! virtio-drivers has no virtio-fs driver; we use its queue and transport layers.
+//! virtio-drivers has no virtio-fs driver; we use its queue layer and its PCI transport
+//! (shown the device as a type it knows), and over virtio-mmio our own transport
+//! ([`mmio::MmioRegisters`]), since virtio-drivers' reads the type from the device and
+//! refuses 26.
 //! The device in QEMU is `vhost-user-fs-{device,pci}` with virtiofsd as its back end; the
 //! daemon is the one that answers, so its replies are untrusted input like any device's.
 
 mod device;
 mod error;
+pub mod mmio;
 pub mod protocol;
 
 pub use device::{Completion, FsDevice, FsStats, MAX_REQUEST, Outcome, QUEUE, Submission, Ticket};

@@ -1,7 +1,7 @@
 //! A virtio-fs share: the device, its FUSE session, and the requests the file API needs
 //! (walk a path, open, read, write, list, ...), each one FUSE round trip.
 
-use crate::arch::virtio::{DeviceInterrupt, KernelHal};
+use crate::arch::virtio::{DeviceInterrupt, KernelHal, Window};
 use crate::devices;
 use alloc::string::String;
 use alloc::sync::Arc;
@@ -12,18 +12,19 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 use core::task::{Context, Poll};
 use torito_virtio::DeviceTransport;
 use torito_virtio::StepwiseStatus;
-use torito_virtio::discovery::{Kind, Transport};
+use torito_virtio::discovery::{Device, Kind, Transport};
+use torito_virtio::fs::mmio::{Either, MmioRegisters};
 use torito_virtio::fs::protocol::{self, Attributes, DirEntry, Entry, Message, Reply};
 use torito_virtio::fs::{Completion, FsDevice, FuseError, Outcome, Submission, Ticket};
 
-type Device = FsDevice<KernelHal, StepwiseStatus<DeviceTransport>>;
+type FsDev = FsDevice<KernelHal, StepwiseStatus<Either<DeviceTransport, MmioRegisters<Window>>>>;
 
 /// The most bytes one READ asks for (FUSE's default limit of 32 pages).
 pub(crate) const MAX_READ: usize = 128 * 1024;
 
 /// One share, shared by every open file on it.
 pub(crate) struct Share {
-    device: spin::Mutex<Device>,
+    device: spin::Mutex<FsDev>,
     tag: String,
     max_write: AtomicUsize,
     #[allow(dead_code)]
@@ -34,39 +35,20 @@ pub(crate) struct Share {
 pub(crate) async fn open_all() -> Vec<Arc<Share>> {
     let mut shares = Vec::new();
     for found in devices::take(Kind::FILESYSTEM) {
-        if matches!(found.transport, Transport::Mmio(_)) {
-            // virtio-drivers' MMIO transport refuses a device type it has no name for,
-            // and reads it from the device itself (docs/files.md, "Limits").
-            log::error!(
-                "fs: {}: virtio-fs over virtio-mmio is not supported yet; use a PCI \
-                 machine (qemu/run.sh --machine q35), or a disk (fs.disk=)",
-                found
-            );
-            continue;
-        }
-        let opened = match devices::open(&found) {
-            Ok(opened) => opened,
-            Err(error) => {
-                log::error!("fs: {}: {}", found, error);
-                continue;
-            }
-        };
-        let device = match Device::new(StepwiseStatus(opened.transport), opened.interrupt.waker()) {
+        let device = match open_device(&found) {
             Ok(device) => device,
             Err(error) => {
                 log::error!("fs: {}: {}", found, error);
                 continue;
             }
         };
-        if let Err(error) = opened.queues.assign() {
-            log::error!("fs: {}: {}", found, error);
-        }
+        let (device, interrupt) = device;
         let tag = String::from(device.tag());
         let share = Arc::new(Share {
             device: spin::Mutex::new(device),
             tag,
             max_write: AtomicUsize::new(MAX_READ),
-            interrupt: opened.interrupt,
+            interrupt,
         });
         // Before the first request: its interrupt wakes this task, which finishes it.
         crate::task::spawn(complete(share.clone())).detach();
@@ -82,6 +64,31 @@ pub(crate) async fn open_all() -> Vec<Arc<Share>> {
         shares.push(share);
     }
     shares
+}
+
+/// Sets up the virtio-fs `found`: over PCI through virtio-drivers' transport; over
+/// virtio-mmio through ours (`MmioRegisters`), which takes device type 26.
+fn open_device(found: &Device) -> Result<(FsDev, &'static DeviceInterrupt), String> {
+    use alloc::string::ToString;
+    if matches!(found.transport, Transport::Mmio(_)) {
+        let (window, size, interrupt) =
+            devices::open_mmio_registers(found).map_err(|error| error.to_string())?;
+        let transport = MmioRegisters::new(window, size).map_err(|error| error.to_string())?;
+        let device = FsDev::new(StepwiseStatus(Either::B(transport)), interrupt.waker())
+            .map_err(|error| error.to_string())?;
+        return Ok((device, interrupt));
+    }
+    let opened = devices::open(found).map_err(|error| error.to_string())?;
+    let device = FsDev::new(
+        StepwiseStatus(Either::A(opened.transport)),
+        opened.interrupt.waker(),
+    )
+    .map_err(|error| error.to_string())?;
+    // Only after the driver set up the queues: a reset clears their MSI-X vectors.
+    if let Err(error) = opened.queues.assign() {
+        log::error!("fs: {}: {}", found, error);
+    }
+    Ok((device, opened.interrupt))
 }
 
 /// A share's completion task: woken by its interrupt, finishes what the device returned.
