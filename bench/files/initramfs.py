@@ -15,7 +15,7 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "net"))
 import mkinitramfs  # noqa: E402
 
-APPLETS = mkinitramfs.APPLETS + ["mkdir"]
+APPLETS = mkinitramfs.APPLETS + ["mkdir", "grep"]
 
 
 def libraries(binary):

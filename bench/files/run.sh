@@ -1,19 +1,19 @@
 #!/usr/bin/env bash
-# The files bench: examples/files serving an ext4 disk (fs.disk=0:/srv) against nginx in
-# a Linux guest serving the same disk image mounted read-only, on the same QEMU line:
-# microvm, 1 vCPU, 256 MiB, one read-only virtio-blk-device, user networking with a port
-# forward. bench/files/client.py reads a 64 MiB file (MiB/s) and 4 KiB files (requests/s,
-# one keep-alive connection, then 8). A report, not a test: nothing passes or fails on a
-# number, and the numbers are noisy (the machine is shared).
+# The files bench: examples/files against nginx in a Linux guest, serving the same tree
+# from the same source on the same QEMU line: microvm, 1 vCPU, 256 MiB, user networking
+# with a port forward, and either a read-only virtio-blk-device with an ext4 image
+# (Torito: fs.disk=0:/srv) or a virtio-fs share through virtiofsd (Torito:
+# fs.share=share:/srv; run.sh --share; cache=none for both guests). bench/files/client.py
+# reads a 64 MiB file (MiB/s) and 4 KiB files (requests/s, one keep-alive connection,
+# then 8). A report, not a test: nothing passes or fails on a number, and the numbers
+# are noisy (the machine is shared).
 #
 # usage: bench/files/run.sh      (needs build/files.elf: make images)
 #   REPS=N        interleaved rounds, Torito then Linux (default 3; medians reported)
+#   SOURCES=...   which of "disk share" to run (default both)
 #   TORITO_ACCEL  kvm or tcg; otherwise chosen as qemu/run.sh does
 #
-# Why a disk and not a virtio-fs share: the Linux guest is microvm (as in the other
-# benches), where Torito does not drive virtio-fs (docs/files.md); on a disk both guests
-# read the same bytes through the same virtio-blk device. The Linux guest reuses the
-# other benches' pieces: Debian's linux-image-cloud-amd64 and busybox-static
+# The Linux guest reuses the other benches' pieces: Debian's linux-image-cloud-amd64 and busybox-static
 # (bench/net/run.sh installs them), nginx from Debian (apt-get install -y nginx).
 set -euo pipefail
 
@@ -21,7 +21,7 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 here=$root/bench/files
 out=$root/build/bench
 mkdir -p "$out"
-reps=${REPS:-3} mem=256M
+reps=${REPS:-3} mem=256M sources=${SOURCES:-disk share}
 
 [ -f "$root/build/files.elf" ] || { echo "bench/files: no build/files.elf: run 'make images' first" >&2; exit 2; }
 for tool in gcc python3 qemu-system-x86_64 mke2fs; do
@@ -50,7 +50,7 @@ if [ "$linux" = yes ]; then
         "$root/bench/net/mkinitramfs.py" "$root/bench/net/init-common.sh" /usr/sbin/nginx; then
         python3 "$here/initramfs.py" "$initramfs" "$here/init.sh" /bin/busybox /usr/sbin/nginx \
             "$here/nginx.conf" /etc/nginx/mime.types \
-            --modules "/lib/modules/$version" virtio_mmio virtio_blk virtio_net
+            --modules "/lib/modules/$version" virtio_mmio virtio_blk virtio_net virtiofs
     fi
     if [ "$accel" = tcg ]; then
         stale "$out/tsc_khz" "$root/bench/net/tsc_khz.c" &&
@@ -66,7 +66,7 @@ cpu=max
 tree=$out/files-tree
 disk=$out/files-bench.img
 small=200
-if [ ! -f "$disk" ]; then
+if [ ! -f "$disk" ] || [ ! -f "$tree/big.bin" ]; then
     rm -rf "$tree" && mkdir -p "$tree/small"
     head -c $((64 << 20)) /dev/urandom >"$tree/big.bin"
     for i in $(seq 0 $((small - 1))); do head -c 4096 /dev/urandom >"$tree/small/$i.bin"; done
@@ -76,20 +76,41 @@ cp "$root/build/files.elf" "$out/files.elf"   # a rebuild during the bench canno
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-# The Linux guest's QEMU line: qemu/run.sh's flags for microvm + PVH + one read-only
-# --disk + one --forward, with -initrd added. KEEP IN SYNC with qemu/run.sh.
-linux_guest() {  # linux_guest PORT
-    exec qemu-system-x86_64 \
-        -machine microvm -accel "$accel" -cpu "$cpu" -smp 1 -m "$mem" \
+# The Linux guest's QEMU line: qemu/run.sh's flags for microvm + PVH + one --forward and
+# either one read-only --disk or --share (virtiofsd started here, as run.sh does it), with
+# -initrd added. KEEP IN SYNC with qemu/run.sh.
+linux_guest() {  # linux_guest PORT SOURCE
+    local source_args=() line=$append
+    if [ "$2" = share ]; then
+        local socket=$out/files-virtiofsd.sock
+        rm -f "$socket"
+        /usr/lib/qemu/virtiofsd --socket-path="$socket" -o source="$tree" -o cache=none \
+            -o sandbox=chroot -o no_posix_lock -o no_xattr >"$out/files-virtiofsd.log" 2>&1 &
+        for _ in $(seq 100); do [ -S "$socket" ] && break; sleep 0.05; done
+        source_args=(-object "memory-backend-memfd,id=mem,size=$mem,share=on"
+            -global virtio-mmio.force-legacy=false
+            -chardev "socket,id=fs0,path=$socket"
+            -device vhost-user-fs-device,chardev=fs0,tag=share,queue-size=128)
+        machine=microvm,memory-backend=mem line+=" files.source=share"
+    else
+        source_args=(-drive "file=$disk,if=none,id=disk0,format=raw,readonly=on"
+            -device virtio-blk-device,drive=disk0)
+        machine=microvm
+    fi
+    qemu-system-x86_64 \
+        -machine "$machine" -accel "$accel" -cpu "$cpu" -smp 1 -m "$mem" \
         -nodefaults -no-user-config -display none -no-reboot \
         -chardev stdio,id=console,signal=on -serial chardev:console \
         -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
         -netdev "user,id=net0,hostfwd=tcp:127.0.0.1:$1-:8080" -device virtio-net-device,netdev=net0 \
-        -drive "file=$disk,if=none,id=disk0,format=raw,readonly=on" \
-        -device virtio-blk-device,drive=disk0 \
-        -kernel "$kernel" -initrd "$initramfs" -append "$append" </dev/null
+        "${source_args[@]}" \
+        -kernel "$kernel" -initrd "$initramfs" -append "$line" </dev/null
 }
-torito_guest() {  # torito_guest PORT
+torito_guest() {  # torito_guest PORT SOURCE
+    if [ "$2" = share ]; then
+        exec "$root/qemu/run.sh" "$out/files.elf" --accel "$accel" --mem "$mem" \
+            --share "$tree" --forward "$1:8080" --append "fs.share=share:/srv" </dev/null
+    fi
     exec "$root/qemu/run.sh" "$out/files.elf" --accel "$accel" --mem "$mem" \
         --disk "$disk,ro" --forward "$1:8080" --append "fs.disk=0:/srv" </dev/null
 }
@@ -100,31 +121,34 @@ echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the m
 results=$out/files-bench.txt
 : >"$results"
 for round in $(seq "$reps"); do
+  for source in $sources; do
     for guest in torito linux; do
         [ "$guest" = linux ] && [ "$linux" = no ] && continue
         port=$(free_port)
         log=$out/files-$guest.log
         # Its own process group, so that the whole guest (run.sh and QEMU) ends with it.
         setsid bash -c "$(declare -f linux_guest torito_guest); \
-            accel=$accel cpu='$cpu' mem=$mem disk='$disk' kernel='$kernel' \
+            accel=$accel cpu='$cpu' mem=$mem disk='$disk' kernel='$kernel' tree='$tree' \
             initramfs='${initramfs:-}' append='$append' root='$root' out='$out' \
-            ${guest}_guest $port" >"$log" 2>&1 &
+            ${guest}_guest $port $source" >"$log" 2>&1 &
         group=$!
         for _ in $(seq 600); do grep -qs 'files: serving on port 8080' "$log" && break; sleep 0.5; done
         if grep -q 'files: serving on port 8080' "$log"; then
             if ! python3 "$here/client.py" "$port" "$out/files-tree/big.bin" "$small" \
                 >"$out/files-client.txt" 2>&1; then
-                echo "  $guest, round $round: the client failed:"
+                echo "  $guest ($source), round $round: the client failed:"
                 sed 's/^/    /' "$out/files-client.txt"
             fi
-            sed "s/^/$guest /" "$out/files-client.txt" | grep "^$guest bench: " >>"$results" || true
+            sed "s/^bench: /$guest bench: $source, /" "$out/files-client.txt" |
+                grep "^$guest bench: " >>"$results" || true
         else
-            echo "  $guest, round $round: the guest did not start serving; its console:"
+            echo "  $guest ($source), round $round: the guest did not start serving; its console:"
             tail -n 15 "$log" | sed 's/^/    /'
         fi
         kill -- -"$group" 2>/dev/null || true
         wait "$group" 2>/dev/null || true
     done
+  done
 done
 # Medians per guest and measurement.
 python3 - "$results" <<'PY'
