@@ -4,7 +4,9 @@
 //! must equal the host's byte for byte, every directory listing must name the host's
 //! entries, a Range request must return that slice, a missing file must be 404, a PUT
 //! (sized or chunked) must appear on the host (and overwrite a longer file), and 20
-//! clients at once must each get their files intact. On q35 with 2 vCPUs (virtio-pci)
+//! clients at once must each get their files intact; the blocking API's self-test
+//! (`app.selftest`: append, seek, rename, directories, removal, sync) must pass and leave
+//! on the host exactly what it says. On q35 with 2 vCPUs (virtio-pci)
 //! and microvm with 4 (virtio-mmio).
 //!
 //! The same files in an ext4 image made at test time (`mke2fs -d`), on a read-only
@@ -304,8 +306,18 @@ fn share_case(machine: &str, cpus: u32) -> Result<(), Failure> {
         .smp(cpus)
         .mem("256M")
         .share(&share.0)
-        .append("fs.share=share:/srv");
+        .append("fs.share=share:/srv app.selftest");
     let (guest, port) = Guest::start_forwarded("files", &options, 8080, SERVING, BOOT)?;
+    // The blocking API's self-test ran before the server started.
+    guest.wait_for_line("files: self-test passed", BOOT)?;
+    let done = std::fs::read(share.0.join("selftest/done.txt")).unwrap_or_default();
+    let left: BTreeSet<String> = host_listing(&share.0.join("selftest"));
+    if done != b"ok" || left != BTreeSet::from(["done.txt".to_string()]) {
+        return Err(guest.failure(format!(
+            "after the self-test the share's selftest/ holds {left:?}, done.txt {done:?}"
+        )));
+    }
+    std::fs::remove_dir_all(share.0.join("selftest")).unwrap();
     let steps: [(&str, &Step); 5] = [
         ("every file", &|| check_files(port, &share.0, &files)),
         ("listings", &|| check_listings(port, &share.0, &[])),

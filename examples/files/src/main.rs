@@ -11,6 +11,10 @@
 //! is normalized before it is appended, so `..` never leaves that directory.
 //!
 //! Try it: `make run-files DIR=path`, then `curl http://127.0.0.1:8080/`.
+//!
+//! With `app.selftest` it first runs the blocking file API (`torito::fs::blocking`) from
+//! a blocking task through every call a server does not make (append, seek, rename,
+//! directories, removal, sync) in `ROOT/selftest`, and prints whether it passed.
 #![no_std]
 #![no_main]
 #![forbid(unsafe_code)]
@@ -37,6 +41,14 @@ async fn main() -> Result<(), net::Error> {
     let root = torito::boot::arg("app.root").unwrap_or("/srv");
     for (point, what) in fs::mounts().await {
         torito::println!("files: {} at {}", what, point);
+    }
+    // app.selftest: the blocking file API, once, before serving (qemu/tests/files.rs).
+    if torito::boot::arg("app.selftest").is_some() {
+        let outcome = torito::task::spawn_blocking(move || selftest(root)).await;
+        match outcome {
+            Ok(()) => torito::println!("files: self-test passed"),
+            Err(error) => torito::println!("files: self-test failed: {}", error),
+        }
     }
     let stack = net::stack().await?;
     let mut listener = TcpListener::bind(&stack, PORT, BACKLOG)?;
@@ -595,4 +607,74 @@ async fn put(
         return reply(stream, status_of(&error), &body, keep_alive, false).await;
     }
     reply(stream, "201 Created", "written\n", keep_alive, false).await
+}
+
+/// The blocking API end to end in `root/selftest` (which must not exist yet); leaves
+/// `selftest/done.txt` holding "ok" for the host to check.
+fn selftest(root: &str) -> Result<(), fs::Error> {
+    use torito::fs::blocking;
+    let fail = |path: &str, what: &str| {
+        torito::println!("files: self-test: {}: {}", path, what);
+        fs::Error {
+            path: path.into(),
+            kind: ErrorKind::Host(0),
+        }
+    };
+    let dir = format!("{}/selftest", root);
+    let a = format!("{}/a.txt", dir);
+    let b = format!("{}/b.txt", dir);
+    let sub = format!("{}/sub", dir);
+    blocking::create_dir(&dir)?;
+    let mut file = blocking::File::create(&a)?;
+    file.write_all(b"hello ")?;
+    file.sync()?;
+    file.close()?;
+    let mut file = blocking::File::open_with(OpenOptions::new().append(true), &a)?;
+    file.write_all(b"world")?;
+    file.close()?;
+    if blocking::read(&a)? != b"hello world" {
+        return Err(fail(&a, "append did not append"));
+    }
+    let mut file = blocking::File::open(&a)?;
+    file.seek(fs::SeekFrom::End(-5))?;
+    let mut word = [0u8; 16];
+    let read = file.read(&mut word)?;
+    if &word[..read] != b"world" {
+        return Err(fail(&a, "seek from the end read the wrong bytes"));
+    }
+    file.close()?;
+    blocking::rename(&a, &b)?;
+    match blocking::metadata(&a) {
+        Err(error) if error.kind == ErrorKind::NotFound => {}
+        _ => return Err(fail(&a, "still there after the rename")),
+    }
+    if blocking::metadata(&b)?.len != 11 {
+        return Err(fail(&b, "the renamed file has the wrong size"));
+    }
+    blocking::create_dir(&sub)?;
+    match blocking::create_dir(&sub) {
+        Err(error) if error.kind == ErrorKind::AlreadyExists => {}
+        _ => return Err(fail(&sub, "made twice")),
+    }
+    match blocking::remove_dir(&dir) {
+        Err(error) if error.kind == ErrorKind::DirectoryNotEmpty => {}
+        _ => {
+            return Err(fail(
+                &dir,
+                "a full directory was removed, or the wrong error",
+            ));
+        }
+    }
+    let mut names: Vec<String> = blocking::read_dir(&dir)?
+        .into_iter()
+        .map(|entry| entry.name)
+        .collect();
+    names.sort();
+    if names != ["b.txt", "sub"] {
+        return Err(fail(&dir, "the listing is wrong"));
+    }
+    blocking::remove_file(&b)?;
+    blocking::remove_dir(&sub)?;
+    blocking::write(&format!("{}/done.txt", dir), b"ok")?;
+    Ok(())
 }

@@ -58,4 +58,6 @@ pub use error::{Error, ErrorKind};
 #[cfg(target_os = "none")]
 mod api;
 #[cfg(target_os = "none")]
+pub mod blocking;
+#[cfg(target_os = "none")]
 pub use api::*;

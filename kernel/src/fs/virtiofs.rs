@@ -1,7 +1,7 @@
 //! A virtio-fs share: the device, its FUSE session, and the requests the file API needs
 //! (walk a path, open, read, write, list, ...), each one FUSE round trip.
 
-use crate::arch::virtio::{DeviceInterrupt, KernelHal, Window};
+use crate::arch::virtio::{KernelHal, Window};
 use crate::devices;
 use alloc::string::String;
 use alloc::sync::Arc;
@@ -14,7 +14,7 @@ use torito_virtio::DeviceTransport;
 use torito_virtio::StepwiseStatus;
 use torito_virtio::discovery::{Device, Kind, Transport};
 use torito_virtio::fs::mmio::{Either, MmioRegisters};
-use torito_virtio::fs::protocol::{self, Attributes, DirEntry, Entry, Message, Reply};
+use torito_virtio::fs::protocol::{self, Attributes, DirEntry, Entry, Message};
 use torito_virtio::fs::{Completion, FsDevice, FuseError, Outcome, Submission, Ticket};
 
 type FsDev = FsDevice<KernelHal, StepwiseStatus<Either<DeviceTransport, MmioRegisters<Window>>>>;
@@ -27,8 +27,6 @@ pub(crate) struct Share {
     device: spin::Mutex<FsDev>,
     tag: String,
     max_write: AtomicUsize,
-    #[allow(dead_code)]
-    interrupt: &'static DeviceInterrupt,
 }
 
 /// Sets up every virtio-fs device discovery found and starts its FUSE session.
@@ -42,13 +40,11 @@ pub(crate) async fn open_all() -> Vec<Arc<Share>> {
                 continue;
             }
         };
-        let (device, interrupt) = device;
         let tag = String::from(device.tag());
         let share = Arc::new(Share {
             device: spin::Mutex::new(device),
             tag,
             max_write: AtomicUsize::new(MAX_READ),
-            interrupt,
         });
         // Before the first request: its interrupt wakes this task, which finishes it.
         crate::task::spawn(complete(share.clone())).detach();
@@ -68,15 +64,14 @@ pub(crate) async fn open_all() -> Vec<Arc<Share>> {
 
 /// Sets up the virtio-fs `found`: over PCI through virtio-drivers' transport; over
 /// virtio-mmio through ours (`MmioRegisters`), which takes device type 26.
-fn open_device(found: &Device) -> Result<(FsDev, &'static DeviceInterrupt), String> {
+fn open_device(found: &Device) -> Result<FsDev, String> {
     use alloc::string::ToString;
     if matches!(found.transport, Transport::Mmio(_)) {
         let (window, size, interrupt) =
             devices::open_mmio_registers(found).map_err(|error| error.to_string())?;
         let transport = MmioRegisters::new(window, size).map_err(|error| error.to_string())?;
-        let device = FsDev::new(StepwiseStatus(Either::B(transport)), interrupt.waker())
-            .map_err(|error| error.to_string())?;
-        return Ok((device, interrupt));
+        return FsDev::new(StepwiseStatus(Either::B(transport)), interrupt.waker())
+            .map_err(|error| error.to_string());
     }
     let opened = devices::open(found).map_err(|error| error.to_string())?;
     let device = FsDev::new(
@@ -88,7 +83,7 @@ fn open_device(found: &Device) -> Result<(FsDev, &'static DeviceInterrupt), Stri
     if let Err(error) = opened.queues.assign() {
         log::error!("fs: {}: {}", found, error);
     }
-    Ok((device, opened.interrupt))
+    Ok(device)
 }
 
 /// A share's completion task: woken by its interrupt, finishes what the device returned.
@@ -276,17 +271,37 @@ impl Share {
         })
     }
 
+    /// Looks `name` up in `parent` and holds the lookup while `operation` runs.
+    ///
+    /// virtiofsd finds the node of an UNLINK, RMDIR or RENAME in its table of nodes the
+    /// guest holds lookups of, and answers EIO when it is not there (a Linux guest always
+    /// holds a dentry for what it removes or renames).
+    async fn holding<T>(
+        &self,
+        parent: u64,
+        name: &str,
+        operation: impl Future<Output = Result<T, FuseError>>,
+    ) -> Result<T, FuseError> {
+        let entry = protocol::parse_entry(&self.call(protocol::lookup(parent, name)?).await?)?;
+        let result = operation.await;
+        self.forget(Node {
+            id: entry.node,
+            attributes: None,
+        });
+        result
+    }
+
     pub(crate) async fn remove(
         &self,
         parent: u64,
         name: &str,
         directory: bool,
     ) -> Result<(), FuseError> {
-        protocol::parse_empty(
-            &self
-                .call(protocol::remove(parent, name, directory)?)
-                .await?,
-        )
+        let message = protocol::remove(parent, name, directory)?;
+        self.holding(parent, name, async {
+            protocol::parse_empty(&self.call(message).await?)
+        })
+        .await
     }
 
     pub(crate) async fn rename(
@@ -297,7 +312,10 @@ impl Share {
         new_name: &str,
     ) -> Result<(), FuseError> {
         let message = protocol::rename(parent, name, new_parent, new_name)?;
-        protocol::parse_empty(&self.call(message).await?)
+        self.holding(parent, name, async {
+            protocol::parse_empty(&self.call(message).await?)
+        })
+        .await
     }
 }
 
@@ -352,7 +370,3 @@ impl Drop for Call<'_> {
         }
     }
 }
-
-/// `Reply` is re-exported for the callers' signatures.
-#[allow(dead_code)]
-pub(crate) type FuseReply = Reply;
