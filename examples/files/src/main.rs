@@ -39,16 +39,17 @@ const CHUNK: usize = 64 * 1024;
 #[torito::main]
 async fn main() -> Result<(), net::Error> {
     let root = torito::boot::arg("app.root").unwrap_or("/srv");
-    for (point, what) in fs::mounts().await {
-        torito::println!("files: {} at {}", what, point);
-    }
-    // app.selftest: the blocking file API, once, before serving (qemu/tests/files.rs).
+    // app.selftest: the blocking file API, once, before serving (qemu/tests/files.rs);
+    // its first call is the first of torito::fs, so the mounts are set up from a fiber.
     if torito::boot::arg("app.selftest").is_some() {
         let outcome = torito::task::spawn_blocking(move || selftest(root)).await;
         match outcome {
             Ok(()) => torito::println!("files: self-test passed"),
             Err(error) => torito::println!("files: self-test failed: {}", error),
         }
+    }
+    for (point, what) in fs::mounts().await {
+        torito::println!("files: {} at {}", what, point);
     }
     let stack = net::stack().await?;
     let mut listener = TcpListener::bind(&stack, PORT, BACKLOG)?;

@@ -30,22 +30,25 @@ static MOUNTS: spin::Once<Mounts<Filesystem>> = spin::Once::new();
 /// 0: not started, 1: being set up (by the first caller), 2: ready.
 static STATE: AtomicU8 = AtomicU8::new(0);
 
-/// The mount table, set up by the first caller (the others wait for it).
+/// The mount table, set up on the first call (every caller waits for it).
+///
+/// The set-up runs as a task of its own, not in the caller: a blocking task's small
+/// stack (a fiber) could not hold device set-up, and its state is large.
 async fn mounts_table() -> &'static Mounts<Filesystem> {
+    if STATE
+        .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
+        .is_ok()
+    {
+        crate::task::spawn(async {
+            let mounts = set_up().await;
+            MOUNTS.call_once(|| mounts);
+            STATE.store(2, Ordering::Release);
+        })
+        .detach();
+    }
     loop {
         if let Some(mounts) = MOUNTS.get() {
             return mounts;
-        }
-        if STATE
-            .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-        {
-            // Boxed: the set-up's state (device construction included) is large, and
-            // would otherwise sit in the caller's frame (often `main`'s stack).
-            let mounts = alloc::boxed::Box::pin(set_up()).await;
-            let table = MOUNTS.call_once(|| mounts);
-            STATE.store(2, Ordering::Release);
-            return table;
         }
         crate::time::sleep(crate::time::Duration::from_millis(1)).await;
     }
