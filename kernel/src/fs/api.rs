@@ -4,10 +4,16 @@ use super::disk::{DiskError, DiskFs, Stat};
 use super::error::{Error, ErrorKind};
 use super::path::{self, MountSpec, Mounts};
 use super::virtiofs::{self, MAX_READ, Node, Share};
+use alloc::boxed::Box;
 use alloc::string::{String, ToString};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
+use core::future::Future;
+use core::pin::Pin;
 use core::sync::atomic::{AtomicU8, Ordering};
+use core::task::{Context, Poll};
+use futures_util::Stream;
+use torito_virtio::FuseError;
 use torito_virtio::fs::protocol::{self, NodeKind, flags};
 
 /// A mounted filesystem.
@@ -732,8 +738,12 @@ pub struct DirEntry {
     pub file_type: FileType,
 }
 
-/// A directory's entries, fetched from the host a batch at a time; `.` and `..` are
-/// left out. Call [`ReadDir::next`] until it returns `None`.
+/// A batch of entries on its way from the host.
+type Batch = Pin<Box<dyn Future<Output = Result<Vec<protocol::DirEntry>, FuseError>> + Send>>;
+
+/// A directory's entries, a [`Stream`] fetched from the host a batch at a time; `.` and
+/// `..` are left out. [`ReadDir::next`] is the stream's `next`, without importing
+/// `StreamExt`.
 pub struct ReadDir {
     /// The share's directory, while it is open on the host (`None` for a disk, whose
     /// listing comes whole).
@@ -742,39 +752,50 @@ pub struct ReadDir {
     offset: u64,
     batch: alloc::collections::VecDeque<DirEntry>,
     open: bool,
+    pending: Option<Batch>,
 }
 
-impl ReadDir {
-    /// The next entry; `None` at the end (the directory is closed then).
-    pub async fn next(&mut self) -> Option<Result<DirEntry, Error>> {
+impl Stream for ReadDir {
+    type Item = Result<DirEntry, Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
         loop {
-            if let Some(entry) = self.batch.pop_front() {
-                return Some(Ok(entry));
+            if let Some(entry) = this.batch.pop_front() {
+                return Poll::Ready(Some(Ok(entry)));
             }
-            if !self.open {
-                return None;
+            if !this.open {
+                return Poll::Ready(None);
             }
-            let Some((share, node, handle)) = &self.share else {
-                return None;
+            let Some((share, node, handle)) = &this.share else {
+                return Poll::Ready(None);
             };
-            let entries = match share.read_dir(node.id, *handle, self.offset).await {
+            let offset = this.offset;
+            let pending = this.pending.get_or_insert_with(|| {
+                let (share, node, handle) = (share.clone(), node.id, *handle);
+                Box::pin(async move { share.read_dir(node, handle, offset).await })
+            });
+            let Poll::Ready(fetched) = pending.as_mut().poll(cx) else {
+                return Poll::Pending;
+            };
+            this.pending = None;
+            let entries = match fetched {
                 Ok(entries) => entries,
                 Err(error) => {
-                    self.close().await;
-                    return Some(Err(Error::fuse(&self.path, error)));
+                    this.close();
+                    return Poll::Ready(Some(Err(Error::fuse(&this.path, error))));
                 }
             };
-            let Some(last) = entries.last() else {
-                self.close().await;
-                return None;
-            };
-            if last.next == self.offset {
-                // A server that does not move on would list the same batch for ever.
-                self.close().await;
-                return None;
+            // The end; or a server that does not move on, which would list the same
+            // batch for ever.
+            match entries.last() {
+                Some(last) if last.next != this.offset => this.offset = last.next,
+                _ => {
+                    this.close();
+                    return Poll::Ready(None);
+                }
             }
-            self.offset = last.next;
-            self.batch.extend(
+            this.batch.extend(
                 entries
                     .into_iter()
                     .filter(|entry| entry.name != "." && entry.name != "..")
@@ -784,6 +805,13 @@ impl ReadDir {
                     }),
             );
         }
+    }
+}
+
+impl ReadDir {
+    /// The next entry; `None` at the end (the directory is closed then).
+    pub async fn next(&mut self) -> Option<Result<DirEntry, Error>> {
+        core::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx)).await
     }
 
     /// Every remaining entry.
@@ -798,11 +826,13 @@ impl ReadDir {
         Ok(out)
     }
 
-    async fn close(&mut self) {
+    /// Closes the directory on the host, in the background.
+    fn close(&mut self) {
         if self.open {
             self.open = false;
-            if let Some((share, node, handle)) = &self.share {
-                share.release(*node, *handle, true).await;
+            self.pending = None;
+            if let Some((share, node, handle)) = self.share.take() {
+                crate::task::spawn(async move { share.release(node, handle, true).await }).detach();
             }
         }
     }
@@ -810,11 +840,7 @@ impl ReadDir {
 
 impl Drop for ReadDir {
     fn drop(&mut self) {
-        if self.open
-            && let Some((share, node, handle)) = self.share.take()
-        {
-            crate::task::spawn(async move { share.release(node, handle, true).await }).detach();
-        }
+        self.close();
     }
 }
 
@@ -846,6 +872,7 @@ pub async fn read_dir(path: &str) -> Result<ReadDir, Error> {
                     })
                     .collect(),
                 open: false,
+                pending: None,
             });
         }
     };
@@ -873,6 +900,7 @@ pub async fn read_dir(path: &str) -> Result<ReadDir, Error> {
         offset: 0,
         batch: Default::default(),
         open: true,
+        pending: None,
     })
 }
 
