@@ -16,11 +16,11 @@
 # or names the exact command to run.
 
 TARGET   := x86_64-unknown-none
-EXAMPLES := hello faults echo echo-blocking intercore random vsock-echo block console-echo http
+EXAMPLES := hello faults echo echo-blocking intercore random vsock-echo block console-echo http files
 IMAGES   := $(EXAMPLES:%=build/%.elf)
 HOST_CRATES := -p torito-boot -p torito-executor -p torito-netstack -p torito-virtio -p torito -p torito-macros
 DEBIAN_PACKAGES := qemu-system-x86 grub-pc-bin grub-common xorriso mtools binutils netcat-openbsd \
-                   iproute2 python3 skopeo curl
+                   iproute2 python3 skopeo curl qemu-system-common e2fsprogs
 QEMU_ARGS ?=
 
 # Shorter source paths in panic locations (they are strings in the image): a registry
@@ -96,6 +96,16 @@ oci: images
 	@[ -n "$(NAME)" ] || { echo "oci: say which image, e.g. make oci NAME=echo" >&2; exit 2; }
 	python3 qemu/oci.py build --kernel build/$(NAME).elf --name $(NAME) --out build/oci/$(NAME) \
 	    --type $(OCI_TYPE) --hypervisor $(OCI_HYPERVISOR)
+
+# Serves DIR (a directory of yours) over HTTP on host port 127.0.0.1:8080, through
+# virtio-fs (docs/files.md).
+.PHONY: run-files
+run-files: images
+	@[ -n "$(DIR)" ] || { echo "run-files: say which directory, e.g. make run-files DIR=." >&2; exit 2; }
+	@echo "run-files: serving $(DIR); once it prints 'files: serving on port 8080', try:"
+	@echo "run-files:     curl http://127.0.0.1:8080/"
+	./qemu/run.sh build/files.elf --mem 256M --share "$(DIR)" \
+	    --forward 8080:8080 --append "fs.share=share:/srv" $(QEMU_ARGS)
 
 # A service crate of your own, outside this repository (qemu/new-service.sh).
 .PHONY: new-service

@@ -7,7 +7,8 @@
 #                                 networking part, bench/net/run.sh, needs build/echo.elf;
 #                                 the vsock part, bench/vsock/run.sh, build/vsock-echo.elf;
 #                                 the block part, bench/block/run.sh, build/block.elf;
-#                                 the HTTP part, bench/http/run.sh, build/http.elf)
+#                                 the HTTP part, bench/http/run.sh, build/http.elf;
+#                                 the files part, bench/files/run.sh, build/files.elf)
 #   RUNS=N         boot-time rounds (default 10)
 #   TORITO_ACCEL   passed through to qemu/run.sh, which picks kvm or tcg by itself
 #
@@ -190,4 +191,12 @@ if [ -f "$root/build/http.elf" ]; then
     "$root/bench/http/run.sh"
 else
     echo "HTTP bench skipped: no $root/build/http.elf yet (run 'make images')"
+fi
+
+# --- 8. Files: a file server over an ext4 disk against nginx in Linux (bench/files/run.sh)
+echo
+if [ -f "$root/build/files.elf" ]; then
+    "$root/bench/files/run.sh"
+else
+    echo "files bench skipped: no $root/build/files.elf yet (run 'make images')"
 fi

@@ -11,6 +11,7 @@
 #                          [--vsock CID [--vsock-socket PATH]]
 #                          [--disk FILE[,ro]]...
 #                          [--console-port PATH] [--qmp PATH]
+#                          [--share DIR]
 #        qemu/run.sh --which-accel      (prints the accelerator it would pick, then exits)
 #
 # The accelerator is chosen here: hardware KVM only when the CPU has vmx/svm and
@@ -24,7 +25,7 @@
 # from the guest (it crashed, reset, or QEMU itself failed).
 set -euo pipefail
 
-usage() { sed -n '4,13p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '4,14p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 # The accelerator rule, in one place (the benches ask for it with --which-accel).
 pick_accel() {
@@ -42,7 +43,7 @@ if [ "$1" = --which-accel ]; then pick_accel; exit 0; fi
 image=$1; shift
 machine=microvm boot=pvh smp=1 mem=64M append="" accel="" log="" acpi=on exit_device=on trace_code="" rng=off msix=on icount="" plugin="" console_port=""
 vsock_cid="" vsock_socket="" qmp=""
-forwards=() disks=() udp_link="" nic2=off forwards2=()
+forwards=() disks=() udp_link="" nic2=off forwards2=() share=""
 while [ $# -gt 0 ]; do
     case $1 in
         --machine) machine=$2; shift 2 ;;
@@ -68,6 +69,7 @@ while [ $# -gt 0 ]; do
         --vsock-socket) vsock_socket=$2; shift 2 ;;
         --console-port) console_port=$2; shift 2 ;;
         --qmp) qmp=$2; shift 2 ;;
+        --share) share=$2; shift 2 ;;
         -h|--help) usage ;;
         *) echo "run.sh: unknown option $1" >&2; usage ;;
     esac
@@ -107,9 +109,19 @@ elif [ -n "$vsock_socket" ]; then
     echo "run.sh: --vsock-socket needs --vsock CID" >&2; exit 2
 fi
 
+if [ -n "$share" ]; then
+    [ -d "$share" ] || { echo "run.sh: --share: no directory at $share" >&2; exit 2; }
+    virtiofsd=${TORITO_VIRTIOFSD:-/usr/lib/qemu/virtiofsd}
+    [ -x "$virtiofsd" ] || {
+        echo "run.sh: no virtiofsd at $virtiofsd; install it: apt-get install -y qemu-system-common (or set TORITO_VIRTIOFSD)" >&2; exit 2; }
+fi
+
 work=$(mktemp -d)
-backend_pid=""
+backend_pid="" virtiofsd_pid=""
 cleanup() {
+    if [ -n "$virtiofsd_pid" ]; then
+        kill "$virtiofsd_pid" 2>/dev/null || true; wait "$virtiofsd_pid" 2>/dev/null || true
+    fi
     if [ -n "$backend_pid" ]; then
         kill "$backend_pid" 2>/dev/null || true; wait "$backend_pid" 2>/dev/null || true
         rm -f "$vsock_socket"   # the backend's host-side socket, dead now
@@ -245,6 +257,42 @@ if [ -n "$vsock_cid" ]; then
         args+=(-device "vhost-user-vsock-pci,chardev=vsock0$pci_options")   # virtio-pci transport
     fi
 fi
+# --share DIR: DIR as a virtio-fs share with the tag `share` (torito::fs; mount it with
+# fs.share=share:/PATH, or it appears at /share). The FUSE server is Debian's virtiofsd
+# (qemu-system-common), started here and stopped when QEMU ends:
+#   -o source=DIR       the directory served
+#   -o cache=none       no guest-side caching promises: every read and write reaches DIR,
+#                       so the host sees a guest's write at once (and the reverse)
+#   -o sandbox=chroot   chroot into DIR (the default, namespaces, needs more privilege
+#                       than a container or CI runner may have)
+#   -o xattr off, -o no_posix_lock: nothing the guest uses
+if [ -n "$share" ]; then
+    "$virtiofsd" --socket-path="$work/virtiofsd.sock" -o source="$(cd "$share" && pwd)" \
+        -o cache=none -o sandbox=chroot -o no_posix_lock -o no_xattr \
+        >"$work/virtiofsd.log" 2>&1 &
+    virtiofsd_pid=$!
+    for _ in $(seq 100); do [ -S "$work/virtiofsd.sock" ] && break; sleep 0.05; done
+    [ -S "$work/virtiofsd.sock" ] || {
+        cat "$work/virtiofsd.log" >&2; echo "run.sh: virtiofsd did not start" >&2; exit 2; }
+    # vhost-user: virtiofsd maps guest RAM itself, so RAM must be shareable memory
+    # (memfd, share=on) and be the machine's memory (as for --vsock; one object serves both).
+    if [ -z "$vsock_cid" ]; then
+        args+=(-object "memory-backend-memfd,id=mem,size=$mem,share=on")
+        args[1]+=",memory-backend=mem"
+    fi
+    args+=(-chardev "socket,id=fs0,path=$work/virtiofsd.sock")
+    # queue-size=128: the driver's request queue (virtio/src/fs/device.rs).
+    if [ "$machine" = microvm ]; then
+        # virtio-fs is a modern-only device: on QEMU's default legacy virtio-mmio its
+        # vhost start fails (EINVAL). Modern (version 2) virtio-mmio for every device of
+        # the machine; Torito drives both versions.
+        args+=(-global virtio-mmio.force-legacy=false)
+        args+=(-device "vhost-user-fs-device,chardev=fs0,tag=share,queue-size=128")   # virtio-mmio transport
+    else
+        args+=(-device "vhost-user-fs-pci,chardev=fs0,tag=share,queue-size=128$pci_options")   # virtio-pci transport
+    fi
+fi
+
 # --disk FILE[,ro] (repeatable): a virtio-blk device over the raw image FILE, for
 # torito::block. The kernel numbers disks in discovery order, which on every machine here
 # is the order of the --disk options (microvm fills its slots from the last one down, and

@@ -7,6 +7,8 @@
 # - the Debian packages given (QEMU, GRUB for the multiboot2 ISO, xorriso, mtools;
 #   iproute2 for the orchestrator contract test's namespaces, tap and tc; python3 for
 #   `make oci`; skopeo to push and check OCI images);
+#   qemu-system-common for virtiofsd, behind run.sh --share; curl and e2fsprogs (mke2fs)
+#   for the files test);
 # - vhost-device-vsock (crates.io), the userspace vsock backend behind run.sh --vsock:
 #   there is no /dev/vhost-vsock on the build machines.
 set -euo pipefail

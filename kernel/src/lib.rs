@@ -52,6 +52,7 @@ pub mod console;
 mod devices;
 #[cfg_attr(not(target_os = "none"), allow(dead_code))]
 mod escape;
+pub mod fs;
 #[cfg(target_os = "none")]
 pub mod net;
 // Decoders for the platform's stop requests; plain code, tested on the host.

@@ -61,6 +61,8 @@ pub struct RunOptions {
     pub console_port: Option<std::path::PathBuf>,
     /// `--qmp PATH`: QEMU's machine protocol on a Unix socket ([`crate::Qmp`]).
     pub qmp: Option<std::path::PathBuf>,
+    /// A host directory shared through virtio-fs with the tag `share` (`--share DIR`).
+    pub share: Option<std::path::PathBuf>,
 }
 
 impl Default for RunOptions {
@@ -83,6 +85,7 @@ impl Default for RunOptions {
             vsock: None,
             console_port: None,
             qmp: None,
+            share: None,
         }
     }
 }
@@ -164,6 +167,12 @@ impl RunOptions {
         self
     }
 
+    /// Shares the host directory `directory` through virtio-fs (tag `share`).
+    pub fn share(mut self, directory: impl Into<std::path::PathBuf>) -> Self {
+        self.share = Some(directory.into());
+        self
+    }
+
     /// Adds a virtio-console device (virtio-mmio on microvm, virtio-pci elsewhere) whose
     /// port 0 is a Unix socket at `path`, on which QEMU listens for the host's connection.
     pub fn console_port(mut self, path: impl Into<std::path::PathBuf>) -> Self {
@@ -231,6 +240,10 @@ impl RunOptions {
         if !self.msix {
             args.push("--msix".into());
             args.push("off".into());
+        }
+        if let Some(directory) = &self.share {
+            args.push("--share".into());
+            args.push(directory.display().to_string());
         }
         if let Some(path) = &self.console_port {
             args.push("--console-port".into());

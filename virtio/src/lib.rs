@@ -47,6 +47,7 @@ pub mod discovery;
 mod fake;
 mod features;
 mod lent;
+pub mod fs;
 mod net;
 mod queue;
 mod rng;
@@ -56,6 +57,8 @@ pub mod vsock;
 pub use blk::{BlockDevice, BlockError, BlockStats, Buffer};
 pub use console::{BUFFER as CONSOLE_BUFFER, ConsoleDevice, ConsoleError, ConsoleStats};
 pub use net::{NetDevice, NetError, NetRx, NetStats, NetTx};
+pub use fs::{FsDevice, FsStats, FuseError};
+
 pub use rng::{RngDevice, RngError};
 pub use transport::{DeviceTransport, StepwiseStatus, status_steps};
 pub use virtio_drivers;

@@ -83,8 +83,11 @@ extern "C" fn torito_kernel_entry(protocol: u32, magic: u32, info: u32, entry_ts
         torito_boot::parse_kernel_options(&cmdline, torito_netstack::CONFIG_KEYS)
             .unwrap_or_else(|error| fatal("command line", error));
     super::logger::init(level_filter(options.log));
-    for arg in unknown {
+    for arg in unknown.filter(|arg| !crate::fs::path::KEYS.contains(&arg.key)) {
         log::warn!("command line: unknown key `{}` ignored", arg.key);
+    }
+    if let Err(error) = crate::fs::path::check_cmdline(&cmdline) {
+        fatal("command line", error);
     }
     log::debug!(
         "boot: {}, command line `{}`",

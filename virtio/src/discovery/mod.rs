@@ -64,6 +64,8 @@ impl Kind {
     pub const ENTROPY: Kind = Kind(4);
     /// virtio-vsock.
     pub const SOCKET: Kind = Kind(19);
+    /// virtio-fs (a shared host directory).
+    pub const FILESYSTEM: Kind = Kind(26);
 
     /// The spec's name for the kind, or `"unknown"`.
     pub fn name(self) -> &'static str {
