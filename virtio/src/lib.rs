@@ -46,8 +46,8 @@ pub mod discovery;
 #[cfg(test)]
 mod fake;
 mod features;
-mod lent;
 pub mod fs;
+mod lent;
 mod net;
 mod queue;
 mod rng;
@@ -56,8 +56,8 @@ pub mod vsock;
 
 pub use blk::{BlockDevice, BlockError, BlockStats, Buffer};
 pub use console::{BUFFER as CONSOLE_BUFFER, ConsoleDevice, ConsoleError, ConsoleStats};
-pub use net::{NetDevice, NetError, NetRx, NetStats, NetTx};
 pub use fs::{FsDevice, FsStats, FuseError};
+pub use net::{NetDevice, NetError, NetRx, NetStats, NetTx};
 
 pub use rng::{RngDevice, RngError};
 pub use transport::{DeviceTransport, StepwiseStatus, status_steps};
