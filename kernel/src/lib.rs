@@ -21,7 +21,10 @@
 //!   prints the request and the heap's state;
 //! * an idle core halts until an interrupt; there is no periodic tick;
 //! * a malformed boot structure or command-line value stops the boot with a message
-//!   naming what was wrong; an unknown command-line key is a warning.
+//!   naming what was wrong; an unknown command-line key is a warning;
+//! * the platform's request to stop (the ACPI power button, Ctrl+Alt+Del) resolves
+//!   [`shutdown()`] in every task that awaits it; when no task ever did, it powers the
+//!   VM off with status 0.
 //!
 //! Layout: `arch` (every register, port and page table; all of the kernel's `unsafe`
 //! except the heap's `GlobalAlloc`), `memory` (frames and heap), `runtime` (the
