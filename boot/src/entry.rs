@@ -25,7 +25,13 @@ pub const PROTOCOL_PVH: u32 = 1;
 pub const PROTOCOL_MULTIBOOT2: u32 = 2;
 
 /// Size of the boot stack, on which the kernel (and core 0's executor) runs.
-pub const BOOT_STACK_SIZE: usize = 64 * 1024;
+///
+/// 128 KiB, because `main` and every task on core 0 are polled on it, nested: the
+/// generic `block_on` holds `main`'s state and a task's poll frame sits under it, and a
+/// driver's set-up (virtio-drivers builds its virtqueues by value) adds frames of
+/// several KiB. With 64 KiB, the files example's virtio-fs set-up under its `main`
+/// overflowed (qemu/tests/files.rs caught it). It is `.bss`: no bytes in the image.
+pub const BOOT_STACK_SIZE: usize = 128 * 1024;
 
 core::arch::global_asm!(
     r#"

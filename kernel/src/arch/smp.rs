@@ -26,7 +26,8 @@ use stacks::{StackExtent, StackKind};
 const TRAMPOLINE: u64 = 0x8000;
 /// Parameters for the AP, at the end of the trampoline page.
 const PARAMETERS: u64 = TRAMPOLINE + 0xf00;
-const AP_STACK: u64 = 32 * 1024;
+/// As the boot stack (`torito_boot::BOOT_STACK_SIZE`), which runs the same kind of work.
+const AP_STACK: u64 = torito_boot::BOOT_STACK_SIZE as u64;
 const AP_IST_STACK: u64 = 8 * 1024;
 
 core::arch::global_asm!(
