@@ -4,7 +4,8 @@
 # usage: qemu/setup.sh DEBIAN_PACKAGE...
 # - the Rust target x86_64-unknown-none (rustup; RUSTUP_AUTO_INSTALL=0 here, so a
 #   rust-toolchain.toml alone fetches nothing), plus rustfmt and clippy;
-# - the Debian packages given (QEMU, GRUB for the multiboot2 ISO, xorriso, mtools);
+# - the Debian packages given (QEMU, GRUB for the multiboot2 ISO, xorriso, mtools,
+#   redis-tools: redis-cli for the kv service's tests);
 # - vhost-device-vsock (crates.io), the userspace vsock backend behind run.sh --vsock:
 #   there is no /dev/vhost-vsock on the build machines.
 set -euo pipefail
