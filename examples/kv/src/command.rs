@@ -202,7 +202,11 @@ fn run(store: &Store, args: Args<'_>, now: u64, out: &mut Vec<u8>) -> Outcome {
             admitted(store.admit(bytes))?;
             for pair in 0..args.len() / 2 {
                 let (key, value) = (args.get(1 + 2 * pair), args.get(2 + 2 * pair));
-                admitted(store.set(key, value, None, Condition::Always, now).map(|_| ()))?;
+                admitted(
+                    store
+                        .set(key, value, None, Condition::Always, now)
+                        .map(|_| ()),
+                )?;
             }
             resp::simple(out, "OK")?;
         }
@@ -286,7 +290,11 @@ fn set(store: &Store, args: Args<'_>, now: u64, out: &mut Vec<u8>) -> Result<(),
             && expires.is_none()
             && let Some(amount) = next
         {
-            let unit = if option.eq_ignore_ascii_case(b"EX") { 1000 } else { 1 };
+            let unit = if option.eq_ignore_ascii_case(b"EX") {
+                1000
+            } else {
+                1
+            };
             let Some(amount) = store::integer(amount) else {
                 resp::error(out, "ERR value is not an integer or out of range")?;
                 return Ok(());
@@ -371,7 +379,10 @@ fn expire(
     };
     let Some(deadline) = deadline(amount, unit, now) else {
         let command: &[u8] = if unit == 1 { b"pexpire" } else { b"expire" };
-        resp::error_parts(out, &[b"ERR invalid expire time in '", command, b"' command"])?;
+        resp::error_parts(
+            out,
+            &[b"ERR invalid expire time in '", command, b"' command"],
+        )?;
         return Ok(());
     };
     let done = store.expire(args.get(1), deadline, condition, now);

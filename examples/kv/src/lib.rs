@@ -66,7 +66,9 @@ pub fn parse_size(text: &str) -> Result<usize, BadSize<'_>> {
         ("g", 1000 * 1000 * 1000),
         ("gb", 1 << 30),
     ];
-    let Some(&(_, multiplier)) = UNITS.iter().find(|(name, _)| name.eq_ignore_ascii_case(unit))
+    let Some(&(_, multiplier)) = UNITS
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(unit))
     else {
         return Err(BadSize(text));
     };

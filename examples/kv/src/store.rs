@@ -211,7 +211,10 @@ impl Store {
     pub fn get<R>(&self, key: &[u8], now: u64, read: impl FnOnce(Option<&[u8]>) -> R) -> R {
         let (hash, shard) = self.shard(key);
         let mut table = shard.lock();
-        read(self.live(&mut table, hash, key, now).map(|entry| &entry.value[..]))
+        read(
+            self.live(&mut table, hash, key, now)
+                .map(|entry| &entry.value[..]),
+        )
     }
 
     /// Whether `key` exists.
@@ -249,9 +252,7 @@ impl Store {
             None if condition == Condition::IfPresent => Ok(false),
             None => {
                 let key = copy(key).ok_or_else(|| self.refuse())?;
-                table
-                    .try_reserve(1, hash_of)
-                    .map_err(|_| self.refuse())?;
+                table.try_reserve(1, hash_of).map_err(|_| self.refuse())?;
                 table.insert_unique(
                     hash,
                     Entry {
@@ -307,9 +308,7 @@ impl Store {
             None => {
                 let value = copy(digits.format(delta)).ok_or_else(|| self.refuse())?;
                 let key = copy(key).ok_or_else(|| self.refuse())?;
-                table
-                    .try_reserve(1, hash_of)
-                    .map_err(|_| self.refuse())?;
+                table.try_reserve(1, hash_of).map_err(|_| self.refuse())?;
                 table.insert_unique(
                     hash,
                     Entry {

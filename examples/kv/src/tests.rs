@@ -75,7 +75,10 @@ fn run(store: &Store, now: u64, args: &[&str]) -> String {
 fn parse(input: &[u8]) -> (Result<Parsed, ProtocolError>, Vec<Vec<u8>>) {
     let mut ranges: Vec<Range<usize>> = Vec::new();
     let result = resp::parse(input, &mut ranges);
-    let args = ranges.iter().map(|range| input[range.clone()].to_vec()).collect();
+    let args = ranges
+        .iter()
+        .map(|range| input[range.clone()].to_vec())
+        .collect();
     (result, args)
 }
 
@@ -99,7 +102,12 @@ fn incomplete_requests_say_what_they_need() {
     }
     // A big bulk's header is enough to know the whole length.
     let (result, _) = parse(b"*1\r\n$1000\r\nab");
-    assert_eq!(result, Ok(Parsed::Incomplete { need: 11 + 1000 + 2 }));
+    assert_eq!(
+        result,
+        Ok(Parsed::Incomplete {
+            need: 11 + 1000 + 2
+        })
+    );
 }
 
 #[test]
@@ -108,10 +116,18 @@ fn parses_inline_requests() {
     assert_eq!(result, Ok(Parsed::Complete { consumed: 28 }));
     assert_eq!(
         args,
-        [b"set".to_vec(), b"key".to_vec(), b"two words".to_vec(), b"x".to_vec()]
+        [
+            b"set".to_vec(),
+            b"key".to_vec(),
+            b"two words".to_vec(),
+            b"x".to_vec()
+        ]
     );
     assert_eq!(parse(b"PING\n").0, Ok(Parsed::Complete { consumed: 5 }));
-    assert_eq!(parse(b"\r\n"), (Ok(Parsed::Complete { consumed: 2 }), vec![]));
+    assert_eq!(
+        parse(b"\r\n"),
+        (Ok(Parsed::Complete { consumed: 2 }), vec![])
+    );
     assert_eq!(parse(b"PING").0, Ok(Parsed::Incomplete { need: 5 }));
 }
 
@@ -129,7 +145,12 @@ fn malformed_requests_are_protocol_errors() {
         (b"set \"a\"b\r\n", ProtocolError::UnbalancedQuotes),
     ];
     for (input, expected) in cases {
-        assert_eq!(parse(input).0, Err(expected), "{:?}", String::from_utf8_lossy(input));
+        assert_eq!(
+            parse(input).0,
+            Err(expected),
+            "{:?}",
+            String::from_utf8_lossy(input)
+        );
     }
     assert_eq!(
         parse(&[b'x'; resp::MAX_INLINE + 2]).0,
@@ -139,7 +160,10 @@ fn malformed_requests_are_protocol_errors() {
     header.extend_from_slice(&[b'1'; resp::MAX_INLINE + 2]);
     assert_eq!(parse(&header).0, Err(ProtocolError::TooBigHeader));
     // Empty arrays are skipped, as in Redis.
-    assert_eq!(parse(b"*0\r\n"), (Ok(Parsed::Complete { consumed: 4 }), vec![]));
+    assert_eq!(
+        parse(b"*0\r\n"),
+        (Ok(Parsed::Complete { consumed: 4 }), vec![])
+    );
 }
 
 #[test]
@@ -189,9 +213,18 @@ fn set_get_and_their_options() {
     assert_eq!(run(&store, 0, &["SET", "other", "w", "XX"]), "$-1\r\n");
     assert_eq!(run(&store, 0, &["SET", "other", "w", "NX"]), "+OK\r\n");
     assert_eq!(run(&store, 0, &["GET", "k"]), "$1\r\nw\r\n");
-    assert_eq!(run(&store, 0, &["SET", "k", "v", "NX", "XX"]), "-ERR syntax error\r\n");
-    assert_eq!(run(&store, 0, &["SET", "k", "v", "EX"]), "-ERR syntax error\r\n");
-    assert_eq!(run(&store, 0, &["SET", "k", "v", "FOO"]), "-ERR syntax error\r\n");
+    assert_eq!(
+        run(&store, 0, &["SET", "k", "v", "NX", "XX"]),
+        "-ERR syntax error\r\n"
+    );
+    assert_eq!(
+        run(&store, 0, &["SET", "k", "v", "EX"]),
+        "-ERR syntax error\r\n"
+    );
+    assert_eq!(
+        run(&store, 0, &["SET", "k", "v", "FOO"]),
+        "-ERR syntax error\r\n"
+    );
     assert_eq!(
         run(&store, 0, &["SET", "k", "v", "EX", "1", "PX", "1"]),
         "-ERR syntax error\r\n"
@@ -219,7 +252,10 @@ fn set_get_and_their_options() {
     // EX and PX set a deadline; a plain SET clears it.
     assert_eq!(run(&store, 1000, &["SET", "t", "v", "EX", "10"]), "+OK\r\n");
     assert_eq!(run(&store, 1000, &["TTL", "t"]), ":10\r\n");
-    assert_eq!(run(&store, 1000, &["SET", "t", "v", "px", "1500"]), "+OK\r\n");
+    assert_eq!(
+        run(&store, 1000, &["SET", "t", "v", "px", "1500"]),
+        "+OK\r\n"
+    );
     assert_eq!(run(&store, 1000, &["PTTL", "t"]), ":1500\r\n");
     assert_eq!(run(&store, 2499, &["GET", "t"]), "$1\r\nv\r\n");
     assert_eq!(run(&store, 2500, &["GET", "t"]), "$-1\r\n");
@@ -252,7 +288,10 @@ fn del_exists_mget_mset_dbsize_flushall() {
         run(&store, 0, &["DBSIZE", "x"]),
         "-ERR wrong number of arguments for 'dbsize' command\r\n"
     );
-    assert_eq!(run(&store, 0, &["FLUSHALL", "NOW"]), "-ERR syntax error\r\n");
+    assert_eq!(
+        run(&store, 0, &["FLUSHALL", "NOW"]),
+        "-ERR syntax error\r\n"
+    );
     assert_eq!(run(&store, 0, &["FLUSHALL"]), "+OK\r\n");
     assert_eq!(run(&store, 0, &["DBSIZE"]), ":0\r\n");
     for key in 0..1000 {
@@ -344,7 +383,11 @@ fn expire_and_ttl() {
 fn the_sweep_removes_expired_keys_nobody_asks_for() {
     let store = store();
     for key in 0..200 {
-        run(&store, 0, &["SET", &format!("short:{key}"), "v", "PX", "10"]);
+        run(
+            &store,
+            0,
+            &["SET", &format!("short:{key}"), "v", "PX", "10"],
+        );
         run(&store, 0, &["SET", &format!("long:{key}"), "v"]);
     }
     assert_eq!(store.len(), 400);
@@ -380,7 +423,10 @@ fn connection_commands_for_clients() {
     let info = run(&store, 5000, &["INFO"]);
     assert!(info.contains("redis_version:") && info.contains("uptime_in_seconds:5\r\n"));
     assert_eq!(run(&store, 0, &["SELECT", "0"]), "+OK\r\n");
-    assert_eq!(run(&store, 0, &["SELECT", "1"]), "-ERR DB index is out of range\r\n");
+    assert_eq!(
+        run(&store, 0, &["SELECT", "1"]),
+        "-ERR DB index is out of range\r\n"
+    );
     let (replies, closed) = feed_chunks(&store, 0, b"QUIT\r\nPING\r\n", 100);
     assert_eq!(replies, b"+OK\r\n");
     assert!(closed);
@@ -412,7 +458,9 @@ fn pipelined_requests_are_answered_in_order_whatever_the_segments() {
 #[test]
 fn one_mib_values_round_trip() {
     let store = store();
-    let value: Vec<u8> = (0..MAX_BULK).map(|index| (index * 7 + index / 251) as u8).collect();
+    let value: Vec<u8> = (0..MAX_BULK)
+        .map(|index| (index * 7 + index / 251) as u8)
+        .collect();
     let mut input = request(&[b"SET", b"big", &value]);
     input.extend(request(&[b"GET", b"big"]));
     let (replies, closed) = feed_chunks(&store, 0, &input, 1460);
@@ -462,7 +510,15 @@ fn sizes_read_as_redis_reads_them() {
     assert_eq!(crate::parse_size("4KB"), Ok(4096));
     assert_eq!(crate::parse_size("3mb"), Ok(3 << 20));
     assert_eq!(crate::parse_size("2G"), Ok(2_000_000_000));
-    for bad in ["", "mb", "-1", "1.5mb", "12 mb", "99999999999999999999", "1tb"] {
+    for bad in [
+        "",
+        "mb",
+        "-1",
+        "1.5mb",
+        "12 mb",
+        "99999999999999999999",
+        "1tb",
+    ] {
         assert!(crate::parse_size(bad).is_err(), "{bad:?}");
     }
     assert_eq!(crate::default_limit(64 << 20), 56 << 20);
@@ -534,7 +590,10 @@ fn fuzz_the_parser_random_bytes_mutations_and_cuts() {
             let prefix = &input[..cut];
             match resp::parse(prefix, &mut ranges) {
                 Ok(Parsed::Complete { consumed }) => {
-                    assert!(consumed <= cut && consumed > 0, "seed {SEED:#x} round {round}");
+                    assert!(
+                        consumed <= cut && consumed > 0,
+                        "seed {SEED:#x} round {round}"
+                    );
                     assert!(ranges.iter().all(|range| range.end <= consumed));
                 }
                 Ok(Parsed::Incomplete { need }) => {
