@@ -600,18 +600,28 @@ fn expiry(port: u16) -> Result<(), String> {
 }
 
 /// Step 8: 50 clients at once, each with its own keys, all counting on one counter.
+///
+/// The connections are opened one after another (each answers a PING before the next
+/// opens), then all 50 work at once. Fifty SYNs in one burst through QEMU's user
+/// networking sometimes leave some connections unanswered for more than a minute, with
+/// the echo service too (2026-12, q35 with two CPUs): that is the network stack's or
+/// slirp's matter, not the store's, and is left to a test of its own.
 fn concurrent(port: u16) -> Result<(), String> {
     const CLIENTS: usize = 50;
     const ROUNDS: usize = 20;
     cli(port, &["DEL", "shared"])?;
-    let results = run_clients((0..CLIENTS).collect(), |_, client| {
-        let mut stream = connect(port)?;
+    let mut streams = Vec::new();
+    for client in 0..CLIENTS {
+        let mut stream = connect(port).map_err(|error| format!("client {client}: {error}"))?;
+        round_trip(&mut stream, &[b"PING"], b"+PONG\r\n")
+            .map_err(|error| format!("client {client}: {error}"))?;
+        streams.push(stream);
+    }
+    let results = run_clients(streams, |client, mut stream| {
         for round in 0..ROUNDS {
             let key = format!("client:{client}:{round}");
-            let value = random_bytes(
-                (client * 1000 + round) as u64,
-                1 + (client * 37 + round * 101) % 3000,
-            );
+            let length = 1 + (client * 37 + round * 101) % 3000;
+            let value = random_bytes((client * 1000 + round) as u64, length);
             round_trip(&mut stream, &[b"SET", key.as_bytes(), &value], b"+OK\r\n")?;
             let mut expected = format!("${}\r\n", value.len()).into_bytes();
             expected.extend(&value);
