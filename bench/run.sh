@@ -6,7 +6,8 @@
 # usage: bench/run.sh            (make bench calls this; needs build/hello.elf; the
 #                                 networking part, bench/net/run.sh, needs build/echo.elf;
 #                                 the vsock part, bench/vsock/run.sh, build/vsock-echo.elf;
-#                                 the block part, bench/block/run.sh, build/block.elf)
+#                                 the block part, bench/block/run.sh, build/block.elf;
+#                                 the kv part, bench/kv/run.sh, build/kv.elf)
 #   RUNS=N         boot-time rounds (default 10)
 #   TORITO_ACCEL   passed through to qemu/run.sh, which picks kvm or tcg by itself
 #
@@ -181,4 +182,12 @@ if [ -f "$root/build/block.elf" ]; then
     "$root/bench/block/run.sh"
 else
     echo "block bench skipped: no $root/build/block.elf yet (run 'make images')"
+fi
+
+# --- 7. kv: the Redis-protocol store against redis-server in Linux (bench/kv/run.sh) ------
+echo
+if [ -f "$root/build/kv.elf" ]; then
+    "$root/bench/kv/run.sh"
+else
+    echo "kv bench skipped: no $root/build/kv.elf yet (run 'make images')"
 fi

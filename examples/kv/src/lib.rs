@@ -79,9 +79,10 @@ pub fn parse_size(text: &str) -> Result<usize, BadSize<'_>> {
         .ok_or(BadSize(text))
 }
 
-/// The memory limit when none is given: the heap less an eighth (at least 1 MiB) for
-/// what the store's own accounting does not foresee (new connections' buffers, the
-/// network stack's tables).
+/// The memory limit when none is given: the heap less an eighth, kept for what the
+/// limit check does not foresee (new connections' buffers, the network stack's tables,
+/// tasks). Connection buffers already allocated count against the limit (it is checked
+/// against the heap's real use), so the eighth is headroom, not their budget.
 pub fn default_limit(heap_size: usize) -> usize {
-    heap_size.saturating_sub((heap_size / 8).max(1 << 20))
+    heap_size - heap_size / 8
 }

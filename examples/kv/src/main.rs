@@ -7,7 +7,7 @@
 //!
 //! Command-line keys: `kv.maxmemory=SIZE` (e.g. `kv.maxmemory=64mb`): writes that would
 //! take the heap's bytes in use past SIZE are answered `-OOM`; the default is the heap
-//! less an eighth (at least 1 MiB less).
+//! less an eighth.
 #![no_std]
 #![no_main]
 #![forbid(unsafe_code)]
