@@ -164,7 +164,7 @@ def main():
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--requests", type=int, default=10000)
     parser.add_argument("--pipelined-requests", type=int, default=100000)
-    parser.add_argument("--mem-candidates", default="2M,3M,4M,6M,8M,16M")
+    parser.add_argument("--mem-candidates", default="1280K,1536K,2M,3M,4M,8M")
     parser.add_argument("--linux-append", default="")
     args = parser.parse_args()
     measure(args)

@@ -10,7 +10,7 @@
 #   REQUESTS=N        redis-benchmark -n without pipelining (default 10000)
 #   PIPELINED=N       redis-benchmark -n with -P 16 (default 100000)
 #   MEM=SIZE          -m for both guests (default 128M, as bench/net)
-#   MEM_CANDIDATES    the --mem values tried for kv (default 2M,3M,4M,6M,8M,16M)
+#   MEM_CANDIDATES    the --mem values tried for kv (default 1280K,1536K,2M,3M,4M,8M)
 #   LINUX_APPEND      more Linux kernel arguments (default: none)
 #   TORITO_ACCEL      kvm or tcg; otherwise chosen as qemu/run.sh does
 #
@@ -110,5 +110,5 @@ echo
 python3 "$here/bench.py" --torito "$out/kv.elf" --kernel "$kernel" --initrd "$initramfs" \
     --out "$out" --mem "${MEM:-128M}" --accel "$accel" --tsc-khz "$tsc_khz" \
     --reps "${REPS:-3}" --requests "${REQUESTS:-10000}" --pipelined-requests "${PIPELINED:-100000}" \
-    --mem-candidates "${MEM_CANDIDATES:-2M,3M,4M,6M,8M,16M}" --linux-append "${LINUX_APPEND:-}"
+    --mem-candidates "${MEM_CANDIDATES:-1280K,1536K,2M,3M,4M,8M}" --linux-append "${LINUX_APPEND:-}"
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
