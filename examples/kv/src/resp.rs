@@ -16,6 +16,9 @@ use core::ops::Range;
 
 /// The longest bulk string (a key or a value): 1 MiB.
 pub const MAX_BULK: usize = 1 << 20;
+/// The longest request (an MSET of several large values, say): 8 MiB. A client cannot
+/// make a connection buffer more than this (Redis's query buffer limit plays this role).
+pub const MAX_REQUEST: usize = 8 << 20;
 /// The most arguments one request may have (each costs 16 bytes of ranges).
 pub const MAX_ARGS: usize = 1 << 16;
 /// The longest inline request line, and the longest header line of an array or bulk
@@ -59,6 +62,8 @@ pub enum ProtocolError {
     TooBigHeader,
     /// An inline request with a quote that does not close (or closes before a letter).
     UnbalancedQuotes,
+    /// A request longer than [`MAX_REQUEST`].
+    TooBigRequest,
     /// The request's argument list found no room on the heap.
     OutOfMemory,
 }
@@ -78,6 +83,7 @@ impl fmt::Display for ProtocolError {
             Self::TooBigInline => f.write_str("Protocol error: too big inline request"),
             Self::TooBigHeader => f.write_str("Protocol error: too big mbulk count string"),
             Self::UnbalancedQuotes => f.write_str("Protocol error: unbalanced quotes in request"),
+            Self::TooBigRequest => f.write_str("Protocol error: request longer than 8 MiB"),
             Self::OutOfMemory => f.write_str("out of memory for the request's arguments"),
         }
     }
@@ -123,6 +129,9 @@ fn array(input: &[u8], args: &mut Vec<Range<usize>>) -> Result<Parsed, ProtocolE
             .filter(|&length| (0..=MAX_BULK as i64).contains(&length))
             .ok_or(ProtocolError::InvalidBulkLength)? as usize;
         let end = start + length;
+        if end + 2 > MAX_REQUEST {
+            return Err(ProtocolError::TooBigRequest);
+        }
         if input.len() < end + 2 {
             return Ok(Parsed::Incomplete { need: end + 2 });
         }

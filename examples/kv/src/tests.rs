@@ -159,6 +159,14 @@ fn malformed_requests_are_protocol_errors() {
     let mut header = b"*1".to_vec();
     header.extend_from_slice(&[b'1'; resp::MAX_INLINE + 2]);
     assert_eq!(parse(&header).0, Err(ProtocolError::TooBigHeader));
+    // Many values of 1 MiB in one request: refused once it would pass 8 MiB.
+    let mut big = b"*9\r\n".to_vec();
+    for _ in 0..8 {
+        big.extend(format!("${MAX_BULK}\r\n").into_bytes());
+        big.extend(vec![b'v'; MAX_BULK]);
+        big.extend(b"\r\n");
+    }
+    assert_eq!(parse(&big).0, Err(ProtocolError::TooBigRequest));
     // Empty arrays are skipped, as in Redis.
     assert_eq!(
         parse(b"*0\r\n"),
