@@ -394,7 +394,7 @@ impl Store {
         let before = table.len();
         table.retain(|entry| !entry.expired(now));
         let removed = before - table.len();
-        // A table that emptied a lot gives memory back (at most half its slots used).
+        // A table that emptied a lot (under a quarter of its slots used) gives memory back.
         if removed > 0 && table.len() < table.capacity() / 4 {
             table.shrink_to_fit(hash_of);
         }
