@@ -450,13 +450,14 @@ fn info(store: &Store, now: u64, out: &mut Vec<u8>) -> Result<(), Stop> {
          arch_bits:64\r\ntcp_port:6379\r\nuptime_in_seconds:{}\r\n\r\n\
          # Memory\r\nused_memory:{}\r\nmaxmemory:{}\r\nmaxmemory_policy:noeviction\r\n\r\n\
          # Stats\r\nexpired_keys:{}\r\nrejected_writes_oom:{}\r\n\r\n\
-         # Keyspace\r\ndb0:keys={},expires=0,avg_ttl=0\r\n",
+         # Keyspace\r\ndb0:keys={},expires={}\r\n",
         now / 1000,
         store.memory_used(),
         store.limit(),
         stats.expired.load(core::sync::atomic::Ordering::Relaxed),
         stats.refused.load(core::sync::atomic::Ordering::Relaxed),
         store.len(),
+        store.with_deadline(),
     )
     .map_err(|_| Stop::OutOfMemory)?;
     resp::bulk(out, &text.0)?;

@@ -372,6 +372,17 @@ impl Store {
         self.shards.iter().map(|shard| shard.lock().len()).sum()
     }
 
+    /// How many keys have a deadline (a walk over every shard: for INFO, not a hot path).
+    pub fn with_deadline(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|shard| {
+                let table = shard.lock();
+                table.iter().filter(|entry| entry.expires.is_some()).count()
+            })
+            .sum()
+    }
+
     /// Whether there are no keys.
     pub fn is_empty(&self) -> bool {
         self.len() == 0

@@ -404,7 +404,10 @@ fn the_sweep_removes_expired_keys_nobody_asks_for() {
     let removed: usize = (0..SHARDS).map(|_| store.sweep(10)).sum();
     assert_eq!(removed, 200);
     assert_eq!(store.len(), 200);
-    assert!(run(&store, 10, &["INFO"]).contains("expired_keys:200\r\n"));
+    let info = run(&store, 10, &["INFO"]);
+    assert!(info.contains("expired_keys:200\r\n"), "{info}");
+    run(&store, 10, &["SET", "long:0", "v", "EX", "5"]);
+    assert!(run(&store, 10, &["INFO"]).contains("db0:keys=200,expires=1\r\n"));
 }
 
 #[test]
