@@ -6,6 +6,9 @@
 #   make run-kv      boot examples/kv (Redis protocol) with host port 6379 forwarded
 #   make test        everything CI checks: lints, host tests, images, QEMU tests
 #   make bench       the benchmarks in bench/ (not part of the tests)
+#   make oci NAME=echo [OCI_TYPE=linux|hermit] [OCI_HYPERVISOR=qemu|firecracker|cloud-hypervisor]
+#                    write build/oci/NAME, an OCI image layout of build/NAME.elf with urunc's
+#                    annotations, to push with skopeo and run in Kubernetes (docs/deploy.md)
 #   make new-service NAME=myapp DIR=path
 #                    write a service crate at path/myapp that uses this checkout
 #                    (docs/services.md); `cargo run --release` there boots it
@@ -17,7 +20,8 @@ TARGET   := x86_64-unknown-none
 EXAMPLES := hello faults echo echo-blocking intercore random vsock-echo block console-echo kv
 IMAGES   := $(EXAMPLES:%=build/%.elf)
 HOST_CRATES := -p torito-boot -p torito-executor -p torito-netstack -p torito-virtio -p torito -p torito-macros
-DEBIAN_PACKAGES := qemu-system-x86 grub-pc-bin grub-common xorriso mtools binutils netcat-openbsd redis-tools
+DEBIAN_PACKAGES := qemu-system-x86 grub-pc-bin grub-common xorriso mtools binutils netcat-openbsd \
+                   iproute2 python3 skopeo redis-tools
 QEMU_ARGS ?=
 
 # Shorter source paths in panic locations (they are strings in the image): a registry
@@ -87,6 +91,15 @@ test: lint host-test qemu-test
 
 bench: images
 	./bench/run.sh
+
+# An OCI image layout for urunc (Kubernetes) and registries (qemu/oci.py, docs/deploy.md).
+OCI_TYPE ?= linux
+OCI_HYPERVISOR ?= qemu
+.PHONY: oci
+oci: images
+	@[ -n "$(NAME)" ] || { echo "oci: say which image, e.g. make oci NAME=echo" >&2; exit 2; }
+	python3 qemu/oci.py build --kernel build/$(NAME).elf --name $(NAME) --out build/oci/$(NAME) \
+	    --type $(OCI_TYPE) --hypervisor $(OCI_HYPERVISOR)
 
 # A service crate of your own, outside this repository (qemu/new-service.sh).
 .PHONY: new-service

@@ -10,7 +10,7 @@
 #                          [--nic2] [--forward2 HOSTPORT:GUESTPORT]...
 #                          [--vsock CID [--vsock-socket PATH]]
 #                          [--disk FILE[,ro]]...
-#                          [--console-port PATH]
+#                          [--console-port PATH] [--qmp PATH]
 #        qemu/run.sh --which-accel      (prints the accelerator it would pick, then exits)
 #
 # The accelerator is chosen here: hardware KVM only when the CPU has vmx/svm and
@@ -41,7 +41,7 @@ pick_accel() {
 if [ "$1" = --which-accel ]; then pick_accel; exit 0; fi
 image=$1; shift
 machine=microvm boot=pvh smp=1 mem=64M append="" accel="" log="" acpi=on exit_device=on trace_code="" rng=off msix=on icount="" plugin="" console_port=""
-vsock_cid="" vsock_socket=""
+vsock_cid="" vsock_socket="" qmp=""
 forwards=() disks=() udp_link="" nic2=off forwards2=()
 while [ $# -gt 0 ]; do
     case $1 in
@@ -67,6 +67,7 @@ while [ $# -gt 0 ]; do
         --vsock) vsock_cid=$2; shift 2 ;;
         --vsock-socket) vsock_socket=$2; shift 2 ;;
         --console-port) console_port=$2; shift 2 ;;
+        --qmp) qmp=$2; shift 2 ;;
         -h|--help) usage ;;
         *) echo "run.sh: unknown option $1" >&2; usage ;;
     esac
@@ -280,6 +281,15 @@ if [ -n "$console_port" ]; then
     fi
     # A console port (port 0, the only one a driver without MULTIPORT sees) on that chardev.
     args+=(-device virtconsole,chardev=port0)
+fi
+
+# --qmp PATH: QEMU's machine protocol (QMP) on a Unix socket at PATH, so that a test or a
+# user can drive the VM from outside: `system_powerdown` presses the ACPI power button,
+# `send-key` types (ctrl-alt-delete). QEMU listens (server=on) without waiting for a
+# client before it starts the guest (wait=off).
+if [ -n "$qmp" ]; then
+    rm -f "$qmp"
+    args+=(-qmp "unix:$qmp,server=on,wait=off")
 fi
 
 if [ "$boot" = pvh ]; then

@@ -4,8 +4,10 @@
 # usage: qemu/setup.sh DEBIAN_PACKAGE...
 # - the Rust target x86_64-unknown-none (rustup; RUSTUP_AUTO_INSTALL=0 here, so a
 #   rust-toolchain.toml alone fetches nothing), plus rustfmt and clippy;
-# - the Debian packages given (QEMU, GRUB for the multiboot2 ISO, xorriso, mtools,
-#   redis-tools: redis-cli for the kv service's tests);
+# - the Debian packages given (QEMU, GRUB for the multiboot2 ISO, xorriso, mtools;
+#   iproute2 for the orchestrator contract test's namespaces, tap and tc; python3 for
+#   `make oci`; skopeo to push and check OCI images; redis-tools: redis-cli for the kv
+#   service's tests);
 # - vhost-device-vsock (crates.io), the userspace vsock backend behind run.sh --vsock:
 #   there is no /dev/vhost-vsock on the build machines.
 set -euo pipefail

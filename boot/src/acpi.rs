@@ -1,6 +1,6 @@
 //! ACPI tables: found through the root pointer, validated, and parsed into what the
-//! kernel uses (the FADT's power-off and PM timer registers, the MADT's CPUs and I/O
-//! APICs, the DSDT's `\_S5` sleep type).
+//! kernel uses (the FADT's power-off, power-button and PM timer registers, the MADT's
+//! CPUs, I/O APICs and interrupt overrides, the DSDT's `\_S5` sleep type).
 //!
 //! Firmware tables are untrusted input like the boot information: every table is read
 //! through [`PhysMemory`], its signature, length (36 bytes to [`MAX_TABLE_LENGTH`]) and
@@ -155,15 +155,91 @@ pub struct Fadt {
     pub pm_timer: Option<PmTimer>,
     /// The DSDT's physical address: the 64-bit field when set, else the 32-bit one.
     pub dsdt: Option<u64>,
+    /// The SCI's interrupt (an ISA IRQ, to look up among the MADT's overrides); `None`
+    /// on hardware-reduced ACPI, which has no SCI.
+    pub sci_interrupt: Option<u8>,
+    /// The PM1 event blocks, whose status and enable registers carry the fixed power
+    /// button; `None` on hardware-reduced ACPI or when the table names none.
+    pub pm1_events: Option<Pm1Events>,
+    /// How to move the chipset into ACPI mode (SCI_EN set) when the firmware left it
+    /// in legacy mode; `None` when the FADT names no SMI command port (always in ACPI
+    /// mode).
+    pub acpi_enable: Option<AcpiEnable>,
+    /// Whether the power button is a fixed feature (PWRBTN_STS/PWRBTN_EN in PM1, FADT
+    /// flag PWR_BUTTON clear); else it is a control-method device the DSDT describes.
+    pub fixed_power_button: bool,
+    /// The general-purpose event blocks GPE0 and GPE1, which the kernel handles none of:
+    /// it disables them all, so that no GPE keeps a level-triggered SCI asserted.
+    pub gpe_blocks: [Option<GpeBlock>; 2],
 }
+
+/// A general-purpose event register block (ACPI 6.5, 4.8.4.1): `length / 2` status bytes,
+/// then as many enable bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GpeBlock {
+    /// Its I/O port.
+    pub port: u16,
+    /// GPEx_BLK_LEN: bytes in the block (even, 2 or more).
+    pub length: u8,
+}
+
+/// The PM1 event register blocks (ACPI 6.5, 4.8.3.1): each block is a status register
+/// followed by an enable register, each `length / 2` bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pm1Events {
+    /// PM1a_EVT_BLK's I/O port.
+    pub a: u16,
+    /// PM1b_EVT_BLK's I/O port, when the chipset splits the registers in two.
+    pub b: Option<u16>,
+    /// PM1_EVT_LEN: bytes per block (4 or more, even).
+    pub length: u8,
+}
+
+impl Pm1Events {
+    /// The enable register's port in the block at `block`: the second half.
+    pub fn enable_port(&self, block: u16) -> u16 {
+        block.wrapping_add(u16::from(self.length / 2))
+    }
+}
+
+/// The SMI command that switches the chipset from legacy to ACPI mode (FADT SMI_CMD and
+/// ACPI_ENABLE; ACPI 6.5, 4.8.2.1.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AcpiEnable {
+    /// SMI_CMD's I/O port.
+    pub smi_command: u16,
+    /// The value that requests ACPI mode.
+    pub value: u8,
+}
+
+/// PWRBTN_STS and PWRBTN_EN: bit 8 of the PM1 status and enable registers.
+pub const PM1_POWER_BUTTON: u16 = 1 << 8;
+/// Every fixed-event status bit of PM1 (timer, bus master, global lock, power and sleep
+/// buttons, RTC, wake): written back to clear them all at once.
+pub const PM1_ALL_STATUS: u16 = 0x8731;
+/// SCI_EN: bit 0 of the PM1 control register, set in ACPI mode.
+pub const PM1_SCI_ENABLED: u16 = 1;
 
 // FADT field offsets (ACPI 6.5, table 5.9).
 const FADT_DSDT: usize = 40;
+const FADT_SCI_INT: usize = 46;
+const FADT_SMI_CMD: usize = 48;
+const FADT_ACPI_ENABLE: usize = 52;
+const FADT_PM1A_EVENT: usize = 56;
+const FADT_PM1B_EVENT: usize = 60;
 const FADT_PM1A_CONTROL: usize = 64;
 const FADT_PM_TIMER: usize = 76;
+const FADT_GPE0: usize = 80;
+const FADT_GPE1: usize = 84;
+const FADT_PM1_EVENT_LENGTH: usize = 88;
+const FADT_GPE0_LENGTH: usize = 92;
+const FADT_GPE1_LENGTH: usize = 93;
 const FADT_FLAGS: usize = 112;
 const FADT_X_DSDT: usize = 140;
+const FADT_X_PM1A_EVENT: usize = 148;
+const FADT_X_PM1B_EVENT: usize = 160;
 const FADT_SLEEP_CONTROL: usize = 244;
+const FLAG_POWER_BUTTON_METHOD: u32 = 1 << 4;
 const FLAG_TIMER_32BIT: u32 = 1 << 8;
 const FLAG_HARDWARE_REDUCED: u32 = 1 << 20;
 
@@ -189,11 +265,49 @@ impl Fadt {
             .filter(|address| *address != 0)
             .or(u32_at(table, FADT_DSDT).map(u64::from))
             .filter(|address| *address != 0);
+        let fixed_hardware = flags & FLAG_HARDWARE_REDUCED == 0;
+        // A PM1 event block: the 32-bit port field, else the extended field when it names
+        // an I/O port (the only space QEMU and real chipsets use for PM1).
+        let event_block = |offset, extended| {
+            port(offset).or(match Register::at(table, extended) {
+                Some(Register::Io(port)) => Some(port),
+                _ => None,
+            })
+        };
+        let length = table.get(FADT_PM1_EVENT_LENGTH).copied().unwrap_or(0);
+        let pm1_events = event_block(FADT_PM1A_EVENT, FADT_X_PM1A_EVENT)
+            .filter(|_| fixed_hardware && length >= 4 && length % 2 == 0)
+            .map(|a| Pm1Events {
+                a,
+                b: event_block(FADT_PM1B_EVENT, FADT_X_PM1B_EVENT),
+                length,
+            });
+        let sci_interrupt = u16_at(table, FADT_SCI_INT)
+            .and_then(|irq| u8::try_from(irq).ok())
+            .filter(|_| fixed_hardware);
+        let acpi_enable = port(FADT_SMI_CMD)
+            .zip(table.get(FADT_ACPI_ENABLE).copied())
+            .filter(|(_, value)| fixed_hardware && *value != 0)
+            .map(|(smi_command, value)| AcpiEnable { smi_command, value });
+        let gpe_block = |offset, length_offset: usize| {
+            let length = table.get(length_offset).copied().unwrap_or(0);
+            port(offset)
+                .filter(|_| fixed_hardware && length >= 2 && length % 2 == 0)
+                .map(|port| GpeBlock { port, length })
+        };
         Self {
+            gpe_blocks: [
+                gpe_block(FADT_GPE0, FADT_GPE0_LENGTH),
+                gpe_block(FADT_GPE1, FADT_GPE1_LENGTH),
+            ],
             pm1a_control: port(FADT_PM1A_CONTROL),
             sleep_control: Register::at(table, FADT_SLEEP_CONTROL),
             pm_timer,
             dsdt,
+            sci_interrupt,
+            pm1_events,
+            acpi_enable,
+            fixed_power_button: pm1_events.is_some() && flags & FLAG_POWER_BUTTON_METHOD == 0,
         }
     }
 }
@@ -235,6 +349,56 @@ pub struct IoApicEntry {
     pub address: u64,
     /// First global system interrupt it serves.
     pub gsi_base: u32,
+}
+
+/// How an interrupt line signals: the MPS INTI flags (ACPI 6.5, table 5.50), with the
+/// "conforms to the bus" values resolved by the caller's defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LineMode {
+    /// Level-triggered (else edge).
+    pub level: bool,
+    /// Active low (else active high).
+    pub active_low: bool,
+}
+
+/// An ISA interrupt's mode without an override: edge-triggered, active high.
+pub const ISA_DEFAULT: LineMode = LineMode {
+    level: false,
+    active_low: false,
+};
+/// The SCI's mode without an override (ACPI 6.5, 5.2.9): level-triggered, active low.
+pub const SCI_DEFAULT: LineMode = LineMode {
+    level: true,
+    active_low: true,
+};
+
+/// A MADT interrupt source override: ISA IRQ `source` arrives at `gsi`, signalled as
+/// `flags` say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InterruptOverride {
+    /// The global system interrupt the IRQ is wired to.
+    pub gsi: u32,
+    /// MPS INTI flags: polarity in bits 0-1, trigger mode in bits 2-3.
+    pub flags: u16,
+}
+
+impl InterruptOverride {
+    /// The line's mode, where fields that "conform to the bus" take `default`'s value
+    /// (ISA: edge, active high; the SCI: level, active low).
+    pub fn mode(&self, default: LineMode) -> LineMode {
+        LineMode {
+            active_low: match self.flags & 0b11 {
+                0b01 => false,
+                0b11 => true,
+                _ => default.active_low,
+            },
+            level: match (self.flags >> 2) & 0b11 {
+                0b01 => false,
+                0b11 => true,
+                _ => default.level,
+            },
+        }
+    }
 }
 
 /// Where the MADT's interrupt controller structures start: after the header, the local
@@ -306,6 +470,20 @@ impl<'m> Madt<'m> {
         })
     }
 
+    /// The interrupt source override for ISA IRQ `irq` (bus 0), if the MADT has one:
+    /// where that IRQ arrives (its GSI) and how (trigger and polarity).
+    pub fn isa_override(self, irq: u8) -> Option<InterruptOverride> {
+        self.entries().find_map(|(kind, entry)| {
+            if kind != 2 || entry.len() < 10 || entry[2] != 0 || entry[3] != irq {
+                return None;
+            }
+            Some(InterruptOverride {
+                gsi: u32_at(entry, 4)?,
+                flags: u16_at(entry, 8)?,
+            })
+        })
+    }
+
     /// The I/O APICs.
     pub fn io_apics(self) -> impl Iterator<Item = IoApicEntry> + 'm {
         self.entries().filter_map(|(kind, entry)| {
@@ -366,8 +544,9 @@ pub(crate) mod tests {
     pub(crate) const DSDT: u64 = 0x7fe_2000;
     pub(crate) const MADT: u64 = 0x7fe_3000;
 
-    /// A q35-like FADT: PM1a control 0x604, PM timer 0x608 (24 bits), DSDT through both
-    /// fields, no sleep control register.
+    /// A q35-like FADT: SCI on IRQ 9, SMI command 0xb2 with ACPI_ENABLE 2, PM1a events at
+    /// 0x600 (4 bytes), PM1a control 0x604, PM timer 0x608 (24 bits), DSDT through both
+    /// fields, no sleep control register, a fixed power button.
     pub(crate) fn fadt_body(dsdt: u64) -> Vec<u8> {
         let mut body = vec![0u8; 276 - HEADER_LENGTH];
         let mut put = |offset: usize, bytes: &[u8]| {
@@ -375,10 +554,48 @@ pub(crate) mod tests {
                 .copy_from_slice(bytes)
         };
         put(FADT_DSDT, &(dsdt as u32).to_le_bytes());
+        put(FADT_SCI_INT, &9u16.to_le_bytes());
+        put(FADT_SMI_CMD, &0xb2u32.to_le_bytes());
+        put(FADT_ACPI_ENABLE, &[2]);
+        put(FADT_PM1A_EVENT, &0x600u32.to_le_bytes());
         put(FADT_PM1A_CONTROL, &0x604u32.to_le_bytes());
         put(FADT_PM_TIMER, &0x608u32.to_le_bytes());
+        put(FADT_GPE0, &0x620u32.to_le_bytes());
+        put(FADT_PM1_EVENT_LENGTH, &[4]);
+        put(FADT_GPE0_LENGTH, &[16]);
         put(FADT_X_DSDT, &dsdt.to_le_bytes());
         body
+    }
+
+    /// What [`fadt_body`] describes.
+    pub(crate) fn q35_fadt() -> Fadt {
+        Fadt {
+            pm1a_control: Some(0x604),
+            sleep_control: None,
+            pm_timer: Some(PmTimer {
+                port: 0x608,
+                bits32: false,
+            }),
+            dsdt: Some(DSDT),
+            sci_interrupt: Some(9),
+            pm1_events: Some(Pm1Events {
+                a: 0x600,
+                b: None,
+                length: 4,
+            }),
+            acpi_enable: Some(AcpiEnable {
+                smi_command: 0xb2,
+                value: 2,
+            }),
+            fixed_power_button: true,
+            gpe_blocks: [
+                Some(GpeBlock {
+                    port: 0x620,
+                    length: 16,
+                }),
+                None,
+            ],
+        }
     }
 
     /// AML with `Name (_S5, Package (4) { 0x05, ... })` and a device `_HID`.
@@ -398,6 +615,11 @@ pub(crate) mod tests {
         body.extend_from_slice(&[9, 16, 0, 0, 7, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0]);
         body.extend_from_slice(&[1, 12, 0, 0, 0, 0, 0xc0, 0xfe, 0, 0, 0, 0]);
         body.extend_from_slice(&[1, 12, 1, 0, 0, 0, 0xc1, 0xfe, 24, 0, 0, 0]);
+        // Overrides as QEMU writes them: IRQ 0 -> GSI 2 (bus defaults), IRQ 9 -> GSI 9
+        // level-triggered active high; and one for another bus, to be ignored.
+        body.extend_from_slice(&[2, 10, 0, 0, 2, 0, 0, 0, 0, 0]);
+        body.extend_from_slice(&[2, 10, 0, 9, 9, 0, 0, 0, 0x0d, 0]);
+        body.extend_from_slice(&[2, 10, 1, 1, 20, 0, 0, 0, 0x0f, 0]);
         body
     }
 
@@ -432,18 +654,7 @@ pub(crate) mod tests {
         for xsdt in [true, false] {
             let fadt = find_table(&memory, &root(xsdt), *b"FACP").unwrap().unwrap();
             let fadt = Fadt::parse(fadt);
-            assert_eq!(
-                fadt,
-                Fadt {
-                    pm1a_control: Some(0x604),
-                    sleep_control: None,
-                    pm_timer: Some(PmTimer {
-                        port: 0x608,
-                        bits32: false
-                    }),
-                    dsdt: Some(DSDT),
-                }
-            );
+            assert_eq!(fadt, q35_fadt());
             let dsdt = read_table(&memory, fadt.dsdt.unwrap(), *b"DSDT").unwrap();
             assert_eq!(s5_sleep_type(dsdt), Some(5));
             assert!(mentions(dsdt, b"LNRO0005"));
@@ -464,6 +675,18 @@ pub(crate) mod tests {
                     }
                 ]
             );
+            let sci = madt.isa_override(9).unwrap();
+            assert_eq!(sci.gsi, 9);
+            assert_eq!(
+                sci.mode(SCI_DEFAULT),
+                LineMode {
+                    level: true,
+                    active_low: false
+                }
+            );
+            let timer = madt.isa_override(0).unwrap();
+            assert_eq!((timer.gsi, timer.mode(ISA_DEFAULT)), (2, ISA_DEFAULT));
+            assert_eq!(madt.isa_override(1), None, "IRQ 1's override is on bus 1");
             assert_eq!(find_table(&memory, &root(xsdt), *b"MCFG"), Ok(None));
         }
     }
@@ -601,6 +824,98 @@ pub(crate) mod tests {
         let fadt = Fadt::parse(&table(b"FACP", &body));
         assert_eq!(fadt.pm_timer, None, "hardware-reduced ACPI has no PM timer");
         assert_eq!(fadt.sleep_control, Some(Register::Io(0x600)));
+    }
+
+    #[test]
+    fn power_button_fields_follow_the_flags_and_the_extended_blocks() {
+        let with = |edit: &dyn Fn(&mut Vec<u8>)| {
+            let mut body = fadt_body(DSDT);
+            edit(&mut body);
+            Fadt::parse(&table(b"FACP", &body))
+        };
+        let at = |offset: usize| offset - HEADER_LENGTH;
+        let set_flags = |body: &mut Vec<u8>, flags: u32| {
+            body[at(FADT_FLAGS)..at(FADT_FLAGS) + 4].copy_from_slice(&flags.to_le_bytes())
+        };
+        // A control-method power button: the PM1 blocks stay, the fixed event is not ours.
+        let method = with(&|body| set_flags(body, FLAG_POWER_BUTTON_METHOD));
+        assert!(method.pm1_events.is_some());
+        assert!(!method.fixed_power_button);
+        // Hardware-reduced: no SCI, no PM1 events, no SMI command, no GPE blocks.
+        let reduced = with(&|body| set_flags(body, FLAG_HARDWARE_REDUCED));
+        assert_eq!(
+            (
+                reduced.sci_interrupt,
+                reduced.pm1_events,
+                reduced.acpi_enable,
+                reduced.fixed_power_button,
+                reduced.gpe_blocks
+            ),
+            (None, None, None, false, [None, None])
+        );
+        // A GPE block with an odd or zero length is not used; GPE1 where it is named.
+        let odd = with(&|body| body[at(FADT_GPE0_LENGTH)] = 3);
+        assert_eq!(odd.gpe_blocks, [None, None]);
+        let both = with(&|body| {
+            body[at(FADT_GPE1)..at(FADT_GPE1) + 4].copy_from_slice(&0x630u32.to_le_bytes());
+            body[at(FADT_GPE1_LENGTH)] = 4;
+        });
+        assert_eq!(
+            both.gpe_blocks[1],
+            Some(GpeBlock {
+                port: 0x630,
+                length: 4
+            })
+        );
+        // PM1_EVT_LEN below 4 or odd: no usable block.
+        for length in [0u8, 2, 5] {
+            let fadt = with(&|body| body[at(FADT_PM1_EVENT_LENGTH)] = length);
+            assert_eq!(fadt.pm1_events, None, "length {length}");
+            assert!(!fadt.fixed_power_button);
+        }
+        // Only the extended fields: PM1a and PM1b from their I/O GAS.
+        let extended = with(&|body| {
+            body[at(FADT_PM1A_EVENT)..at(FADT_PM1A_EVENT) + 4].fill(0);
+            let gas_a = [1, 32, 0, 2, 0x00, 0x04, 0, 0, 0, 0, 0, 0];
+            let gas_b = [1, 32, 0, 2, 0x40, 0x04, 0, 0, 0, 0, 0, 0];
+            body[at(FADT_X_PM1A_EVENT)..at(FADT_X_PM1A_EVENT) + 12].copy_from_slice(&gas_a);
+            body[at(FADT_X_PM1B_EVENT)..at(FADT_X_PM1B_EVENT) + 12].copy_from_slice(&gas_b);
+        });
+        let events = extended.pm1_events.unwrap();
+        assert_eq!((events.a, events.b), (0x400, Some(0x440)));
+        assert_eq!(events.enable_port(events.b.unwrap()), 0x442);
+        // ACPI_ENABLE 0: the chipset has no legacy mode to leave.
+        assert_eq!(
+            with(&|body| body[at(FADT_ACPI_ENABLE)] = 0).acpi_enable,
+            None
+        );
+        // An SCI_INT past a byte is not an ISA IRQ.
+        let wide = with(&|body| body[at(FADT_SCI_INT) + 1] = 1);
+        assert_eq!(wide.sci_interrupt, None);
+    }
+
+    #[test]
+    fn override_modes_resolve_bus_defaults() {
+        let mode = |flags| InterruptOverride { gsi: 0, flags }.mode(SCI_DEFAULT);
+        assert_eq!(mode(0), SCI_DEFAULT);
+        assert_eq!(
+            mode(0b0101),
+            LineMode {
+                level: false,
+                active_low: false
+            }
+        );
+        assert_eq!(mode(0b1111), SCI_DEFAULT);
+        // 0b10 is reserved in both fields: the default stands.
+        assert_eq!(mode(0b1010), SCI_DEFAULT);
+        assert_eq!(
+            InterruptOverride {
+                gsi: 0,
+                flags: 0b1111
+            }
+            .mode(ISA_DEFAULT),
+            SCI_DEFAULT
+        );
     }
 
     #[test]

@@ -21,6 +21,29 @@
 //! keys (the application's). Other unknown keys come back in [`UnknownKeys`] for the
 //! kernel to warn about.
 //!
+//! # Who owns a token
+//!
+//! Orchestrators write command lines for Linux (urunc's `linux` type:
+//! `panic=-1 console=ttyS0 ip=... NAME=value init=/app -- args`), so one rule sorts every
+//! kernel-part token, whatever wrote it:
+//!
+//! 1. a key written only in upper-case letters, digits and `_`, starting with a letter
+//!    or `_` (`PORT=8080`, `KUBERNETES_SERVICE_HOST=10.96.0.1`), is an **environment
+//!    variable** for the application ([`Cmdline::env`], [`is_env_key`]); a bare one reads
+//!    as set to the empty string. Torito's own keys are all lower case, so the two never
+//!    meet;
+//! 2. `app.*` keys are the application's options;
+//! 3. the kernel's keys ([`KERNEL_KEYS`]) and the network's (read elsewhere, passed to
+//!    [`parse_kernel_options`] as `extra_known`);
+//! 4. keys that VMMs and Linux habits add ([`VMM_KEYS`], [`VMM_KEY_PREFIXES`]:
+//!    `console=`, `panic=`, `init=`, `root=`, `rw`, `quiet`, ...) are accepted silently;
+//! 5. anything else is unknown and warned about: a misspelt Torito key (`lgo=debug`)
+//!    does not pass silently. A lower-case environment variable (`http_proxy=...`) is
+//!    such a key: write it in upper case.
+//!
+//! After `--` every word is the application's ([`Cmdline::app_words`]); Linux gives the
+//! same words to `init` as its arguments.
+//!
 //! A VMM that appends keys after a user's `--` (QEMU microvm with `acpi=off` appends
 //! `virtio_mmio.device=...` to the end of the line) puts them into the application's
 //! arguments; Firecracker inserts its keys before `--`.
@@ -98,9 +121,86 @@ impl<'a> Cmdline<'a> {
     }
 
     /// Everything after the lone `--` token, trimmed; empty when there is none. Not split
-    /// or unquoted: the application parses it.
+    /// or unquoted: the application parses it (or takes [`app_words`](Self::app_words)).
     pub fn app_args(&self) -> &'a str {
         self.app
+    }
+
+    /// The application's arguments split into words: whitespace separates them, and a
+    /// word may be quoted with `'` or `"` to hold whitespace (the quotes are dropped; a
+    /// quote that never closes runs to the end of the line). urunc's `linux` type wraps a
+    /// container argument that holds spaces in `'...'`, so it arrives as one word.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use torito_boot::Cmdline;
+    ///
+    /// let line = Cmdline::parse("log=info -- serve --greeting 'hello world' -v").unwrap();
+    /// let words: Vec<_> = line.app_words().collect();
+    /// assert_eq!(words, ["serve", "--greeting", "hello world", "-v"]);
+    /// ```
+    pub fn app_words(&self) -> Words<'a> {
+        Words { rest: self.app }
+    }
+
+    /// The environment variables (tokens whose key [`is_env_key`]), in command-line order,
+    /// as `(name, value)`; a bare `NAME` has the value `""`. Duplicates included: the
+    /// last one is the one [`env_var`](Self::env_var) returns.
+    pub fn env(&self) -> impl Iterator<Item = (&'a str, &'a str)> + use<'a> {
+        self.args()
+            .filter(|arg| is_env_key(arg.key))
+            .map(|arg| (arg.key, arg.value.unwrap_or("")))
+    }
+
+    /// The value of environment variable `name` (the last one wins), if set.
+    pub fn env_var(&self, name: &str) -> Option<&'a str> {
+        self.env()
+            .filter(|(key, _)| *key == name)
+            .last()
+            .map(|(_, value)| value)
+    }
+}
+
+/// Whether `key` names an environment variable: upper-case ASCII letters, digits and
+/// `_`, not starting with a digit, at least one character (`PORT`, `_X`, `K8S_NODE`).
+pub fn is_env_key(key: &str) -> bool {
+    let mut bytes = key.bytes();
+    bytes
+        .next()
+        .is_some_and(|first| first.is_ascii_uppercase() || first == b'_')
+        && bytes.all(|byte| byte.is_ascii_uppercase() || byte.is_ascii_digit() || byte == b'_')
+}
+
+/// Iterator over the application's words ([`Cmdline::app_words`]); the default is empty.
+#[derive(Debug, Clone, Default)]
+pub struct Words<'a> {
+    rest: &'a str,
+}
+
+impl<'a> Iterator for Words<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        let rest = self.rest.trim_ascii_start();
+        let bytes = rest.as_bytes();
+        let first = *bytes.first()?;
+        let (word, after) = if first == b'\'' || first == b'"' {
+            // A quoted word: up to the matching quote, or to the end when it never closes.
+            let inner = sub(rest, 1, rest.len());
+            match inner.find(first as char) {
+                Some(close) => (sub(inner, 0, close), sub(inner, close + 1, inner.len())),
+                None => (inner, ""),
+            }
+        } else {
+            let end = bytes
+                .iter()
+                .position(u8::is_ascii_whitespace)
+                .unwrap_or(bytes.len());
+            (sub(rest, 0, end), sub(rest, end, rest.len()))
+        };
+        self.rest = after;
+        Some(word)
     }
 }
 
@@ -362,7 +462,11 @@ pub struct KernelOptions {
 
 /// Keys the kernel itself reads.
 pub const KERNEL_KEYS: &[&str] = &["log", "smp.late"];
-/// Keys VMMs and Linux habits put on the command line, accepted and ignored silently.
+/// Keys VMMs, orchestrators and Linux habits put on the command line, accepted and
+/// ignored silently. urunc's `linux` type writes `panic=-1 console=ttyS0`, `root=... rw`,
+/// `rootfstype=`, `rootflags=`, `init=APP` or `rdinit=APP` (the container's first word;
+/// Torito's application is the image itself), `loglevel=`, `nokaslr` and
+/// `retain_initrd`; Firecracker writes `reboot=k panic=1 pci=off nomodule ...`.
 pub const VMM_KEYS: &[&str] = &[
     "virtio_mmio.device",
     "console",
@@ -374,10 +478,29 @@ pub const VMM_KEYS: &[&str] = &[
     "noapic",
     "nomodule",
     "quiet",
+    "init",
+    "rdinit",
+    "root",
+    "rootfstype",
+    "rootflags",
+    "rootwait",
+    "rw",
+    "ro",
+    "loglevel",
+    "ignore_loglevel",
+    "nokaslr",
+    "retain_initrd",
+    "tsc",
+    "clocksource",
+    "no_timer_check",
+    "mitigations",
+    "nosmp",
+    "maxcpus",
+    "random.trust_cpu",
 ];
 /// Key prefixes accepted and ignored silently (Firecracker passes `i8042.noaux`,
-/// `8250.nr_uarts=0`, ...).
-pub const VMM_KEY_PREFIXES: &[&str] = &["i8042.", "8250."];
+/// `8250.nr_uarts=0`, ...; `systemd.` keys are harmless Linux habits).
+pub const VMM_KEY_PREFIXES: &[&str] = &["i8042.", "8250.", "systemd."];
 /// Keys starting with this belong to the application and are never warned about.
 pub const APP_KEY_PREFIX: &str = "app.";
 
@@ -431,10 +554,12 @@ pub fn parse_kernel_options<'a>(
     ))
 }
 
-/// Whether `key` is read by the kernel, the application, or is a known VMM key (or one of
-/// `extra_known`): any other key is worth a warning.
+/// Whether `key` is read by the kernel, the application (its `app.*` options and its
+/// environment, [`is_env_key`]), or is a known VMM key (or one of `extra_known`): any
+/// other key is worth a warning.
 pub fn is_known_key(key: &str, extra_known: &[&str]) -> bool {
     KERNEL_KEYS.contains(&key)
+        || is_env_key(key)
         || VMM_KEYS.contains(&key)
         || extra_known.contains(&key)
         || key.starts_with(APP_KEY_PREFIX)
@@ -654,7 +779,104 @@ mod tests {
         assert_eq!(unknown.count(), 0);
         // A key that merely starts like a known one is still unknown.
         assert!(!is_known_key("consoles", &[]));
+        assert!(!is_known_key("initial", &[]));
         assert!(!is_known_key("app", &[]));
         assert!(is_known_key("app.", &[]));
+    }
+
+    /// The command lines urunc writes (pkg/unikontainers/unikernels): its `linux` type
+    /// and its `hermit` type.
+    const URUNC_LINUX: &str = "panic=-1 console=ttyS0 root=/dev/vda rw \
+        ip=10.244.1.5::169.254.1.1:255.255.255.255:urunc:eth0:off \
+        PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOSTNAME=echo-7d9 \
+        GREETING=hola URUNIT_DEFROUTE=1 init=/echo -- --port 5555 'hello world'";
+    const URUNC_HERMIT: &str = "ip=10.244.1.5/24 gateway=10.244.1.1 -- --port 5555";
+
+    #[test]
+    fn urunc_linux_line_sorts_into_env_args_and_silence() {
+        let line = Cmdline::parse(URUNC_LINUX).unwrap();
+        let (options, unknown) = parse_kernel_options(&line, &["ip", "gw", "gateway"]).unwrap();
+        assert_eq!(options, KernelOptions::default());
+        assert_eq!(unknown.collect::<Vec<_>>(), []);
+        assert_eq!(
+            line.env().collect::<Vec<_>>(),
+            [
+                (
+                    "PATH",
+                    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+                ),
+                ("HOSTNAME", "echo-7d9"),
+                ("GREETING", "hola"),
+                ("URUNIT_DEFROUTE", "1"),
+            ]
+        );
+        assert_eq!(line.env_var("GREETING"), Some("hola"));
+        assert_eq!(line.env_var("greeting"), None);
+        assert_eq!(
+            line.app_words().collect::<Vec<_>>(),
+            ["--port", "5555", "hello world"]
+        );
+        // Without the network's keys, only those are unknown.
+        let (_, unknown) = parse_kernel_options(&line, &[]).unwrap();
+        assert_eq!(unknown.map(|arg| arg.key).collect::<Vec<_>>(), ["ip"]);
+
+        let line = Cmdline::parse(URUNC_HERMIT).unwrap();
+        let (_, unknown) = parse_kernel_options(&line, &["ip", "gateway"]).unwrap();
+        assert_eq!(unknown.count(), 0);
+        assert_eq!(line.env().count(), 0);
+        assert_eq!(line.app_words().collect::<Vec<_>>(), ["--port", "5555"]);
+    }
+
+    #[test]
+    fn environment_keys_are_upper_case_only() {
+        for key in ["PORT", "_X", "K8S_NODE", "A1", "_"] {
+            assert!(is_env_key(key), "{key}");
+        }
+        for key in [
+            "", "port", "Port", "PORT.X", "1PORT", "PO-RT", "app.PORT", "ÉTÉ",
+        ] {
+            assert!(!is_env_key(key), "{key}");
+        }
+        let line = Cmdline::parse(r#"A=1 B C="two words" A=3 lower=x"#).unwrap();
+        assert_eq!(
+            line.env().collect::<Vec<_>>(),
+            [("A", "1"), ("B", ""), ("C", "two words"), ("A", "3")]
+        );
+        assert_eq!(line.env_var("A"), Some("3"));
+        assert_eq!(line.env_var("B"), Some(""));
+        assert_eq!(line.env_var("lower"), None);
+        // A misspelt Torito key is still warned about; so is a lower-case variable.
+        let line = Cmdline::parse("lgo=debug http_proxy=x LOG=debug").unwrap();
+        let (options, unknown) = parse_kernel_options(&line, &[]).unwrap();
+        assert_eq!(options.log, LogLevel::Info, "LOG is the app's, not log=");
+        assert_eq!(
+            unknown.map(|arg| arg.key).collect::<Vec<_>>(),
+            ["lgo", "http_proxy"]
+        );
+        // Words after `--` are never environment.
+        let line = Cmdline::parse("-- X=1").unwrap();
+        assert_eq!(line.env().count(), 0);
+    }
+
+    #[test]
+    fn app_words_split_and_unquote() {
+        let words = |line| {
+            Cmdline::parse(line)
+                .unwrap()
+                .app_words()
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(words("a"), Vec::<&str>::new());
+        assert_eq!(words("-- "), Vec::<&str>::new());
+        assert_eq!(words("--  a\tb\n c "), ["a", "b", "c"]);
+        assert_eq!(words(r#"-- "x y" 'p "q"' z"#), ["x y", r#"p "q""#, "z"]);
+        assert_eq!(words("-- '' b"), ["", "b"]);
+        // A quote that never closes runs to the end; nothing panics on odd input.
+        assert_eq!(words("-- a 'b c"), ["a", "b c"]);
+        assert_eq!(words("-- 'x'y"), ["x", "y"]);
+        assert_eq!(
+            words("-- \"\u{e9}t\u{e9}\" \u{2603}"),
+            ["\u{e9}t\u{e9}", "\u{2603}"]
+        );
     }
 }

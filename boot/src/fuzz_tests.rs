@@ -4,6 +4,7 @@
 
 use crate::acpi::tests as acpi_tables;
 use crate::bios::tests as bios_tables;
+use crate::ged::tests as ged_tables;
 use crate::multiboot2::tests as mb2;
 use crate::pvh::tests as pvh;
 use crate::{
@@ -159,7 +160,7 @@ fn tag_offsets(mbi: &[u8]) -> Vec<usize> {
 #[test]
 fn cmdline_never_panics() {
     let mut rng = Rng(0x5eed_0003);
-    let alphabet = b"ab=\" \t-.log=debuginfo\xc3\xa9app.";
+    let alphabet = b"ab=\" \t-.log=debuginfo\xc3\xa9app.AB_'";
     for _ in 0..ITERATIONS {
         let len = rng.below(40);
         let bytes: Vec<u8> = (0..len)
@@ -179,6 +180,18 @@ fn cmdline_never_panics() {
                 }
                 let _ = line.get("log");
                 let _ = parse_kernel_options(&line, &["ab"]).map(|(_, unknown)| unknown.count());
+                // Environment names are what `is_env_key` promises; application words
+                // never hold unquoted whitespace and never outnumber the bytes.
+                for (name, _) in line.env() {
+                    assert!(crate::is_env_key(name), "{text:?}");
+                }
+                assert!(
+                    line.app_words().count() <= line.app_args().len(),
+                    "{text:?}"
+                );
+                for word in line.app_words() {
+                    assert!(line.app_args().contains(word), "{text:?}");
+                }
             }
             Err(error) => assert!(!error.to_string().is_empty()),
         }
@@ -273,6 +286,10 @@ fn cmdline_full_byte_range_and_length_never_panics() {
                     assert!(arg.value.is_none_or(inside), "{text:?}");
                     assert!(line.get(arg.key).is_some());
                 }
+                for word in line.app_words() {
+                    assert!(inside(word), "{text:?}");
+                }
+                let _ = line.env().count();
                 assert!(line.app_args().is_empty() || inside(line.app_args()));
                 let _ = parse_kernel_options(&line, &["app"]).map(|(_, unknown)| unknown.count());
             }
@@ -329,9 +346,27 @@ fn firmware_tables_never_panic() {
             let Some(fadt) = fadt else { return Ok(()) };
             assert!(fadt.len() >= acpi::HEADER_LENGTH, "iteration {iteration}");
             let fadt = acpi::Fadt::parse(fadt);
+            // What the power-button set-up relies on: a PM1 block with room for its two
+            // halves, and the fixed button only with one.
+            if let Some(events) = fadt.pm1_events {
+                assert!(
+                    events.length >= 4 && events.length % 2 == 0,
+                    "iteration {iteration}"
+                );
+                let _ = events.b.map(|block| events.enable_port(block));
+                let _ = events.enable_port(events.a);
+            }
+            assert!(fadt.pm1_events.is_some() || !fadt.fixed_power_button);
+            for block in fadt.gpe_blocks.into_iter().flatten() {
+                assert!(
+                    block.length >= 2 && block.length % 2 == 0,
+                    "iteration {iteration}"
+                );
+            }
             if let Some(address) = fadt.dsdt {
                 let dsdt = acpi::read_table(&memory, address, *b"DSDT")?;
                 let _ = (acpi::s5_sleep_type(dsdt), acpi::mentions(dsdt, b"LNRO0005"));
+                let _ = crate::ged::find_ged_power_button(dsdt);
             }
             Ok(())
         }));
@@ -339,9 +374,16 @@ fn firmware_tables_never_panic() {
             let Some(table) = table else { return };
             let madt = acpi::Madt::new(table);
             // Every structure that yields something is at least 8 bytes long (local APIC
-            // 8, I/O APIC 12, x2APIC 16) and lies after the 44-byte header: more answers
+            // 8, override 10, I/O APIC 12, x2APIC 16; one override per IRQ) and lies
+            // after the 44-byte header: more answers
             // than that would mean reading past a structure or the table.
-            let answers = madt.local_apics().count() + madt.io_apics().count();
+            let overrides = (0..=u8::MAX)
+                .filter_map(|irq| madt.isa_override(irq))
+                .inspect(|found| {
+                    let _ = found.mode(acpi::SCI_DEFAULT);
+                })
+                .count();
+            let answers = madt.local_apics().count() + madt.io_apics().count() + overrides;
             assert!(
                 answers <= table.len().saturating_sub(44) / 8,
                 "iteration {iteration}: {answers} answers from {} bytes",
@@ -367,4 +409,35 @@ fn firmware_tables_never_panic() {
         ok > ITERATIONS / 40 && err > ITERATIONS / 40,
         "ok {ok}, err {err}"
     );
+}
+
+/// The GED power-button scan over QEMU microvm's and Cloud Hypervisor's AML, corrupted at
+/// random and cut short: it answers or gives `None`, never panics, and what it answers is
+/// usable (a register width the kernel reads, a non-zero address and bit).
+#[test]
+fn ged_scan_never_panics() {
+    let mut rng = Rng(0x5eed_0005);
+    let sources = [
+        ged_tables::qemu_microvm_aml(),
+        ged_tables::cloud_hypervisor_aml(),
+    ];
+    let mut found = 0;
+    for iteration in 0..ITERATIONS {
+        let mut aml = sources[rng.below(2)].clone();
+        let len = aml.len();
+        corrupt(&mut rng, &mut aml, 0..len);
+        if rng.below(4) == 0 {
+            aml.truncate(rng.below(len + 1));
+        }
+        let dsdt = acpi_tables::table(b"DSDT", &aml);
+        if let Some(button) = crate::ged::find_ged_power_button(&dsdt) {
+            found += 1;
+            assert!(
+                matches!(button.width, 1 | 2 | 4) && button.register != 0 && button.bit != 0,
+                "iteration {iteration}: {button:?}"
+            );
+        }
+    }
+    // Most corruptions miss the few bytes that matter: the scan still finds the button.
+    assert!(found > ITERATIONS / 4, "found {found} of {ITERATIONS}");
 }

@@ -45,6 +45,7 @@ pub mod acpi;
 pub mod bios;
 pub mod cmdline;
 mod error;
+pub mod ged;
 mod info;
 pub mod multiboot2;
 mod phys;
@@ -63,7 +64,8 @@ mod fuzz_tests;
 pub use self::multiboot2::{MULTIBOOT2_MAGIC, parse_multiboot2};
 pub use bios::{BiosPointers, ebda_address, scan_bios_areas};
 pub use cmdline::{
-    Arg, Cmdline, CmdlineError, KernelOptions, LogLevel, UnknownKeys, parse_kernel_options,
+    Arg, Cmdline, CmdlineError, KernelOptions, LogLevel, UnknownKeys, Words, is_env_key,
+    parse_kernel_options,
 };
 pub use error::BootError;
 pub use info::{

@@ -50,10 +50,20 @@ pub mod boot;
 pub mod console;
 #[cfg(target_os = "none")]
 mod devices;
+#[cfg_attr(not(target_os = "none"), allow(dead_code))]
+mod escape;
 #[cfg(target_os = "none")]
 pub mod net;
+// Decoders for the platform's stop requests; plain code, tested on the host.
+#[cfg_attr(not(target_os = "none"), allow(dead_code))]
+mod power_events;
 #[cfg(target_os = "none")]
 pub mod random;
+#[cfg(target_os = "none")]
+pub mod shutdown;
+// The bookkeeping behind `shutdown()`; plain code, tested on the host.
+#[cfg_attr(not(target_os = "none"), allow(dead_code))]
+mod stop_signal;
 pub mod sync;
 #[cfg(target_os = "none")]
 pub mod task;
@@ -67,9 +77,23 @@ pub use torito_macros::main;
 
 #[cfg(target_os = "none")]
 pub use runtime::exit;
+#[cfg(target_os = "none")]
+pub use shutdown::{shutdown, shutdown_requested, until_shutdown};
 
 #[doc(hidden)]
 #[cfg(target_os = "none")]
 pub mod __private {
-    pub use crate::runtime::{ExitStatus, run_main};
+    pub use crate::runtime::ExitStatus;
+
+    /// What `#[torito::main]` calls: arms the stop requests (their watcher is a task on
+    /// core 0, where their interrupts go), then `runtime::run_main`. Here, above both,
+    /// so that neither the runtime nor `shutdown` imports the other.
+    pub fn run_main<F>(main: F) -> !
+    where
+        F: core::future::Future,
+        F::Output: ExitStatus,
+    {
+        crate::shutdown::start();
+        crate::runtime::run_main(main)
+    }
 }

@@ -3,8 +3,9 @@
 //!
 //! On the application's first call to [`stack`] (or [`stack_now`], [`stack_of`],
 //! [`nic_count`]) the kernel reads the network keys of the command line (`ip=dhcp` by
-//! default, or `ip=ADDR/PREFIX gw=ADDR dns=ADDR`; a bad value stops the VM with a boot
-//! error), takes the virtio-net devices that discovery found (`crate::devices`:
+//! default, or `ip=ADDR/PREFIX gw=ADDR dns=ADDR mtu=BYTES`, or Linux's
+//! `ip=CLIENT::GATEWAY:NETMASK:...` as orchestrators write it: `torito_netstack::Config`;
+//! a bad value stops the VM with a boot error), takes the virtio-net devices that discovery found (`crate::devices`:
 //! virtio-mmio and virtio-pci), and for each one (up to [`MAX_NICS`]) opens it, starts
 //! its driver, builds its stack and spawns its Runner task. An application that never
 //! asks carries none of this code. Each device's interrupt wakes its own Runner; socket
@@ -253,6 +254,13 @@ fn start_nic(index: usize, device: Device, config: Config) -> Option<Nic> {
             log::error!("net: NIC {}: after the reset: {}", index, error);
         }
     }));
+    // `mtu=` (NIC 0's) only lowers what the device offers (VIRTIO_NET_F_MTU).
+    if let Some(mtu) = config.mtu {
+        device.limit_mtu(mtu);
+    }
+    if device.mtu() < 1500 {
+        log::info!("net: NIC {}: MTU {}", index, device.mtu());
+    }
     let mac = device.mac();
     let [a, b, c, d, e, f] = mac;
     match index {

@@ -3,6 +3,21 @@
 //! [`Config::from_cmdline`] reads the kernel command line's `ip=`, `gw=` and `dns=`
 //! keys, so the same image runs under QEMU's user networking (DHCP) or with a fixed
 //! address on Firecracker without a rebuild.
+//!
+//! It also reads them as orchestrators write them for Linux guests, so an image runs
+//! under urunc (Kubernetes) or Nomad unchanged (docs/deploy.md):
+//!
+//! - Linux's `ip=CLIENT:SERVER:GATEWAY:NETMASK:HOSTNAME:DEVICE:AUTOCONF:DNS0:DNS1:NTP0`
+//!   (urunc's `linux` type writes `ip=10.244.1.5::10.244.1.1:255.255.255.0:urunc:eth0:off`);
+//!   trailing fields may be left out and any field may be empty;
+//! - `gateway=` as another name for `gw=` (urunc's `hermit` and `mewz` types);
+//! - `mtu=` to lower the device's MTU (a pod on an overlay network has 1450 or less);
+//! - `TORITO_DNS=` and `TORITO_MTU=` as environment tokens, for `dns=` and `mtu=`: a
+//!   Kubernetes pod spec can set environment variables but not the kernel's command line.
+//!
+//! A key given on its own (`gw=`, `gateway=`, `dns=`, `mtu=`) wins over the same setting
+//! inside a Linux-style `ip=`; an empty `gw=`, `gateway=` or `dns=` means "none" (urunc
+//! writes `gateway=` empty when the pod has no gateway).
 
 use alloc::string::{String, ToString};
 use core::fmt;
@@ -14,7 +29,7 @@ pub use smoltcp::wire::{Ipv4Address, Ipv4Cidr};
 
 /// The command-line keys [`Config::from_cmdline`] reads, for a kernel that warns about
 /// keys nobody knows.
-pub const CONFIG_KEYS: &[&str] = &["ip", "gw", "dns", "dhcp.timeout"];
+pub const CONFIG_KEYS: &[&str] = &["ip", "gw", "gateway", "dns", "mtu", "dhcp.timeout"];
 
 /// Everything [`new`](crate::new) needs to know besides the driver.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -27,6 +42,11 @@ pub struct Config {
     /// an answer before it fails (`None`: for ever, warning now and then). The
     /// `dhcp.timeout=SECONDS` key.
     pub dhcp_timeout: Option<Duration>,
+    /// The IP MTU to use when it is below the device's (`mtu=BYTES`, or `TORITO_MTU`);
+    /// `None`: the device's. The driver applies it: it bounds the frames sent and the
+    /// TCP MSS offered, which is what keeps a pod on an overlay network from sending
+    /// frames its path drops.
+    pub mtu: Option<usize>,
 }
 
 /// How the interface gets its IPv4 address.
@@ -202,19 +222,145 @@ impl fmt::Display for ConfigError {
 
 impl core::error::Error for ConfigError {}
 
-const EXPECTED_IP: &str = "`dhcp` or ADDRESS/PREFIX such as 10.0.2.15/24 (the prefix is required)";
+const EXPECTED_IP: &str = "`dhcp`, ADDRESS/PREFIX such as 10.0.2.15/24 (the prefix is \
+     required), or Linux's CLIENT:SERVER:GATEWAY:NETMASK:... such as \
+     10.0.2.15::10.0.2.2:255.255.255.0";
 const EXPECTED_ADDRESS: &str = "an IPv4 address such as 10.0.2.2";
-const EXPECTED_STATIC: &str = "no value with ip=dhcp (DHCP supplies it); give ip=ADDRESS/PREFIX";
+const EXPECTED_STATIC: &str =
+    "no value with ip=dhcp (DHCP supplies it); give ip=ADDRESS/PREFIX (or a Linux-style ip=)";
 const EXPECTED_SECONDS: &str = "a whole number of seconds, 1 or more, with ip=dhcp";
+const EXPECTED_MTU: &str = "a whole number of bytes from 576 to 1500 (the IP MTU; it can only \
+     lower the device's)";
+const EXPECTED_SAME_GATEWAY: &str =
+    "the same address as gw= (gateway= is another name for it): give one of them";
+const EXPECTED_OFF: &str =
+    "an address: ip=off/none leaves the interface without one; give ip=dhcp or a static address";
+
+/// The smallest and largest `mtu=` accepted: 576 is the least every IPv4 host must
+/// accept; 1500 is what the virtio-net receive buffers hold.
+pub const MTU_RANGE: core::ops::RangeInclusive<usize> = 576..=1500;
+
+/// The fields of a Linux-style `ip=` value, in order (Documentation/admin-guide/nfs/
+/// nfsroot.rst in Linux). What each is for, here: CLIENT, GATEWAY, NETMASK, AUTOCONF and
+/// DNS0/DNS1 are used; SERVER and NTP0 are checked (an address or empty) and unused;
+/// HOSTNAME and DEVICE are names and ignored (the command line configures the first NIC).
+const LINUX_FIELDS: [&str; 10] = [
+    "CLIENT", "SERVER", "GATEWAY", "NETMASK", "HOSTNAME", "DEVICE", "AUTOCONF", "DNS0", "DNS1",
+    "NTP0",
+];
+
+/// One message per Linux-style field that can be wrong, naming the field.
+const EXPECTED_LINUX_ADDRESS: [&str; 10] = [
+    "CLIENT (field 1 of ip=CLIENT:SERVER:GATEWAY:NETMASK:...) to be an IPv4 address or empty",
+    "SERVER (field 2 of ip=CLIENT:SERVER:GATEWAY:NETMASK:...) to be an IPv4 address or empty",
+    "GATEWAY (field 3 of ip=CLIENT:SERVER:GATEWAY:NETMASK:...) to be an IPv4 address or empty",
+    "NETMASK (field 4 of ip=CLIENT:SERVER:GATEWAY:NETMASK:...) to be a netmask such as \
+     255.255.255.0, a prefix length from 0 to 32, or empty",
+    "",
+    "",
+    "AUTOCONF (field 7 of ip=...) to be off, none, dhcp, on, any or empty (Torito asks DHCP \
+     only: no BOOTP or RARP)",
+    "DNS0 (field 8 of ip=...) to be an IPv4 address or empty",
+    "DNS1 (field 9 of ip=...) to be an IPv4 address or empty",
+    "NTP0 (field 10 of ip=...) to be an IPv4 address or empty",
+];
+const EXPECTED_LINUX_FIELDS: &str =
+    "at most 10 fields: ip=CLIENT:SERVER:GATEWAY:NETMASK:HOSTNAME:DEVICE:AUTOCONF:DNS0:DNS1:NTP0";
+const EXPECTED_LINUX_STATIC: &str = "CLIENT and NETMASK (fields 1 and 4) for a static address, \
+     as in ip=10.0.2.15::10.0.2.2:255.255.255.0 (or AUTOCONF dhcp)";
+const EXPECTED_LINUX_DHCP: &str = "no CLIENT, GATEWAY or NETMASK with AUTOCONF dhcp (DHCP \
+     supplies them)";
+
+/// What a Linux-style `ip=` says.
+struct LinuxIp {
+    /// `None`: DHCP.
+    address: Option<Ipv4Cidr>,
+    gateway: Option<Ipv4Address>,
+    dns: Option<Ipv4Address>,
+}
+
+/// Parses a Linux-style `ip=` value (one holding a `:`).
+fn parse_linux_ip(value: &str) -> Result<LinuxIp, ConfigError> {
+    let error = |expected| ConfigError {
+        key: "ip",
+        value: value.to_string(),
+        expected,
+    };
+    let mut fields = [""; 10];
+    for (index, field) in value.split(':').enumerate() {
+        *fields
+            .get_mut(index)
+            .ok_or_else(|| error(EXPECTED_LINUX_FIELDS))? = field;
+    }
+    // An address field: empty or a unicast address (0.0.0.0 reads as empty, as Linux
+    // reads it).
+    let address = |index: usize| -> Result<Option<Ipv4Address>, ConfigError> {
+        match fields[index] {
+            "" | "0.0.0.0" => Ok(None),
+            text => parse_address(text)
+                .map(Some)
+                .ok_or_else(|| error(EXPECTED_LINUX_ADDRESS[index])),
+        }
+    };
+    let client = address(0)?;
+    address(1)?;
+    let gateway = address(2)?;
+    let prefix = match fields[3] {
+        "" => None,
+        text => Some(parse_netmask(text).ok_or_else(|| error(EXPECTED_LINUX_ADDRESS[3]))?),
+    };
+    let dhcp = match fields[6] {
+        "" | "off" | "none" => false,
+        "dhcp" | "on" | "any" | "both" => true,
+        _ => return Err(error(EXPECTED_LINUX_ADDRESS[6])),
+    };
+    let dns = address(7)?.or(address(8)?);
+    address(9)?;
+    debug_assert_eq!(LINUX_FIELDS.len(), fields.len());
+    let address = match (dhcp, client, prefix) {
+        (true, None, None) if gateway.is_none() => None,
+        (true, ..) => return Err(error(EXPECTED_LINUX_DHCP)),
+        (false, Some(client), Some(prefix)) => Some(Ipv4Cidr::new(client, prefix)),
+        (false, ..) => return Err(error(EXPECTED_LINUX_STATIC)),
+    };
+    Ok(LinuxIp {
+        address,
+        gateway,
+        dns,
+    })
+}
+
+/// A netmask (`255.255.255.0`, contiguous ones) or a prefix length (`24`) as a prefix
+/// length.
+fn parse_netmask(text: &str) -> Option<u8> {
+    if !text.contains('.') {
+        // Digits only (`parse` would take a leading `+`).
+        let digits = !text.is_empty() && text.bytes().all(|byte| byte.is_ascii_digit());
+        return digits
+            .then(|| text.parse::<u8>().ok())
+            .flatten()
+            .filter(|&prefix| prefix <= 32);
+    }
+    let mask = u32::from(text.parse::<Ipv4Addr>().ok()?);
+    let prefix = mask.leading_ones();
+    // Contiguous: every one bit before every zero bit.
+    (mask.checked_shl(prefix).unwrap_or(0) == 0).then_some(prefix as u8)
+}
 
 impl Config {
-    /// Reads `ip=`, `gw=`, `dns=` and `dhcp.timeout=` through `keys` (the value of a
-    /// command-line key, if present), with the default [`TcpConfig`].
+    /// Reads `ip=`, `gw=` (or `gateway=`), `dns=`, `mtu=` and `dhcp.timeout=` through
+    /// `keys` (the value of a command-line key, if present; environment tokens such as
+    /// `TORITO_DNS` are asked for through it too), with the default [`TcpConfig`].
     ///
-    /// - `ip=dhcp`, or no `ip` at all: DHCP. `gw` and `dns` must then be absent;
-    ///   `dhcp.timeout=SECONDS` bounds the wait for a DHCP server.
+    /// - `ip=dhcp` (or Linux's `on`/`any`/`both`), or no `ip` at all: DHCP. `gw`,
+    ///   `gateway` and `dns` must then be absent; `dhcp.timeout=SECONDS` bounds the wait
+    ///   for a DHCP server.
     /// - `ip=ADDRESS/PREFIX` (prefix 0 to 32, required: a guessed netmask would silently
     ///   misroute), optionally with `gw=ADDRESS` and `dns=ADDRESS`.
+    /// - A Linux-style `ip=CLIENT:SERVER:GATEWAY:NETMASK:HOSTNAME:DEVICE:AUTOCONF:DNS0:...`
+    ///   (see the module docs): static with CLIENT and NETMASK, DHCP with AUTOCONF `dhcp`.
+    /// - `ip=off` or `ip=none` (Linux: no address) is refused: a stack needs an address.
+    /// - `mtu=BYTES` (576 to 1500), else `TORITO_MTU`; `dns=`, else `TORITO_DNS`.
     ///
     /// # Errors
     ///
@@ -242,26 +388,62 @@ impl Config {
             value: value.to_string(),
             expected,
         };
-        let address = |key: &'static str| -> Result<Option<Ipv4Address>, ConfigError> {
-            keys(key)
+        // A key given on its own; empty reads as absent (urunc writes `gateway=` empty).
+        let given = |key: &str| keys(key).filter(|value| !value.is_empty());
+        let address = |key: &'static str, value: Option<&str>| {
+            value
                 .map(|value| {
                     parse_address(value).ok_or_else(|| error(key, value, EXPECTED_ADDRESS))
                 })
                 .transpose()
         };
+        let gw = address("gw", given("gw"))?;
+        let gateway = address("gateway", given("gateway"))?;
+        if let (Some(gw), Some(gateway)) = (gw, gateway)
+            && gw != gateway
+        {
+            let value = keys("gateway").unwrap_or_default();
+            return Err(error("gateway", value, EXPECTED_SAME_GATEWAY));
+        }
+        let gateway_key = gw.or(gateway);
+        let dns_key = match given("dns") {
+            Some(value) => address("dns", Some(value))?,
+            None => address("TORITO_DNS", given("TORITO_DNS"))?,
+        };
+        // The first key that set each separately given setting, for the DHCP error.
+        let separate = ["gw", "gateway", "dns"]
+            .into_iter()
+            .find_map(|key| given(key).map(|value| (key, value)));
+
         let ipv4 = match keys("ip") {
-            None | Some("dhcp") => {
-                for key in ["gw", "dns"] {
-                    if let Some(value) = keys(key) {
-                        return Err(error(key, value, EXPECTED_STATIC));
-                    }
+            None | Some("dhcp" | "on" | "any" | "both") => {
+                if let Some((key, value)) = separate {
+                    return Err(error(key, value, EXPECTED_STATIC));
                 }
                 Ipv4Config::Dhcp
             }
+            Some(value @ ("off" | "none")) => return Err(error("ip", value, EXPECTED_OFF)),
+            Some(value) if value.contains(':') => match parse_linux_ip(value)? {
+                LinuxIp { address: None, .. } => {
+                    if let Some((key, value)) = separate {
+                        return Err(error(key, value, EXPECTED_STATIC));
+                    }
+                    Ipv4Config::Dhcp
+                }
+                LinuxIp {
+                    address: Some(address),
+                    gateway,
+                    dns,
+                } => Ipv4Config::Static(StaticConfig {
+                    address,
+                    gateway: gateway_key.or(gateway),
+                    dns: dns_key.or(dns),
+                }),
+            },
             Some(value) => Ipv4Config::Static(StaticConfig {
                 address: parse_cidr(value).ok_or_else(|| error("ip", value, EXPECTED_IP))?,
-                gateway: address("gw")?,
-                dns: address("dns")?,
+                gateway: gateway_key,
+                dns: dns_key,
             }),
         };
         let dhcp_timeout = match keys("dhcp.timeout") {
@@ -274,10 +456,24 @@ impl Config {
                 }
             }
         };
+        let (mtu_key, mtu_value) = match keys("mtu") {
+            Some(value) => ("mtu", Some(value)),
+            None => ("TORITO_MTU", keys("TORITO_MTU")),
+        };
+        let mtu = mtu_value
+            .map(|value| {
+                value
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|mtu| MTU_RANGE.contains(mtu))
+                    .ok_or_else(|| error(mtu_key, value, EXPECTED_MTU))
+            })
+            .transpose()?;
         Ok(Config {
             ipv4,
             tcp: TcpConfig::default(),
             dhcp_timeout,
+            mtu,
         })
     }
 }
@@ -413,6 +609,240 @@ mod tests {
             let text = parse(pairs).unwrap_err().to_string();
             assert!(text.contains(shown), "{text:?} lacks {shown:?}");
             assert!(text.contains(expected), "{text:?} lacks {expected:?}");
+        }
+    }
+
+    #[test]
+    fn linux_style_ip_as_urunc_writes_it() {
+        let static_of = |pairs: &[(&str, &'static str)]| match parse(pairs).unwrap().ipv4 {
+            Ipv4Config::Static(fixed) => fixed,
+            Ipv4Config::Dhcp => panic!("expected static for {pairs:?}"),
+        };
+        let address = Ipv4Address::new;
+        // urunc's `linux` type on a Calico pod: a /32 and the link-local gateway.
+        let pod = static_of(&[(
+            "ip",
+            "10.244.1.5::169.254.1.1:255.255.255.255:urunc:eth0:off",
+        )]);
+        assert_eq!(pod.address, Ipv4Cidr::new(address(10, 244, 1, 5), 32));
+        assert_eq!(pod.gateway, Some(address(169, 254, 1, 1)));
+        assert_eq!(pod.dns, None);
+        // A /24 with a DNS server in field 8; fewer fields; a prefix length as netmask.
+        let full = static_of(&[(
+            "ip",
+            "10.0.2.15:10.0.2.2:10.0.2.2:255.255.255.0:host:eth0:off:10.0.2.3:1.1.1.1:",
+        )]);
+        assert_eq!(full.address.prefix_len(), 24);
+        assert_eq!(full.dns, Some(address(10, 0, 2, 3)));
+        let short = static_of(&[("ip", "10.0.2.15::10.0.2.2:255.255.0.0")]);
+        assert_eq!(short.address.prefix_len(), 16);
+        assert_eq!(short.gateway, Some(address(10, 0, 2, 2)));
+        let prefix = static_of(&[("ip", "10.0.2.15:::24")]);
+        assert_eq!((prefix.address.prefix_len(), prefix.gateway), (24, None));
+        // DNS1 stands in for an empty DNS0; separate keys win over the fields.
+        let second = static_of(&[("ip", "10.0.2.15:::24:::::1.1.1.1")]);
+        assert_eq!(second.dns, Some(address(1, 1, 1, 1)));
+        let keys = static_of(&[
+            ("ip", "10.0.2.15::10.0.2.2:24::::10.0.2.3"),
+            ("gateway", "10.0.2.1"),
+            ("dns", "9.9.9.9"),
+        ]);
+        assert_eq!(keys.gateway, Some(address(10, 0, 2, 1)));
+        assert_eq!(keys.dns, Some(address(9, 9, 9, 9)));
+        // AUTOCONF dhcp and its Linux synonyms: DHCP.
+        for value in [
+            ":::::eth0:dhcp",
+            "::::::on",
+            "::::::any",
+            "dhcp",
+            "on",
+            "any",
+        ] {
+            assert_eq!(
+                parse(&[("ip", value)]).unwrap().ipv4,
+                Ipv4Config::Dhcp,
+                "{value}"
+            );
+        }
+    }
+
+    #[test]
+    fn hermit_and_mewz_style_gateway_key() {
+        let config = parse(&[("ip", "10.244.1.5/24"), ("gateway", "10.244.1.1")]).unwrap();
+        let Ipv4Config::Static(fixed) = config.ipv4 else {
+            panic!("expected static")
+        };
+        assert_eq!(fixed.gateway, Some(Ipv4Address::new(10, 244, 1, 1)));
+        // Both names, one address: fine. An empty gateway= is none (mewz writes it).
+        assert!(
+            parse(&[
+                ("ip", "10.0.0.2/24"),
+                ("gw", "10.0.0.1"),
+                ("gateway", "10.0.0.1")
+            ])
+            .is_ok()
+        );
+        let empty = parse(&[("ip", "10.0.0.2/24"), ("gateway", "")]).unwrap();
+        let Ipv4Config::Static(empty) = empty.ipv4 else {
+            panic!("expected static")
+        };
+        assert_eq!(empty.gateway, None);
+    }
+
+    #[test]
+    fn mtu_and_dns_from_keys_or_environment_tokens() {
+        assert_eq!(parse(&[]).unwrap().mtu, None);
+        assert_eq!(parse(&[("mtu", "1450")]).unwrap().mtu, Some(1450));
+        assert_eq!(parse(&[("TORITO_MTU", "1400")]).unwrap().mtu, Some(1400));
+        assert_eq!(
+            parse(&[("mtu", "1450"), ("TORITO_MTU", "1400")])
+                .unwrap()
+                .mtu,
+            Some(1450),
+            "the key wins over the environment token"
+        );
+        let dns = |pairs: &[(&str, &'static str)]| match parse(pairs).unwrap().ipv4 {
+            Ipv4Config::Static(fixed) => fixed.dns,
+            Ipv4Config::Dhcp => panic!("expected static"),
+        };
+        let ip = ("ip", "10.0.0.2/24");
+        assert_eq!(
+            dns(&[ip, ("TORITO_DNS", "10.96.0.10")]),
+            Some(Ipv4Address::new(10, 96, 0, 10))
+        );
+        assert_eq!(
+            dns(&[ip, ("dns", "1.1.1.1"), ("TORITO_DNS", "10.96.0.10")]),
+            Some(Ipv4Address::new(1, 1, 1, 1))
+        );
+    }
+
+    #[test]
+    fn hostile_orchestrator_values_are_refused_with_the_field_named() {
+        type Case = (&'static str, &'static str, &'static str);
+        // (key, value, what the message must name)
+        let cases: &[Case] = &[
+            ("ip", "10.0.0.2::10.0.0.1:255.0.255.0", "NETMASK"),
+            ("ip", "10.0.0.2::10.0.0.1:255.255.255.0.0", "NETMASK"),
+            ("ip", "10.0.0.2::10.0.0.1:33", "NETMASK"),
+            ("ip", "10.0.0.2::10.0.0.1:-1", "NETMASK"),
+            ("ip", "10.0.0.2::gw:255.255.255.0", "GATEWAY"),
+            ("ip", "10.0.0.2::224.0.0.1:24", "GATEWAY"),
+            ("ip", "10.0.0.256:::24", "CLIENT"),
+            ("ip", "255.255.255.255:::24", "CLIENT"),
+            ("ip", "10.0.0.2:x::24", "SERVER"),
+            ("ip", "10.0.0.2:::24:::bootp", "AUTOCONF"),
+            ("ip", "10.0.0.2:::24:::off:dns", "DNS0"),
+            ("ip", "10.0.0.2:::24:::off::dns", "DNS1"),
+            ("ip", "10.0.0.2:::24:::off:::ntp", "NTP0"),
+            ("ip", "10.0.0.2:::24:::off::::extra", "at most 10 fields"),
+            ("ip", "10.0.0.2::10.0.0.1", "CLIENT and NETMASK"),
+            ("ip", "::10.0.0.1:24", "CLIENT and NETMASK"),
+            ("ip", ":", "CLIENT and NETMASK"),
+            ("ip", "10.0.0.2:::24:::dhcp", "AUTOCONF dhcp"),
+            ("ip", "off", "ip=dhcp"),
+            ("ip", "none", "ip=dhcp"),
+            ("ip", "/24", "ADDRESS/PREFIX"),
+            ("mtu", "9000", "576 to 1500"),
+            ("mtu", "100", "576 to 1500"),
+            ("mtu", "", "576 to 1500"),
+            ("mtu", "1450b", "576 to 1500"),
+            ("TORITO_MTU", "big", "576 to 1500"),
+            ("gateway", "10.0.0.300", "IPv4 address"),
+            ("TORITO_DNS", "dns.example", "IPv4 address"),
+        ];
+        for &(key, value, named) in cases {
+            let mut pairs = vec![(key, value)];
+            if key != "ip" {
+                pairs.push(("ip", "10.0.0.2/24"));
+            }
+            let text = match parse(&pairs) {
+                Err(error) => error.to_string(),
+                Ok(config) => panic!("{key}={value} accepted: {config:?}"),
+            };
+            assert!(text.contains(&format!("{key}={value}")), "{text:?}");
+            assert!(text.contains(named), "{text:?} lacks {named:?}");
+        }
+        // Two names that disagree; a gateway key with DHCP.
+        let text = parse(&[
+            ("ip", "10.0.0.2/24"),
+            ("gw", "10.0.0.1"),
+            ("gateway", "10.0.0.9"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            text.contains("gateway=10.0.0.9") && text.contains("gw="),
+            "{text}"
+        );
+        let text = parse(&[("gateway", "10.0.0.1")]).unwrap_err().to_string();
+        assert!(
+            text.contains("gateway=10.0.0.1") && text.contains("ip=dhcp"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn netmasks() {
+        assert_eq!(parse_netmask("255.255.255.255"), Some(32));
+        assert_eq!(parse_netmask("255.255.255.0"), Some(24));
+        assert_eq!(parse_netmask("255.255.240.0"), Some(20));
+        assert_eq!(parse_netmask("128.0.0.0"), Some(1));
+        assert_eq!(parse_netmask("0.0.0.0"), Some(0));
+        assert_eq!(parse_netmask("0"), Some(0));
+        assert_eq!(parse_netmask("32"), Some(32));
+        for bad in [
+            "255.0.255.0",
+            "0.0.0.1",
+            "255.255.255.254.0",
+            "33",
+            "",
+            "+24",
+            "x",
+        ] {
+            assert_eq!(parse_netmask(bad), None, "{bad}");
+        }
+    }
+
+    /// Seeded fuzzing: any `ip=`, `gw=`, `gateway=`, `dns=` and `mtu=` text built from
+    /// the characters that matter gives a configuration or an error naming a key, never
+    /// a panic; an accepted static address keeps its prefix within 0..=32.
+    #[test]
+    fn network_keys_never_panic() {
+        let alphabet = b"0123456789.:/dhcpnofaxy-+ ";
+        let mut state = 0x5eed_0010_u64;
+        let mut next = move |below: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % below as u64) as usize
+        };
+        let text = |next: &mut dyn FnMut(usize) -> usize| -> &'static str {
+            let len = next(40);
+            let bytes: String = (0..len)
+                .map(|_| alphabet[next(alphabet.len())] as char)
+                .collect();
+            Box::leak(bytes.into_boxed_str())
+        };
+        for _ in 0..4000 {
+            let pairs = [
+                ("ip", text(&mut next)),
+                ("gw", text(&mut next)),
+                ("gateway", text(&mut next)),
+                ("dns", text(&mut next)),
+                ("mtu", text(&mut next)),
+            ];
+            let count = next(pairs.len() + 1);
+            match parse(&pairs[..count]) {
+                Ok(config) => {
+                    if let Ipv4Config::Static(fixed) = config.ipv4 {
+                        assert!(fixed.address.prefix_len() <= 32);
+                    }
+                    assert!(config.mtu.is_none_or(|mtu| MTU_RANGE.contains(&mtu)));
+                }
+                Err(error) => {
+                    assert!(CONFIG_KEYS.contains(&error.key) || error.key.starts_with("TORITO_"))
+                }
+            }
         }
     }
 }

@@ -34,6 +34,7 @@ mod options;
 mod output;
 mod paths;
 mod ports;
+mod qmp;
 
 pub use clients::{echo_round_trip, failed_connections, run_clients};
 pub use failure::Failure;
@@ -41,3 +42,4 @@ pub use guest::{Guest, Outcome, process_group_alive};
 pub use options::RunOptions;
 pub use paths::{image_path, workspace_root};
 pub use ports::free_port;
+pub use qmp::Qmp;

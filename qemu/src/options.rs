@@ -59,6 +59,8 @@ pub struct RunOptions {
     /// A virtio-console device whose port is a Unix socket at this path, QEMU listening
     /// (`--console-port PATH`).
     pub console_port: Option<std::path::PathBuf>,
+    /// `--qmp PATH`: QEMU's machine protocol on a Unix socket ([`crate::Qmp`]).
+    pub qmp: Option<std::path::PathBuf>,
 }
 
 impl Default for RunOptions {
@@ -80,6 +82,7 @@ impl Default for RunOptions {
             forwards2: Vec::new(),
             vsock: None,
             console_port: None,
+            qmp: None,
         }
     }
 }
@@ -168,6 +171,13 @@ impl RunOptions {
         self
     }
 
+    /// `--qmp PATH`: QEMU's machine protocol on a Unix socket at `path`, for
+    /// [`crate::Qmp`] (`system_powerdown`, `send-key`).
+    pub fn qmp(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.qmp = Some(path.into());
+        self
+    }
+
     /// Puts the NIC on a raw UDP link: QEMU sends each frame from 127.0.0.1:`local` to
     /// 127.0.0.1:`remote` and takes frames arriving at `local`.
     pub fn udp_link(mut self, local: u16, remote: u16) -> Self {
@@ -224,6 +234,10 @@ impl RunOptions {
         }
         if let Some(path) = &self.console_port {
             args.push("--console-port".into());
+            args.push(path.display().to_string());
+        }
+        if let Some(path) = &self.qmp {
+            args.push("--qmp".into());
             args.push(path.display().to_string());
         }
         for (path, read_only) in &self.disks {

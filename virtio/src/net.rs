@@ -47,6 +47,11 @@ const TRANSMIT_QUEUE: u16 = 1;
 /// driver's buffers are); and the non-legacy interface, which a driver must accept
 /// when offered.
 const VIRTIO_NET_F_MAC: u64 = 1 << 5;
+/// The device's MTU in its configuration space (spec 5.1.3: `mtu`, offset 10): a pod
+/// network's tap may carry less than 1500 bytes (QEMU: `host_mtu=`).
+const VIRTIO_NET_F_MTU: u64 = 1 << 3;
+/// The MTU this driver uses at most: what its receive buffers hold.
+const MAX_MTU: usize = 1500;
 const VIRTIO_F_ANY_LAYOUT: u64 = 1 << 27;
 const VIRTIO_F_VERSION_1: u64 = 1 << 32;
 /// `struct virtio_net_hdr` (spec 5.1.6): 12 bytes with `VIRTIO_F_VERSION_1`; the legacy
@@ -303,6 +308,7 @@ impl<H: Hal, T: Transport> NetDevice<H, T> {
         stats: &'static NetStats,
     ) -> Result<Self, NetError> {
         let (header, mac) = Self::start(&mut transport)?;
+        let mtu = Self::offered_mtu(&mut transport);
         let rx = Queue::new(&mut transport, RECEIVE_QUEUE, false, true)?;
         let tx = Queue::new(&mut transport, TRANSMIT_QUEUE, true, false)?;
         transport.finish_init();
@@ -315,7 +321,7 @@ impl<H: Hal, T: Transport> NetDevice<H, T> {
             mac,
             waker,
             stats,
-            mtu: 1500,
+            mtu,
             after_reset: None,
             dead: false,
         };
@@ -336,7 +342,7 @@ impl<H: Hal, T: Transport> NetDevice<H, T> {
         transport.set_status(DeviceStatus::empty());
         transport.set_status(base);
         let features = transport.read_device_features()
-            & (VIRTIO_NET_F_MAC | VIRTIO_F_ANY_LAYOUT | VIRTIO_F_VERSION_1);
+            & (VIRTIO_NET_F_MAC | VIRTIO_NET_F_MTU | VIRTIO_F_ANY_LAYOUT | VIRTIO_F_VERSION_1);
         transport.write_driver_features(features);
         if features & VIRTIO_F_VERSION_1 != 0 {
             transport.set_status(base | DeviceStatus::FEATURES_OK);
@@ -356,6 +362,23 @@ impl<H: Hal, T: Transport> NetDevice<H, T> {
             HEADER_LEGACY
         };
         Ok((header, mac))
+    }
+
+    /// The MTU the device offers with `VIRTIO_NET_F_MTU` (negotiated in `start`), kept
+    /// within 68 (the least IPv4 allows) and [`MAX_MTU`]; 1500 without the feature.
+    fn offered_mtu(transport: &mut T) -> usize {
+        if transport.read_device_features() & VIRTIO_NET_F_MTU == 0 {
+            return MAX_MTU;
+        }
+        match transport.read_consistent(|| transport.read_config_space::<u16>(10)) {
+            Ok(mtu) => usize::from(mtu).clamp(68, MAX_MTU),
+            Err(_) => MAX_MTU,
+        }
+    }
+
+    /// Lowers the MTU to `mtu` (the command line's `mtu=`); never raises it.
+    pub fn limit_mtu(&mut self, mtu: usize) {
+        self.mtu = self.mtu.min(mtu);
     }
 
     /// Sets what runs after a reset has brought the device back: whatever the caller set

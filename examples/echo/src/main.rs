@@ -4,12 +4,44 @@
 //!
 //! Try it: `make run-echo`, then `nc 127.0.0.1 5555`. Two NICs:
 //! `qemu/run.sh build/echo.elf --forward 5555:5555 --nic2 --forward2 5556:5555`.
+//!
+//! It stops cleanly when the platform asks (`torito::shutdown()`: the ACPI power button,
+//! Ctrl+Alt+Del): it stops accepting, each connection answers what it has received and
+//! what arrives until the line has been quiet for [`QUIET`], then closes; once every
+//! connection is closed, or after [`DRAIN_LIMIT`], `main` returns and the VM exits 0.
 #![no_std]
 #![no_main]
 #![forbid(unsafe_code)]
 
+use core::sync::atomic::{AtomicUsize, Ordering};
 use torito::net::{self, TcpListener, TcpStream, TcpTimeouts};
 use torito::time::Duration;
+
+/// After a stop request, a connection closes once no bytes arrived for this long: a
+/// request the client sent just before the stop is still on its way (through the host's
+/// network and the device) and gets its answer.
+const QUIET: Duration = Duration::from_millis(500);
+/// After a stop request, `main` waits this long at most for the connections to close.
+const DRAIN_LIMIT: Duration = Duration::from_secs(5);
+
+/// Connections being served (every core's).
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts a connection in [`LIVE`] while it lives.
+struct Live;
+
+impl Live {
+    fn new() -> Self {
+        LIVE.fetch_add(1, Ordering::AcqRel);
+        Live
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        LIVE.fetch_sub(1, Ordering::AcqRel);
+    }
+}
 
 const PORT: u16 = 5555;
 /// Connections waiting to be accepted before new ones are refused.
@@ -47,7 +79,21 @@ async fn main() -> Result<(), net::Error> {
         })
         .detach();
     }
-    accept_loop(listener).await
+    accept_loop(listener).await;
+    // Asked to stop: the accept loops have ended; let the connections finish.
+    let started = torito::time::now();
+    let mut waited = Duration::from_millis(0);
+    while LIVE.load(Ordering::Acquire) > 0 && waited < DRAIN_LIMIT {
+        torito::time::sleep(Duration::from_millis(10)).await;
+        waited = torito::time::now().saturating_duration_since(started);
+    }
+    let left = LIVE.load(Ordering::Acquire);
+    if left > 0 {
+        torito::println!("echo: stopping with {} connections still open", left);
+    } else {
+        torito::println!("echo: stopped cleanly");
+    }
+    Ok(())
 }
 
 /// A listener on `stack`'s port [`PORT`], with [`timeouts`].
@@ -57,30 +103,47 @@ fn listen(stack: &net::Stack) -> Result<TcpListener, net::Error> {
     Ok(listener)
 }
 
-/// Accepts connections for ever, serving each on the next core in turn.
-async fn accept_loop(mut listener: TcpListener) -> ! {
+/// Accepts connections until a stop request, serving each on the next core in turn;
+/// then drops the listener (new connections are refused).
+async fn accept_loop(mut listener: TcpListener) {
     let mut next_core = 0;
-    loop {
-        match listener.accept().await {
+    while let Some(accepted) = torito::until_shutdown(listener.accept()).await {
+        match accepted {
             Ok(stream) => {
                 next_core = (next_core + 1) % torito::task::cores();
+                // Counted here, before the task starts, so that `main` cannot see zero
+                // connections while one is on its way to its core.
+                let live = Live::new();
                 // The core exists (it is below `cores()`), so spawn_on cannot refuse.
-                let _ = torito::task::spawn_on(next_core, serve(stream));
+                let _ = torito::task::spawn_on(next_core, serve(stream, live));
             }
             Err(error) => torito::log::warn!("echo: accept failed: {}", error),
         }
     }
 }
 
-/// Echoes until the peer closes its side (or resets, or stays idle past the timeout),
-/// then closes ours (bounded by the same timeout; the stack finishes or resets the close
-/// in the background).
-async fn serve(mut stream: TcpStream) {
+/// Echoes until the peer closes its side (or resets, or stays idle past the timeout) or,
+/// after a stop request, until no bytes arrived for [`QUIET`]; then closes ours (bounded
+/// by the same timeout; the stack finishes or resets the close in the background).
+/// Whatever was read is written back whole before the next read: a stop never cuts an
+/// answer in half.
+async fn serve(mut stream: TcpStream, live: Live) {
     let mut buffer = [0u8; 2048];
     loop {
-        match stream.read(&mut buffer).await {
-            Ok(0) | Err(_) => break,
-            Ok(received) => {
+        let read = if torito::shutdown_requested() {
+            torito::time::timeout(QUIET, stream.read(&mut buffer))
+                .await
+                .ok()
+        } else {
+            match torito::until_shutdown(stream.read(&mut buffer)).await {
+                Some(read) => Some(read),
+                // Asked to stop while waiting: read on with the quiet limit.
+                None => continue,
+            }
+        };
+        match read {
+            None | Some(Ok(0)) | Some(Err(_)) => break,
+            Some(Ok(received)) => {
                 if stream.write_all(&buffer[..received]).await.is_err() {
                     break;
                 }
@@ -88,6 +151,7 @@ async fn serve(mut stream: TcpStream) {
         }
     }
     let _ = stream.close().await;
+    drop(live);
 }
 
 /// `app.stats`: prints the network and per-core counters every second.

@@ -1,5 +1,7 @@
-//! Hello: prints a greeting and the time from kernel entry to `main`, sleeps 10 ms on
-//! the timer (proving the interrupt path), and exits 0.
+//! Hello: prints a greeting and the time from kernel entry to `main`, its arguments and
+//! environment when it has any (the words after `--` and the `NAME=value` tokens of the
+//! command line, as an orchestrator passes a container's), sleeps 10 ms on the timer
+//! (proving the interrupt path), and exits 0.
 #![no_std]
 #![no_main]
 #![forbid(unsafe_code)]
@@ -13,6 +15,12 @@ async fn main() {
         "Hello from Torito ({} us from kernel entry to main)",
         entered.as_micros() as u64
     );
+    for (index, word) in torito::boot::app_words().enumerate() {
+        torito::println!("hello: arg {} = {}", index, word);
+    }
+    for (name, value) in torito::boot::env_vars() {
+        torito::println!("hello: env {} = {}", name, value);
+    }
     let before = time::now();
     time::sleep(Duration::from_millis(10)).await;
     let slept = time::now().duration_since(before);

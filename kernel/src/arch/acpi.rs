@@ -14,6 +14,7 @@ use conquer_once::spin::OnceCell;
 use torito_boot::acpi::{self as tables, Fadt, Register};
 pub use torito_boot::acpi::{IoApicEntry, Madt};
 use torito_boot::bios::{self, MpTable};
+use torito_boot::ged::GedPowerButton;
 use torito_boot::{AcpiRoot, BootError, BootInfo, MemoryKind, PhysMemory};
 use x86_64::instructions::port::Port;
 
@@ -25,19 +26,27 @@ struct Firmware {
     ebda: Option<u64>,
 }
 
-impl PhysMemory for Firmware {
-    fn read(&self, addr: u64, len: usize) -> Option<&[u8]> {
+impl Firmware {
+    /// Whether `addr..addr+len` overlaps usable RAM or the kernel image (`None` when the
+    /// range wraps).
+    fn owned(&self, addr: u64, len: usize) -> Option<bool> {
         let end = addr.checked_add(len as u64)?;
         let image = paging::kernel_image();
-        let owned = self
-            .boot
-            .memory_map()
-            .iter()
-            .filter(|region| region.kind == MemoryKind::Usable)
-            .map(|region| (region.start, region.end()))
-            .chain([(image.start, image.end)])
-            .any(|(start, stop)| addr < stop && start < end);
-        if owned {
+        Some(
+            self.boot
+                .memory_map()
+                .iter()
+                .filter(|region| region.kind == MemoryKind::Usable)
+                .map(|region| (region.start, region.end()))
+                .chain([(image.start, image.end)])
+                .any(|(start, stop)| addr < stop && start < end),
+        )
+    }
+}
+
+impl PhysMemory for Firmware {
+    fn read(&self, addr: u64, len: usize) -> Option<&[u8]> {
+        if self.owned(addr, len)? {
             log::warn!(
                 "acpi: firmware data at {:#x} ({} bytes) lies in RAM the kernel uses; ignored",
                 addr,
@@ -159,6 +168,22 @@ pub fn mp_table() -> Option<MpTable<'static>> {
 /// Whether the DSDT mentions `name` (e.g. QEMU microvm's virtio-mmio `_HID "LNRO0005"`).
 pub fn dsdt_mentions(name: &[u8]) -> bool {
     dsdt(&fadt()).is_some_and(|dsdt| tables::mentions(dsdt, name))
+}
+
+/// The power button of a Generic Event Device (QEMU microvm, Cloud Hypervisor), from the
+/// DSDT (`torito_boot::ged`); `None` without one, or when the DSDT puts its register in
+/// RAM the kernel uses (hostile or broken: refused with a warning).
+pub fn ged_power_button() -> Option<GedPowerButton> {
+    let firmware = FIRMWARE.try_get().ok()?;
+    let button = torito_boot::ged::find_ged_power_button(dsdt(&fadt())?)?;
+    if firmware.owned(button.register, usize::from(button.width)) != Some(false) {
+        log::warn!(
+            "acpi: the GED's event register {:#x} lies in RAM the kernel uses; ignored",
+            button.register
+        );
+        return None;
+    }
+    Some(button)
 }
 
 /// The MCFG table (PCI Express ECAM windows), when the firmware has one (q35, Cloud

@@ -10,8 +10,26 @@ const DEFAULT_ADDRESS: u64 = 0xfec0_0000;
 /// Trigger mode and polarity of a line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Trigger {
-    /// Level-triggered, active-high (virtio-mmio, QEMU's PCI INTx).
+    /// Level-triggered, active-high (virtio-mmio, QEMU's PCI INTx, QEMU's SCI).
     LevelHigh,
+    /// Level-triggered, active-low (the SCI without a MADT override).
+    LevelLow,
+    /// Edge-triggered, active-high (ISA interrupts: the i8042 keyboard).
+    EdgeHigh,
+    /// Edge-triggered, active-low.
+    EdgeLow,
+}
+
+impl Trigger {
+    /// The trigger for a line `mode` (from the MADT's overrides, `torito_boot::acpi`).
+    pub fn of(mode: torito_boot::acpi::LineMode) -> Self {
+        match (mode.level, mode.active_low) {
+            (true, false) => Self::LevelHigh,
+            (true, true) => Self::LevelLow,
+            (false, false) => Self::EdgeHigh,
+            (false, true) => Self::EdgeLow,
+        }
+    }
 }
 
 fn read(base: u64, register: u32) -> u32 {
@@ -52,9 +70,14 @@ pub fn route(gsi: u32, vector: u8, trigger: Trigger) -> Result<(), &'static str>
             continue;
         }
         let pin = gsi - entry.gsi_base;
+        // Redirection entry: bit 13 polarity (1 = active low), bit 15 trigger mode
+        // (1 = level); fixed delivery, physical destination, unmasked.
         let mut low = u32::from(vector);
-        if trigger == Trigger::LevelHigh {
+        if matches!(trigger, Trigger::LevelHigh | Trigger::LevelLow) {
             low |= 1 << 15;
+        }
+        if matches!(trigger, Trigger::LevelLow | Trigger::EdgeLow) {
+            low |= 1 << 13;
         }
         write(base, 0x11 + 2 * pin, lapic::id() << 24);
         write(base, 0x10 + 2 * pin, low);

@@ -1,4 +1,5 @@
-//! The kernel log on the console: `log` records as `[seconds.micros] LEVEL message`.
+//! The kernel log on the console: `log` records as `[seconds.micros] LEVEL message`, one
+//! line each (control characters in the message escaped: `crate::escape`).
 //!
 //! It lives in `arch`, beside the serial port and the clock it uses, because the boot
 //! sets it up first thing (`entry.rs`), before anything above `arch` runs. The level is
@@ -34,7 +35,8 @@ impl log::Log for Logger {
                 micros / 1_000_000,
                 micros % 1_000_000,
                 level,
-                record.args()
+                // One record, one line: a `\n` in the message is escaped too.
+                crate::escape::OneLine(record.args())
             ));
         }
     }

@@ -26,6 +26,7 @@ pub mod panic;
 pub mod pci;
 pub mod percpu;
 pub mod pic;
+pub mod power;
 pub mod serial;
 pub mod smp;
 pub mod stacks;

@@ -6,6 +6,7 @@
 //! interleaves with a line from a task; the exception path uses `force_write`, which
 //! skips the lock (the CPU may have faulted while holding it).
 
+use crate::escape::Escaped;
 use core::fmt;
 use x86_64::instructions::port::Port;
 
@@ -62,16 +63,17 @@ pub fn init() {
     Uart::out(4, 0x03); // DTR | RTS
 }
 
-/// Writes formatted text as one unit.
+/// Writes formatted text as one unit, control characters but `\n` escaped
+/// (`crate::escape`: the console is what a log collector reads line by line).
 pub fn write(args: fmt::Arguments<'_>) {
     x86_64::instructions::interrupts::without_interrupts(|| {
         let _guard = LOCK.lock();
-        let _ = fmt::Write::write_fmt(&mut Uart, args);
+        let _ = fmt::Write::write_fmt(&mut Escaped::lines(Uart), args);
     });
 }
 
 /// Writes without taking the console lock: for the fatal paths only (exceptions,
-/// panics), where the lock may be held by the code that failed.
+/// panics), where the lock may be held by the code that failed. Escaped as [`write`].
 pub fn force_write(args: fmt::Arguments<'_>) {
-    let _ = fmt::Write::write_fmt(&mut Uart, args);
+    let _ = fmt::Write::write_fmt(&mut Escaped::lines(Uart), args);
 }

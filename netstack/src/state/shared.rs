@@ -10,7 +10,7 @@ use core::future::poll_fn;
 use core::task::{Poll, Waker};
 
 use smoltcp::iface::{Interface, SocketHandle};
-use smoltcp::wire::IpCidr;
+use smoltcp::wire::{IpCidr, Ipv4Cidr};
 use torito_executor::{Duration, Instant};
 
 use super::listeners::Listener;
@@ -140,14 +140,28 @@ impl Inner {
     }
 
     /// Applies an IPv4 configuration (or removes it) and wakes `wait_config_up`.
+    ///
+    /// A gateway outside the address's subnet (a pod's `/32` with Calico's 169.254.1.1)
+    /// makes the interface treat every address as on-link: see [`on_link_cidr`].
     pub fn apply_ipv4(&mut self, config: Option<StaticConfig>) {
         self.iface.update_ip_addrs(|addresses| {
             addresses.clear();
             if let Some(config) = config {
                 // One address: fits any `iface-max-addr-count`.
-                let _ = addresses.push(IpCidr::Ipv4(config.address));
+                let _ = addresses.push(IpCidr::Ipv4(on_link_cidr(&config)));
             }
         });
+        if let Some(config) = config
+            && let Some(gateway) = config.gateway
+            && on_link_cidr(&config) != config.address
+        {
+            log::info!(
+                "net: gateway {} is outside {}: every address is treated as on-link \
+                 (the node answers ARP for them, as Calico's proxy ARP does)",
+                gateway,
+                config.address
+            );
+        }
         let routes = self.iface.routes_mut();
         match config.and_then(|config| config.gateway) {
             // The route table holds at least the default route.
@@ -272,5 +286,27 @@ impl Stack {
                 .await
                 .unwrap_or(Err(Error::TimedOut)),
         }
+    }
+}
+
+/// The address and prefix smoltcp gets for `config`: the configured ones, except when
+/// the gateway lies outside the subnet, where the prefix becomes 0 (every address
+/// on-link; the configuration the application sees is unchanged).
+///
+/// Why: smoltcp 0.14 takes an ARP packet only from a sender inside the interface's
+/// subnet (`process_arp`: "source IP address not in same network as us"), so on a `/32`
+/// pod it would answer no one's ARP request (the node asks from its own address) and
+/// never learn the gateway's MAC: the pod would be unreachable. Pod networks that hand
+/// out a `/32` with an off-subnet gateway (Calico: 169.254.1.1; Cilium) answer ARP for
+/// every address from the node's side of the veth (proxy ARP), with the MAC that also
+/// answers for the gateway, so resolving each peer directly reaches the same next hop.
+/// A network whose gateway alone answers ARP is not served by this (smoltcp cannot
+/// hold a neighbour outside its subnet).
+pub fn on_link_cidr(config: &StaticConfig) -> Ipv4Cidr {
+    match config.gateway {
+        Some(gateway) if !config.address.contains_addr(&gateway) => {
+            Ipv4Cidr::new(config.address.address(), 0)
+        }
+        _ => config.address,
     }
 }

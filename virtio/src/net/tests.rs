@@ -301,3 +301,43 @@ fn a_device_that_does_not_come_back_is_left_alone() {
     assert!(!send(&mut driver, &task, &frame(1)));
     assert_eq!(stats(&driver).1, 1, "one attempt");
 }
+
+/// `VIRTIO_NET_F_MTU`: the offered MTU is negotiated and used, kept within what IPv4
+/// allows and the receive buffers hold; `limit_mtu` (the command line's `mtu=`) only
+/// lowers it. A pod network's tap carries 1450 bytes on an overlay.
+#[test]
+fn offered_mtu_is_negotiated_and_bounded() {
+    let with_mtu = |mtu: u16| {
+        let mut config = vec![0u8; 12];
+        config[..6].copy_from_slice(&MAC);
+        config[10..12].copy_from_slice(&mtu.to_le_bytes());
+        let state = DeviceState {
+            offered: Some(VIRTIO_NET_F_MAC | VIRTIO_NET_F_MTU | VIRTIO_F_VERSION_1),
+            config: Some(config),
+            ..DeviceState::default()
+        };
+        let (driver, device, _) = setup_device(state, HEADER).unwrap();
+        let negotiated = device.transport.0.lock().unwrap().features;
+        assert_ne!(negotiated & VIRTIO_NET_F_MTU, 0);
+        driver
+    };
+    assert_eq!(with_mtu(1450).mtu(), 1450);
+    assert_eq!(
+        with_mtu(9000).mtu(),
+        1500,
+        "no larger than the buffers hold"
+    );
+    assert_eq!(
+        with_mtu(0).mtu(),
+        68,
+        "a hostile 0 becomes the IPv4 minimum"
+    );
+    let mut driver = with_mtu(1450);
+    driver.limit_mtu(1400);
+    assert_eq!(driver.mtu(), 1400);
+    driver.limit_mtu(1500);
+    assert_eq!(driver.mtu(), 1400, "mtu= never raises it");
+    // Without the feature: 1500.
+    let (driver, _, _, _) = setup();
+    assert_eq!(driver.mtu(), 1500);
+}
