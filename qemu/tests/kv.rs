@@ -22,15 +22,21 @@
 //! A separate boot with a small `kv.maxmemory=` fills the store until `-OOM`, and the
 //! service must go on serving reads, deletes and, after the deletes, writes.
 //!
+//! A boot with a QMP socket presses the ACPI power button (`system_powerdown`) while
+//! eight clients pipeline SETs and GETs: every batch sent before the stop is answered
+//! whole, no reply is cut, every connection ends with a clean end of stream, kv prints
+//! `kv: stopped cleanly` and the VM exits 0 (microvm, and q35 with two CPUs).
+//!
 //! Then the console must show no `!!!` line (panic or CPU exception). Deadlines only
 //! bound how long a broken guest can hang the run; nothing asserts a timing.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
-use torito_qemu_tests::{Failure, Guest, RunOptions, failed_connections, run_clients};
+use torito_qemu_tests::{Failure, Guest, Qmp, RunOptions, failed_connections, run_clients};
 
 /// The guest port the store serves.
 const GUEST_PORT: u16 = 6379;
@@ -712,4 +718,166 @@ fn memory_limit(port: u16) -> Result<(), String> {
         ));
     }
     fresh(port)
+}
+
+// --- Stopping -------------------------------------------------------------------------
+
+/// What the kernel prints when the power button is pressed.
+const POWER_BUTTON: &str = "shutdown: requested by the ACPI power button";
+/// What kv prints once every connection has closed after a stop request.
+const STOPPED: &str = "kv: stopped cleanly";
+/// Clients at work when the stop comes, and batches each does before it.
+const LOAD_CLIENTS: usize = 8;
+const BATCHES_BEFORE_STOP: usize = 5;
+/// Requests per batch (written at once: a pipeline).
+const BATCH: usize = 16;
+
+/// One client: pipelined batches of SET and GET until `stopped`, each batch's replies
+/// read whole; then reads to the end of the stream. A batch written before the stop was
+/// requested must be answered whole; a reply cut short fails whenever it happens.
+fn load_client(
+    mut stream: TcpStream,
+    client: usize,
+    stopped: &AtomicBool,
+    batches: &AtomicUsize,
+) -> Result<(), String> {
+    let mut batch_number = 0;
+    while !stopped.load(Ordering::SeqCst) {
+        let mut input = Vec::new();
+        let mut expected = Vec::new();
+        for index in 0..BATCH / 2 {
+            let key = format!("stop:{client}:{batch_number}:{index}");
+            let value = random_bytes((client * 100_000 + batch_number * 100 + index) as u64, 100);
+            input.extend(request(&[b"SET", key.as_bytes(), &value]));
+            input.extend(request(&[b"GET", key.as_bytes()]));
+            expected.extend(b"+OK\r\n");
+            expected.extend(format!("${}\r\n", value.len()).into_bytes());
+            expected.extend(&value);
+            expected.extend(b"\r\n");
+        }
+        let written = stream.write_all(&input);
+        let before_stop = written.is_ok() && !stopped.load(Ordering::SeqCst);
+        if written.is_err() {
+            if stopped.load(Ordering::SeqCst) {
+                return Ok(());
+            }
+            return Err(format!("batch {batch_number}: sending: {written:?}"));
+        }
+        let mut reply = vec![0u8; expected.len()];
+        let mut got = 0;
+        while got < reply.len() {
+            match stream.read(&mut reply[got..]) {
+                Ok(0) => break,
+                Ok(count) => got += count,
+                Err(error) if error.kind() == ErrorKind::Interrupted => {}
+                Err(_) if got == 0 && !before_stop => break,
+                Err(error) => {
+                    return Err(format!(
+                        "batch {batch_number}: reading after {got} bytes: {error}"
+                    ));
+                }
+            }
+        }
+        if got == 0 && !before_stop {
+            return Ok(());
+        }
+        if reply[..got] != expected[..got] || got < expected.len() {
+            return Err(format!(
+                "batch {batch_number} (sent {} the stop): {got} of {} reply bytes, {}",
+                if before_stop { "before" } else { "after" },
+                expected.len(),
+                if reply[..got] == expected[..got] {
+                    "cut short"
+                } else {
+                    "wrong"
+                }
+            ));
+        }
+        batch_number += 1;
+        batches.fetch_add(1, Ordering::SeqCst);
+    }
+    let mut rest = Vec::new();
+    match stream.read_to_end(&mut rest) {
+        Ok(_) if rest.is_empty() => Ok(()),
+        Ok(_) => Err(format!("{} bytes after the last batch", rest.len())),
+        Err(error) if error.kind() == ErrorKind::ConnectionReset => {
+            Err("the connection was reset instead of closed".into())
+        }
+        Err(error) => Err(format!("reading to the end: {error}")),
+    }
+}
+
+/// `system_powerdown` while eight clients pipeline requests: kv stops accepting,
+/// answers every batch sent before the stop whole, closes each connection cleanly,
+/// prints its line and exits 0.
+fn powerdown_under_load(name: &str, options: RunOptions) -> Result<(), Failure> {
+    // A socket of this test's own: tests run at once.
+    let path =
+        std::env::temp_dir().join(format!("torito-qmp-kv-{name}-{}.sock", std::process::id()));
+    let (mut guest, port) =
+        Guest::start_forwarded("kv", &options.qmp(&path), GUEST_PORT, LISTENING, BOOT)?;
+    let mut qmp = Qmp::connect(&path, IO).map_err(|error| guest.failure(error))?;
+    // Connected one after another (see `concurrent`), then all at work at once.
+    let mut streams = Vec::new();
+    for client in 0..LOAD_CLIENTS {
+        let mut stream = connect(port).map_err(|error| guest.failure(error))?;
+        round_trip(&mut stream, &[b"PING"], b"+PONG\r\n")
+            .map_err(|error| guest.failure(format!("client {client}: {error}")))?;
+        streams.push(stream);
+    }
+    let stopped = AtomicBool::new(false);
+    let batches = AtomicUsize::new(0);
+    let results = thread::scope(|scope| {
+        let clients: Vec<_> = streams
+            .into_iter()
+            .enumerate()
+            .map(|(client, stream)| {
+                let (stopped, batches) = (&stopped, &batches);
+                scope.spawn(move || {
+                    let result = load_client(stream, client, stopped, batches);
+                    if result.is_err() {
+                        // A failed client must not hold the stop back.
+                        batches.fetch_add(BATCHES_BEFORE_STOP, Ordering::SeqCst);
+                    }
+                    result
+                })
+            })
+            .collect();
+        let deadline = Instant::now() + IO;
+        while batches.load(Ordering::SeqCst) < LOAD_CLIENTS * BATCHES_BEFORE_STOP
+            && Instant::now() < deadline
+        {
+            thread::sleep(Duration::from_millis(10));
+        }
+        let sent = qmp.system_powerdown();
+        stopped.store(true, Ordering::SeqCst);
+        let results: Vec<Result<(), String>> = clients
+            .into_iter()
+            .map(|client| {
+                client
+                    .join()
+                    .unwrap_or_else(|_| Err("client panicked".into()))
+            })
+            .collect();
+        (sent, results)
+    });
+    let (sent, results) = results;
+    sent.map_err(|error| guest.failure(error))?;
+    failed_connections(&results).map_err(|error| guest.failure(error))?;
+    guest.wait_for_line(POWER_BUTTON, IO)?;
+    let outcome = guest.expect_exit(0, IO)?;
+    if outcome.line(STOPPED).is_none() {
+        return Err(guest.failure(format!("no `{STOPPED}` line before the exit")));
+    }
+    Ok(())
+}
+
+#[test]
+fn kv_powerdown_under_load_q35_smp2() -> Result<(), Failure> {
+    powerdown_under_load("q35", RunOptions::default().machine("q35").smp(2))
+}
+
+#[test]
+fn kv_powerdown_under_load_microvm() -> Result<(), Failure> {
+    powerdown_under_load("microvm", RunOptions::default())
 }

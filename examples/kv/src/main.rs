@@ -5,6 +5,12 @@
 //! Try it: `make run-kv`, then `redis-cli -p 6379 set greeting hello` and
 //! `redis-cli get greeting`; `redis-benchmark -t set,get` measures it.
 //!
+//! It stops cleanly when the platform asks (`torito::shutdown()`: the ACPI power button,
+//! Ctrl+Alt+Del): it stops accepting, each connection answers every request it has
+//! received and those that arrive until the line has been quiet for [`QUIET`], then
+//! closes; once every connection is closed, or after [`DRAIN_LIMIT`], `main` returns and
+//! the VM exits 0. A reply is always written whole.
+//!
 //! Command-line keys: `kv.maxmemory=SIZE` (e.g. `kv.maxmemory=64mb`): writes that would
 //! take the heap's bytes in use past SIZE are answered `-OOM`; the default is the heap
 //! less an eighth.
@@ -16,6 +22,7 @@ extern crate alloc;
 
 use alloc::boxed::Box;
 use core::fmt;
+use core::sync::atomic::{AtomicUsize, Ordering};
 use kv::{Connection, Flow, PORT, Store};
 use torito::net::{self, TcpListener, TcpStream, TcpTimeouts};
 use torito::time::Duration;
@@ -26,6 +33,31 @@ const BACKLOG: usize = 128;
 /// How often the sweep task removes expired keys from one shard (the whole store every
 /// `SHARDS` periods).
 const SWEEP_PERIOD: Duration = Duration::from_millis(100);
+
+/// After a stop request, a connection closes once no bytes arrived for this long: a
+/// request the client sent just before the stop is still on its way and gets its reply.
+const QUIET: Duration = Duration::from_millis(500);
+/// After a stop request, `main` waits this long at most for the connections to close.
+const DRAIN_LIMIT: Duration = Duration::from_secs(5);
+
+/// Connections being served (every core's).
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts a connection in [`LIVE`] while it lives.
+struct Live;
+
+impl Live {
+    fn new() -> Self {
+        LIVE.fetch_add(1, Ordering::AcqRel);
+        Live
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        LIVE.fetch_sub(1, Ordering::AcqRel);
+    }
+}
 
 /// Why the service could not start.
 #[derive(Debug)]
@@ -92,29 +124,44 @@ async fn main() -> Result<(), Error> {
         heap
     );
     torito::println!("kv: listening on port {}", PORT);
-    accept_loop(listener, store).await
+    accept_loop(listener, store).await;
+    // Asked to stop: no more connections; let those in flight finish.
+    let started = torito::time::now();
+    let mut waited = Duration::from_millis(0);
+    while LIVE.load(Ordering::Acquire) > 0 && waited < DRAIN_LIMIT {
+        torito::time::sleep(Duration::from_millis(10)).await;
+        waited = torito::time::now().saturating_duration_since(started);
+    }
+    match LIVE.load(Ordering::Acquire) {
+        0 => torito::println!("kv: stopped cleanly"),
+        left => torito::println!("kv: stopping with {} connections still open", left),
+    }
+    Ok(())
 }
 
-/// Accepts connections for ever, serving each on the next core in turn.
-///
-/// Stopping (once the kernel offers a shutdown future) is one `select` between
-/// `listener.accept()` and that future here.
-async fn accept_loop(mut listener: TcpListener, store: &'static Store) -> Result<(), Error> {
+/// Accepts connections until a stop request, serving each on the next core in turn;
+/// then drops the listener (new connections are refused).
+async fn accept_loop(mut listener: TcpListener, store: &'static Store) {
     let mut next_core = 0;
-    loop {
-        match listener.accept().await {
+    while let Some(accepted) = torito::until_shutdown(listener.accept()).await {
+        match accepted {
             Ok(stream) => {
                 next_core = (next_core + 1) % torito::task::cores();
+                // Counted before the task starts, so that `main` cannot see zero
+                // connections while one is on its way to its core.
+                let live = Live::new();
                 // The core exists (it is below `cores()`), so spawn_on cannot refuse.
-                let _ = torito::task::spawn_on(next_core, serve(stream, store));
+                let _ = torito::task::spawn_on(next_core, serve(stream, store, live));
             }
             Err(error) => torito::log::warn!("kv: accept failed: {}", error),
         }
     }
 }
 
-/// Serves one client until it closes, quits, breaks the framing or stays idle too long.
-async fn serve(mut stream: TcpStream, store: &'static Store) {
+/// Serves one client until it closes, quits, breaks the framing or stays idle too long,
+/// or, after a stop request, until no bytes arrived for [`QUIET`]. Every request read is
+/// answered, whole, before the next read: a stop never cuts a reply.
+async fn serve(mut stream: TcpStream, store: &'static Store, live: Live) {
     let mut connection = Connection::new();
     'connection: loop {
         // Answer everything buffered, sending the replies as they pile up.
@@ -141,13 +188,23 @@ async fn serve(mut stream: TcpStream, store: &'static Store) {
                 break;
             }
         };
-        match stream.read(buffer).await {
-            Ok(0) | Err(_) => break,
-            Ok(received) => connection.received(received),
+        let read = if torito::shutdown_requested() {
+            torito::time::timeout(QUIET, stream.read(buffer)).await.ok()
+        } else {
+            match torito::until_shutdown(stream.read(buffer)).await {
+                Some(read) => Some(read),
+                // Asked to stop while waiting: read on with the quiet limit.
+                None => continue,
+            }
+        };
+        match read {
+            None | Some(Ok(0)) | Some(Err(_)) => break,
+            Some(Ok(received)) => connection.received(received),
         }
     }
     drop(connection);
     let _ = stream.close().await;
+    drop(live);
 }
 
 /// Removes expired keys nobody asks for: one shard every [`SWEEP_PERIOD`].
