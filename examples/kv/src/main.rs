@@ -22,9 +22,13 @@ extern crate alloc;
 
 use alloc::boxed::Box;
 use core::fmt;
+use core::future::Future;
+use core::pin::{Pin, pin};
 use core::sync::atomic::{AtomicUsize, Ordering};
+use core::task::Poll;
 use kv::{Connection, Flow, PORT, Store};
 use torito::net::{self, TcpListener, TcpStream, TcpTimeouts};
+use torito::shutdown::Shutdown;
 use torito::time::Duration;
 
 /// Connections waiting to be accepted before new ones are refused (redis-benchmark's
@@ -163,6 +167,9 @@ async fn accept_loop(mut listener: TcpListener, store: &'static Store) {
 /// answered, whole, before the next read: a stop never cuts a reply.
 async fn serve(mut stream: TcpStream, store: &'static Store, live: Live) {
     let mut connection = Connection::new();
+    // One stop future for the connection's life: it registers its waker once, not once
+    // per read as `torito::until_shutdown` around each read would.
+    let mut stop = pin!(torito::shutdown());
     'connection: loop {
         // Answer everything buffered, sending the replies as they pile up.
         loop {
@@ -191,7 +198,7 @@ async fn serve(mut stream: TcpStream, store: &'static Store, live: Live) {
         let read = if torito::shutdown_requested() {
             torito::time::timeout(QUIET, stream.read(buffer)).await.ok()
         } else {
-            match torito::until_shutdown(stream.read(buffer)).await {
+            match unless_stopped(stop.as_mut(), stream.read(buffer)).await {
                 Some(read) => Some(read),
                 // Asked to stop while waiting: read on with the quiet limit.
                 None => continue,
@@ -205,6 +212,19 @@ async fn serve(mut stream: TcpStream, store: &'static Store, live: Live) {
     drop(connection);
     let _ = stream.close().await;
     drop(live);
+}
+
+/// `future`'s output, or `None` if `stop` resolves first (`future` is polled first, so
+/// bytes already there are still read).
+async fn unless_stopped<F: Future>(mut stop: Pin<&mut Shutdown>, future: F) -> Option<F::Output> {
+    let mut future = pin!(future);
+    core::future::poll_fn(|context| {
+        if let Poll::Ready(output) = future.as_mut().poll(context) {
+            return Poll::Ready(Some(output));
+        }
+        stop.as_mut().poll(context).map(|()| None)
+    })
+    .await
 }
 
 /// Removes expired keys nobody asks for: one shard every [`SWEEP_PERIOD`].
