@@ -17,11 +17,11 @@
 # or names the exact command to run.
 
 TARGET   := x86_64-unknown-none
-EXAMPLES := hello faults echo echo-blocking intercore random vsock-echo block console-echo kv
+EXAMPLES := hello faults echo echo-blocking intercore random vsock-echo block console-echo http kv
 IMAGES   := $(EXAMPLES:%=build/%.elf)
 HOST_CRATES := -p torito-boot -p torito-executor -p torito-netstack -p torito-virtio -p torito -p torito-macros
 DEBIAN_PACKAGES := qemu-system-x86 grub-pc-bin grub-common xorriso mtools binutils netcat-openbsd \
-                   iproute2 python3 skopeo redis-tools
+                   iproute2 python3 skopeo curl redis-tools
 QEMU_ARGS ?=
 
 # Shorter source paths in panic locations (they are strings in the image): a registry
@@ -31,7 +31,7 @@ QEMU_ARGS ?=
 CARGO_REGISTRY_SOURCES = $(wildcard $(or $(CARGO_HOME),$(HOME)/.cargo)/registry/src/*)
 export CARGO_TARGET_X86_64_UNKNOWN_NONE_RUSTFLAGS += $(patsubst %,--remap-path-prefix=%=crates,$(CARGO_REGISTRY_SOURCES))
 
-.PHONY: all setup images run-hello run-echo run-kv test lint host-test qemu-test bench clean
+.PHONY: all setup images run-hello run-echo run-http run-kv test lint host-test qemu-test bench clean
 
 all: images
 
@@ -62,6 +62,13 @@ run-echo: images
 	@echo "run-echo:     nc 127.0.0.1 5555        (type lines; they come back; Ctrl-C to quit)"
 	@echo "run-echo: stop the VM with Ctrl-C here."
 	./qemu/run.sh build/echo.elf --forward 5555:5555 $(QEMU_ARGS)
+
+# Boots the HTTP service with host port 127.0.0.1:8080 forwarded to it.
+run-http: images
+	@echo "run-http: booting examples/http; once it prints 'http: listening on port 8080', try:"
+	@echo "run-http:     curl -i http://127.0.0.1:8080/api/counter    (and -X POST to add one)"
+	@echo "run-http: stop the VM with Ctrl-C here."
+	./qemu/run.sh build/http.elf --forward 8080:8080 $(QEMU_ARGS)
 
 # Boots the Redis-protocol store with host port 127.0.0.1:6379 forwarded to it.
 run-kv: images

@@ -7,6 +7,7 @@
 #                                 networking part, bench/net/run.sh, needs build/echo.elf;
 #                                 the vsock part, bench/vsock/run.sh, build/vsock-echo.elf;
 #                                 the block part, bench/block/run.sh, build/block.elf;
+#                                 the HTTP part, bench/http/run.sh, build/http.elf;
 #                                 the kv part, bench/kv/run.sh, build/kv.elf)
 #   RUNS=N         boot-time rounds (default 10)
 #   TORITO_ACCEL   passed through to qemu/run.sh, which picks kvm or tcg by itself
@@ -184,7 +185,15 @@ else
     echo "block bench skipped: no $root/build/block.elf yet (run 'make images')"
 fi
 
-# --- 7. kv: the Redis-protocol store against redis-server in Linux (bench/kv/run.sh) ------
+# --- 7. HTTP: examples/http against nginx in a Linux guest (bench/http/run.sh) ----------
+echo
+if [ -f "$root/build/http.elf" ]; then
+    "$root/bench/http/run.sh"
+else
+    echo "HTTP bench skipped: no $root/build/http.elf yet (run 'make images')"
+fi
+
+# --- 8. kv: the Redis-protocol store against redis-server in Linux (bench/kv/run.sh) ------
 echo
 if [ -f "$root/build/kv.elf" ]; then
     "$root/bench/kv/run.sh"

@@ -24,7 +24,9 @@
 //! What a second NIC costs up front is its driver's buffers (96 frame buffers of
 //! 1.6 KiB, about 150 KiB) and its stack's tables.
 //!
-//! * async sockets: [`TcpListener`], [`TcpStream`], [`UdpSocket`];
+//! * async sockets: [`TcpListener`], [`TcpStream`] (with [`TcpStream::split`] into a
+//!   [`TcpReadHalf`] and a [`TcpWriteHalf`]), [`UdpSocket`]; all of them also implement
+//!   `embedded-io-async` 0.7 and edge-nal 0.7 (`Stack` binds and connects);
 //! * blocking sockets: [`blocking`], for code running in `torito::task::spawn_blocking`.
 
 use core::sync::atomic::AtomicU64;
@@ -37,8 +39,8 @@ use torito_virtio::discovery::{Device, Kind};
 use torito_virtio::{DeviceTransport, NetDevice, NetStats, StepwiseStatus};
 
 pub use torito_netstack::{
-    Config, ConfigError, Counters, Error, Ipv4Config, Stack, StaticConfig, TcpConfig, TcpListener,
-    TcpStream, TcpTimeouts, UdpSocket,
+    Config, ConfigError, Counters, EDGE_BACKLOG, Error, Ipv4Config, Stack, StaticConfig, TcpConfig,
+    TcpListener, TcpReadHalf, TcpStream, TcpTimeouts, TcpWriteHalf, UdpHalf, UdpSocket,
 };
 
 /// The most NICs the kernel drives; further ones are left unused (and say so).

@@ -4,8 +4,10 @@
 //! (the kernel parking a task on its own stack, or a host test pumping the network)
 //! implements [`Park`]; every method here is `park.block_on(async_method())`.
 
+use alloc::sync::Arc;
 use core::future::Future;
 use core::net::SocketAddr;
+use core::ops::Deref;
 
 use torito_executor::Duration;
 
@@ -155,6 +157,50 @@ impl<'p, P: Park> TcpStream<'p, P> {
         self.park.block_on(self.inner.close())?
     }
 
+    /// Splits the stream into a read half and a write half usable at the same time;
+    /// see [`crate::TcpStream::split`]. A blocking call parks its whole thread of
+    /// control, so "at the same time" means: from two blocking tasks, each with its
+    /// own [`Park`] ([`TcpReadHalf::with_park`]), or one after the other from this one.
+    pub fn split(
+        &mut self,
+    ) -> (
+        TcpReadHalf<'p, &crate::TcpStream, P>,
+        TcpWriteHalf<'p, &crate::TcpStream, P>,
+    ) {
+        let (read, write) = self.inner.split();
+        (
+            TcpReadHalf {
+                inner: read,
+                park: self.park,
+            },
+            TcpWriteHalf {
+                inner: write,
+                park: self.park,
+            },
+        )
+    }
+
+    /// Splits the stream into two owned halves, for two blocking tasks (give each its
+    /// own park with `with_park`); see [`crate::TcpStream::into_split`].
+    pub fn into_split(
+        self,
+    ) -> (
+        TcpReadHalf<'p, Arc<crate::TcpStream>, P>,
+        TcpWriteHalf<'p, Arc<crate::TcpStream>, P>,
+    ) {
+        let (read, write) = self.inner.into_split();
+        (
+            TcpReadHalf {
+                inner: read,
+                park: self.park,
+            },
+            TcpWriteHalf {
+                inner: write,
+                park: self.park,
+            },
+        )
+    }
+
     /// See [`crate::TcpStream::set_timeout`].
     pub fn set_timeout(&mut self, timeout: Option<Duration>) {
         self.inner.set_timeout(timeout);
@@ -196,6 +242,107 @@ impl<P: Park> embedded_io::Write for TcpStream<'_, P> {
 
     fn flush(&mut self) -> Result<(), Error> {
         TcpStream::flush(self)
+    }
+}
+
+/// The read half of a blocking [`TcpStream`] (see [`TcpStream::split`]).
+pub struct TcpReadHalf<'p, S: Deref<Target = crate::TcpStream>, P: Park> {
+    inner: crate::TcpReadHalf<S>,
+    park: &'p P,
+}
+
+/// The write half of a blocking [`TcpStream`] (see [`TcpStream::split`]).
+pub struct TcpWriteHalf<'p, S: Deref<Target = crate::TcpStream>, P: Park> {
+    inner: crate::TcpWriteHalf<S>,
+    park: &'p P,
+}
+
+impl<'p, S: Deref<Target = crate::TcpStream>, P: Park> TcpReadHalf<'p, S, P> {
+    /// The same half, parked by `park` (the park of the task that will use it).
+    pub fn with_park<'q, Q: Park>(self, park: &'q Q) -> TcpReadHalf<'q, S, Q> {
+        TcpReadHalf {
+            inner: self.inner,
+            park,
+        }
+    }
+
+    /// See [`crate::TcpStream::read`].
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::TcpStream::read`].
+    pub fn read(&mut self, buffer: &mut [u8]) -> Result<usize, Error> {
+        self.park.block_on(self.inner.read(buffer))?
+    }
+}
+
+impl<'p, S: Deref<Target = crate::TcpStream>, P: Park> TcpWriteHalf<'p, S, P> {
+    /// The same half, parked by `park` (the park of the task that will use it).
+    pub fn with_park<'q, Q: Park>(self, park: &'q Q) -> TcpWriteHalf<'q, S, Q> {
+        TcpWriteHalf {
+            inner: self.inner,
+            park,
+        }
+    }
+
+    /// See [`crate::TcpStream::write`].
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::TcpStream::write`].
+    pub fn write(&mut self, buffer: &[u8]) -> Result<usize, Error> {
+        self.park.block_on(self.inner.write(buffer))?
+    }
+
+    /// See [`crate::TcpStream::write_all`].
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::TcpStream::write_all`].
+    pub fn write_all(&mut self, buffer: &[u8]) -> Result<(), Error> {
+        self.park.block_on(self.inner.write_all(buffer))?
+    }
+
+    /// See [`crate::TcpStream::flush`].
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::TcpStream::flush`].
+    pub fn flush(&mut self) -> Result<(), Error> {
+        self.park.block_on(self.inner.flush())?
+    }
+
+    /// See [`crate::TcpWriteHalf::shutdown`].
+    pub fn shutdown(&mut self) {
+        self.inner.shutdown();
+    }
+}
+
+impl<S: Deref<Target = crate::TcpStream>, P: Park> embedded_io::ErrorType
+    for TcpReadHalf<'_, S, P>
+{
+    type Error = Error;
+}
+
+impl<S: Deref<Target = crate::TcpStream>, P: Park> embedded_io::Read for TcpReadHalf<'_, S, P> {
+    fn read(&mut self, buffer: &mut [u8]) -> Result<usize, Error> {
+        TcpReadHalf::read(self, buffer)
+    }
+}
+
+impl<S: Deref<Target = crate::TcpStream>, P: Park> embedded_io::ErrorType
+    for TcpWriteHalf<'_, S, P>
+{
+    type Error = Error;
+}
+
+impl<S: Deref<Target = crate::TcpStream>, P: Park> embedded_io::Write for TcpWriteHalf<'_, S, P> {
+    fn write(&mut self, buffer: &[u8]) -> Result<usize, Error> {
+        TcpWriteHalf::write(self, buffer)
+    }
+
+    fn flush(&mut self) -> Result<(), Error> {
+        TcpWriteHalf::flush(self)
     }
 }
 

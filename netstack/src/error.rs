@@ -51,6 +51,12 @@ pub enum Error {
     /// A received datagram was longer than the buffer given to `recv_from`; it was
     /// dropped. Use a buffer as large as the largest expected datagram.
     Truncated,
+    /// The stack does not implement `what` (multicast, say): do without it, or ask for
+    /// it in an issue.
+    Unsupported {
+        /// What was asked for.
+        what: &'static str,
+    },
     /// With `ip=dhcp`, no DHCP server answered within the `dhcp.timeout` limit: give a
     /// static address (`ip=ADDRESS/PREFIX gw=GATEWAY`), or check the network.
     NoDhcpAnswer {
@@ -95,6 +101,7 @@ impl fmt::Display for Error {
             }
             Error::Truncated => write!(f, "datagram truncated: the receive buffer was too small"),
             Error::NoDevice => write!(f, "no network device; give the VM a virtio-net device"),
+            Error::Unsupported { what } => write!(f, "the network stack does not do {what}"),
             Error::NoDhcpAnswer { waited_secs } => write!(
                 f,
                 "no DHCP server answered within {waited_secs} s (dhcp.timeout); give a static \
@@ -128,6 +135,7 @@ impl embedded_io::Error for Error {
             Error::NoDevice => ErrorKind::NotFound,
             Error::NoDhcpAnswer { .. } => ErrorKind::TimedOut,
             Error::WouldBlockCore => ErrorKind::Unsupported,
+            Error::Unsupported { .. } => ErrorKind::Unsupported,
         }
     }
 }

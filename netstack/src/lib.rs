@@ -34,8 +34,11 @@
 //!
 //! The device implements [`Driver`]. [`new`] returns a [`Stack`] (cheap to clone, used
 //! by sockets from any task or core) and a [`Runner`] to spawn: `runner.run()`.
-//! Sockets: [`TcpListener`], [`TcpStream`] (also `embedded_io_async::{Read, Write}`),
-//! [`UdpSocket`]; [`blocking`] wraps them for callers that park instead of await.
+//! Sockets: [`TcpListener`], [`TcpStream`] (also `embedded_io_async::{Read, Write}`
+//! 0.7, and [`TcpStream::split`] into a [`TcpReadHalf`] and a [`TcpWriteHalf`] usable at
+//! once), [`UdpSocket`]; [`blocking`] wraps them for callers that park instead of await.
+//! The edge-nal 0.7 traits are implemented for them (`Stack` is `TcpBind`, `TcpConnect`
+//! and `UdpBind`; the `edge` module), so edge-net's servers and clients run on the stack.
 //! Configuration comes from [`Config`] (see [`Config::from_cmdline`]).
 //!
 //! All state sits behind one spin lock, taken briefly by socket calls and for one
@@ -43,7 +46,7 @@
 //!
 //! Modules: `state` (the shared state: socket table, listeners' backlogs, the `Stack`
 //! handle) sits below its two users, `runner` and the sockets (`tcp`, `udp`, then
-//! `blocking`), which never import each other; `device` adapts the [`Driver`] to
+//! `blocking` and `edge` over them), which never import each other; `device` adapts the [`Driver`] to
 //! smoltcp for the runner.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
@@ -55,6 +58,7 @@ mod config;
 mod counters;
 mod device;
 mod driver;
+mod edge;
 mod error;
 mod runner;
 mod state;
@@ -67,9 +71,10 @@ pub use config::{
 };
 pub use counters::Counters;
 pub use driver::Driver;
+pub use edge::{EDGE_BACKLOG, UdpHalf};
 pub use error::Error;
 pub use runner::{CLOSE_LINGER, Runner, new};
 pub use state::shared::{DHCP_FIRST_WARNING, DHCP_WARNING_EVERY, Stack};
-pub use tcp::{TcpListener, TcpStream};
+pub use tcp::{TcpListener, TcpReadHalf, TcpStream, TcpWriteHalf};
 pub use torito_executor::{Duration, Instant};
 pub use udp::UdpSocket;

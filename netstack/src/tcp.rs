@@ -6,7 +6,12 @@
 //! not the kernel.
 
 use alloc::collections::VecDeque;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
 use core::net::SocketAddr;
+use core::ops::Deref;
+use core::sync::atomic::AtomicBool;
+use core::sync::atomic::Ordering::Relaxed;
 use core::task::Poll;
 
 use smoltcp::iface::SocketHandle;
@@ -82,7 +87,7 @@ impl TcpListener {
             backlog,
             listening: Some(listening),
             pending,
-            acceptor: None,
+            acceptors: Vec::new(),
             reserve: inner.tcp.reserve,
             timeouts: inner.tcp.timeouts,
         };
@@ -143,12 +148,14 @@ impl TcpListener {
     /// Waits for an established connection and takes it off the backlog (which lets
     /// the runner listen again if the backlog was full).
     ///
-    /// One task at a time should accept on a listener (it keeps one waker).
+    /// Several tasks may accept on one listener at once (each new connection goes to
+    /// one of them; all of them are woken when one arrives and the others wait again),
+    /// as edge-nal's servers do.
     ///
     /// # Errors
     ///
     /// None today; the `Result` leaves room for a closed listener.
-    pub async fn accept(&mut self) -> Result<TcpStream, Error> {
+    pub async fn accept(&self) -> Result<TcpStream, Error> {
         let slot = self.slot;
         let (handle, timeouts) = self
             .stack
@@ -165,7 +172,7 @@ impl TcpListener {
                     });
                     let taken = position.and_then(|position| listener.pending.remove(position));
                     if taken.is_none() {
-                        listener.acceptor = Some(waker.clone());
+                        listener.wait_accept(waker);
                     }
                     // Dropping the pending entry gives its reserve back to the heap,
                     // for the task the caller spawns next.
@@ -217,7 +224,8 @@ pub struct TcpStream {
     handle: SocketHandle,
     timeout: Option<Duration>,
     close_timeout: Duration,
-    shut_down: bool,
+    /// Set by `shutdown` (from the stream or its write half); read by both halves.
+    shut_down: AtomicBool,
 }
 
 /// The error a connection in `state` reports when it can no longer transfer data.
@@ -257,7 +265,7 @@ impl TcpStream {
             handle,
             timeout: timeouts.idle,
             close_timeout: timeouts.close,
-            shut_down: false,
+            shut_down: AtomicBool::new(false),
         }
     }
 
@@ -367,10 +375,89 @@ impl TcpStream {
     ///
     /// [`Error::ConnectionReset`], [`Error::TimedOut`].
     pub async fn read(&mut self, buffer: &mut [u8]) -> Result<usize, Error> {
+        self.receive(buffer).await
+    }
+
+    /// Queues bytes of `buffer` for sending, waiting until there is room for at least
+    /// one; returns how many were queued.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ConnectionReset`], [`Error::InvalidState`] after
+    /// [`shutdown`](Self::shutdown), [`Error::TimedOut`].
+    pub async fn write(&mut self, buffer: &[u8]) -> Result<usize, Error> {
+        self.send(buffer).await
+    }
+
+    /// Writes all of `buffer`.
+    ///
+    /// # Errors
+    ///
+    /// As [`write`](Self::write); some bytes may have been queued.
+    pub async fn write_all(&mut self, buffer: &[u8]) -> Result<(), Error> {
+        self.send_all(buffer).await
+    }
+
+    /// Waits until the peer has acknowledged every byte written so far.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ConnectionReset`] if the connection broke with data unacknowledged;
+    /// [`Error::TimedOut`].
+    pub async fn flush(&mut self) -> Result<(), Error> {
+        self.acknowledged().await
+    }
+
+    /// Closes the sending half: queued data is still sent, then a FIN. Reading goes
+    /// on until the peer closes its side; writing fails with [`Error::InvalidState`].
+    pub fn shutdown(&mut self) {
+        self.shut_write();
+    }
+
+    /// Splits the stream into a read half and a write half that borrow it and may be
+    /// used at the same time, by two futures of one task (`join`, `select`) or on two
+    /// cores: a read waiting for data never holds up a write, nor the other way round.
+    /// The stream itself is usable again once both halves are dropped.
+    ///
+    /// Dropping a half does nothing to the connection; [`TcpWriteHalf::shutdown`] sends
+    /// the FIN.
+    pub fn split(&mut self) -> (TcpReadHalf<&TcpStream>, TcpWriteHalf<&TcpStream>) {
+        (
+            TcpReadHalf { stream: &*self },
+            TcpWriteHalf { stream: &*self },
+        )
+    }
+
+    /// Splits the stream into two owned halves, for two tasks. The connection closes
+    /// (gracefully, in the background, as a dropped stream does) when both halves are
+    /// dropped; dropping only one does nothing to it.
+    pub fn into_split(self) -> (TcpReadHalf<Arc<TcpStream>>, TcpWriteHalf<Arc<TcpStream>>) {
+        let stream = Arc::new(self);
+        (
+            TcpReadHalf {
+                stream: stream.clone(),
+            },
+            TcpWriteHalf { stream },
+        )
+    }
+
+    /// Waits until there are bytes to read, or the peer closed its side, or the
+    /// connection broke (the next read then tells which). Consumes nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TimedOut`].
+    pub async fn readable(&mut self) -> Result<(), Error> {
+        self.wait_readable().await
+    }
+
+    /// [`read`](Self::read) through a shared reference: the two halves' reads and writes
+    /// use separate smoltcp wakers (receive and send), so one of each may wait at once.
+    async fn receive(&self, buffer: &mut [u8]) -> Result<usize, Error> {
         if buffer.is_empty() {
             return Ok(0);
         }
-        let (handle, shut_down) = (self.handle, self.shut_down);
+        let handle = self.handle;
         self.stack
             .wait(self.timeout, |inner, waker| {
                 let socket = inner.sockets.get_mut::<tcp::Socket>(handle);
@@ -386,27 +473,35 @@ impl TcpStream {
                     }
                     Err(RecvError::Finished) => Poll::Ready(Ok(0)),
                     Err(RecvError::InvalidState) => {
-                        Poll::Ready(Err(broken(socket.state(), shut_down)))
+                        Poll::Ready(Err(broken(socket.state(), self.shut_down.load(Relaxed))))
                     }
                 }
             })
             .await
     }
 
-    /// Queues bytes of `buffer` for sending, waiting until there is room for at least
-    /// one; returns how many were queued.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::ConnectionReset`], [`Error::InvalidState`] after
-    /// [`shutdown`](Self::shutdown), [`Error::TimedOut`].
-    pub async fn write(&mut self, buffer: &[u8]) -> Result<usize, Error> {
+    async fn wait_readable(&self) -> Result<(), Error> {
+        let handle = self.handle;
+        self.stack
+            .wait(self.timeout, |inner, waker| {
+                let socket = inner.sockets.get_mut::<tcp::Socket>(handle);
+                if socket.recv_queue() > 0 || !socket.may_recv() {
+                    return Poll::Ready(Ok(()));
+                }
+                socket.register_recv_waker(waker);
+                Poll::Pending
+            })
+            .await
+    }
+
+    async fn send(&self, buffer: &[u8]) -> Result<usize, Error> {
         if buffer.is_empty() {
             return Ok(0);
         }
-        let (handle, shut_down) = (self.handle, self.shut_down);
+        let handle = self.handle;
         self.stack
             .wait(self.timeout, |inner, waker| {
+                let shut_down = self.shut_down.load(Relaxed);
                 let socket = inner.sockets.get_mut::<tcp::Socket>(handle);
                 if shut_down || !socket.may_send() {
                     return Poll::Ready(Err(broken(socket.state(), shut_down)));
@@ -431,27 +526,16 @@ impl TcpStream {
             .await
     }
 
-    /// Writes all of `buffer`.
-    ///
-    /// # Errors
-    ///
-    /// As [`write`](Self::write); some bytes may have been queued.
-    pub async fn write_all(&mut self, mut buffer: &[u8]) -> Result<(), Error> {
+    async fn send_all(&self, mut buffer: &[u8]) -> Result<(), Error> {
         while !buffer.is_empty() {
-            let n = self.write(buffer).await?;
+            let n = self.send(buffer).await?;
             buffer = &buffer[n..];
         }
         Ok(())
     }
 
-    /// Waits until the peer has acknowledged every byte written so far.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::ConnectionReset`] if the connection broke with data unacknowledged;
-    /// [`Error::TimedOut`].
-    pub async fn flush(&mut self) -> Result<(), Error> {
-        let (handle, shut_down) = (self.handle, self.shut_down);
+    async fn acknowledged(&self) -> Result<(), Error> {
+        let handle = self.handle;
         self.stack
             .wait(self.timeout, |inner, waker| {
                 let socket = inner.sockets.get_mut::<tcp::Socket>(handle);
@@ -459,7 +543,7 @@ impl TcpStream {
                     return Poll::Ready(Ok(()));
                 }
                 if socket.state() == State::Closed {
-                    return Poll::Ready(Err(broken(State::Closed, shut_down)));
+                    return Poll::Ready(Err(broken(State::Closed, self.shut_down.load(Relaxed))));
                 }
                 socket.register_send_waker(waker);
                 Poll::Pending
@@ -467,25 +551,15 @@ impl TcpStream {
             .await
     }
 
-    /// Closes the sending half: queued data is still sent, then a FIN. Reading goes
-    /// on until the peer closes its side; writing fails with [`Error::InvalidState`].
-    pub fn shutdown(&mut self) {
-        self.shut_down = true;
+    fn shut_write(&self) {
+        self.shut_down.store(true, Relaxed);
         let mut inner = self.stack.lock();
         close_socket(inner.sockets.get_mut::<tcp::Socket>(self.handle));
         inner.wake_runner();
     }
 
-    /// Closes gracefully: sends the remaining data and a FIN, and waits until the peer
-    /// acknowledged both. Unread received data is discarded. The socket is freed in the
-    /// background once the peer closed too (as on drop).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::ConnectionReset`] if the connection broke before everything was
-    /// acknowledged; [`Error::TimedOut`] (the close then goes on in the background).
-    pub async fn close(mut self) -> Result<(), Error> {
-        self.shutdown();
+    /// Waits until our FIN and everything before it are acknowledged (see `close`).
+    pub(crate) async fn wait_closed(&self) -> Result<(), Error> {
         let handle = self.handle;
         self.stack
             .wait(self.timeout, |inner, waker| {
@@ -502,16 +576,34 @@ impl TcpStream {
             })
             .await
     }
+
+    /// Resets the connection now, in place (see [`abort`](Self::abort)); the stream
+    /// stays, and its reads and writes fail with [`Error::ConnectionReset`].
+    pub(crate) fn reset_in_place(&self) {
+        let mut inner = self.stack.lock();
+        inner.sockets.get_mut::<tcp::Socket>(self.handle).abort();
+        inner.wake_runner();
+    }
+
+    /// Closes gracefully: sends the remaining data and a FIN, and waits until the peer
+    /// acknowledged both. Unread received data is discarded. The socket is freed in the
+    /// background once the peer closed too (as on drop).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ConnectionReset`] if the connection broke before everything was
+    /// acknowledged; [`Error::TimedOut`] (the close then goes on in the background).
+    pub async fn close(mut self) -> Result<(), Error> {
+        self.shutdown();
+        self.wait_closed().await
+    }
 }
 
 impl TcpStream {
     /// Aborts the connection: the peer gets a reset (its reads and writes fail with
     /// [`Error::ConnectionReset`]), unsent and unread data is discarded.
     pub fn abort(self) {
-        let mut inner = self.stack.lock();
-        inner.sockets.get_mut::<tcp::Socket>(self.handle).abort();
-        inner.wake_runner();
-        drop(inner);
+        self.reset_in_place();
         // Dropping `self` queues the socket for reaping once the reset is out.
     }
 }
@@ -543,20 +635,125 @@ impl embedded_io::ErrorType for TcpStream {
 
 impl embedded_io_async::Read for TcpStream {
     async fn read(&mut self, buffer: &mut [u8]) -> Result<usize, Error> {
-        TcpStream::read(self, buffer).await
+        self.receive(buffer).await
     }
 }
 
 impl embedded_io_async::Write for TcpStream {
     async fn write(&mut self, buffer: &[u8]) -> Result<usize, Error> {
-        TcpStream::write(self, buffer).await
+        self.send(buffer).await
     }
 
     async fn flush(&mut self) -> Result<(), Error> {
-        TcpStream::flush(self).await
+        self.acknowledged().await
     }
 
     async fn write_all(&mut self, buffer: &[u8]) -> Result<(), Error> {
-        TcpStream::write_all(self, buffer).await
+        self.send_all(buffer).await
+    }
+}
+
+/// The read half of a [`TcpStream`], from [`TcpStream::split`] (`S = &TcpStream`) or
+/// [`TcpStream::into_split`] (`S = Arc<TcpStream>`).
+pub struct TcpReadHalf<S: Deref<Target = TcpStream>> {
+    stream: S,
+}
+
+/// The write half of a [`TcpStream`], from [`TcpStream::split`] (`S = &TcpStream`) or
+/// [`TcpStream::into_split`] (`S = Arc<TcpStream>`).
+pub struct TcpWriteHalf<S: Deref<Target = TcpStream>> {
+    stream: S,
+}
+
+impl<S: Deref<Target = TcpStream>> TcpReadHalf<S> {
+    /// See [`TcpStream::read`].
+    ///
+    /// # Errors
+    ///
+    /// As [`TcpStream::read`].
+    pub async fn read(&mut self, buffer: &mut [u8]) -> Result<usize, Error> {
+        self.stream.receive(buffer).await
+    }
+
+    /// See [`TcpStream::readable`].
+    ///
+    /// # Errors
+    ///
+    /// As [`TcpStream::readable`].
+    pub async fn readable(&mut self) -> Result<(), Error> {
+        self.stream.wait_readable().await
+    }
+
+    /// The stream both halves belong to (its addresses, say).
+    pub fn stream(&self) -> &TcpStream {
+        &self.stream
+    }
+}
+
+impl<S: Deref<Target = TcpStream>> TcpWriteHalf<S> {
+    /// See [`TcpStream::write`].
+    ///
+    /// # Errors
+    ///
+    /// As [`TcpStream::write`].
+    pub async fn write(&mut self, buffer: &[u8]) -> Result<usize, Error> {
+        self.stream.send(buffer).await
+    }
+
+    /// See [`TcpStream::write_all`].
+    ///
+    /// # Errors
+    ///
+    /// As [`TcpStream::write_all`].
+    pub async fn write_all(&mut self, buffer: &[u8]) -> Result<(), Error> {
+        self.stream.send_all(buffer).await
+    }
+
+    /// See [`TcpStream::flush`].
+    ///
+    /// # Errors
+    ///
+    /// As [`TcpStream::flush`].
+    pub async fn flush(&mut self) -> Result<(), Error> {
+        self.stream.acknowledged().await
+    }
+
+    /// Sends a FIN after the queued data, as [`TcpStream::shutdown`]: the peer reads
+    /// the end of the stream, the read half goes on reading.
+    pub fn shutdown(&mut self) {
+        self.stream.shut_write();
+    }
+
+    /// The stream both halves belong to (its addresses, say).
+    pub fn stream(&self) -> &TcpStream {
+        &self.stream
+    }
+}
+
+impl<S: Deref<Target = TcpStream>> embedded_io::ErrorType for TcpReadHalf<S> {
+    type Error = Error;
+}
+
+impl<S: Deref<Target = TcpStream>> embedded_io_async::Read for TcpReadHalf<S> {
+    async fn read(&mut self, buffer: &mut [u8]) -> Result<usize, Error> {
+        self.stream.receive(buffer).await
+    }
+}
+
+impl<S: Deref<Target = TcpStream>> embedded_io::ErrorType for TcpWriteHalf<S> {
+    type Error = Error;
+}
+
+impl<S: Deref<Target = TcpStream>> embedded_io_async::Write for TcpWriteHalf<S> {
+    async fn write(&mut self, buffer: &[u8]) -> Result<usize, Error> {
+        self.stream.send(buffer).await
+    }
+
+    async fn flush(&mut self) -> Result<(), Error> {
+        self.stream.acknowledged().await
+    }
+
+    async fn write_all(&mut self, buffer: &[u8]) -> Result<(), Error> {
+        self.stream.send_all(buffer).await
     }
 }

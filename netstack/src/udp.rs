@@ -160,6 +160,27 @@ impl UdpSocket {
     }
 }
 
+impl UdpSocket {
+    /// Waits until a datagram is there to receive (without taking it).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TimedOut`].
+    pub async fn readable(&self) -> Result<(), Error> {
+        let handle = self.handle;
+        self.stack
+            .wait(self.timeout, |inner, waker| {
+                let socket = inner.sockets.get_mut::<udp::Socket>(handle);
+                if socket.can_recv() {
+                    return Poll::Ready(Ok(()));
+                }
+                socket.register_recv_waker(waker);
+                Poll::Pending
+            })
+            .await
+    }
+}
+
 impl Drop for UdpSocket {
     fn drop(&mut self) {
         self.stack.lock().sockets.remove(self.handle);

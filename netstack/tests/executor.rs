@@ -16,7 +16,7 @@ fn echo_with_runners_as_executor_tasks() {
         b,
     } = Sim::from_net(Net::new(Faults::none()));
 
-    let mut listener = TcpListener::bind(&b, 7, 1).unwrap();
+    let listener = TcpListener::bind(&b, 7, 1).unwrap();
     let server = executor.spawn(async move {
         let mut stream = listener.accept().await.unwrap();
         let mut buffer = [0u8; 64];

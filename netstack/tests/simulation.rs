@@ -14,7 +14,7 @@ fn transfer(seed: u64) {
         rng: XorShift(seed),
     };
     let mut net = Net::new(faults);
-    let mut listener = TcpListener::bind(&net.b, 9000, 1).unwrap();
+    let listener = TcpListener::bind(&net.b, 9000, 1).unwrap();
     let a = net.a.clone();
     let data: Vec<u8> = {
         let mut rng = XorShift(seed ^ 0x9e37_79b9_7f4a_7c15);

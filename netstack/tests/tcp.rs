@@ -132,7 +132,7 @@ fn connect_to_closed_port_is_refused() {
 #[test]
 fn full_backlog_refuses_with_reset_and_accepts_the_first_ones_later() {
     let mut net = Net::new(Faults::none());
-    let mut listener = TcpListener::bind(&net.b, 80, 2).unwrap();
+    let listener = TcpListener::bind(&net.b, 80, 2).unwrap();
     let a = net.a.clone();
     let mut clients = Vec::new();
     for _ in 0..2 {
@@ -254,7 +254,7 @@ fn no_transmit_descriptor_waits_on_the_waker_and_loses_nothing() {
 #[test]
 fn simultaneous_syns_are_all_accepted() {
     let mut net = Net::new(Faults::none());
-    let mut listener = TcpListener::bind(&net.b, 80, 4).unwrap();
+    let listener = TcpListener::bind(&net.b, 80, 4).unwrap();
     let a = net.a.clone();
     // Let ARP settle so that both SYNs leave in one poll and arrive in one poll.
     let warmup = net.run(STEPS, TcpStream::connect(&a, addr(IP_B, 80)));

@@ -105,7 +105,7 @@ fn listen(stack: &net::Stack) -> Result<TcpListener, net::Error> {
 
 /// Accepts connections until a stop request, serving each on the next core in turn;
 /// then drops the listener (new connections are refused).
-async fn accept_loop(mut listener: TcpListener) {
+async fn accept_loop(listener: TcpListener) {
     let mut next_core = 0;
     while let Some(accepted) = torito::until_shutdown(listener.accept()).await {
         match accepted {

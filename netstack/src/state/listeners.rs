@@ -30,10 +30,31 @@ pub(crate) struct Listener {
     pub listening: Option<(SocketHandle, Reserve)>,
     /// Connections that left LISTEN, oldest first, not yet accepted.
     pub pending: VecDeque<Pending>,
-    pub acceptor: Option<Waker>,
+    /// The tasks waiting in `accept` (several may accept on one listener at once).
+    pub acceptors: Vec<Waker>,
     /// Bytes each connection reserves until accepted ([`TcpConfig::reserve`]).
     pub reserve: usize,
     pub timeouts: TcpTimeouts,
+}
+
+impl Listener {
+    /// Registers `waker` to be woken when a connection is ready to accept. Without
+    /// memory for one more waker, the oldest is woken now to make room: it polls again
+    /// and re-registers, so no acceptor is lost, at the cost of a spurious poll.
+    pub fn wait_accept(&mut self, waker: &Waker) {
+        if self.acceptors.iter().any(|w| w.will_wake(waker)) {
+            return;
+        }
+        if self.acceptors.try_reserve(1).is_err() && !self.acceptors.is_empty() {
+            self.acceptors.remove(0).wake();
+        }
+        if self.acceptors.len() < self.acceptors.capacity() {
+            self.acceptors.push(waker.clone());
+        } else {
+            // Not even room for one: wake the caller again rather than forget it.
+            waker.wake_by_ref();
+        }
+    }
 }
 
 /// A connection that left LISTEN and was not accepted yet.
@@ -141,8 +162,12 @@ pub(crate) fn refresh(
             .pending
             .iter()
             .any(|pending| acceptable(sockets.get::<tcp::Socket>(pending.handle).state()));
-        if ready && let Some(acceptor) = listener.acceptor.take() {
-            acceptor.wake();
+        if ready {
+            // Every waiting acceptor looks; the one that takes the connection wins, the
+            // others register again.
+            for acceptor in listener.acceptors.drain(..) {
+                acceptor.wake();
+            }
         }
     }
 }
