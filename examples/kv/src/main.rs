@@ -145,7 +145,7 @@ async fn main() -> Result<(), Error> {
 
 /// Accepts connections until a stop request, serving each on the next core in turn;
 /// then drops the listener (new connections are refused).
-async fn accept_loop(mut listener: TcpListener, store: &'static Store) {
+async fn accept_loop(listener: TcpListener, store: &'static Store) {
     let mut next_core = 0;
     while let Some(accepted) = torito::until_shutdown(listener.accept()).await {
         match accepted {
