@@ -3,6 +3,7 @@
 #   make images      build every example: build/NAME.elf (the kernel as linked, to boot,
 #                    with its symbols) and build/NAME.debug (its debug information)
 #   make run-hello   boot examples/hello in QEMU (microvm, PVH)
+#   make run-kv      boot examples/kv (Redis protocol) with host port 6379 forwarded
 #   make test        everything CI checks: lints, host tests, images, QEMU tests
 #   make bench       the benchmarks in bench/ (not part of the tests)
 #   make oci NAME=echo [OCI_TYPE=linux|hermit] [OCI_HYPERVISOR=qemu|firecracker|cloud-hypervisor]
@@ -16,11 +17,11 @@
 # or names the exact command to run.
 
 TARGET   := x86_64-unknown-none
-EXAMPLES := hello faults echo echo-blocking intercore random vsock-echo block console-echo http files
+EXAMPLES := hello faults echo echo-blocking intercore random vsock-echo block console-echo http files kv
 IMAGES   := $(EXAMPLES:%=build/%.elf)
 HOST_CRATES := -p torito-boot -p torito-executor -p torito-netstack -p torito-virtio -p torito -p torito-macros
 DEBIAN_PACKAGES := qemu-system-x86 grub-pc-bin grub-common xorriso mtools binutils netcat-openbsd \
-                   iproute2 python3 skopeo curl qemu-system-common e2fsprogs
+                   iproute2 python3 skopeo curl qemu-system-common e2fsprogs redis-tools
 QEMU_ARGS ?=
 
 # Shorter source paths in panic locations (they are strings in the image): a registry
@@ -30,7 +31,7 @@ QEMU_ARGS ?=
 CARGO_REGISTRY_SOURCES = $(wildcard $(or $(CARGO_HOME),$(HOME)/.cargo)/registry/src/*)
 export CARGO_TARGET_X86_64_UNKNOWN_NONE_RUSTFLAGS += $(patsubst %,--remap-path-prefix=%=crates,$(CARGO_REGISTRY_SOURCES))
 
-.PHONY: all setup images run-hello run-echo run-http test lint host-test qemu-test bench clean
+.PHONY: all setup images run-hello run-echo run-http run-kv test lint host-test qemu-test bench clean
 
 all: images
 
@@ -69,16 +70,26 @@ run-http: images
 	@echo "run-http: stop the VM with Ctrl-C here."
 	./qemu/run.sh build/http.elf --forward 8080:8080 $(QEMU_ARGS)
 
+# Boots the Redis-protocol store with host port 127.0.0.1:6379 forwarded to it.
+run-kv: images
+	@echo "run-kv: booting examples/kv; once it prints 'kv: listening on port 6379', try:"
+	@echo "run-kv:     redis-cli set greeting hello; redis-cli get greeting"
+	@echo "run-kv:     redis-benchmark -t set,get -q"
+	@echo "run-kv: stop the VM with Ctrl-C here."
+	./qemu/run.sh build/kv.elf --forward 6379:6379 $(QEMU_ARGS)
+
 lint: setup
 	cargo fmt --all --check
 	./qemu/check-unsafe-list.sh
 	cargo clippy $(HOST_CRATES) -p torito-qemu-tests --all-targets -- -D warnings
+	cargo clippy -p kv --lib --tests -- -D warnings
 	cargo clippy --target $(TARGET) -p torito $(EXAMPLES:%=-p %) -p torito-executor -p torito-boot -- -D warnings
 	RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p torito-boot -p torito-executor -p torito-netstack -p torito-virtio
 	RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --target $(TARGET) -p torito
 
 host-test: setup
 	cargo test $(HOST_CRATES)
+	cargo test -p kv --lib
 
 qemu-test: images
 	cargo test -p torito-qemu-tests

@@ -8,7 +8,8 @@
 #                                 the vsock part, bench/vsock/run.sh, build/vsock-echo.elf;
 #                                 the block part, bench/block/run.sh, build/block.elf;
 #                                 the HTTP part, bench/http/run.sh, build/http.elf;
-#                                 the files part, bench/files/run.sh, build/files.elf)
+#                                 the files part, bench/files/run.sh, build/files.elf;
+#                                 the kv part, bench/kv/run.sh, build/kv.elf)
 #   RUNS=N         boot-time rounds (default 10)
 #   TORITO_ACCEL   passed through to qemu/run.sh, which picks kvm or tcg by itself
 #
@@ -199,4 +200,12 @@ if [ -f "$root/build/files.elf" ]; then
     "$root/bench/files/run.sh"
 else
     echo "files bench skipped: no $root/build/files.elf yet (run 'make images')"
+fi
+
+# --- 9. kv: the Redis-protocol store against redis-server in Linux (bench/kv/run.sh) ------
+echo
+if [ -f "$root/build/kv.elf" ]; then
+    "$root/bench/kv/run.sh"
+else
+    echo "kv bench skipped: no $root/build/kv.elf yet (run 'make images')"
 fi

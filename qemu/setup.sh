@@ -6,9 +6,10 @@
 #   rust-toolchain.toml alone fetches nothing), plus rustfmt and clippy;
 # - the Debian packages given (QEMU, GRUB for the multiboot2 ISO, xorriso, mtools;
 #   iproute2 for the orchestrator contract test's namespaces, tap and tc; python3 for
-#   `make oci`; skopeo to push and check OCI images);
+#   `make oci`; skopeo to push and check OCI images; redis-tools: redis-cli for the kv
+#   service's tests;
 #   qemu-system-common for virtiofsd, behind run.sh --share; curl and e2fsprogs (mke2fs)
-#   for the files test);
+#   for the files test;
 # - vhost-device-vsock (crates.io), the userspace vsock backend behind run.sh --vsock:
 #   there is no /dev/vhost-vsock on the build machines.
 set -euo pipefail

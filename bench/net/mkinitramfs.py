@@ -3,6 +3,7 @@
 without the cpio tool (the format is simple: a 110-byte ASCII header per entry).
 
 usage: mkinitramfs.py OUT.cpio.gz INIT BUSYBOX ECHOD --modules /lib/modules/VERSION NAME...
+                      [--files DEST=SOURCE...]
 
 Contents: /init (INIT), /lib/init-common.sh (bench/net/init-common.sh, which every INIT
 sources), /bin/busybox and the applet links /init uses, /bin/echod (ECHOD),
@@ -10,6 +11,9 @@ sources), /bin/busybox and the applet links /init uses, /bin/echod (ECHOD),
 built into the kernel, per modules.builtin, are left out), /lib/modules/order listing them
 dependencies first (the order /init loads them in), /dev/console (the kernel opens it for
 init's stdio before /init can mount devtmpfs), and empty /proc, /sys, /dev.
+ECHOD may be "-" for none. --files adds each SOURCE at DEST (a path in the archive,
+its directories created; symbolic links followed), e.g. a server and its libraries
+(bench/kv/run.sh: redis-server).
 """
 
 import gzip
@@ -106,6 +110,10 @@ def module_bytes(path):
 
 
 def main(argv):
+    files = []
+    if "--files" in argv:
+        at = argv.index("--files")
+        argv, files = argv[:at], argv[at + 1:]
     if len(argv) < 6 or argv[4] != "--modules":
         sys.exit(__doc__)
     out, init, busybox, echod = argv[:4]
@@ -119,7 +127,18 @@ def main(argv):
     a.file("bin/busybox", busybox)
     for applet in APPLETS:
         a.symlink("bin/" + applet, "busybox")
-    a.file("bin/echod", echod)
+    if echod != "-":
+        a.file("bin/echod", echod)
+    made = {"bin", "dev", "proc", "sys", "lib", "lib/modules"}
+    for spec in files:
+        dest, _, source = spec.partition("=")
+        parts = dest.strip("/").split("/")
+        for depth in range(1, len(parts)):
+            parent = "/".join(parts[:depth])
+            if parent not in made:
+                a.dir(parent)
+                made.add(parent)
+        a.file("/".join(parts), os.path.realpath(source))
     names = []
     for module in modules:
         name = module_name(module)
