@@ -7,6 +7,8 @@
 //! 3. a measurement against the ACPI PM timer (3.579545 MHz, q35/pc);
 //! 4. a measurement against PIT channel 0 (1.193182 MHz, microvm, Firecracker).
 //!
+//! On Xen, Xen's own scale comes before all of them (`xen::tsc_hz`).
+//!
 //! A measurement spans `CALIBRATION_MICROS`: short, because boot time is a product
 //! feature, yet a thousand reference ticks, so the error stays near 0.1%. The local APIC
 //! count-down rate (needed only without TSC-deadline mode) is measured in the same window,
@@ -44,6 +46,8 @@ pub enum Source {
     PmTimer,
     /// Measured against PIT channel 0.
     Pit,
+    /// Xen's `vcpu_time_info` scale (CPUID leaf base + 3, sub-leaf 1).
+    Xen,
 }
 
 impl Source {
@@ -54,6 +58,7 @@ impl Source {
             Self::Hypervisor => "CPUID 0x40000010",
             Self::PmTimer => "the ACPI PM timer",
             Self::Pit => "the PIT",
+            Self::Xen => "Xen's vcpu_time_info scale",
         }
     }
 }
@@ -109,6 +114,11 @@ fn cpuid(leaf: u32) -> (u32, u32, u32, u32) {
 }
 
 fn from_cpuid() -> Option<(u64, Source, Option<u64>)> {
+    // Xen's own statement of the guest's TSC rate, first: it keeps the PIT and the PM
+    // timer from dom0, and leaf 0x15 describes the host, not the guest.
+    if let Some(hz) = super::xen::tsc_hz() {
+        return Some((hz, Source::Xen, None));
+    }
     if cpuid(0).0 >= 0x15 {
         let (denominator, numerator, crystal_hz, _) = cpuid(0x15);
         if denominator != 0 && numerator != 0 && crystal_hz != 0 {

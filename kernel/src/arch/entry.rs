@@ -12,7 +12,7 @@
 //!    cores first, so that `arch` needs nothing from above it).
 
 use super::boot_token::Boot;
-use super::{acpi, clock, exceptions, gdt, interrupts, lapic, paging, pic, serial};
+use super::{acpi, clock, exceptions, gdt, interrupts, lapic, paging, pic, serial, xen};
 use crate::memory::frames::{FRAME, FrameAllocator, Range};
 use core::fmt::Display;
 use torito_boot::{BootInfo, PhysMemory};
@@ -70,12 +70,19 @@ extern "C" fn torito_kernel_entry(protocol: u32, magic: u32, info: u32, entry_ts
     gdt::init(0, gdt::boot_ist());
     interrupts::init(exceptions::report);
     pic::disable();
+    let on_xen = xen::init().unwrap_or_else(|error| fatal("Xen", error));
 
     let mut stamps = [0u64; 4];
     stamps[0] = clock::rdtsc();
     let parsed = parse_boot_info(protocol, magic, info);
-    let boot =
-        BOOT_INFO.call_once(|| parsed.unwrap_or_else(|error| fatal("boot information", error)));
+    let boot = BOOT_INFO.call_once(|| {
+        let mut info = parsed.unwrap_or_else(|error| fatal("boot information", error));
+        // Only a version-0 PVH start_info has no map: Xen's dom0 asks Xen for it.
+        if info.memory_map().is_empty() {
+            xen::memory_map(&mut info).unwrap_or_else(|error| fatal("boot information", error));
+        }
+        info
+    });
 
     let cmdline = torito_boot::Cmdline::parse(boot.cmdline())
         .unwrap_or_else(|error| fatal("command line", error));
@@ -87,11 +94,13 @@ extern "C" fn torito_kernel_entry(protocol: u32, magic: u32, info: u32, entry_ts
         log::warn!("command line: unknown key `{}` ignored", arg.key);
     }
     log::debug!(
-        "boot: {}, command line `{}`",
+        "boot: {}{}, command line `{}`",
         boot.protocol.name(),
+        if on_xen { " on Xen" } else { "" },
         boot.cmdline()
     );
 
+    xen::repair_xsdt(&boot_only, boot);
     // The BIOS data area is in page 0, which the kernel's page tables leave unmapped.
     let ebda = torito_boot::ebda_address(&BootIdentityMap);
     let image = paging::kernel_image();

@@ -1,4 +1,4 @@
-//! Ending the VM: isa-debug-exit, then ACPI S5, then a keyboard-controller reset, then a
+//! Ending the VM: isa-debug-exit, then Xen's `SCHEDOP_shutdown` on Xen, then ACPI S5, then a keyboard-controller reset, then a
 //! triple fault. Every hypervisor we target stops at one of these:
 //!
 //! * QEMU with `-device isa-debug-exit,iobase=0xf4,iosize=0x04` exits with status
@@ -19,6 +19,8 @@ pub fn exit(code: u32) -> ! {
     // SAFETY: port 0xf4 is QEMU's isa-debug-exit when present and unused otherwise; a
     // write to an absent device is dropped.
     unsafe { Port::<u32>::new(0xf4).write(code) };
+    // On Xen: poweroff or crash (a dom0's poweroff halts the machine).
+    super::xen::shutdown(code);
     if acpi::power_off() {
         // A hypervisor stops the VM soon after the request: give it a moment before
         // the next way out.
