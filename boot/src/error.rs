@@ -45,8 +45,8 @@ pub enum BootError {
     XenHypercall {
         /// What was asked of Xen.
         call: &'static str,
-        /// Xen's status (`-errno`).
-        status: i64,
+        /// Xen's error number (the hypercall returned its negation).
+        errno: u32,
     },
     /// Xen's memory map reply claims more entries than the buffer it was given holds.
     XenMemoryMapCount {
@@ -227,19 +227,16 @@ impl fmt::Display for BootError {
             ),
             Self::XenHypercallPages { pages } => write!(
                 f,
-                "Xen asks for {pages} hypercall pages (CPUID leaf base + 2); the kernel \
-                 reserves exactly one: this Xen is not supported"
+                "Xen asks for {pages} hypercall pages, not 1: unsupported Xen"
             ),
-            Self::XenHypercall { call, status } => write!(
+            Self::XenHypercall { call, errno } => write!(
                 f,
-                "Xen refused the {call} hypercall with {status} ({}): \
-                 the domain lacks a permission or this Xen is too old",
-                crate::xen::errno_name(status)
+                "Xen refused {call}: error -{errno} ({}): no permission, or Xen too old",
+                crate::xen::errno_name(errno)
             ),
             Self::XenMemoryMapCount { count, capacity } => write!(
                 f,
-                "Xen's memory map reply claims {count} entries for a buffer of {capacity}: \
-                 the reply is not trusted"
+                "Xen's memory map claims {count} entries in a buffer of {capacity}: refused"
             ),
             Self::EmptyMemoryMap => {
                 f.write_str("the loader's memory map is empty: the VMM or firmware gave no RAM layout")
@@ -424,17 +421,17 @@ mod tests {
             ),
             (
                 BootError::XenHypercall {
-                    call: "memory map",
-                    status: -38,
+                    call: "XENMEM_memory_map",
+                    errno: 38,
                 },
-                "memory map hypercall with -38 (ENOSYS)",
+                "refused XENMEM_memory_map: error -38 (ENOSYS)",
             ),
             (
                 BootError::XenMemoryMapCount {
                     count: 99,
                     capacity: 64,
                 },
-                "99 entries for a buffer of 64",
+                "99 entries in a buffer of 64",
             ),
             (BootError::TooManyMemoryRegions { max: 64 }, "more than 64"),
             (

@@ -182,15 +182,21 @@ pub fn tsc_hz_from_scale(mul: u32, shift: i8) -> Option<u64> {
     if mul == 0 || !(-31..=31).contains(&shift) {
         return None;
     }
-    let numerator = 1_000_000_000u128 << 32;
+    // 10^9 << 32 fits in 64 bits (about 2^61.9); so does `mul << shift` for shift <= 31.
+    // A right shift's factor is applied after the division: its rounding is below 2^31 Hz
+    // in the worst case and below 1 Hz for the shifts real clocks have (-1 to 2).
+    const NUMERATOR: u64 = 1_000_000_000 << 32;
     let hz = if shift >= 0 {
-        numerator / (u128::from(mul) << shift)
+        NUMERATOR / (u64::from(mul) << shift)
     } else {
-        (numerator << -shift) / u128::from(mul)
+        let quotient = NUMERATOR / u64::from(mul);
+        let left = u32::from(shift.unsigned_abs());
+        if quotient.leading_zeros() < left {
+            return None; // far above 100 GHz
+        }
+        quotient << left
     };
-    (1_000_000..=100_000_000_000)
-        .contains(&hz)
-        .then_some(hz as u64)
+    (1_000_000..=100_000_000_000).contains(&hz).then_some(hz)
 }
 
 /// Repairs the signature of the XSDT Xen 4.17 builds for its PVH dom0, in place.
@@ -232,19 +238,22 @@ pub fn repair_xsdt(table: &mut [u8]) -> bool {
 /// A hypercall's status: non-negative is success, negative is `-errno`.
 ///
 /// # Errors
-/// `XenHypercall` naming `call` and the status.
+/// `XenHypercall` naming `call` and the error number.
 pub fn check(call: &'static str, status: i64) -> Result<u64, BootError> {
-    u64::try_from(status).map_err(|_| BootError::XenHypercall { call, status })
+    u64::try_from(status).map_err(|_| BootError::XenHypercall {
+        call,
+        errno: status.unsigned_abs().min(u64::from(u32::MAX)) as u32,
+    })
 }
 
-/// The name of a Xen error number (`-status`), for messages.
-pub fn errno_name(status: i64) -> &'static str {
-    match status {
-        -1 => "EPERM",
-        -12 => "ENOMEM",
-        -14 => "EFAULT",
-        -22 => "EINVAL",
-        -38 => "ENOSYS",
+/// The name of a Xen error number, for messages.
+pub fn errno_name(errno: u32) -> &'static str {
+    match errno {
+        1 => "EPERM",
+        12 => "ENOMEM",
+        14 => "EFAULT",
+        22 => "EINVAL",
+        38 => "ENOSYS",
         _ => "an error",
     }
 }
@@ -507,10 +516,17 @@ mod tests {
             check("memory map", -22),
             Err(BootError::XenHypercall {
                 call: "memory map",
-                status: -22
+                errno: 22
             })
         );
-        assert_eq!(errno_name(-38), "ENOSYS");
-        assert_eq!(errno_name(-9999), "an error");
+        assert_eq!(
+            check("memory map", i64::MIN),
+            Err(BootError::XenHypercall {
+                call: "memory map",
+                errno: u32::MAX
+            })
+        );
+        assert_eq!(errno_name(38), "ENOSYS");
+        assert_eq!(errno_name(9999), "an error");
     }
 }

@@ -82,7 +82,7 @@ pub fn memory_map(info: &mut BootInfo) -> Result<(), BootError> {
 /// before the kernel's page tables replace the boot tables.
 pub fn repair_xsdt(boot_only: &crate::arch::boot_token::Boot, info: &BootInfo) {
     if present() && xsdt::repair(boot_only, info) {
-        log::debug!("xen: repaired the XSDT's signature (Xen copied it from address 0)");
+        log::debug!("xen: XSDT signature repaired");
     }
 }
 
