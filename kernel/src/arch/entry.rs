@@ -66,23 +66,22 @@ extern "C" fn torito_kernel_entry(protocol: u32, magic: u32, info: u32, entry_ts
     let boot_only = unsafe { Boot::new() };
     clock::mark_boot(entry_tsc);
     super::percpu::init(0, 0);
-    serial::init();
+    // On Xen the console is Xen's (and Xen keeps COM1's ports from dom0): each port
+    // write would be a trip into Xen for nothing. CPUID and the hypercall MSR need no
+    // descriptor tables.
+    let on_xen = xen::init().unwrap_or_else(|error| fatal("Xen", error));
+    if !on_xen {
+        serial::init();
+    }
     gdt::init(0, gdt::boot_ist());
     interrupts::init(exceptions::report);
     pic::disable();
-    let on_xen = xen::init().unwrap_or_else(|error| fatal("Xen", error));
 
     let mut stamps = [0u64; 4];
     stamps[0] = clock::rdtsc();
     let parsed = parse_boot_info(protocol, magic, info);
-    let boot = BOOT_INFO.call_once(|| {
-        let mut info = parsed.unwrap_or_else(|error| fatal("boot information", error));
-        // Only a version-0 PVH start_info has no map: Xen's dom0 asks Xen for it.
-        if info.memory_map().is_empty() {
-            xen::memory_map(&mut info).unwrap_or_else(|error| fatal("boot information", error));
-        }
-        info
-    });
+    let boot =
+        BOOT_INFO.call_once(|| parsed.unwrap_or_else(|error| fatal("boot information", error)));
 
     let cmdline = torito_boot::Cmdline::parse(boot.cmdline())
         .unwrap_or_else(|error| fatal("command line", error));
@@ -173,7 +172,8 @@ extern "C" fn torito_kernel_entry(protocol: u32, magic: u32, info: u32, entry_ts
     torito_app_main()
 }
 
-/// The loader's boot information, parsed (PVH or multiboot2).
+/// The loader's boot information, parsed (PVH or multiboot2), with the memory map from
+/// Xen when a PVH start_info has none.
 // Out of line: inlined into the entry, the parsers' results and errors were copied
 // through its large frame at every `?`.
 #[inline(never)]
@@ -183,7 +183,17 @@ fn parse_boot_info(
     info: u32,
 ) -> Result<BootInfo, torito_boot::BootError> {
     match protocol {
-        torito_boot::PROTOCOL_PVH => torito_boot::parse_pvh(&BootIdentityMap, u64::from(info)),
+        torito_boot::PROTOCOL_PVH => {
+            let mut parsed = torito_boot::parse_pvh(&BootIdentityMap, u64::from(info));
+            // Only a version-0 start_info has no map: Xen's dom0 asks Xen for it.
+            if let Ok(info) = &mut parsed
+                && info.memory_map().is_empty()
+                && let Err(error) = xen::memory_map(info)
+            {
+                return Err(error);
+            }
+            parsed
+        }
         _ => torito_boot::parse_multiboot2(&BootIdentityMap, magic, u64::from(info)),
     }
 }

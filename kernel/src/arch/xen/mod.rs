@@ -41,13 +41,10 @@ pub fn init() -> Result<bool, BootError> {
     if cpuid(1, 0).2 & (1 << 31) == 0 {
         return Ok(false); // no hypervisor at all
     }
-    let Some(base) = (abi::FIRST_LEAF..abi::LAST_LEAF)
-        .step_by(abi::LEAF_STRIDE as usize)
-        .find(|&leaf| {
-            let (max, ebx, ecx, edx) = cpuid(leaf, 0);
-            abi::is_signature(ebx, ecx, edx) && max >= leaf + 3
-        })
-    else {
+    let Some(base) = abi::BASES.into_iter().find(|&leaf| {
+        let (max, ebx, ecx, edx) = cpuid(leaf, 0);
+        abi::is_signature(ebx, ecx, edx) && max >= leaf + 3
+    }) else {
         return Ok(false);
     };
     let (pages, msr, _, _) = cpuid(base + 2, 0);
