@@ -92,6 +92,10 @@ if [ "$boot" = grub ] && [ "$machine" = microvm ]; then
 fi
 dom0_mem=""
 if [ "$boot" = xen ]; then
+    # Xen halts the machine (it does not power it off) when its dom0 powers off: only the
+    # exit device ends QEMU.
+    [ "$exit_device" = on ] || {
+        echo "run.sh: --boot xen needs the exit device: Xen halts, not ends, the machine when dom0 powers off" >&2; exit 2; }
     # Xen needs a BIOS to load it (multiboot1 through QEMU's -kernel): q35 unless told pc.
     [ "$machine" = microvm ] && machine=q35
     xen=$("$(dirname "$0")/xen.sh" path)
