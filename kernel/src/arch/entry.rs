@@ -1,7 +1,7 @@
 //! From the boot assembly to the application's `main`, in order:
 //!
-//! 1. note the TSC (boot time is measured from here), COM1, GDT/TSS, IDT: from now on
-//!    any fault is reported;
+//! 1. note the TSC (boot time is measured from here), look for Xen (whose console
+//!    replaces COM1), COM1, GDT/TSS, IDT: from now on any fault is reported;
 //! 2. parse the loader's boot information (through the boot tables' 1 GiB identity map)
 //!    into an owned `BootInfo`; a malformed structure stops the boot here, by name;
 //! 3. the command line: log level, unknown keys warned about, bad values fatal;
