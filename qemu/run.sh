@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs a Torito image in QEMU and exits with the guest's exit(code).
 #
-# usage: qemu/run.sh IMAGE [--machine microvm|q35|pc] [--boot pvh|grub] [--smp N]
+# usage: qemu/run.sh IMAGE [--machine microvm|q35|pc] [--boot pvh|grub|xen] [--smp N]
 #                          [--mem SIZE] [--forward HOSTPORT:GUESTPORT]... [--append "ARGS"]
 #                          [--accel kvm|tcg] [--acpi on|off] [--log FILE]
 #                          [--exit-device on|off] [--trace-code FILE] [--rng] [--msix on|off]
@@ -19,6 +19,12 @@
 # virtualizer, such as the kvm_pvm module: slower than TCG for a kernel, and it can stop
 # the guest on an SSE instruction.)
 # TORITO_ACCEL=kvm|tcg or --accel overrides the choice.
+#
+# --boot xen: Debian's Xen 4.17 (qemu/xen.sh fetches it; make setup does) boots on a
+# q35 machine with IMAGE as its PVH dom0: --smp and --mem are dom0's (dom0_max_vcpus,
+# dom0_mem; the machine gets 256 MiB more for Xen), --append is dom0's command line. Xen
+# owns COM1; its lines start with "(XEN)", the guest's come through Xen's console.
+# TORITO_XEN_ARGS adds options to Xen's own command line (experiments: cpuidle=0, ...).
 #
 # Exit status: the guest's exit code (the kernel prints "torito: exit(N)" and writes N to
 # isa-debug-exit, whose QEMU status is (N << 1) | 1). 124 = QEMU ended with no exit line
@@ -76,7 +82,7 @@ while [ $# -gt 0 ]; do
 done
 [ -f "$image" ] || { echo "run.sh: no image at $image (run 'make images')" >&2; exit 2; }
 case $machine in microvm|q35|pc) ;; *) echo "run.sh: --machine must be microvm, q35 or pc" >&2; exit 2 ;; esac
-case $boot in pvh|grub) ;; *) echo "run.sh: --boot must be pvh or grub" >&2; exit 2 ;; esac
+case $boot in pvh|grub|xen) ;; *) echo "run.sh: --boot must be pvh, grub or xen" >&2; exit 2 ;; esac
 case $acpi in on|off) ;; *) echo "run.sh: --acpi must be on or off" >&2; exit 2 ;; esac
 case $exit_device in on|off) ;; *) echo "run.sh: --exit-device must be on or off" >&2; exit 2 ;; esac
 case $msix in on|off) ;; *) echo "run.sh: --msix must be on or off" >&2; exit 2 ;; esac
@@ -87,6 +93,26 @@ pci_options=""
 if [ "$boot" = grub ] && [ "$machine" = microvm ]; then
     echo "run.sh: --boot grub needs a BIOS machine (q35 or pc); microvm has no disk boot" >&2; exit 2
 fi
+dom0_mem=""
+if [ "$boot" = xen ]; then
+    # Xen halts the machine (it does not power it off) when its dom0 powers off: only the
+    # exit device ends QEMU.
+    [ "$exit_device" = on ] || {
+        echo "run.sh: --boot xen needs the exit device: Xen halts, not ends, the machine when dom0 powers off" >&2; exit 2; }
+    # Xen needs a BIOS to load it (multiboot1 through QEMU's -kernel): q35 unless told pc.
+    [ "$machine" = microvm ] && machine=q35
+    xen=$("$(dirname "$0")/xen.sh" path)
+    [ -f "$xen" ] || {
+        echo "run.sh: no Xen hypervisor at $xen; fetch it: qemu/xen.sh fetch (make setup does)" >&2; exit 2; }
+    case $mem in
+        *[Gg]) dom0_mib=$(( ${mem%[Gg]} * 1024 )) ;;
+        *[Mm]) dom0_mib=${mem%[Mm]} ;;
+        *) echo "run.sh: --boot xen needs --mem in M or G (for example 64M)" >&2; exit 2 ;;
+    esac
+    dom0_mem=${dom0_mib}M
+    # The machine: dom0's memory plus room for Xen's own (heap, frame table, console).
+    mem=$(( dom0_mib + 256 ))M
+fi
 command -v qemu-system-x86_64 >/dev/null || {
     echo "run.sh: qemu-system-x86_64 not found; install it: apt-get install -y qemu-system-x86" >&2; exit 2; }
 
@@ -95,6 +121,8 @@ case $accel in
     # -cpu host fails on MSR 0x10a (arch-capabilities) on some hosts; drop that bit.
     kvm) cpu="host,-arch-capabilities" ;;
     # TCG: the richest emulated CPU (TSC-deadline timer, invariant TSC, NX).
+    # Under Xen, its guests run through the emulated AMD SVM with nested paging that
+    # "max" offers (this Xen build has no shadow paging, so PVH needs it).
     tcg) cpu="max" ;;
     *) echo "run.sh: --accel must be kvm or tcg" >&2; exit 2 ;;
 esac
@@ -344,6 +372,17 @@ if [ "$boot" = pvh ]; then
     # QEMU's -kernel loads an ELF through its PVH note (on every machine type).
     args+=(-kernel "$image")
     [ -n "$append" ] && args+=(-append "$append")
+elif [ "$boot" = xen ]; then
+    case $image in *[,\ ]*) echo "run.sh: --boot xen: the image path must have no comma or space" >&2; exit 2 ;; esac
+    # Xen is the multiboot1 kernel; the image is its first module, and the text after
+    # the module's path is dom0's command line (a comma would end the module: doubled).
+    args+=(-kernel "$xen" -initrd "$image ${append//,/,,}")
+    # dom0=pvh: the image runs as a PVH dom0 (Xen 4.17 hands it a version-0 start_info,
+    # without a memory map). dom0-iommu=none: QEMU's q35 has no IOMMU to give Xen.
+    # console=com1: Xen's console on COM1, where dom0's console_io output goes too.
+    # bootscrub=false: Xen would otherwise clear its free RAM in the background on idle
+    # CPUs, which under the emulator competes with the guest for seconds.
+    args+=(-append "dom0=pvh dom0-iommu=none console=com1 dom0_max_vcpus=$smp dom0_mem=$dom0_mem bootscrub=false ${TORITO_XEN_ARGS:-}")
 else
     command -v grub-mkrescue >/dev/null || {
         echo "run.sh: grub-mkrescue not found; install: apt-get install -y grub-pc-bin grub-common xorriso mtools" >&2; exit 2; }

@@ -11,7 +11,8 @@
 #   qemu-system-common for virtiofsd, behind run.sh --share; curl and e2fsprogs (mke2fs)
 #   for the files test;
 # - vhost-device-vsock (crates.io), the userspace vsock backend behind run.sh --vsock:
-#   there is no /dev/vhost-vsock on the build machines.
+#   there is no /dev/vhost-vsock on the build machines;
+# - Debian's Xen hypervisor binary, for run.sh --boot xen (qemu/xen.sh).
 set -euo pipefail
 
 # Pinned and --locked: 0.3.0 builds on stable Rust 1.95 (about a minute). Checked at
@@ -30,6 +31,12 @@ for component in rustfmt clippy; do
         rustup component add "$component"
     fi
 done
+
+# Debian's Xen hypervisor for run.sh --boot xen (qemu/tests/xen.rs): downloaded and
+# unpacked into a cache directory, never installed (the machine must not boot into it).
+if [ ! -f "$("$(dirname "$0")/xen.sh" path)" ]; then
+    "$(dirname "$0")/xen.sh" fetch || echo "setup: could not fetch Xen (qemu/xen.sh fetch); run.sh --boot xen needs it" >&2
+fi
 
 missing=()
 for package in "$@"; do

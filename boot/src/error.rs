@@ -29,10 +29,31 @@ pub enum BootError {
         /// The value found.
         found: u32,
     },
-    /// `hvm_start_info.version` is 0, which has no memory map fields.
+    /// `hvm_start_info.version` is 0, which has no memory map fields, and the hypervisor
+    /// is not Xen (which gives the map through a hypercall instead).
     PvhNoMemoryMap {
         /// The version found.
         version: u32,
+    },
+
+    /// Xen's hypercall leaf asks for a number of hypercall pages other than one.
+    XenHypercallPages {
+        /// The number of pages in CPUID leaf base + 2, `eax`.
+        pages: u32,
+    },
+    /// A hypercall the boot needs failed.
+    XenHypercall {
+        /// What was asked of Xen.
+        call: &'static str,
+        /// Xen's error number (the hypercall returned its negation).
+        errno: u32,
+    },
+    /// Xen's memory map reply claims more entries than the buffer it was given holds.
+    XenMemoryMapCount {
+        /// The entry count in the reply.
+        count: u32,
+        /// The buffer's capacity in entries.
+        capacity: usize,
     },
 
     /// The memory map has no (non-empty) entries.
@@ -203,6 +224,19 @@ impl fmt::Display for BootError {
                 f,
                 "PVH start_info version {version} has no memory map (version 1 or later needed): \
                  use a newer VMM (QEMU >= 4.0, Firecracker, Cloud Hypervisor)"
+            ),
+            Self::XenHypercallPages { pages } => write!(
+                f,
+                "Xen asks for {pages} hypercall pages, not 1: unsupported Xen"
+            ),
+            Self::XenHypercall { call, errno } => write!(
+                f,
+                "Xen refused {call}: error -{errno} ({}): no permission, or Xen too old",
+                crate::xen::errno_name(errno)
+            ),
+            Self::XenMemoryMapCount { count, capacity } => write!(
+                f,
+                "Xen's memory map claims {count} entries in a buffer of {capacity}: refused"
             ),
             Self::EmptyMemoryMap => {
                 f.write_str("the loader's memory map is empty: the VMM or firmware gave no RAM layout")
@@ -381,6 +415,24 @@ mod tests {
                 "PVH memory map at 0x40000000 (120 bytes)",
             ),
             (BootError::PvhNoMemoryMap { version: 0 }, "version 0"),
+            (
+                BootError::XenHypercallPages { pages: 2 },
+                "asks for 2 hypercall pages",
+            ),
+            (
+                BootError::XenHypercall {
+                    call: "XENMEM_memory_map",
+                    errno: 38,
+                },
+                "refused XENMEM_memory_map: error -38 (ENOSYS)",
+            ),
+            (
+                BootError::XenMemoryMapCount {
+                    count: 99,
+                    capacity: 64,
+                },
+                "99 entries in a buffer of 64",
+            ),
             (BootError::TooManyMemoryRegions { max: 64 }, "more than 64"),
             (
                 BootError::MemoryRegionOverflow {

@@ -19,7 +19,8 @@
 //! validates and parses the FADT, MADT and DSDT; [`bios`] scans the BIOS areas once for
 //! the RSDP and the MP floating pointer and reads the MP configuration table.
 //!
-//! Entry points: [`parse_pvh`] (QEMU `-kernel`, Firecracker, Cloud Hypervisor, Xen) and
+//! Entry points: [`parse_pvh`] (QEMU `-kernel`, Firecracker, Cloud Hypervisor, Xen, whose
+//! dom0 gets its memory map through [`xen::fill_memory_map`]) and
 //! [`parse_multiboot2`] (GRUB), then [`Cmdline::parse`] and [`parse_kernel_options`] on
 //! [`BootInfo::cmdline`].
 //!
@@ -51,6 +52,7 @@ pub mod multiboot2;
 mod phys;
 pub mod pvh;
 pub mod rsdp;
+pub mod xen;
 
 #[cfg(target_os = "none")]
 #[allow(unsafe_code)]

@@ -7,7 +7,7 @@
 //! | offset | field | |
 //! |---|---|---|
 //! | 0 | `magic: u32` | [`PVH_MAGIC`] |
-//! | 4 | `version: u32` | memory map fields from version 1 |
+//! | 4 | `version: u32` | memory map fields from version 1 (Xen gives dom0 version 0) |
 //! | 8 | `flags: u32` | ignored |
 //! | 12 | `nr_modules: u32` | ignored (no modules) |
 //! | 16 | `modlist_paddr: u64` | ignored |
@@ -28,6 +28,8 @@ pub const PVH_MAGIC: u32 = 0x336E_C578;
 
 /// Size of `hvm_start_info` from version 1 on.
 const START_INFO_SIZE: usize = 56;
+/// Size of a version-0 `hvm_start_info` (no memory map fields).
+const START_INFO_V0_SIZE: usize = 40;
 /// Size of one `hvm_memmap_table_entry`.
 const MEMMAP_ENTRY_SIZE: usize = 24;
 /// The command line is scanned for its NUL in pieces of at most this many bytes, so a
@@ -38,10 +40,15 @@ const CMDLINE_CHUNK: usize = 64;
 ///
 /// Everything is copied out: the result does not borrow the loader's memory.
 ///
+/// A version-0 `start_info` (what Xen hands its PVH dom0) has no memory map fields: the
+/// result then has an empty [`BootInfo::memory_map`], which the caller fills from
+/// elsewhere (on Xen, the `XENMEM_memory_map` hypercall: [`crate::xen::fill_memory_map`])
+/// or refuses (`PvhNoMemoryMap`). Every later version must carry a non-empty map.
+///
 /// # Errors
 /// - `OutOfBounds` when `start_info`, the memory map, the command line or the RSDP is
 ///   not readable through `mem`;
-/// - `BadPvhMagic`; `PvhNoMemoryMap` for version 0;
+/// - `BadPvhMagic`;
 /// - `EmptyMemoryMap` (no entries), `TooManyMemoryRegions` (checked before reading),
 ///   `MemoryRegionOverflow`, `NoUsableMemory`;
 /// - `CmdlineTooLong`, `CmdlineNotUtf8`, `CmdlineUnterminated`;
@@ -55,17 +62,23 @@ pub fn parse_pvh(mem: &dyn PhysMemory, start_info: u64) -> Result<BootInfo, Boot
         return Err(BootError::BadPvhMagic { found: magic });
     }
     let version = le::u32_at::<4, 8>(head);
-    if version == 0 {
-        return Err(BootError::PvhNoMemoryMap { version });
-    }
-    let fields = read_array::<START_INFO_SIZE>(mem, WHAT, start_info)?;
-    let cmdline_paddr = le::u64_at::<24, START_INFO_SIZE>(fields);
-    let rsdp_paddr = le::u64_at::<32, START_INFO_SIZE>(fields);
-    let memmap_paddr = le::u64_at::<40, START_INFO_SIZE>(fields);
-    let memmap_entries = le::u32_at::<48, START_INFO_SIZE>(fields);
-
     let mut info = BootInfo::empty(Protocol::Pvh);
-    read_memory_map(mem, &mut info, memmap_paddr, memmap_entries)?;
+    let (cmdline_paddr, rsdp_paddr) = if version == 0 {
+        let fields = read_array::<START_INFO_V0_SIZE>(mem, WHAT, start_info)?;
+        (
+            le::u64_at::<24, START_INFO_V0_SIZE>(fields),
+            le::u64_at::<32, START_INFO_V0_SIZE>(fields),
+        )
+    } else {
+        let fields = read_array::<START_INFO_SIZE>(mem, WHAT, start_info)?;
+        let memmap_paddr = le::u64_at::<40, START_INFO_SIZE>(fields);
+        let memmap_entries = le::u32_at::<48, START_INFO_SIZE>(fields);
+        read_memory_map(mem, &mut info, memmap_paddr, memmap_entries)?;
+        (
+            le::u64_at::<24, START_INFO_SIZE>(fields),
+            le::u64_at::<32, START_INFO_SIZE>(fields),
+        )
+    };
     if cmdline_paddr != 0 {
         let len = cmdline_length(mem, cmdline_paddr)?;
         info.set_cmdline(read_exact(mem, "command line", cmdline_paddr, len)?)?;
@@ -323,10 +336,12 @@ pub(crate) mod tests {
     fn version_0_has_no_memory_map() {
         let mut image = PvhImage::new(0);
         image.put_u32(START_INFO + 4, 0);
-        assert_eq!(
-            image.parse().unwrap_err(),
-            BootError::PvhNoMemoryMap { version: 0 }
-        );
+        // The map fields are not read, whatever they hold.
+        image.put_u32(START_INFO + 48, u32::MAX);
+        let info = image.parse().unwrap();
+        assert!(info.memory_map().is_empty());
+        assert_eq!(info.cmdline(), "log=debug app.msg=\"hi there\" -- a b");
+        assert!(info.acpi.is_some());
     }
 
     #[test]

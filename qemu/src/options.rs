@@ -19,7 +19,8 @@
 pub struct RunOptions {
     /// QEMU machine type: `microvm`, `q35` or `pc` (`--machine`).
     pub machine: String,
-    /// Boot protocol: `pvh` (QEMU `-kernel`) or `grub` (a multiboot2 ISO) (`--boot`).
+    /// Boot protocol: `pvh` (QEMU `-kernel`), `grub` (a multiboot2 ISO) or `xen` (the
+    /// image as Xen's PVH dom0 on q35) (`--boot`).
     pub boot: String,
     /// Number of CPUs (`--smp`).
     pub smp: u32,
@@ -97,7 +98,7 @@ impl RunOptions {
         self
     }
 
-    /// Sets the boot protocol (`pvh`, `grub`).
+    /// Sets the boot protocol (`pvh`, `grub`, `xen`).
     pub fn boot(mut self, boot: &str) -> Self {
         self.boot = boot.into();
         self

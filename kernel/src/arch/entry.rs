@@ -1,7 +1,7 @@
 //! From the boot assembly to the application's `main`, in order:
 //!
-//! 1. note the TSC (boot time is measured from here), COM1, GDT/TSS, IDT: from now on
-//!    any fault is reported;
+//! 1. note the TSC (boot time is measured from here), look for Xen (whose console
+//!    replaces COM1), COM1, GDT/TSS, IDT: from now on any fault is reported;
 //! 2. parse the loader's boot information (through the boot tables' 1 GiB identity map)
 //!    into an owned `BootInfo`; a malformed structure stops the boot here, by name;
 //! 3. the command line: log level, unknown keys warned about, bad values fatal;
@@ -12,7 +12,7 @@
 //!    cores first, so that `arch` needs nothing from above it).
 
 use super::boot_token::Boot;
-use super::{acpi, clock, exceptions, gdt, interrupts, lapic, paging, pic, serial};
+use super::{acpi, clock, exceptions, gdt, interrupts, lapic, paging, pic, serial, xen};
 use crate::memory::frames::{FRAME, FrameAllocator, Range};
 use core::fmt::Display;
 use torito_boot::{BootInfo, PhysMemory};
@@ -66,14 +66,24 @@ extern "C" fn torito_kernel_entry(protocol: u32, magic: u32, info: u32, entry_ts
     let boot_only = unsafe { Boot::new() };
     clock::mark_boot(entry_tsc);
     super::percpu::init(0, 0);
-    serial::init();
+    // On Xen the console is Xen's (and Xen keeps COM1's ports from dom0): each port
+    // write would be a trip into Xen for nothing. CPUID and the hypercall MSR need no
+    // descriptor tables.
+    let on_xen = xen::init().unwrap_or_else(|error| fatal("Xen", error));
+    if !on_xen {
+        serial::init();
+    }
     gdt::init(0, gdt::boot_ist());
     interrupts::init(exceptions::report);
     pic::disable();
 
     let mut stamps = [0u64; 4];
     stamps[0] = clock::rdtsc();
-    let parsed = parse_boot_info(protocol, magic, info);
+    let parsed = if on_xen && protocol == torito_boot::PROTOCOL_PVH {
+        parse_pvh_on_xen(info)
+    } else {
+        parse_boot_info(protocol, magic, info)
+    };
     let boot =
         BOOT_INFO.call_once(|| parsed.unwrap_or_else(|error| fatal("boot information", error)));
 
@@ -90,11 +100,13 @@ extern "C" fn torito_kernel_entry(protocol: u32, magic: u32, info: u32, entry_ts
         fatal("command line", error);
     }
     log::debug!(
-        "boot: {}, command line `{}`",
+        "boot: {}{}, command line `{}`",
         boot.protocol.name(),
+        if on_xen { " on Xen" } else { "" },
         boot.cmdline()
     );
 
+    xen::repair_xsdt(&boot_only, boot);
     // The BIOS data area is in page 0, which the kernel's page tables leave unmapped.
     let ebda = torito_boot::ebda_address(&BootIdentityMap);
     let image = paging::kernel_image();
@@ -180,6 +192,20 @@ fn parse_boot_info(
         torito_boot::PROTOCOL_PVH => torito_boot::parse_pvh(&BootIdentityMap, u64::from(info)),
         _ => torito_boot::parse_multiboot2(&BootIdentityMap, magic, u64::from(info)),
     }
+}
+
+/// The PVH start_info on Xen, with the memory map from Xen when it has none (a version-0
+/// start_info: Xen's dom0). Apart from `parse_boot_info` because filling the map in
+/// place costs a copy of the `BootInfo` (2.6 KiB) that other boots need not pay.
+#[inline(never)]
+fn parse_pvh_on_xen(info: u32) -> Result<BootInfo, torito_boot::BootError> {
+    let mut parsed = torito_boot::parse_pvh(&BootIdentityMap, u64::from(info));
+    if let Ok(info) = &mut parsed
+        && info.memory_map().is_empty()
+    {
+        xen::memory_map(info)?;
+    }
+    parsed
 }
 
 fn level_filter(level: torito_boot::LogLevel) -> log::LevelFilter {

@@ -1,8 +1,11 @@
-//! Ending the VM: isa-debug-exit, then ACPI S5, then a keyboard-controller reset, then a
-//! triple fault. Every hypervisor we target stops at one of these:
+//! Ending the VM: isa-debug-exit, then (on Xen) `SCHEDOP_shutdown`, then ACPI S5, then a
+//! keyboard-controller reset, then a triple fault. Every hypervisor we target stops at
+//! one of these:
 //!
 //! * QEMU with `-device isa-debug-exit,iobase=0xf4,iosize=0x04` exits with status
 //!   `(code << 1) | 1`, the only path that carries the exit code;
+//! * on Xen, `SCHEDOP_shutdown` (power-off for status 0, crash otherwise) ends a domU;
+//!   a dom0's power-off halts the machine (under QEMU, port 0xf4 ended it already);
 //! * ACPI S5 through the FADT's PM1a control block or sleep control register ends
 //!   QEMU without the device and Cloud Hypervisor;
 //! * `0xfe` to port 0x64 ends Firecracker (it treats the reset as an exit), after a
@@ -19,6 +22,8 @@ pub fn exit(code: u32) -> ! {
     // SAFETY: port 0xf4 is QEMU's isa-debug-exit when present and unused otherwise; a
     // write to an absent device is dropped.
     unsafe { Port::<u32>::new(0xf4).write(code) };
+    // On Xen: poweroff or crash (a dom0's poweroff halts the machine).
+    super::xen::shutdown(code);
     if acpi::power_off() {
         // A hypervisor stops the VM soon after the request: give it a moment before
         // the next way out.

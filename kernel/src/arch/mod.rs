@@ -32,3 +32,4 @@ pub mod smp;
 pub mod stacks;
 pub mod vectors;
 pub mod virtio;
+pub mod xen;

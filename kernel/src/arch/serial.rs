@@ -68,12 +68,21 @@ pub fn init() {
 pub fn write(args: fmt::Arguments<'_>) {
     x86_64::instructions::interrupts::without_interrupts(|| {
         let _guard = LOCK.lock();
-        let _ = fmt::Write::write_fmt(&mut Escaped::lines(Uart), args);
+        emit(args);
     });
 }
 
 /// Writes without taking the console lock: for the fatal paths only (exceptions,
 /// panics), where the lock may be held by the code that failed. Escaped as [`write`].
 pub fn force_write(args: fmt::Arguments<'_>) {
-    let _ = fmt::Write::write_fmt(&mut Escaped::lines(Uart), args);
+    emit(args);
+}
+
+/// On Xen the console is Xen's (it owns COM1 when its own console is there).
+fn emit(args: fmt::Arguments<'_>) {
+    if super::xen::present() {
+        super::xen::write(args);
+    } else {
+        let _ = fmt::Write::write_fmt(&mut Escaped::lines(Uart), args);
+    }
 }
