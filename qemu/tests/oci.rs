@@ -77,7 +77,11 @@ fn layout_holds_the_kernel_and_urunc_annotations() {
     let manifest = blobs(&out)
         .into_iter()
         .map(|path| std::fs::read(path).unwrap())
-        .find(|blob| blob.starts_with(b"{") && String::from_utf8_lossy(blob).contains("layers"))
+        // The manifest lists `"layers":[..]`; the config names "layers" too, as its
+        // rootfs type, so that word alone picks one or the other by digest order.
+        .find(|blob| {
+            blob.starts_with(b"{") && String::from_utf8_lossy(blob).contains("\"layers\":[")
+        })
         .expect("a manifest blob");
     let manifest = String::from_utf8(manifest).unwrap();
     for needle in [
