@@ -17,6 +17,7 @@ what `objcopy --strip-all` leaves.
 import argparse
 import os
 import re
+import signal
 import subprocess
 import tempfile
 from collections import defaultdict
@@ -112,6 +113,7 @@ def difference(old, new, top):
 
 
 def main():
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `| head` ends quietly
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("elf", nargs="+", help="one ELF to report, or OLD NEW to compare")
     parser.add_argument("--top", type=int, default=25)
