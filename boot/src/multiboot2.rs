@@ -3,9 +3,11 @@
 //! GRUB (and other multiboot2 loaders) enter with `eax` = [`MULTIBOOT2_MAGIC`] and
 //! `ebx` = the physical address of the MBI: `total_size: u32, reserved: u32`, then
 //! 8-byte-aligned tags `type: u32, size: u32, ...` ending with an end tag (type 0,
-//! size 8). We bound `total_size` ourselves, hand exactly those bytes to the `multiboot2`
-//! crate, which validates the tag chain, and check each tag we use before casting it
-//! (the crate asserts, i.e. panics, on tags whose size does not fit their type).
+//! size 8). We bound `total_size` ourselves and hand exactly those bytes to the
+//! `multiboot2` crate, which validates the tag chain. The tags are then read here, each
+//! through checked slices: the crate's own iterator and casts unwrap and assert (sound
+//! after its validation, but they link `Debug` formatting of its error types, about
+//! 2 KiB of the image, for panics that cannot happen).
 //!
 //! Tags used: command line (1, optional), memory map (6, required, E820 types), ACPI new
 //! RSDP (15) and old RSDP (14), both optional; the new one wins when both are present.
@@ -13,10 +15,7 @@
 //! first tag counts. This is the only module besides `entry` allowed `unsafe` code: one
 //! block, the call to `BootInformation::load`.
 
-use ::multiboot2::{
-    BootInformation, BootInformationHeader, CommandLineTag, LoadError, MemoryAreaType,
-    MemoryMapTag, StringError, TagType,
-};
+use ::multiboot2::{BootInformation, BootInformationHeader, LoadError, TagType};
 use multiboot2_common::MemoryError;
 
 use crate::phys::{PhysMemory, le, read_array, read_exact};
@@ -95,28 +94,29 @@ pub fn parse_multiboot2(
         });
     }
     let bytes = read_exact(mem, WHAT, info, size as usize)?;
-    let mbi = load(bytes).map_err(map_load_error)?;
+    load(bytes).map_err(map_load_error)?;
 
     let mut out = BootInfo::empty(Protocol::Multiboot2);
     let mut memory_map_seen = false;
     let mut cmdline_seen = false;
     let mut rsdp_old = None;
     let mut rsdp_new = None;
-    for tag in mbi.tags() {
-        let header = tag.header();
-        let (typ, size) = (header.typ.get(), header.size);
+    for Tag {
+        typ,
+        size,
+        offset,
+        payload,
+    } in tags(bytes)
+    {
         if typ == TagType::Cmdline.val() && !cmdline_seen {
             cmdline_seen = true;
-            // Offset of the string in the MBI, for the error message.
-            let offset = core::ptr::from_ref(tag).cast::<u8>().addr() - bytes.as_ptr().addr() + 8;
-            let addr = info + offset as u64;
-            // Any size >= 8 (guaranteed by the crate's chain validation) fits this cast.
-            match tag.cast::<CommandLineTag>().cmdline() {
+            // Address of the string, for the error message.
+            let addr = info + offset as u64 + 8;
+            let line = core::ffi::CStr::from_bytes_until_nul(payload)
+                .map_err(|_| BootError::CmdlineUnterminated { addr })?;
+            match line.to_str() {
                 Ok(line) => out.set_cmdline(line.as_bytes())?,
-                Err(StringError::MissingNul(_)) => {
-                    return Err(BootError::CmdlineUnterminated { addr });
-                }
-                Err(StringError::Utf8(error)) => {
+                Err(error) => {
                     return Err(BootError::CmdlineNotUtf8 {
                         valid_up_to: error.valid_up_to(),
                     });
@@ -125,7 +125,7 @@ pub fn parse_multiboot2(
         } else if typ == TagType::Mmap.val() && !memory_map_seen {
             memory_map_seen = true;
             // entry_size and entry_version follow the tag header.
-            let entry_size = match tag.payload().first_chunk::<8>() {
+            let entry_size = match payload.first_chunk::<8>() {
                 Some(fields) if size >= MMAP_TAG_HEADER => le::u32_at::<0, 8>(fields),
                 _ => return Err(BootError::Multiboot2BadTagSize { tag: typ, size }),
             };
@@ -135,19 +135,23 @@ pub fn parse_multiboot2(
             if !(size - MMAP_TAG_HEADER).is_multiple_of(MMAP_ENTRY_SIZE) {
                 return Err(BootError::Multiboot2BadTagSize { tag: typ, size });
             }
-            // The checks above are exactly what `MemoryMapTag`'s cast and
-            // `memory_areas` assert.
-            for area in tag.cast::<MemoryMapTag>().memory_areas() {
+            // So the payload after those 8 bytes is whole entries: base u64, length u64,
+            // type u32 (E820 numbering), reserved u32.
+            let entries = payload
+                .get(8..)
+                .unwrap_or_default()
+                .chunks_exact(MMAP_ENTRY_SIZE as usize);
+            for entry in entries.filter_map(|entry| entry.first_chunk::<20>()) {
                 out.push_region(MemoryRegion {
-                    start: area.start_address(),
-                    len: area.size(),
-                    kind: memory_kind(area.typ()),
+                    start: le::u64_at::<0, 20>(entry),
+                    len: le::u64_at::<8, 20>(entry),
+                    kind: MemoryKind::from_e820(le::u32_at::<16, 20>(entry)),
                 })?;
             }
         } else if typ == TagType::AcpiV1.val() && rsdp_old.is_none() {
-            rsdp_old = Some(tag.payload());
+            rsdp_old = Some(payload);
         } else if typ == TagType::AcpiV2.val() && rsdp_new.is_none() {
-            rsdp_new = Some(tag.payload());
+            rsdp_new = Some(payload);
         }
     }
     if !memory_map_seen {
@@ -189,16 +193,38 @@ fn map_load_error(error: LoadError) -> BootError {
     BootError::Multiboot2 { reason }
 }
 
-/// Maps the crate's memory area type to ours (both are E820 types).
-fn memory_kind(typ: MemoryAreaType) -> MemoryKind {
-    match typ {
-        MemoryAreaType::Available => MemoryKind::Usable,
-        MemoryAreaType::Reserved => MemoryKind::Reserved,
-        MemoryAreaType::AcpiAvailable => MemoryKind::AcpiReclaimable,
-        MemoryAreaType::ReservedHibernate => MemoryKind::AcpiNvs,
-        MemoryAreaType::Defective => MemoryKind::Bad,
-        MemoryAreaType::Custom(other) => MemoryKind::from_e820(other),
-    }
+/// One tag of the MBI.
+struct Tag<'a> {
+    typ: u32,
+    /// The tag's `size` field: header (8 bytes) and payload.
+    size: u32,
+    /// Where the tag starts in the MBI.
+    offset: usize,
+    payload: &'a [u8],
+}
+
+/// The tags of an MBI that `load` accepted, up to the end tag: each starts 8-byte
+/// aligned after the one before. `load` checked that every tag fits in `bytes` and that
+/// an end tag closes the chain; the walk still stops, rather than panics, at a tag
+/// that would not fit.
+fn tags(bytes: &[u8]) -> impl Iterator<Item = Tag<'_>> {
+    let mut offset = 8;
+    core::iter::from_fn(move || {
+        let header = bytes.get(offset..)?.first_chunk::<8>()?;
+        let (typ, size) = (le::u32_at::<0, 8>(header), le::u32_at::<4, 8>(header));
+        let payload = bytes.get(offset.checked_add(8)?..offset.checked_add(size as usize)?)?;
+        if typ == TagType::End.val() {
+            return None;
+        }
+        let tag = Tag {
+            typ,
+            size,
+            offset,
+            payload,
+        };
+        offset = offset.checked_add((size as usize).next_multiple_of(8))?;
+        Some(tag)
+    })
 }
 
 #[cfg(test)]

@@ -39,21 +39,26 @@ impl<W: Write> Escaped<W> {
 
 impl<W: Write> Write for Escaped<W> {
     fn write_str(&mut self, text: &str) -> fmt::Result {
-        let mut clean = 0;
-        for (at, c) in text.char_indices() {
-            if !c.is_control() || (c == '\n' && self.newlines) {
-                continue;
-            }
-            self.inner
-                .write_str(text.get(clean..at).unwrap_or_default())?;
-            match u32::from(c) {
-                code @ 0..0x80 => write!(self.inner, "\\x{code:02x}")?,
-                code => write!(self.inner, "\\u{{{code:x}}}")?,
-            }
-            clean = at + c.len_utf8();
-        }
-        self.inner.write_str(text.get(clean..).unwrap_or_default())
+        escape(&mut self.inner, text, self.newlines)
     }
+}
+
+/// `Escaped`'s work, written once for every writer (the UART, a formatter) rather than
+/// once per writer type.
+fn escape(out: &mut dyn Write, text: &str, newlines: bool) -> fmt::Result {
+    let mut clean = 0;
+    for (at, c) in text.char_indices() {
+        if !c.is_control() || (c == '\n' && newlines) {
+            continue;
+        }
+        out.write_str(text.get(clean..at).unwrap_or_default())?;
+        match u32::from(c) {
+            code @ 0..0x80 => write!(out, "\\x{code:02x}")?,
+            code => write!(out, "\\u{{{code:x}}}")?,
+        }
+        clean = at + c.len_utf8();
+    }
+    out.write_str(text.get(clean..).unwrap_or_default())
 }
 
 /// Displays `T` on one line: every control character escaped, `\n` too (for a log

@@ -7,8 +7,12 @@
 //! under the lock before storing a waker. So a waiter either sees the flag or has its
 //! waker taken by `raise`: no waiter sleeps through the signal. Only tasks take the lock
 //! (interrupt handlers wake the one watcher task that calls `raise`).
+//!
+//! The wakers are a plain list searched by id: a poll that stores or refreshes a waker,
+//! and a waiter's drop, cost a scan linear in the number of waiters (an accept loop and
+//! its connections awaiting `until_shutdown`: one entry each). A `BTreeMap` made that
+//! logarithmic but cost 8 KiB of echo's image.
 
-use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use core::task::{Poll, Waker};
@@ -17,7 +21,7 @@ use core::task::{Poll, Waker};
 #[derive(Debug)]
 pub struct StopSignal {
     raised: AtomicBool,
-    waiters: spin::Mutex<BTreeMap<u64, Waker>>,
+    waiters: spin::Mutex<Vec<(u64, Waker)>>,
     next_id: AtomicU64,
 }
 
@@ -32,7 +36,7 @@ impl StopSignal {
     pub const fn new() -> Self {
         Self {
             raised: AtomicBool::new(false),
-            waiters: spin::Mutex::new(BTreeMap::new()),
+            waiters: spin::Mutex::new(Vec::new()),
             next_id: AtomicU64::new(0),
         }
     }
@@ -59,19 +63,20 @@ impl StopSignal {
         if self.is_raised() {
             return Poll::Ready(());
         }
-        match waiters.get_mut(&id) {
-            Some(stored) if stored.will_wake(waker) => {}
-            Some(stored) => stored.clone_from(waker),
-            None => {
-                waiters.insert(id, waker.clone());
-            }
+        match waiters.iter_mut().find(|(stored_id, _)| *stored_id == id) {
+            Some((_, stored)) if stored.will_wake(waker) => {}
+            Some((_, stored)) => stored.clone_from(waker),
+            None => waiters.push((id, waker.clone())),
         }
         Poll::Pending
     }
 
     /// Forgets waiter `id`'s waker (the waiter was dropped).
     pub fn forget(&self, id: u64) {
-        self.waiters.lock().remove(&id);
+        let mut waiters = self.waiters.lock();
+        if let Some(index) = waiters.iter().position(|(stored_id, _)| *stored_id == id) {
+            waiters.swap_remove(index);
+        }
     }
 
     /// Raises the signal; returns whether it was raised already, and the wakers to wake
@@ -79,7 +84,7 @@ impl StopSignal {
     pub fn raise(&self) -> (bool, Vec<Waker>) {
         let again = self.raised.swap(true, Ordering::AcqRel);
         let waiting = core::mem::take(&mut *self.waiters.lock());
-        (again, waiting.into_values().collect())
+        (again, waiting.into_iter().map(|(_, waker)| waker).collect())
     }
 
     /// How many waiters have a waker stored.

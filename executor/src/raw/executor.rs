@@ -68,6 +68,12 @@ pub struct Executor {
 // executor is (wrongly) driven from two cores. Everything else is atomic or immutable.
 unsafe impl Sync for Executor {}
 
+// SAFETY: moving an executor to another core moves `timers` with it, and nothing else
+// can reach that list then: every task, waker and timer refers to its executor as
+// `&'static Executor`, so an executor that can still be moved has never had a task (a
+// kernel builds its per-core executors lazily in `spin::Once` cells, which need `Send`).
+unsafe impl Send for Executor {}
+
 impl Executor {
     /// An executor for core `core`, sleeping and waking through `platform`, reading
     /// time from `clock`.

@@ -47,6 +47,12 @@ impl PhysMemory for BootIdentityMap {
 
 /// Stops the boot with a message naming what failed.
 pub(crate) fn fatal(stage: &str, error: impl Display) -> ! {
+    fatal_message(stage, &error)
+}
+
+/// `fatal`'s body, once for every error type rather than once per type.
+#[inline(never)]
+fn fatal_message(stage: &str, error: &dyn Display) -> ! {
     serial::force_write(format_args!(
         "\n!!! torito: cannot boot: {}: {}\n",
         stage, error
