@@ -29,7 +29,7 @@
 //! logs `shutdown: requested by ...`.
 
 use crate::power_events::Source;
-use crate::stop_signal::StopSignal;
+use crate::stop_signal::{StopSignal, Wait};
 use core::future::Future;
 use core::pin::Pin;
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -50,10 +50,7 @@ pub fn shutdown_requested() -> bool {
 /// button no longer powers off by itself (see the module's docs).
 pub fn shutdown() -> Shutdown {
     LISTENED.store(true, Ordering::Release);
-    Shutdown {
-        id: SIGNAL.waiter(),
-        registered: false,
-    }
+    Shutdown(SIGNAL.wait())
 }
 
 /// Runs `future` until it completes (`Some` of its output) or the platform asks the VM
@@ -86,26 +83,13 @@ pub async fn until_shutdown<F: Future>(future: F) -> Option<F::Output> {
 /// What [`shutdown()`] returns.
 #[derive(Debug)]
 #[must_use = "futures do nothing unless awaited"]
-pub struct Shutdown {
-    id: u64,
-    registered: bool,
-}
+pub struct Shutdown(Wait);
 
 impl Future for Shutdown {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let poll = SIGNAL.poll(self.id, cx.waker());
-        self.registered |= poll.is_pending();
-        poll
-    }
-}
-
-impl Drop for Shutdown {
-    fn drop(&mut self) {
-        if self.registered {
-            SIGNAL.forget(self.id);
-        }
+        Pin::new(&mut self.0).poll(cx)
     }
 }
 

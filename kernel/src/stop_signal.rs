@@ -87,10 +87,46 @@ impl StopSignal {
         (again, waiting.into_iter().map(|(_, waker)| waker).collect())
     }
 
+    /// A future ready once the signal is raised (its waker forgotten when dropped).
+    pub fn wait(&'static self) -> Wait {
+        Wait {
+            signal: self,
+            id: self.waiter(),
+            registered: false,
+        }
+    }
+
     /// How many waiters have a waker stored.
     #[cfg(test)]
     pub fn waiting(&self) -> usize {
         self.waiters.lock().len()
+    }
+}
+
+/// What [`StopSignal::wait`] returns.
+#[derive(Debug)]
+#[must_use = "futures do nothing unless awaited"]
+pub struct Wait {
+    signal: &'static StopSignal,
+    id: u64,
+    registered: bool,
+}
+
+impl core::future::Future for Wait {
+    type Output = ();
+
+    fn poll(mut self: core::pin::Pin<&mut Self>, cx: &mut core::task::Context<'_>) -> Poll<()> {
+        let poll = self.signal.poll(self.id, cx.waker());
+        self.registered |= poll.is_pending();
+        poll
+    }
+}
+
+impl Drop for Wait {
+    fn drop(&mut self) {
+        if self.registered {
+            self.signal.forget(self.id);
+        }
     }
 }
 

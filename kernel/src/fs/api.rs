@@ -4,13 +4,14 @@ use super::disk::{DiskError, DiskFs, Stat};
 use super::error::{Error, ErrorKind};
 use super::path::{self, MountSpec, Mounts};
 use super::virtiofs::{self, MAX_READ, Node, Share};
+use crate::stop_signal::StopSignal;
 use alloc::boxed::Box;
 use alloc::string::{String, ToString};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::future::Future;
 use core::pin::Pin;
-use core::sync::atomic::{AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, Ordering};
 use core::task::{Context, Poll};
 use futures_util::Stream;
 use torito_virtio::FuseError;
@@ -33,31 +34,28 @@ impl Filesystem {
 }
 
 static MOUNTS: spin::Once<Mounts<Filesystem>> = spin::Once::new();
-/// 0: not started, 1: being set up (by the first caller), 2: ready.
-static STATE: AtomicU8 = AtomicU8::new(0);
+/// Raised once the set-up task has set [`MOUNTS`]: every caller waits on it.
+static READY: StopSignal = StopSignal::new();
+/// Whether the first caller started the set-up task.
+static STARTED: AtomicBool = AtomicBool::new(false);
 
 /// The mount table, set up on the first call (every caller waits for it).
 ///
 /// The set-up runs as a task of its own, not in the caller: a blocking task's small
 /// stack (a fiber) could not hold device set-up, and its state is large.
 async fn mounts_table() -> &'static Mounts<Filesystem> {
-    if STATE
-        .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
-        .is_ok()
-    {
+    if !STARTED.swap(true, Ordering::AcqRel) {
         crate::task::spawn(async {
             let mounts = set_up().await;
             MOUNTS.call_once(|| mounts);
-            STATE.store(2, Ordering::Release);
+            for waker in READY.raise().1 {
+                waker.wake();
+            }
         })
         .detach();
     }
-    loop {
-        if let Some(mounts) = MOUNTS.get() {
-            return mounts;
-        }
-        crate::time::sleep(crate::time::Duration::from_millis(1)).await;
-    }
+    READY.wait().await;
+    MOUNTS.get().expect("READY is raised after MOUNTS is set")
 }
 
 /// Opens every share and mounts what the command line says.

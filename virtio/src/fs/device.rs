@@ -8,7 +8,7 @@
 //! request queue (virtiofsd serves every queue alike and returns a FORGET with length 0).
 //!
 //! DMA ownership and hostile used entries are handled as in the block driver
-//! (`blk.rs`): both buffers live in the request table as [`Lent`] allocations no Rust
+//! (`blk.rs`): both buffers live in the request table as `Lent` allocations no Rust
 //! owner claims while the device holds them; an unknown used token takes the device out
 //! of service (its buffers leaked, never freed under it); a used length past the reply
 //! buffer, a short reply, a header that disagrees with the used length or a reply to
@@ -18,10 +18,11 @@
 use super::error::FuseError;
 use super::protocol::{self, Message, Opcode, Reply};
 use crate::features::{self, VIRTIO_F_VERSION_1};
-use alloc::boxed::Box;
+use crate::lent::Lent;
+
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::ptr::NonNull;
+
 use core::sync::atomic::{Ordering, fence};
 use core::task::{Context, Poll, Waker};
 use futures_util::task::AtomicWaker;
@@ -40,42 +41,6 @@ const REQUEST_QUEUE: u16 = 1;
 const TAG_LENGTH: usize = 36;
 /// The largest request the driver posts (a WRITE of 1 MiB and its header).
 pub const MAX_REQUEST: usize = (1 << 20) + 128;
-
-/// A buffer while the device holds it: the allocation with no Rust owner (see
-/// `blk.rs`'s `Lent`). Dropping one leaks the bytes; [`Lent::take_back`] frees them once
-/// the device returned them.
-struct Lent(NonNull<[u8]>);
-
-// SAFETY: a `Lent` is the only handle to its heap allocation, as the `Box` it came from
-// was; nothing in it is tied to a thread.
-unsafe impl Send for Lent {}
-
-impl Lent {
-    fn new(bytes: Vec<u8>) -> Self {
-        Lent(NonNull::from(Box::leak(bytes.into_boxed_slice())))
-    }
-
-    /// The bytes, to post them or to pop them.
-    ///
-    /// # Safety
-    /// The device must not hold them: call it before posting, or once the used ring
-    /// returned the request.
-    unsafe fn bytes(&mut self) -> &mut [u8] {
-        // SAFETY: the pointer came from a live `Box` that nothing frees while this `Lent`
-        // exists, and (the caller's duty) the device is not using the bytes.
-        unsafe { &mut *self.0.as_ptr() }
-    }
-
-    /// The bytes back, to read or free.
-    ///
-    /// # Safety
-    /// As for [`Lent::bytes`].
-    unsafe fn take_back(self) -> Vec<u8> {
-        // SAFETY: the pointer is the one `Box::leak` returned in `new`, taken back once
-        // (`self` is consumed), with the device done with the bytes (the caller's duty).
-        unsafe { Box::from_raw(self.0.as_ptr()) }.into_vec()
-    }
-}
 
 /// What a finished request gives: the checked reply (an empty body for FORGET).
 pub type Outcome = Result<Reply, FuseError>;
@@ -263,8 +228,9 @@ impl<H: Hal, T: Transport> FsDevice<H, T> {
         // Even numbers: FUSE keeps odd ones for interrupts.
         self.next_unique = self.next_unique.wrapping_add(2);
         let capacity = message.reply_capacity();
-        let mut request = Lent::new(message.seal(unique));
-        let mut reply = (capacity > 0).then(|| Lent::new(alloc::vec![0; capacity]));
+        let mut request = Lent::new(message.seal(unique).into_boxed_slice());
+        let mut reply =
+            (capacity > 0).then(|| Lent::new(alloc::vec![0; capacity].into_boxed_slice()));
         // SAFETY: not posted yet: the device does not know these bytes.
         let (request_bytes, reply_bytes) = unsafe {
             (
@@ -443,7 +409,7 @@ impl<H: Hal, T: Transport> FsDevice<H, T> {
             // SAFETY: popped: the device returned the request and its buffers.
             drop(unsafe { request.take_back() });
             // SAFETY: as above.
-            let reply = reply.map(|lent| unsafe { lent.take_back() });
+            let reply = reply.map(|lent| unsafe { lent.take_back() }.into_vec());
             let outcome = match reply {
                 Some(reply) => protocol::check_reply(opcode, unique, reply, length),
                 None => Ok(Reply {
