@@ -13,8 +13,13 @@
 //!
 //! NICs are numbered in discovery order (the order of the VMM's devices: `qemu/run.sh`
 //! puts `--nic2` second), counting only those that started. NIC 0 is [`stack`]'s and
-//! takes the command line's `ip=`/`gw=`/`dns=`/`dhcp.timeout=`; every other NIC is
-//! configured by DHCP, waited for without a time limit (no per-NIC keys yet).
+//! takes the command line's `ip=`/`gw=`/`dns=`/`mtu=`/`dhcp.timeout=`; NIC N takes the
+//! same keys with N appended (`ip1=10.0.3.15/24 gw1=10.0.3.2 mtu1=1400`;
+//! `torito_netstack::Config::for_nic`), and without them asks DHCP. A bad value for any
+//! NIC stops the boot with an error naming the key. Each NIC's log lines start with its
+//! name (`net0:`, `net1:`, ...); lines about all of them with `net:`. Each NIC counts on
+//! its own: its stack's [`Stack::counters`], its driver's [`device_stats_of`] and
+//! [`device_interrupts_of`].
 //!
 //! Memory: all stacks draw from the one heap. [`TcpConfig::for_memory`] sizes each
 //! *connection's* buffers from the heap's size; it books no share of the heap, and every
@@ -45,6 +50,8 @@ pub use torito_netstack::{
 
 /// The most NICs the kernel drives; further ones are left unused (and say so).
 pub const MAX_NICS: usize = 4;
+// Every NIC the kernel drives can be configured from the command line.
+const _: () = assert!(MAX_NICS <= torito_netstack::CONFIGURABLE_NICS);
 
 /// One NIC's stack and its device's interrupt.
 struct Nic {
@@ -73,11 +80,12 @@ pub async fn stack() -> Result<Stack, Error> {
 }
 
 /// The network stack of NIC `nic` (0 is the first: [`stack`]), once it has an address.
-/// Every NIC but the first is configured by DHCP, and the wait has no time limit.
+/// NIC N is configured by its own keys (`ipN=`, `gwN=`, ..., as [`stack`]'s without the
+/// number), by DHCP without them; `dhcp.timeoutN=` bounds its wait.
 ///
 /// # Errors
 /// `Error::NoDevice` when the VM has no NIC `nic` ([`nic_count`] says how many there
-/// are); for NIC 0, `Error::NoDhcpAnswer` as [`stack`].
+/// are); `Error::NoDhcpAnswer` as [`stack`], after the NIC's `dhcp.timeoutN=`.
 ///
 /// # Examples
 ///
@@ -151,16 +159,28 @@ pub fn nic_count() -> usize {
     nics().len()
 }
 
-/// The first device driver's counters (frames, untrusted used-ring entries dropped,
-/// transmit backpressure events).
+/// The first device driver's counters: `device_stats_of(0)`'s.
 pub fn device_stats() -> &'static NetStats {
     &DEVICE_STATS[0]
 }
 
-/// How many interrupts the first network device raised.
+/// NIC `nic`'s device driver counters (frames, untrusted used-ring entries dropped,
+/// transmit backpressure events, notifications, resets); `None` without that NIC. Its
+/// stack's counters are `stack_of_now(nic)`'s [`Stack::counters`].
+pub fn device_stats_of(nic: usize) -> Option<&'static NetStats> {
+    (nic < nic_count()).then(|| &DEVICE_STATS[nic])
+}
+
+/// How many interrupts the first network device raised: `device_interrupts_of(0)`.
 pub fn device_interrupts() -> u64 {
+    device_interrupts_of(0)
+}
+
+/// How many interrupts NIC `nic`'s device raised (0 without that NIC, or before the
+/// stacks started).
+pub fn device_interrupts_of(nic: usize) -> u64 {
     NICS.get()
-        .and_then(|nics| nics.first())
+        .and_then(|nics| nics.get(nic))
         .map_or(0, |nic| nic.interrupt.count())
 }
 
@@ -173,15 +193,18 @@ fn start() -> Vec<Nic> {
     let Ok(cmdline) = torito_boot::Cmdline::parse(crate::boot::cmdline()) else {
         return Vec::new();
     };
-    // A bad `ip=`/`gw=`/`dns=` stops the VM here, as a boot error: this runs when the
-    // application first asks for the network (at its start, for a network service), and
-    // an application that never does is not refused over keys it does not use.
-    let mut first = Config::from_cmdline(|key| cmdline.get(key).and_then(|arg| arg.value))
-        .unwrap_or_else(|error| crate::arch::entry::fatal("network configuration", error));
+    // A bad `ip=`/`gw=`/`dns=` (or `ip1=`, ...) stops the VM here, as a boot error: this
+    // runs when the application first asks for the network (at its start, for a network
+    // service), and an application that never does is not refused over keys it does not
+    // use. Every NIC's keys are checked, whether or not the VM has that NIC.
+    let mut configs = [Config::default(); MAX_NICS];
+    for (nic, config) in configs.iter_mut().enumerate() {
+        *config = Config::for_nic(nic, |key| cmdline.get(key).and_then(|arg| arg.value))
+            .unwrap_or_else(|error| crate::arch::entry::fatal("network configuration", error));
+    }
     // Socket buffers in proportion to the heap: 8 KiB in small guests, up to 64 KiB. Per
     // connection, allocated fallibly: every stack's connections share the one heap.
     let tcp = TcpConfig::for_memory(crate::runtime::HEAP.stats().size);
-    first.tcp = tcp;
     let mut nics = Vec::new();
     for device in devices::take(Kind::NETWORK) {
         if nics.len() == MAX_NICS {
@@ -192,13 +215,9 @@ fn start() -> Vec<Nic> {
             );
             continue;
         }
-        // The command line's keys are the first NIC's; the others ask DHCP.
-        let config = match nics.len() {
-            0 => first,
-            _ => Config {
-                tcp,
-                ..Config::default()
-            },
+        let config = Config {
+            tcp,
+            ..configs[nics.len()]
         };
         if let Some(nic) = start_nic(nics.len(), device, config) {
             nics.push(nic);
@@ -223,7 +242,7 @@ fn start_nic(index: usize, device: Device, config: Config) -> Option<Nic> {
     let opened = match devices::open(&device) {
         Ok(opened) => opened,
         Err(error) => {
-            log::error!("net: {}: {}", device, error);
+            log::error!("net{}: {}: {}", index, device, error);
             return None;
         }
     };
@@ -236,41 +255,36 @@ fn start_nic(index: usize, device: Device, config: Config) -> Option<Nic> {
     ) {
         Ok(device) => device,
         Err(error) => {
-            log::error!("net: {}", error);
+            log::error!("net{}: {}", index, error);
             return None;
         }
     };
     // Only after the driver set up the queues: a reset clears their MSI-X vectors.
     if let Err(error) = opened.queues.assign() {
-        log::error!("net: {}", error);
+        log::error!("net{}: {}", index, error);
     }
     // A device that breaks its used ring is reset and brought back (torito-virtio); the
     // reset clears the queue vectors again.
     let queues = opened.queues;
     device.set_after_reset(alloc::boxed::Box::new(move || {
         log::warn!(
-            "net: NIC {}: the virtio-net device broke its used ring and was reset",
+            "net{}: the virtio-net device broke its used ring and was reset",
             index
         );
         if let Err(error) = queues.assign() {
-            log::error!("net: NIC {}: after the reset: {}", index, error);
+            log::error!("net{}: after the reset: {}", index, error);
         }
     }));
-    // `mtu=` (NIC 0's) only lowers what the device offers (VIRTIO_NET_F_MTU).
+    // `mtu=` (`mtu1=` for NIC 1, ...) only lowers what the device offers (VIRTIO_NET_F_MTU).
     if let Some(mtu) = config.mtu {
         device.limit_mtu(mtu);
     }
     if device.mtu() < 1500 {
-        log::info!("net: NIC {}: MTU {}", index, device.mtu());
+        log::info!("net{}: MTU {}", index, device.mtu());
     }
     let mac = device.mac();
     let [a, b, c, d, e, f] = mac;
-    match index {
-        0 => log::info!("net: virtio-net {a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{f:02x}"),
-        _ => log::info!(
-            "net: NIC {index}: virtio-net {a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{f:02x} (DHCP)"
-        ),
-    }
+    log::info!("net{index}: virtio-net {a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{f:02x}");
     let (stack, runner) = torito_netstack::new(device, config, seed(index), crate::time::now());
     crate::task::spawn(async move {
         runner.run().await;

@@ -5,11 +5,14 @@
 //! is the same), so a service needs no NIC, no address and no firewall rule.
 //!
 //! Shaped like the TCP sockets of `torito::net`: [`VsockListener::bind`] (port, backlog),
-//! `accept`, and a [`VsockStream`] with `read`, `write`, `write_all`, `flush`,
+//! `accept`, [`VsockStream::connect`] (the guest opens a connection to a host port:
+//! [`HOST_CID`]), and a [`VsockStream`] with `read`, `write`, `write_all`, `flush`,
 //! `shutdown`, `close` and `embedded_io_async::{Read, Write}`; [`blocking`] has the same
-//! for code in `torito::task::spawn_blocking`.
+//! for code in `torito::task::spawn_blocking`. With `vhost-device-vsock` (and
+//! Firecracker) a connection to host port P reaches the program listening on the Unix
+//! socket `<uds-path>_P` (`qemu/run.sh --vsock-socket PATH` sets the uds path).
 //!
-//! On the first `bind` the kernel takes the first virtio-vsock device discovery found,
+//! On the first `bind` or `connect` the kernel takes the first virtio-vsock device discovery found,
 //! sets it up and spawns the vsock task, which the device's interrupt wakes: it moves
 //! packets between the device and the connections (`torito_virtio::vsock`) and wakes
 //! the sockets that can go on. A closed connection whose peer never answers is reset
@@ -29,6 +32,15 @@ use torito_virtio::{StepwiseStatus, VsockDevice};
 
 pub use torito_virtio::VsockError as Error;
 pub use torito_virtio::vsock::Counters;
+
+/// The host's CID (`VMADDR_CID_HOST`): where [`VsockStream::connect`] reaches the
+/// host's programs.
+pub const HOST_CID: u64 = 2;
+
+/// How long [`VsockStream::connect`] waits for the peer's answer. Linux waits 2 s; the
+/// userspace backends answer from a host process that a loaded machine may not run at
+/// once, so the wait is longer ([`VsockStream::connect_timeout`] picks another).
+pub const CONNECT_TIMEOUT: crate::time::Duration = crate::time::Duration::from_secs(10);
 
 /// Each connection's receive buffer (the credit the peer gets) and send buffer. 64 KiB
 /// is Linux's default and what the backends announce: a bulk transfer keeps a whole
@@ -287,9 +299,69 @@ impl VsockStream {
         self.peer
     }
 
-    /// Our port (the listener's).
+    /// Our port (the listener's, or the one [`connect`](Self::connect) took).
     pub fn local_port(&self) -> u32 {
         self.port
+    }
+
+    /// Opens a connection to port `port` of `cid` ([`HOST_CID`] for the host), from a
+    /// free local port, waiting up to [`CONNECT_TIMEOUT`] for the answer. Starts the
+    /// device on first use.
+    ///
+    /// # Errors
+    /// [`Error::NoDevice`] without a vsock device; [`Error::Refused`] when nothing listens
+    /// there (the peer answered with a reset); [`Error::TimedOut`] without an answer;
+    /// [`Error::NoPorts`] or [`Error::NoMemory`] when no connection can be opened.
+    ///
+    /// # Examples
+    ///
+    /// ```ignore
+    /// use torito::vsock::{HOST_CID, VsockStream};
+    /// let mut stream = VsockStream::connect(HOST_CID, 7000).await?;
+    /// stream.write_all(b"hello").await?;
+    /// ```
+    pub async fn connect(cid: u64, port: u32) -> Result<Self, Error> {
+        Self::connect_timeout(cid, port, CONNECT_TIMEOUT).await
+    }
+
+    /// As [`connect`](Self::connect), waiting up to `limit` for the answer.
+    ///
+    /// # Errors
+    /// As [`connect`](Self::connect).
+    pub async fn connect_timeout(
+        cid: u64,
+        port: u32,
+        limit: crate::time::Duration,
+    ) -> Result<Self, Error> {
+        let vsock = vsock()?;
+        let (handle, local) = {
+            let mut inner = vsock.inner.lock();
+            let handle = inner.connections.connect(cid, port)?;
+            let local = inner
+                .connections
+                .addresses(handle)
+                .map_or(0, |(_, _, local)| local);
+            inner.kick();
+            (handle, local)
+        };
+        // Held by a stream at once: a timeout, an error or a dropped future releases it
+        // (a connection given up before the answer is reset and freed).
+        let stream = VsockStream {
+            vsock,
+            handle: Some(handle),
+            peer: (cid, port),
+            port: local,
+        };
+        let answered = crate::time::timeout(
+            limit,
+            poll_fn(|cx| vsock.inner.lock().connections.poll_connect(handle, cx)),
+        )
+        .await;
+        match answered {
+            Ok(Ok(())) => Ok(stream),
+            Ok(Err(error)) => Err(error),
+            Err(_) => Err(Error::TimedOut { cid, port }),
+        }
     }
 
     /// Reads what has arrived (waits for at least one byte); 0 once the peer has shut
@@ -452,6 +524,30 @@ pub mod blocking {
         /// The async listener inside.
         pub fn as_async(&mut self) -> &mut super::VsockListener {
             &mut self.0
+        }
+    }
+
+    impl VsockStream {
+        /// As [`super::VsockStream::connect`], blocking.
+        ///
+        /// # Errors
+        /// As the async call, and [`Error::WouldBlockCore`].
+        pub fn connect(cid: u64, port: u32) -> Result<Self, Error> {
+            start_off_fiber()?;
+            park(super::VsockStream::connect(cid, port))?.map(Self)
+        }
+
+        /// As [`super::VsockStream::connect_timeout`], blocking.
+        ///
+        /// # Errors
+        /// As the async call, and [`Error::WouldBlockCore`].
+        pub fn connect_timeout(
+            cid: u64,
+            port: u32,
+            limit: crate::time::Duration,
+        ) -> Result<Self, Error> {
+            start_off_fiber()?;
+            park(super::VsockStream::connect_timeout(cid, port, limit))?.map(Self)
         }
     }
 

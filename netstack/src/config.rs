@@ -29,7 +29,92 @@ pub use smoltcp::wire::{Ipv4Address, Ipv4Cidr};
 
 /// The command-line keys [`Config::from_cmdline`] reads, for a kernel that warns about
 /// keys nobody knows.
-pub const CONFIG_KEYS: &[&str] = &["ip", "gw", "gateway", "dns", "mtu", "dhcp.timeout"];
+pub const CONFIG_KEYS: &[&str] = &[
+    "ip",
+    "gw",
+    "gateway",
+    "dns",
+    "mtu",
+    "dhcp.timeout",
+    "ip1",
+    "gw1",
+    "gateway1",
+    "dns1",
+    "mtu1",
+    "dhcp.timeout1",
+    "ip2",
+    "gw2",
+    "gateway2",
+    "dns2",
+    "mtu2",
+    "dhcp.timeout2",
+    "ip3",
+    "gw3",
+    "gateway3",
+    "dns3",
+    "mtu3",
+    "dhcp.timeout3",
+];
+
+/// How many NICs the command line can configure ([`Config::for_nic`]): NIC 0 with `ip=`,
+/// `gw=`, ..., NIC N with the same keys ending in N (`ip1=`, `gw1=`, ...).
+pub const CONFIGURABLE_NICS: usize = NIC_KEYS.len();
+
+/// What a NIC's keys end in, for hints: nothing for NIC 0 (`ip=`), the number
+/// for the others (`ip1=`).
+pub(crate) struct KeySuffix(pub usize);
+
+impl fmt::Display for KeySuffix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            0 => Ok(()),
+            nic => write!(f, "{nic}"),
+        }
+    }
+}
+
+/// The names of one NIC's keys; `&'static` so that a [`ConfigError`] can name the key.
+struct NicKeys {
+    ip: &'static str,
+    gw: &'static str,
+    gateway: &'static str,
+    dns: &'static str,
+    mtu: &'static str,
+    dhcp_timeout: &'static str,
+    /// Whether the environment tokens `TORITO_DNS` and `TORITO_MTU` apply (NIC 0 only:
+    /// they stand in for `dns=` and `mtu=` where a pod spec cannot set the command line).
+    environment: bool,
+}
+
+/// Each NIC's keys, taken from [`CONFIG_KEYS`] (six a NIC, in [`NicKeys`]'s order).
+const NIC_KEYS: [NicKeys; CONFIG_KEYS.len() / 6] = {
+    let mut table = [const {
+        NicKeys {
+            ip: "",
+            gw: "",
+            gateway: "",
+            dns: "",
+            mtu: "",
+            dhcp_timeout: "",
+            environment: false,
+        }
+    }; CONFIG_KEYS.len() / 6];
+    let mut nic = 0;
+    while nic < table.len() {
+        let keys = &CONFIG_KEYS;
+        table[nic] = NicKeys {
+            ip: keys[nic * 6],
+            gw: keys[nic * 6 + 1],
+            gateway: keys[nic * 6 + 2],
+            dns: keys[nic * 6 + 3],
+            mtu: keys[nic * 6 + 4],
+            dhcp_timeout: keys[nic * 6 + 5],
+            environment: nic == 0,
+        };
+        nic += 1;
+    }
+    table
+};
 
 /// Everything [`new`](crate::new) needs to know besides the driver.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -47,6 +132,9 @@ pub struct Config {
     /// TCP MSS offered, which is what keeps a pod on an overlay network from sending
     /// frames its path drops.
     pub mtu: Option<usize>,
+    /// Which NIC this is (0 is the first): the stack's log lines say `net0:`, `net1:`,
+    /// ..., and its hints name that NIC's keys (`ip1=` for NIC 1).
+    pub nic: usize,
 }
 
 /// How the interface gets its IPv4 address.
@@ -280,9 +368,9 @@ struct LinuxIp {
 }
 
 /// Parses a Linux-style `ip=` value (one holding a `:`).
-fn parse_linux_ip(value: &str) -> Result<LinuxIp, ConfigError> {
+fn parse_linux_ip(key: &'static str, value: &str) -> Result<LinuxIp, ConfigError> {
     let error = |expected| ConfigError {
-        key: "ip",
+        key,
         value: value.to_string(),
         expected,
     };
@@ -383,6 +471,51 @@ impl Config {
     /// assert!(error.to_string().contains("ip=10.0.2.15"));
     /// ```
     pub fn from_cmdline<'c>(keys: impl Fn(&str) -> Option<&'c str>) -> Result<Config, ConfigError> {
+        Config::for_nic(0, keys)
+    }
+
+    /// NIC `nic`'s configuration: for NIC 0 what [`from_cmdline`](Self::from_cmdline)
+    /// reads; for NIC N (1 to [`CONFIGURABLE_NICS`] - 1) the same keys with N appended,
+    /// read the same way and with the same errors: `ip1=`, `gw1=` (or `gateway1=`),
+    /// `dns1=`, `mtu1=`, `dhcp.timeout1=`. A NIC without keys asks DHCP. The environment
+    /// tokens (`TORITO_DNS`, `TORITO_MTU`) are NIC 0's alone. A NIC past the table asks
+    /// DHCP (the kernel drives no more NICs than the table has).
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming the first bad key (`ip1`, ...), its value and what it
+    /// accepts.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use torito_netstack::{Config, Ipv4Config};
+    ///
+    /// let cmdline = [("ip", "dhcp"), ("ip1", "10.0.3.15/24"), ("mtu1", "1400")];
+    /// let keys = |key: &str| cmdline.iter().find(|(k, _)| *k == key).map(|(_, v)| *v);
+    /// assert_eq!(Config::for_nic(0, keys).unwrap().ipv4, Ipv4Config::Dhcp);
+    /// let second = Config::for_nic(1, keys).unwrap();
+    /// assert!(matches!(second.ipv4, Ipv4Config::Static(_)));
+    /// assert_eq!((second.nic, second.mtu), (1, Some(1400)));
+    ///
+    /// let error = Config::for_nic(1, |key| (key == "ip1").then_some("10.0.3.300/24")).unwrap_err();
+    /// assert_eq!(error.key, "ip1");
+    /// ```
+    pub fn for_nic<'c>(
+        nic: usize,
+        keys: impl Fn(&str) -> Option<&'c str>,
+    ) -> Result<Config, ConfigError> {
+        let Some(names) = NIC_KEYS.get(nic) else {
+            return Ok(Config {
+                nic,
+                ..Config::default()
+            });
+        };
+        // The environment tokens are NIC 0's only.
+        let keys = |key: &str| match key {
+            "TORITO_DNS" | "TORITO_MTU" if !names.environment => None,
+            _ => keys(key),
+        };
         let error = |key, value: &str, expected| ConfigError {
             key,
             value: value.to_string(),
@@ -397,33 +530,33 @@ impl Config {
                 })
                 .transpose()
         };
-        let gw = address("gw", given("gw"))?;
-        let gateway = address("gateway", given("gateway"))?;
+        let gw = address(names.gw, given(names.gw))?;
+        let gateway = address(names.gateway, given(names.gateway))?;
         if let (Some(gw), Some(gateway)) = (gw, gateway)
             && gw != gateway
         {
-            let value = keys("gateway").unwrap_or_default();
-            return Err(error("gateway", value, EXPECTED_SAME_GATEWAY));
+            let value = keys(names.gateway).unwrap_or_default();
+            return Err(error(names.gateway, value, EXPECTED_SAME_GATEWAY));
         }
         let gateway_key = gw.or(gateway);
-        let dns_key = match given("dns") {
-            Some(value) => address("dns", Some(value))?,
+        let dns_key = match given(names.dns) {
+            Some(value) => address(names.dns, Some(value))?,
             None => address("TORITO_DNS", given("TORITO_DNS"))?,
         };
         // The first key that set each separately given setting, for the DHCP error.
-        let separate = ["gw", "gateway", "dns"]
+        let separate = [names.gw, names.gateway, names.dns]
             .into_iter()
             .find_map(|key| given(key).map(|value| (key, value)));
 
-        let ipv4 = match keys("ip") {
+        let ipv4 = match keys(names.ip) {
             None | Some("dhcp" | "on" | "any" | "both") => {
                 if let Some((key, value)) = separate {
                     return Err(error(key, value, EXPECTED_STATIC));
                 }
                 Ipv4Config::Dhcp
             }
-            Some(value @ ("off" | "none")) => return Err(error("ip", value, EXPECTED_OFF)),
-            Some(value) if value.contains(':') => match parse_linux_ip(value)? {
+            Some(value @ ("off" | "none")) => return Err(error(names.ip, value, EXPECTED_OFF)),
+            Some(value) if value.contains(':') => match parse_linux_ip(names.ip, value)? {
                 LinuxIp { address: None, .. } => {
                     if let Some((key, value)) = separate {
                         return Err(error(key, value, EXPECTED_STATIC));
@@ -441,23 +574,23 @@ impl Config {
                 }),
             },
             Some(value) => Ipv4Config::Static(StaticConfig {
-                address: parse_cidr(value).ok_or_else(|| error("ip", value, EXPECTED_IP))?,
+                address: parse_cidr(value).ok_or_else(|| error(names.ip, value, EXPECTED_IP))?,
                 gateway: gateway_key,
                 dns: dns_key,
             }),
         };
-        let dhcp_timeout = match keys("dhcp.timeout") {
+        let dhcp_timeout = match keys(names.dhcp_timeout) {
             None => None,
             Some(value) => {
                 let seconds = value.parse::<u64>().ok().filter(|&seconds| seconds > 0);
                 match (seconds, ipv4) {
                     (Some(seconds), Ipv4Config::Dhcp) => Some(Duration::from_secs(seconds)),
-                    _ => return Err(error("dhcp.timeout", value, EXPECTED_SECONDS)),
+                    _ => return Err(error(names.dhcp_timeout, value, EXPECTED_SECONDS)),
                 }
             }
         };
-        let (mtu_key, mtu_value) = match keys("mtu") {
-            Some(value) => ("mtu", Some(value)),
+        let (mtu_key, mtu_value) = match keys(names.mtu) {
+            Some(value) => (names.mtu, Some(value)),
             None => ("TORITO_MTU", keys("TORITO_MTU")),
         };
         let mtu = mtu_value
@@ -474,6 +607,7 @@ impl Config {
             tcp: TcpConfig::default(),
             dhcp_timeout,
             mtu,
+            nic,
         })
     }
 }
@@ -843,6 +977,150 @@ mod tests {
                     assert!(CONFIG_KEYS.contains(&error.key) || error.key.starts_with("TORITO_"))
                 }
             }
+        }
+    }
+
+    fn parse_nic(nic: usize, pairs: &[(&str, &'static str)]) -> Result<Config, ConfigError> {
+        Config::for_nic(nic, |key| {
+            pairs.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
+        })
+    }
+
+    /// NIC 1's keys mirror NIC 0's: static (both forms), gateway, DNS, MTU, DHCP with a
+    /// timeout; each NIC reads only its own keys, and NIC 0 reads exactly what it did.
+    #[test]
+    fn second_nic_keys_mirror_the_first() {
+        let line = [
+            ("ip", "dhcp"),
+            ("dhcp.timeout", "30"),
+            ("ip1", "10.0.3.15/24"),
+            ("gw1", "10.0.3.2"),
+            ("dns1", "10.0.3.3"),
+            ("mtu1", "1400"),
+        ];
+        let first = parse_nic(0, &line).unwrap();
+        assert_eq!(first, parse(&line).unwrap());
+        assert_eq!(first.ipv4, Ipv4Config::Dhcp);
+        assert_eq!((first.nic, first.mtu), (0, None));
+        assert_eq!(first.dhcp_timeout, Some(Duration::from_secs(30)));
+        let second = parse_nic(1, &line).unwrap();
+        assert_eq!(
+            second.ipv4,
+            Ipv4Config::Static(StaticConfig {
+                address: Ipv4Cidr::new(Ipv4Address::new(10, 0, 3, 15), 24),
+                gateway: Some(Ipv4Address::new(10, 0, 3, 2)),
+                dns: Some(Ipv4Address::new(10, 0, 3, 3)),
+            })
+        );
+        assert_eq!(
+            (second.nic, second.mtu, second.dhcp_timeout),
+            (1, Some(1400), None)
+        );
+        // NIC 2 has no keys: DHCP, without NIC 0's or NIC 1's settings.
+        let third = parse_nic(2, &line).unwrap();
+        assert_eq!(
+            (third.ipv4, third.mtu, third.nic),
+            (Ipv4Config::Dhcp, None, 2)
+        );
+
+        // Linux's form and the `gateway1=` name, a netmask as the prefix.
+        let linux = parse_nic(
+            1,
+            &[
+                ("ip1", "10.0.3.15::10.0.3.1:255.255.0.0"),
+                ("gateway1", "10.0.3.1"),
+            ],
+        );
+        let Ipv4Config::Static(fixed) = linux.unwrap().ipv4 else {
+            panic!("static expected")
+        };
+        assert_eq!(fixed.address.prefix_len(), 16);
+        assert_eq!(fixed.gateway, Some(Ipv4Address::new(10, 0, 3, 1)));
+        // A DHCP timeout for NIC 1 alone.
+        let dhcp = parse_nic(1, &[("dhcp.timeout1", "20"), ("ip", "10.0.2.15/24")]).unwrap();
+        assert_eq!(dhcp.ipv4, Ipv4Config::Dhcp);
+        assert_eq!(dhcp.dhcp_timeout, Some(Duration::from_secs(20)));
+        // The environment tokens stand in for NIC 0's keys only.
+        let env = [("TORITO_MTU", "1400"), ("TORITO_DNS", "10.0.2.3")];
+        assert_eq!(parse_nic(0, &env).unwrap().mtu, Some(1400));
+        assert_eq!(
+            parse_nic(1, &env).unwrap(),
+            Config {
+                nic: 1,
+                ..Config::default()
+            }
+        );
+        // Past the table: DHCP.
+        assert_eq!(
+            parse_nic(CONFIGURABLE_NICS, &line).unwrap().ipv4,
+            Ipv4Config::Dhcp
+        );
+    }
+
+    /// A bad or hostile NIC 1 value is an error naming NIC 1's key, as NIC 0's are; NIC
+    /// 0's configuration is not affected by it (the kernel stops the boot on either).
+    #[test]
+    fn second_nic_bad_values_name_its_key() {
+        type Case = (
+            &'static [(&'static str, &'static str)],
+            &'static str,
+            &'static str,
+        );
+        let cases: [Case; 10] = [
+            (
+                &[("ip1", "10.0.3.15")],
+                "ip1=10.0.3.15",
+                "prefix is required",
+            ),
+            (
+                &[("ip1", "10.0.3.300/24")],
+                "ip1=10.0.3.300/24",
+                "ADDRESS/PREFIX",
+            ),
+            (&[("ip1", "off")], "ip1=off", "an address"),
+            (
+                &[("ip1", "10.0.3.15:::255.0.255.0")],
+                "ip1=10.0.3.15:::255.0.255.0",
+                "NETMASK",
+            ),
+            (
+                &[("ip1", "1:2:3:4:5:6:7:8:9:10:11")],
+                "ip1=1:2:3",
+                "at most 10 fields",
+            ),
+            (&[("gw1", "10.0.3.2")], "gw1=10.0.3.2", "ip=dhcp"),
+            (
+                &[("ip1", "10.0.3.15/24"), ("gw1", "255.255.255.255")],
+                "gw1=255.255.255.255",
+                "IPv4",
+            ),
+            (
+                &[
+                    ("ip1", "10.0.3.15/24"),
+                    ("gw1", "10.0.3.2"),
+                    ("gateway1", "10.0.3.9"),
+                ],
+                "gateway1=10.0.3.9",
+                "same address",
+            ),
+            (
+                &[("ip1", "10.0.3.15/24"), ("mtu1", "9000")],
+                "mtu1=9000",
+                "576 to 1500",
+            ),
+            (
+                &[("ip1", "10.0.3.15/24"), ("dhcp.timeout1", "5")],
+                "dhcp.timeout1=5",
+                "ip=dhcp",
+            ),
+        ];
+        for (pairs, shown, expected) in cases {
+            let error = parse_nic(1, pairs).unwrap_err();
+            let text = error.to_string();
+            assert!(text.contains(shown), "{text}");
+            assert!(text.contains(expected), "{text}");
+            assert!(error.key.ends_with('1'), "{error:?}");
+            assert!(parse_nic(0, pairs).is_ok(), "NIC 0 reads none of {pairs:?}");
         }
     }
 }

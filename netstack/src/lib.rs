@@ -68,8 +68,8 @@ mod tcp;
 mod udp;
 
 pub use config::{
-    CONFIG_KEYS, Config, ConfigError, Ipv4Address, Ipv4Cidr, Ipv4Config, StaticConfig, TcpConfig,
-    TcpTimeouts,
+    CONFIG_KEYS, CONFIGURABLE_NICS, Config, ConfigError, Ipv4Address, Ipv4Cidr, Ipv4Config,
+    StaticConfig, TcpConfig, TcpTimeouts,
 };
 pub use counters::Counters;
 pub use driver::{Driver, RxToken, TxToken};

@@ -50,7 +50,8 @@ fn update_dhcp(inner: &mut Inner) {
     };
     match config {
         Some(config) => log::info!(
-            "net: DHCP: ip={} gw={} dns={}",
+            "net{}: DHCP: ip={} gw={} dns={}",
+            inner.nic,
             config.address,
             Shown(config.gateway),
             Shown(config.dns)
@@ -58,7 +59,7 @@ fn update_dhcp(inner: &mut Inner) {
         // smoltcp reports Deconfigured once at start, before any lease: only a lost
         // lease deserves a warning.
         None if inner.ipv4.is_some() => {
-            log::warn!("net: DHCP lease lost; waiting for a new one")
+            log::warn!("net{}: DHCP lease lost; waiting for a new one", inner.nic)
         }
         None => {}
     }
@@ -248,10 +249,12 @@ pub fn new<D: Driver>(driver: D, config: Config, seed: u64, now: Instant) -> (St
     };
     let mut inner = Inner::new(iface, sockets, config.tcp, mtu, dhcp, seed);
     inner.dhcp_timeout = config.dhcp_timeout;
+    inner.nic = config.nic;
     if let Ipv4Config::Static(fixed) = config.ipv4 {
         inner.apply_ipv4(Some(fixed));
         log::info!(
-            "net: static ip={} gw={} dns={}",
+            "net{}: static ip={} gw={} dns={}",
+            config.nic,
             fixed.address,
             Shown(fixed.gateway),
             Shown(fixed.dns)

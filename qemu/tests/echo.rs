@@ -698,6 +698,6 @@ fn out_of_memory_case(mem: &str) -> Result<(), Failure> {
 fn a_bare_app_key_reads_as_present() -> Result<(), Failure> {
     let options = RunOptions::default().append("app.stats");
     let (guest, _port) = Guest::start_forwarded("echo", &options, GUEST_PORT, LISTENING, BOOT)?;
-    guest.wait_for_line("echo: net frames_in: ", STEP)?;
+    guest.wait_for_line("echo: net0 frames_in: ", STEP)?;
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! Two NICs at once: echo serves on each (one stack per NIC), probed through both
-//! forwarded ports concurrently.
+//! forwarded ports concurrently; and NIC 1 with a static address from the command line
+//! (`ip1=`, `gw1=`) while NIC 0 asks DHCP, each NIC counting its own traffic.
 //!
 //! Needs `build/echo.elf` (`make images`). Each test boots echo with a first NIC
 //! (`--forward`) and a second one on a user network of its own (`--forward2`), waits for
@@ -161,8 +162,8 @@ fn two_nics(options: RunOptions) -> Result<(), Failure> {
     both_at_once([first, second])
         .map_err(|error| guest.failure(format!("echo through both NICs: {error}")))?;
     let console = guest.console();
-    if !console.contains("net: NIC 1: virtio-net") {
-        return Err(guest.failure("no `net: NIC 1: virtio-net` line: the second NIC's stack"));
+    if !console.contains("net1: virtio-net") {
+        return Err(guest.failure("no `net1: virtio-net` line: the second NIC's stack"));
     }
     if let Some(line) = console.lines().find(|line| line.contains("!!!")) {
         return Err(guest.failure(format!("the guest reported a fault: `{line}`")));
@@ -180,6 +181,117 @@ fn two_nics_microvm() -> Result<(), Failure> {
 #[test]
 fn two_nics_q35_smp4() -> Result<(), Failure> {
     two_nics(RunOptions::default().machine("q35").smp(4))
+}
+
+/// NIC 1's static address: the one slirp's hostfwd on NIC 1's user network forwards to
+/// (it would hand it out by DHCP too; the log line says which way it came).
+const NIC1_KEYS: &str = "ip1=10.0.2.15/24 gw1=10.0.2.2 mtu1=1400 app.stats";
+/// Bytes echoed through NIC 1 alone.
+const NIC1_BYTES: usize = 256 * 1024;
+
+/// One `echo: netN NAME: VALUE, ...` statistics line's counter `name`.
+fn counter(line: &str, name: &str) -> Option<u64> {
+    // The first pair follows the line's label (`echo: net1 `, `echo: net1 device `).
+    line.split(", ")
+        .find_map(|pair| {
+            pair.rsplit(' ')
+                .nth(1)?
+                .strip_suffix(':')
+                .filter(|n| *n == name)
+                .and(pair.rsplit(' ').next())
+        })
+        .and_then(|value| value.parse().ok())
+}
+
+/// The last console line starting with `prefix`.
+fn last_line(console: &str, prefix: &str) -> Option<String> {
+    console
+        .lines()
+        .rev()
+        .find(|line| line.starts_with(prefix))
+        .map(str::to_string)
+}
+
+/// NIC 0 by DHCP, NIC 1 static from `ip1=`/`gw1=`/`mtu1=`: both come up, each stack says
+/// how it got its address, NIC 1 serves, and traffic through NIC 1 alone shows in NIC 1's
+/// stack and driver counters and not in NIC 0's.
+fn static_second_nic(options: RunOptions) -> Result<(), Failure> {
+    let (guest, _first, second) = start(options.append(NIC1_KEYS))?;
+    guest.wait_for_line("net0: DHCP: ip=10.0.2.15/24", BOOT)?;
+    guest.wait_for_line("net1: static ip=10.0.2.15/24 gw=10.0.2.2", BOOT)?;
+    guest.wait_for_line("net1: MTU 1400", BOOT)?;
+    let console = guest.console();
+    if console.contains("net1: DHCP") || console.contains("net0: static") {
+        return Err(guest.failure("a NIC took the other's configuration"));
+    }
+    let data = Prng(SEED ^ 0x1).bytes(NIC1_BYTES);
+    let stream = connect(second).map_err(|error| guest.failure(format!("NIC 1: {error}")))?;
+    echo_stream(stream, &data).map_err(|error| guest.failure(format!("NIC 1: {error}")))?;
+    // The statistics come every second: wait for a line that shows the bytes.
+    let deadline = std::time::Instant::now() + BOOT;
+    let (net0, net1, device0, device1) = loop {
+        let console = guest.console();
+        let lines = [
+            "echo: net0 frames_in",
+            "echo: net1 frames_in",
+            "echo: net0 device",
+            "echo: net1 device",
+        ]
+        .map(|prefix| last_line(&console, prefix));
+        if let [Some(net0), Some(net1), Some(device0), Some(device1)] = lines
+            && counter(&net1, "bytes_in").is_some_and(|bytes| bytes >= NIC1_BYTES as u64)
+            && counter(&device1, "rx_frames")
+                .is_some_and(|frames| frames >= (NIC1_BYTES / 1400) as u64)
+        {
+            break (net0, net1, device0, device1);
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(guest.failure("no statistics line with NIC 1's traffic counted"));
+        }
+        thread::sleep(Duration::from_millis(500));
+    };
+    let get = |line: &str, name: &str| {
+        counter(line, name).ok_or_else(|| guest.failure(format!("no `{name}` in `{line}`")))
+    };
+    // NIC 0 saw DHCP and nothing else: a fraction of NIC 1's bytes, no connection.
+    if get(&net0, "bytes_in")? * 4 >= get(&net1, "bytes_in")?
+        || get(&net0, "accepted")? != 0
+        || get(&net1, "accepted")? != 1
+        || get(&device0, "rx_frames")? * 4 >= get(&device1, "rx_frames")?
+        || get(&device0, "tx_frames")? * 4 >= get(&device1, "tx_frames")?
+    {
+        return Err(guest.failure(format!(
+            "the counters do not tell the NICs apart:\n{net0}\n{net1}\n{device0}\n{device1}"
+        )));
+    }
+    if let Some(line) = guest.console().lines().find(|line| line.contains("!!!")) {
+        return Err(guest.failure(format!("the guest reported a fault: `{line}`")));
+    }
+    Ok(())
+}
+
+/// microvm: NIC 1 static, NIC 0 by DHCP, counted apart.
+#[test]
+fn static_second_nic_microvm() -> Result<(), Failure> {
+    static_second_nic(RunOptions::default())
+}
+
+/// q35: the same over virtio-pci.
+#[test]
+fn static_second_nic_q35() -> Result<(), Failure> {
+    static_second_nic(RunOptions::default().machine("q35"))
+}
+
+#[test]
+fn statistics_lines_parse() {
+    let line = "echo: net1 frames_in: 12, frames_out: 3, bytes_in: 4096, accepted: 1";
+    assert_eq!(counter(line, "frames_in"), Some(12));
+    assert_eq!(counter(line, "bytes_in"), Some(4096));
+    assert_eq!(counter(line, "accepted"), Some(1));
+    assert_eq!(counter(line, "active"), None);
+    let device = "echo: net0 device rx_frames: 7, tx_frames: 5, notifications: 9, interrupts: 2";
+    assert_eq!(counter(device, "rx_frames"), Some(7));
+    assert_eq!(counter(device, "interrupts"), Some(2));
 }
 
 /// The client against two echo servers on the host: a failure above is the guest's.

@@ -64,7 +64,7 @@ async fn main() -> Result<(), net::Error> {
     let listener = listen(&stack)?;
     torito::println!("echo: listening on port {}", PORT);
     if torito::boot::arg("app.stats").is_some() {
-        torito::task::spawn(report(stack.clone())).detach();
+        torito::task::spawn(report()).detach();
     }
     // Every other NIC: its own stack (DHCP), its own listener and accept loop.
     for nic in 1..net::nic_count() {
@@ -154,13 +154,29 @@ async fn serve(mut stream: TcpStream, live: Live) {
     drop(live);
 }
 
-/// `app.stats`: prints the network and per-core counters every second.
-async fn report(stack: net::Stack) {
+/// `app.stats`: prints each NIC's counters (its stack's, then its driver's) and each
+/// core's every second.
+async fn report() {
+    use core::sync::atomic::Ordering::Relaxed;
     let mut tick = torito::time::interval(torito::time::Duration::from_secs(1));
     loop {
         tick.tick().await;
-        let counters = stack.counters();
-        torito::println!("echo: net {}", counters);
+        for nic in 0..net::nic_count() {
+            if let Some(stack) = net::stack_of_now(nic) {
+                torito::println!("echo: net{} {}", nic, stack.counters());
+            }
+            if let Some(device) = net::device_stats_of(nic) {
+                torito::println!(
+                    "echo: net{} device rx_frames: {}, tx_frames: {}, notifications: {}, \
+                     interrupts: {}",
+                    nic,
+                    device.rx_frames.load(Relaxed),
+                    device.tx_frames.load(Relaxed),
+                    device.notifications.load(Relaxed),
+                    net::device_interrupts_of(nic)
+                );
+            }
+        }
         for core in 0..torito::task::cores() {
             torito::println!("echo: core {} {}", core, torito::task::core_stats(core));
         }

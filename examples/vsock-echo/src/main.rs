@@ -7,11 +7,17 @@
 //!
 //! `app.blocking` on the command line serves the same way with the blocking sockets
 //! (`torito::vsock::blocking`), one blocking task (fiber) per connection.
+//!
+//! `app.connect=PORT[,PORT...]` also connects out to each of those host ports
+//! (`VsockStream::connect`; with vhost-device-vsock the host program listens on the Unix
+//! socket `<uds-path>_PORT`) and echoes there too, printing how each ended:
+//! `vsock-echo: host port 7000 connected`, then `vsock-echo: host port 7000 done, 4096
+//! bytes echoed`, or `vsock-echo: host port 7001: <why it failed>`.
 #![no_std]
 #![no_main]
 #![forbid(unsafe_code)]
 
-use torito::vsock::{self, VsockListener, VsockStream};
+use torito::vsock::{self, HOST_CID, VsockListener, VsockStream};
 
 const PORT: u32 = 5555;
 /// Connections waiting to be accepted before new ones are refused.
@@ -19,7 +25,14 @@ const BACKLOG: usize = 64;
 
 #[torito::main]
 async fn main() -> Result<(), vsock::Error> {
-    if torito::boot::arg("app.blocking").is_some() {
+    let blocking = torito::boot::arg("app.blocking").is_some();
+    for port in host_ports() {
+        match blocking {
+            true => torito::task::spawn_blocking(move || connect_blocking(port)).detach(),
+            false => torito::task::spawn(connect(port)).detach(),
+        }
+    }
+    if blocking {
         return torito::task::spawn_blocking(listen_blocking).await;
     }
     let mut listener = VsockListener::bind(PORT, BACKLOG)?;
@@ -37,6 +50,72 @@ async fn main() -> Result<(), vsock::Error> {
             }
             Err(error) => torito::log::warn!("vsock-echo: accept failed: {}", error),
         }
+    }
+}
+
+/// The host ports of `app.connect=PORT[,PORT...]` (a word that is no port is skipped,
+/// with a warning).
+fn host_ports() -> impl Iterator<Item = u32> {
+    let list = torito::boot::arg("app.connect").unwrap_or_default();
+    list.split(',')
+        .filter(|word| !word.is_empty())
+        .filter_map(|word| {
+            word.parse()
+                .map_err(|_| torito::log::warn!("vsock-echo: app.connect: `{}` is no port", word))
+                .ok()
+        })
+}
+
+/// `app.connect`: connects to the host's `port` and echoes what comes until the host
+/// closes.
+async fn connect(port: u32) {
+    match VsockStream::connect(HOST_CID, port).await {
+        Ok(stream) => {
+            torito::println!("vsock-echo: host port {} connected", port);
+            let echoed = echo(stream).await;
+            torito::println!(
+                "vsock-echo: host port {} done, {} bytes echoed",
+                port,
+                echoed
+            );
+        }
+        Err(error) => torito::println!("vsock-echo: host port {}: {}", port, error),
+    }
+}
+
+/// Echoes until the peer closes its side (or resets), then closes ours; the bytes
+/// echoed.
+async fn echo(mut stream: VsockStream) -> usize {
+    let mut buffer = [0u8; 4096];
+    let mut echoed = 0;
+    loop {
+        match stream.read(&mut buffer).await {
+            Ok(0) | Err(_) => break,
+            Ok(received) => {
+                if stream.write_all(&buffer[..received]).await.is_err() {
+                    break;
+                }
+                echoed += received;
+            }
+        }
+    }
+    let _ = stream.close().await;
+    echoed
+}
+
+/// As [`connect`], with the blocking calls (`app.blocking`).
+fn connect_blocking(port: u32) {
+    match vsock::blocking::VsockStream::connect(HOST_CID, port) {
+        Ok(stream) => {
+            torito::println!("vsock-echo: host port {} connected (blocking)", port);
+            let echoed = echo_blocking(stream);
+            torito::println!(
+                "vsock-echo: host port {} done, {} bytes echoed",
+                port,
+                echoed
+            );
+        }
+        Err(error) => torito::println!("vsock-echo: host port {}: {}", port, error),
     }
 }
 
@@ -69,8 +148,14 @@ fn listen_blocking() -> Result<(), vsock::Error> {
 }
 
 /// As [`serve`], with blocking calls.
-fn serve_blocking(mut stream: vsock::blocking::VsockStream) {
+fn serve_blocking(stream: vsock::blocking::VsockStream) {
+    echo_blocking(stream);
+}
+
+/// As [`echo`], with blocking calls.
+fn echo_blocking(mut stream: vsock::blocking::VsockStream) -> usize {
     let mut buffer = [0u8; 2048];
+    let mut echoed = 0;
     loop {
         match stream.read(&mut buffer) {
             Ok(0) | Err(_) => break,
@@ -78,10 +163,12 @@ fn serve_blocking(mut stream: vsock::blocking::VsockStream) {
                 if stream.write_all(&buffer[..received]).is_err() {
                     break;
                 }
+                echoed += received;
             }
         }
     }
     let _ = stream.close();
+    echoed
 }
 
 /// `app.stats`: prints the vsock counters every second.

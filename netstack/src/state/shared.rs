@@ -79,6 +79,9 @@ pub(crate) struct Inner {
     pub streams: Vec<Watch>,
     /// How long [`Stack::configured`] waits for DHCP.
     pub dhcp_timeout: Option<Duration>,
+    /// Which NIC this stack serves ([`Config::nic`](crate::Config::nic)), for its log
+    /// lines.
+    pub nic: usize,
     next_port: u16,
 }
 
@@ -107,6 +110,7 @@ impl Inner {
             closing: Vec::new(),
             streams: Vec::new(),
             dhcp_timeout: None,
+            nic: 0,
             // `seed % span` < 16384, so the sum fits in a u16.
             next_port: EPHEMERAL_FIRST + (seed % span) as u16,
         }
@@ -156,8 +160,9 @@ impl Inner {
             && on_link_cidr(&config) != config.address
         {
             log::info!(
-                "net: gateway {} is outside {}: every address is treated as on-link \
+                "net{}: gateway {} is outside {}: every address is treated as on-link \
                  (the node answers ARP for them, as Calico's proxy ARP does)",
+                self.nic,
                 gateway,
                 config.address
             );
@@ -184,7 +189,12 @@ impl Stack {
         &self.shared.counters
     }
 
-    /// A snapshot of the counters.
+    /// Which NIC this stack serves (0 is the first): [`Config::nic`](crate::Config::nic).
+    pub fn nic(&self) -> usize {
+        self.lock().nic
+    }
+
+    /// A snapshot of this stack's counters (each NIC's stack counts its own).
     pub fn counters(&self) -> Counters {
         self.shared.counters.snapshot()
     }
@@ -226,7 +236,11 @@ impl Stack {
     ///
     /// If polled outside a torito executor task (it arms executor timers).
     pub async fn configured(&self) -> Result<StaticConfig, Error> {
-        let limit = self.lock().dhcp_timeout;
+        let (limit, nic) = {
+            let inner = self.lock();
+            (inner.dhcp_timeout, inner.nic)
+        };
+        let keys = crate::config::KeySuffix(nic);
         let mut waited = Duration::ZERO;
         let mut pause = DHCP_FIRST_WARNING;
         loop {
@@ -242,14 +256,14 @@ impl Stack {
                 let error = Error::NoDhcpAnswer {
                     waited_secs: waited.as_secs(),
                 };
-                log::error!("net: {}", error);
+                log::error!("net{}: {}", nic, error);
                 return Err(error);
             }
             log::warn!(
-                "net: no answer from a DHCP server for {} s (ip=dhcp): is there one on this \
-                 network? Without one, give a static address on the command line: \
-                 ip=ADDRESS/PREFIX gw=GATEWAY (e.g. ip=10.0.2.15/24 gw=10.0.2.2); \
-                 dhcp.timeout=SECONDS gives up waiting",
+                "net{nic}: no answer from a DHCP server for {} s (ip{keys}=dhcp): is there one \
+                 on this network? Without one, give a static address on the command line: \
+                 ip{keys}=ADDRESS/PREFIX gw{keys}=GATEWAY (e.g. ip{keys}=10.0.2.15/24 \
+                 gw{keys}=10.0.2.2); dhcp.timeout{keys}=SECONDS gives up waiting",
                 waited.as_secs()
             );
             pause = DHCP_WARNING_EVERY;

@@ -18,6 +18,13 @@
 //! zero credit (our buffer full) therefore always hears of the room made by the reads
 //! that emptied it.
 //!
+//! Connecting (spec 5.10.6.4): [`Connections::connect`] takes a free local port, opens a
+//! slot in the *connecting* state and queues a `REQUEST`; the peer's `RESPONSE` makes it
+//! a stream ([`Connections::poll_connect`] is then `Ready(Ok)`), its `RST` a refusal,
+//! and any other packet before the `RESPONSE` a broken handshake (reset, answered by
+//! `RST`). No answer at all is the caller's timeout: releasing a connecting handle sends
+//! `RST` and frees the slot at once.
+//!
 //! A connection's slot lives while a handle to it exists (a pending connection in a
 //! listener's queue, or a stream). When the handle is released the connection sends
 //! what it still holds, then `SHUTDOWN`, and is freed when the peer answers with `RST`
@@ -40,6 +47,10 @@ pub const CLOSE_TIMEOUT_MS: u64 = 8_000;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Handle(usize);
 
+/// The first local port [`Connections::connect`] tries (ports below it are for
+/// listeners; Linux starts its own above 1023 and moves on from there).
+pub const FIRST_LOCAL_PORT: u32 = 49_152;
+
 /// What the protocol layer did and dropped.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Counters {
@@ -47,6 +58,11 @@ pub struct Counters {
     pub accepted: u64,
     /// Connection requests refused (no listener, full backlog, no memory).
     pub refused: u64,
+    /// Connections we opened that the peer accepted.
+    pub connected: u64,
+    /// Connections we opened that the peer refused, broke off in the handshake, or
+    /// that were given up unanswered.
+    pub connect_failed: u64,
     /// Packets dropped as malformed (short, bad length, unknown type or operation).
     pub malformed: u64,
     /// Packets for another CID, or from a connection we do not know (answered by RST).
@@ -111,6 +127,8 @@ struct Connection {
     shutdown_sent: u32,
     /// The peer reset the connection (or we did, over a broken stream).
     reset: bool,
+    /// Ours, `REQUEST` queued or sent, no `RESPONSE` yet.
+    connecting: bool,
     /// When [`Connections::expire`] first saw it released (milliseconds).
     released_at: Option<u64>,
     reader: Option<Waker>,
@@ -118,6 +136,33 @@ struct Connection {
 }
 
 impl Connection {
+    /// A held, open connection with nothing in it yet; the peer's credit as given.
+    fn new(peer_cid: u64, peer_port: u32, port: u32, buf_alloc: u32, fwd_cnt: u32) -> Self {
+        Connection {
+            peer_cid,
+            peer_port,
+            port,
+            held: true,
+            rx: VecDeque::new(),
+            fwd_cnt: 0,
+            announced: 0,
+            tx: VecDeque::new(),
+            tx_cnt: 0,
+            peer_buf_alloc: buf_alloc,
+            peer_fwd_cnt: fwd_cnt,
+            credit_requested: false,
+            credit_update_queued: false,
+            peer_shutdown: 0,
+            shutdown_wanted: 0,
+            shutdown_sent: 0,
+            reset: false,
+            connecting: false,
+            released_at: None,
+            reader: None,
+            writer: None,
+        }
+    }
+
     /// Credit the peer gives us now. Saturating: a peer whose `fwd_cnt` runs ahead of
     /// what we sent gives none, rather than a wrapped-around flood.
     fn peer_credit(&self) -> u32 {
@@ -151,6 +196,8 @@ pub struct Connections {
     control: VecDeque<Control>,
     /// Where the round-robin over connections with data to send resumes.
     next: usize,
+    /// The local port [`connect`](Self::connect) tries next.
+    next_port: u32,
     counters: Counters,
 }
 
@@ -165,6 +212,7 @@ impl Connections {
             slots: Vec::new(),
             control: VecDeque::new(),
             next: 0,
+            next_port: FIRST_LOCAL_PORT,
             counters: Counters::default(),
         }
     }
@@ -222,6 +270,94 @@ impl Connections {
             None => {
                 listener.acceptor = Some(cx.waker().clone());
                 Poll::Pending
+            }
+        }
+    }
+
+    /// Opens a connection to `peer_cid`'s `peer_port` from a free local port: queues the
+    /// `REQUEST`; [`poll_connect`](Self::poll_connect) says when the peer answered. The
+    /// handle is held, as an accepted one: [`release`](Self::release) it when done (or
+    /// when giving up on the answer).
+    ///
+    /// # Errors
+    /// [`VsockError::NoPorts`] when every local port is taken; [`VsockError::NoMemory`]
+    /// when no slot could be allocated.
+    pub fn connect(&mut self, peer_cid: u64, peer_port: u32) -> Result<Handle, VsockError> {
+        let port = self.free_port(peer_cid, peer_port)?;
+        let connection = Connection {
+            connecting: true,
+            ..Connection::new(peer_cid, peer_port, port, 0, 0)
+        };
+        let handle = self
+            .insert(connection)
+            .ok_or(VsockError::NoMemory { port })?;
+        self.control
+            .push_back(Control::Connection(handle, Op::Request));
+        Ok(handle)
+    }
+
+    /// A local port for a connection to (`peer_cid`, `peer_port`): no listener's, and no
+    /// live connection's to the same peer port (the addresses must name one connection).
+    fn free_port(&mut self, peer_cid: u64, peer_port: u32) -> Result<u32, VsockError> {
+        // Ports from FIRST_LOCAL_PORT to u32::MAX - 1 (u32::MAX is VMADDR_PORT_ANY).
+        let span = u32::MAX - FIRST_LOCAL_PORT;
+        // As many tries as there are connections and listeners, plus one, always find
+        // a free port: each of them takes at most one.
+        let tries = self.slots.len() + self.listeners.len() + 1;
+        for _ in 0..tries.min(span as usize) {
+            let port = self.next_port;
+            self.next_port = FIRST_LOCAL_PORT + (port - FIRST_LOCAL_PORT + 1) % span;
+            let taken =
+                self.listeners.iter().any(|l| l.port == port)
+                    || self.slots.iter().flatten().any(|c| {
+                        c.port == port && c.peer_cid == peer_cid && c.peer_port == peer_port
+                    });
+            if !taken {
+                return Ok(port);
+            }
+        }
+        Err(VsockError::NoPorts)
+    }
+
+    /// `Ready(Ok)` once the peer accepted the connection opened by
+    /// [`connect`](Self::connect), else `Pending` with the waker registered.
+    ///
+    /// # Errors
+    /// [`VsockError::Refused`] when the peer answered with `RST` (nothing listens on
+    /// its port), broke off the handshake, or the transport was reset.
+    ///
+    /// # Panics
+    /// When `handle` was already released (a broken invariant of the socket layer).
+    pub fn poll_connect(
+        &mut self,
+        handle: Handle,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), VsockError>> {
+        let connection = self.connection(handle);
+        if connection.reset {
+            Poll::Ready(Err(VsockError::Refused {
+                cid: connection.peer_cid,
+                port: connection.peer_port,
+            }))
+        } else if connection.connecting {
+            connection.writer = Some(cx.waker().clone());
+            Poll::Pending
+        } else {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// Puts `connection` in a free slot (or a new one); `None` without memory.
+    fn insert(&mut self, connection: Connection) -> Option<Handle> {
+        match self.slots.iter().position(Option::is_none) {
+            Some(slot) => {
+                self.slots[slot] = Some(connection);
+                Some(Handle(slot))
+            }
+            None => {
+                self.slots.try_reserve(1).ok()?;
+                self.slots.push(Some(connection));
+                Some(Handle(self.slots.len() - 1))
             }
         }
     }
@@ -376,6 +512,17 @@ impl Connections {
     /// which releases a handle only when its stream is closed or dropped).
     pub fn release(&mut self, handle: Handle) {
         let connection = self.connection(handle);
+        if connection.connecting {
+            // Given up before the peer answered: a reset tells it (spec 5.10.6.6), and
+            // there is nothing to finish.
+            if !connection.reset {
+                let rst = Control::Rst(connection.peer_cid, connection.peer_port, connection.port);
+                self.control.push_back(rst);
+                self.counters.connect_failed += 1;
+            }
+            self.slots[handle.0] = None;
+            return;
+        }
         connection.held = false;
         connection.shutdown_wanted = SHUTDOWN_SEND | SHUTDOWN_RECEIVE;
         // Bytes that arrive from now on are read by nobody.
@@ -471,6 +618,10 @@ impl Connections {
         let connection = self.connection(handle);
         connection.peer_buf_alloc = header.buf_alloc;
         connection.peer_fwd_cnt = header.fwd_cnt;
+        if connection.connecting {
+            self.handshake(handle, header.op);
+            return Ok(());
+        }
         if connection.peer_credit() > 0 && !connection.tx.is_empty() {
             connection.credit_requested = false;
         }
@@ -531,6 +682,26 @@ impl Connections {
         Ok(())
     }
 
+    /// The peer's answer to our `REQUEST`: `RESPONSE` opens the stream, `RST` refuses
+    /// it, anything else breaks the handshake (we reset). Its credit was taken already.
+    fn handshake(&mut self, handle: Handle, op: Op) {
+        let connection = self.connection(handle);
+        connection.connecting = false;
+        connection.wake_writer();
+        match op {
+            Op::Response => self.counters.connected += 1,
+            Op::Rst => {
+                connection.reset = true;
+                self.counters.connect_failed += 1;
+            }
+            _ => {
+                self.counters.connect_failed += 1;
+                self.counters.unknown += 1;
+                self.reset(handle);
+            }
+        }
+    }
+
     /// Queues a reset answering the packet `header` came with (to its sender, from the
     /// port it was sent to), for a peer we keep no state for.
     fn reset_sender(&mut self, header: &Header) {
@@ -561,43 +732,17 @@ impl Connections {
             self.reset_sender(header);
             return;
         };
-        let connection = Connection {
-            peer_cid: header.src_cid,
-            peer_port: header.src_port,
-            port: header.dst_port,
-            held: true,
-            rx: VecDeque::new(),
-            fwd_cnt: 0,
-            announced: 0,
-            tx: VecDeque::new(),
-            tx_cnt: 0,
-            peer_buf_alloc: header.buf_alloc,
-            peer_fwd_cnt: header.fwd_cnt,
-            credit_requested: false,
-            credit_update_queued: false,
-            peer_shutdown: 0,
-            shutdown_wanted: 0,
-            shutdown_sent: 0,
-            reset: false,
-            released_at: None,
-            reader: None,
-            writer: None,
-        };
-        let free = self.slots.iter().position(Option::is_none);
-        let handle = match free {
-            Some(slot) => {
-                self.slots[slot] = Some(connection);
-                Handle(slot)
-            }
-            None => {
-                if self.slots.try_reserve(1).is_err() {
-                    self.counters.refused += 1;
-                    self.reset_sender(header);
-                    return;
-                }
-                self.slots.push(Some(connection));
-                Handle(self.slots.len() - 1)
-            }
+        let connection = Connection::new(
+            header.src_cid,
+            header.src_port,
+            header.dst_port,
+            header.buf_alloc,
+            header.fwd_cnt,
+        );
+        let Some(handle) = self.insert(connection) else {
+            self.counters.refused += 1;
+            self.reset_sender(header);
+            return;
         };
         self.counters.accepted += 1;
         self.control
@@ -649,7 +794,7 @@ impl Connections {
     /// What a connection would send next, if anything: payload (with credit), a credit
     /// request (without), or its shutdown.
     fn sendable(connection: &Connection) -> Option<Op> {
-        if connection.reset {
+        if connection.reset || connection.connecting {
             return None;
         }
         if !connection.tx.is_empty() {

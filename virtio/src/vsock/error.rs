@@ -38,6 +38,23 @@ pub enum VsockError {
         /// Our port.
         port: u32,
     },
+    /// The peer refused our connection: nothing listens on its port (it answered with
+    /// a reset), or it broke off the handshake.
+    Refused {
+        /// The peer's CID.
+        cid: u64,
+        /// The peer's port.
+        port: u32,
+    },
+    /// The peer did not answer our connection request in time.
+    TimedOut {
+        /// The peer's CID.
+        cid: u64,
+        /// The peer's port.
+        port: u32,
+    },
+    /// Every local port is taken by a listener or a connection to the same peer port.
+    NoPorts,
     /// A blocking call outside a blocking task (it would have stalled every task on the
     /// core).
     WouldBlockCore,
@@ -79,6 +96,19 @@ impl core::fmt::Display for VsockError {
                 "no memory to queue bytes on vsock port {port}; write less at once or give \
                  the VM more memory"
             ),
+            VsockError::Refused { cid, port } => write!(
+                f,
+                "vsock connection to CID {cid} port {port} refused: nothing listens there \
+                 (with vhost-device-vsock: a Unix socket at <uds-path>_{port} on the host)"
+            ),
+            VsockError::TimedOut { cid, port } => write!(
+                f,
+                "vsock connection to CID {cid} port {port} got no answer in time; is the host \
+                 side running?"
+            ),
+            VsockError::NoPorts => f.write_str(
+                "no free local vsock port for a new connection; close some connections first",
+            ),
             VsockError::WouldBlockCore => f.write_str(
                 "a blocking vsock call outside torito::task::spawn_blocking would stall the \
                  core; use the async calls, or call from spawn_blocking",
@@ -94,6 +124,9 @@ impl embedded_io::Error for VsockError {
         use embedded_io::ErrorKind;
         match self {
             VsockError::Reset { .. } => ErrorKind::ConnectionReset,
+            VsockError::Refused { .. } => ErrorKind::ConnectionRefused,
+            VsockError::TimedOut { .. } => ErrorKind::TimedOut,
+            VsockError::NoPorts => ErrorKind::AddrInUse,
             VsockError::PeerClosed { .. } | VsockError::Closed { .. } => ErrorKind::BrokenPipe,
             VsockError::NoMemory { .. } => ErrorKind::OutOfMemory,
             VsockError::PortInUse { .. } => ErrorKind::AddrInUse,

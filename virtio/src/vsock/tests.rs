@@ -4,7 +4,7 @@
 //! entries that lie), each dropped and counted, never a panic.
 #![deny(unsafe_code)]
 
-use super::connections::CLOSE_TIMEOUT_MS;
+use super::connections::{CLOSE_TIMEOUT_MS, FIRST_LOCAL_PORT};
 use super::device::{QUEUE, VIRTIO_F_VERSION_1};
 use super::packet::{HEADER, Header, Malformed, Op, SHUTDOWN_RECEIVE, SHUTDOWN_SEND};
 use super::*;
@@ -426,6 +426,205 @@ fn a_bulk_transfer_both_ways_keeps_every_byte() {
 }
 
 // The device glue.
+
+/// The host's CID, and the port a guest connects to there.
+const HOST: u64 = 2;
+const SERVICE: u32 = 7000;
+
+/// A packet from the host's SERVICE port to our `port`.
+fn from_service(op: Op, port: u32, credit: u32, body: &[u8]) -> Vec<u8> {
+    let mut bytes = vec![0u8; HEADER];
+    Header {
+        src_cid: HOST,
+        dst_cid: GUEST,
+        src_port: SERVICE,
+        dst_port: port,
+        len: body.len() as u32,
+        op,
+        flags: 0,
+        buf_alloc: credit,
+        fwd_cnt: 0,
+    }
+    .write(&mut bytes);
+    bytes.extend_from_slice(body);
+    bytes
+}
+
+/// A connection opened to the host's SERVICE port: its handle and the REQUEST sent.
+fn requested(connections: &mut Connections) -> (Handle, Header) {
+    let handle = connections.connect(HOST, SERVICE).unwrap();
+    let request = sent(connections);
+    assert_eq!(request.len(), 1, "one REQUEST");
+    let (header, body) = &request[0];
+    assert_eq!(header.op, Op::Request);
+    assert_eq!((header.dst_cid, header.dst_port), (HOST, SERVICE));
+    assert_eq!(header.src_cid, GUEST);
+    assert!(header.src_port >= FIRST_LOCAL_PORT);
+    assert_eq!(header.buf_alloc, BUF, "our receive buffer is announced");
+    assert!(body.is_empty());
+    (handle, *header)
+}
+
+#[test]
+fn a_connect_the_peer_accepts_carries_bytes_both_ways() {
+    let mut connections = Connections::new(GUEST, BUF);
+    connections.listen(PORT, 4).unwrap();
+    let (handle, request) = requested(&mut connections);
+    assert_ne!(request.src_port, PORT, "a listener's port is not taken");
+    let (woken, task) = waker();
+    let mut context = Context::from_waker(&task);
+    assert!(connections.poll_connect(handle, &mut context).is_pending());
+    // Nothing is sent before the answer, whatever is written.
+    assert_eq!(
+        connections.poll_write(handle, &mut context, b"early"),
+        Poll::Ready(Ok(5))
+    );
+    assert!(sent(&mut connections).is_empty());
+    connections
+        .receive(&from_service(Op::Response, request.src_port, BUF, &[]))
+        .unwrap();
+    assert_eq!(woken.0.load(core::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(
+        connections.poll_connect(handle, &mut context),
+        Poll::Ready(Ok(()))
+    );
+    assert_eq!(
+        connections.addresses(handle),
+        Some((HOST, SERVICE, request.src_port))
+    );
+    let data = sent(&mut connections);
+    assert_eq!(data.len(), 1);
+    assert_eq!(data[0].0.op, Op::Rw);
+    assert_eq!(data[0].1, b"early");
+    connections
+        .receive(&from_service(Op::Rw, request.src_port, BUF, b"answer"))
+        .unwrap();
+    let mut out = [0u8; 16];
+    assert_eq!(
+        connections.poll_read(handle, &mut context, &mut out),
+        Poll::Ready(Ok(6))
+    );
+    assert_eq!(&out[..6], b"answer");
+    // A second connection to the same service gets another local port.
+    let second = connections.connect(HOST, SERVICE).unwrap();
+    let again = sent(&mut connections);
+    assert_ne!(again[0].0.src_port, request.src_port);
+    connections.release(second);
+    let counters = connections.counters();
+    assert_eq!((counters.connected, counters.connect_failed), (1, 1));
+}
+
+#[test]
+fn a_connect_answered_by_rst_is_refused() {
+    let mut connections = Connections::new(GUEST, BUF);
+    let (handle, request) = requested(&mut connections);
+    let (_, task) = waker();
+    let mut context = Context::from_waker(&task);
+    connections
+        .receive(&from_service(Op::Rst, request.src_port, 0, &[]))
+        .unwrap();
+    assert_eq!(
+        connections.poll_connect(handle, &mut context),
+        Poll::Ready(Err(VsockError::Refused {
+            cid: HOST,
+            port: SERVICE
+        }))
+    );
+    assert!(sent(&mut connections).is_empty(), "a reset is not answered");
+    connections.release(handle);
+    assert_eq!(connections.live(), 0, "the slot is freed");
+    assert_eq!(connections.counters().connect_failed, 1);
+}
+
+#[test]
+fn a_connect_given_up_unanswered_resets_the_peer_and_frees_the_slot() {
+    let mut connections = Connections::new(GUEST, BUF);
+    let (handle, request) = requested(&mut connections);
+    let (_, task) = waker();
+    assert!(
+        connections
+            .poll_connect(handle, &mut Context::from_waker(&task))
+            .is_pending()
+    );
+    // The caller's timeout ran out: it releases the handle.
+    connections.release(handle);
+    let rst = sent(&mut connections);
+    assert_eq!(rst.len(), 1);
+    assert_eq!(rst[0].0.op, Op::Rst);
+    assert_eq!(
+        (rst[0].0.dst_port, rst[0].0.src_port),
+        (SERVICE, request.src_port)
+    );
+    assert_eq!(connections.live(), 0);
+    // A late RESPONSE meets no connection: it is answered by a reset.
+    connections
+        .receive(&from_service(Op::Response, request.src_port, BUF, &[]))
+        .unwrap();
+    assert_eq!(sent(&mut connections)[0].0.op, Op::Rst);
+    assert_eq!(connections.counters().connected, 0);
+}
+
+#[test]
+fn a_peer_that_breaks_the_handshake_is_reset_and_its_data_dropped() {
+    for op in [Op::Rw, Op::Request, Op::Shutdown, Op::CreditUpdate] {
+        let mut connections = Connections::new(GUEST, BUF);
+        let (handle, request) = requested(&mut connections);
+        let (_, task) = waker();
+        let mut context = Context::from_waker(&task);
+        connections
+            .receive(&from_service(op, request.src_port, BUF, &[]))
+            .unwrap();
+        assert_eq!(
+            connections.poll_connect(handle, &mut context),
+            Poll::Ready(Err(VsockError::Refused {
+                cid: HOST,
+                port: SERVICE
+            })),
+            "{op:?}"
+        );
+        let rst = sent(&mut connections);
+        assert_eq!(rst.len(), 1, "{op:?}");
+        assert_eq!(rst[0].0.op, Op::Rst, "{op:?}");
+        let mut out = [0u8; 4];
+        assert!(matches!(
+            connections.poll_read(handle, &mut context, &mut out),
+            Poll::Ready(Err(VsockError::Reset { .. }))
+        ));
+        connections.release(handle);
+        assert_eq!(connections.live(), 0, "{op:?}");
+    }
+    // An answer from another port is not the peer's: the connection still waits.
+    let mut connections = Connections::new(GUEST, BUF);
+    let (handle, request) = requested(&mut connections);
+    let mut stranger = from_service(Op::Response, request.src_port, BUF, &[]);
+    stranger[16..20].copy_from_slice(&(SERVICE + 1).to_le_bytes());
+    connections.receive(&stranger).unwrap();
+    assert_eq!(sent(&mut connections)[0].0.op, Op::Rst);
+    let (_, task) = waker();
+    assert!(
+        connections
+            .poll_connect(handle, &mut Context::from_waker(&task))
+            .is_pending()
+    );
+}
+
+#[test]
+fn the_transport_reset_refuses_a_pending_connect() {
+    let mut connections = Connections::new(GUEST, BUF);
+    let (handle, _) = requested(&mut connections);
+    connections.transport_reset();
+    let (_, task) = waker();
+    assert!(matches!(
+        connections.poll_connect(handle, &mut Context::from_waker(&task)),
+        Poll::Ready(Err(VsockError::Refused { .. }))
+    ));
+    connections.release(handle);
+    assert!(
+        sent(&mut connections).is_empty(),
+        "the peer is gone already"
+    );
+    assert_eq!(connections.live(), 0);
+}
 
 fn device() -> (VsockDevice<FakeHal, FakeTransport>, FakeDevice) {
     let state = DeviceState {
