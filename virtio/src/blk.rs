@@ -536,7 +536,6 @@ impl<H: Hal, T: Transport> BlockDevice<H, T> {
         Ok(())
     }
 
-
     /// The outcome of the request `ticket` names, or the ticket back (with `waker`
     /// registered) while the device has it. Takes what the device returned first.
     pub fn complete(&mut self, ticket: Ticket, waker: &Waker) -> Completion {

@@ -78,8 +78,11 @@ pub trait Requests {
     /// What a finished request gives.
     type Outcome;
     /// Posts `request`; `waker` is woken when an entry frees, if there is none now.
-    fn submit(&mut self, request: Self::Request, waker: &Waker)
-    -> Submission<Self::Request, Self::Outcome>;
+    fn submit(
+        &mut self,
+        request: Self::Request,
+        waker: &Waker,
+    ) -> Submission<Self::Request, Self::Outcome>;
     /// The outcome of `ticket`'s request, or the ticket back (with `waker` registered)
     /// while the device has it.
     fn complete(&mut self, ticket: Ticket, waker: &Waker) -> Completion<Self::Outcome>;
@@ -283,7 +286,11 @@ impl<H: Hal, P: Protocol, const SIZE: usize> RequestTable<H, P, SIZE> {
     /// Whether a request is in flight under `token`.
     #[cfg(test)]
     pub(crate) fn in_flight_under(&self, token: u16) -> bool {
-        self.tokens.get(usize::from(token)).copied().flatten().is_some()
+        self.tokens
+            .get(usize::from(token))
+            .copied()
+            .flatten()
+            .is_some()
     }
 
     /// Posts `request` (made into a [`Posting`] by `prepare` once an entry is free) and
