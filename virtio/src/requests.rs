@@ -5,32 +5,32 @@
 //! waiting for a free entry, abandoned requests and hostile used entries are the same
 //! for a disk and a virtio-fs share, and the DMA hand-over (virtio-drivers' unsafe
 //! `add`/`pop_used` contract) is kept here alone. A driver says only what differs, as a
-//! [`Protocol`]: what it remembers of a request, the fixed header and trailer each
+//! `Protocol`: what it remembers of a request, the fixed header and trailer each
 //! request carries (blk's request header and status byte; none for virtio-fs), and how
 //! it judges what the device returned.
 //!
 //! A request is up to four descriptors, in this order (empty ones left out): the entry's
-//! header and the request's [`Posting::readable`] buffer, which the device reads; the
-//! request's [`Posting::writable`] buffer and the entry's trailer, which it writes.
+//! header and the request's `Posting::readable` buffer, which the device reads; the
+//! request's `Posting::writable` buffer and the entry's trailer, which it writes.
 //!
 //! # DMA ownership
 //!
 //! From the moment a request is posted until the used ring returns it under its token,
 //! its buffers live in the table as `Lent`s (`crate::lent`: raw allocations no Rust owner
 //! claims), not with the caller, who holds only a [`Ticket`] naming the entry. So
-//! dropping the caller mid-flight ([`RequestTable::abandon`]) cannot free memory the
+//! dropping the caller mid-flight (`RequestTable::abandon`) cannot free memory the
 //! device still writes: the entry is marked abandoned and its buffers are freed when the
 //! device gives them back.
 //!
 //! # Untrusted device memory
 //!
 //! A used entry whose token names no request in flight (never posted, or returned
-//! twice) is counted ([`TableStats::bad_used`]) and takes the device out of service:
+//! twice) is counted (`TableStats::bad_used`) and takes the device out of service:
 //! virtio-drivers' queue cannot step past an entry it cannot pop, so every request in
-//! flight and every later one gets [`Protocol::broken`], and the table (with every buffer
+//! flight and every later one gets `Protocol::broken`, and the table (with every buffer
 //! the device may still write) is leaked, never freed under it. A used length past the
 //! bytes the request let the device write is counted and fails that request alone
-//! ([`Returned::length`] is `Err`); its data is not handed out. None of these panics.
+//! (`Returned::length` is `Err`); its data is not handed out. None of these panics.
 #![allow(unsafe_code)]
 
 use crate::lent::Lent;
