@@ -54,7 +54,6 @@ use alloc::vec::Vec;
 use core::task::{Context, Poll, Waker};
 use futures_util::task::AtomicWaker;
 use virtio_drivers::Hal;
-use virtio_drivers::queue::VirtQueue;
 use virtio_drivers::transport::Transport;
 
 /// Bytes in a sector: every offset and length on a virtio-blk device counts in these
@@ -433,18 +432,16 @@ impl<H: Hal, T: Transport> BlockDevice<H, T> {
                 what: "its configuration space cannot be read",
             })?;
         let indirect = features & VIRTIO_F_INDIRECT_DESC != 0;
-        let queue =
-            VirtQueue::new(&mut transport, REQUEST_QUEUE, indirect, false).map_err(|_| {
-                BlockError::Setup {
-                    what: "virtio-drivers refused the request queue (fewer than 128 descriptors?)",
-                }
-            })?;
-        transport.finish_init();
         // Three descriptors a request, or one indirect descriptor.
         let limit = if indirect { QUEUE } else { QUEUE / 3 };
+        let requests = RequestTable::new(&mut transport, REQUEST_QUEUE, indirect, limit, interrupt)
+            .map_err(|_| BlockError::Setup {
+                what: "virtio-drivers refused the request queue (fewer than 128 descriptors?)",
+            })?;
+        transport.finish_init();
         Ok(Self {
             transport,
-            requests: RequestTable::new(queue, REQUEST_QUEUE, limit, interrupt),
+            requests,
             capacity,
             read_only: features & VIRTIO_BLK_F_RO != 0,
             flush: features & VIRTIO_BLK_F_FLUSH != 0,

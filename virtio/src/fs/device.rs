@@ -168,17 +168,18 @@ impl<H: Hal, T: Transport> FsDevice<H, T> {
             VirtQueue::new(&mut transport, HIPRIO, false, false).map_err(|_| FuseError::Setup {
                 what: "virtio-drivers refused the hiprio queue",
             })?;
-        let queue = VirtQueue::new(&mut transport, REQUEST_QUEUE, false, false).map_err(|_| {
-            FuseError::Setup {
-                what: "virtio-drivers refused the request queue (fewer than 128 descriptors?)",
-            }
-        })?;
+        // Two descriptors a request.
+        let requests =
+            RequestTable::new(&mut transport, REQUEST_QUEUE, false, QUEUE / 2, interrupt).map_err(
+                |_| FuseError::Setup {
+                    what: "virtio-drivers refused the request queue (fewer than 128 descriptors?)",
+                },
+            )?;
         transport.finish_init();
         Ok(Self {
             transport,
             _hiprio: hiprio,
-            // Two descriptors a request.
-            requests: RequestTable::new(queue, REQUEST_QUEUE, QUEUE / 2, interrupt),
+            requests,
             tag,
             next_unique: 2,
         })

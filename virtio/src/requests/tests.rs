@@ -87,9 +87,9 @@ struct Fixture {
 /// A table of `limit` entries over a fresh queue of the fake device.
 fn setup(limit: usize) -> Fixture {
     let mut transport = FakeTransport(Arc::new(Mutex::new(DeviceState::default())));
-    let queue = VirtQueue::new(&mut transport, QUEUE_INDEX, false, false).unwrap();
+    let table = Table::new(&mut transport, QUEUE_INDEX, false, limit, &INTERRUPT).unwrap();
     Fixture {
-        table: Table::new(queue, QUEUE_INDEX, limit, &INTERRUPT),
+        table,
         device: FakeDevice {
             transport: transport.clone(),
             next_avail: [0; 3],
