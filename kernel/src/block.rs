@@ -44,15 +44,13 @@
 //! ```
 
 use crate::arch::virtio::{DeviceInterrupt, KernelHal};
+use crate::device_call::DeviceCall;
 use crate::devices;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::future::Future;
-use core::pin::Pin;
-use core::task::{Context, Poll};
 use torito_virtio::DeviceTransport;
 use torito_virtio::StepwiseStatus;
-use torito_virtio::blk::{BlockDevice, Completion, Outcome, Request, Submission, Ticket};
+use torito_virtio::blk::{BlockDevice, Outcome, Request};
 pub use torito_virtio::blk::{BlockError, BlockStats, Buffer, SECTOR_SIZE};
 use torito_virtio::discovery::Kind;
 
@@ -227,75 +225,14 @@ impl Disk {
         self.request(Request::flush()).await.map(drop)
     }
 
-    fn request(&self, request: Request) -> Io<'_> {
-        Io {
-            disk: &self.shared,
-            step: Step::Submit(request),
-        }
+    fn request(&self, request: Request) -> DeviceCall<'_, Device> {
+        DeviceCall::new(&self.shared.device, request)
     }
 }
 
 /// A read or write always gives its buffer back when it succeeds.
 fn with_buffer(outcome: Outcome) -> Result<Buffer, BlockError> {
     outcome?.ok_or(BlockError::Broken)
-}
-
-/// Where a request is.
-enum Step {
-    /// Not yet posted (or waiting for a free entry): the future owns the buffer.
-    Submit(Request),
-    /// Posted: the driver owns the buffer; the future has only the ticket.
-    Wait(Ticket),
-    /// Finished.
-    Done,
-}
-
-/// One request, from submission to completion. Dropped midway, it abandons the request
-/// (the driver keeps the buffer until the device returns it).
-struct Io<'a> {
-    disk: &'a Shared,
-    step: Step,
-}
-
-impl Future for Io<'_> {
-    type Output = Outcome;
-
-    /// # Panics
-    /// When polled again after it completed.
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
-        let this = &mut *self;
-        let mut device = this.disk.device.lock();
-        loop {
-            match core::mem::replace(&mut this.step, Step::Done) {
-                Step::Submit(request) => match device.submit(request, cx.waker()) {
-                    Submission::Posted(ticket) => this.step = Step::Wait(ticket),
-                    Submission::Full(request) => {
-                        this.step = Step::Submit(request);
-                        return Poll::Pending;
-                    }
-                    Submission::Finished(outcome) => return Poll::Ready(outcome),
-                },
-                Step::Wait(ticket) => {
-                    return match device.complete(ticket, cx.waker()) {
-                        Completion::Finished(outcome) => Poll::Ready(outcome),
-                        Completion::Pending(ticket) => {
-                            this.step = Step::Wait(ticket);
-                            Poll::Pending
-                        }
-                    };
-                }
-                Step::Done => panic!("a block request polled after it completed"),
-            }
-        }
-    }
-}
-
-impl Drop for Io<'_> {
-    fn drop(&mut self) {
-        if let Step::Wait(ticket) = core::mem::replace(&mut self.step, Step::Done) {
-            self.disk.device.lock().abandon(ticket);
-        }
-    }
 }
 
 /// Blocking disks: the async calls, waited on by parking the calling blocking task.

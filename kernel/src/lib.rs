@@ -52,6 +52,8 @@ pub mod boot;
 #[cfg(target_os = "none")]
 pub mod console;
 #[cfg(target_os = "none")]
+mod device_call;
+#[cfg(target_os = "none")]
 mod devices;
 #[cfg_attr(not(target_os = "none"), allow(dead_code))]
 mod escape;

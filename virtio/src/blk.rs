@@ -19,9 +19,11 @@
 //! [`Request`]. From the moment it is posted until the device returns it in the used ring,
 //! the buffer (and the request's header and status byte) lives in this driver's request
 //! table, not with the caller: the caller holds only a [`Ticket`], which names a table
-//! entry and owns no memory. In the table the buffer is a `Lent`, a raw allocation no
-//! Rust owner claims (`crate::lent`: a `Box` would assert unique access while the device writes), turned
-//! back into a `Buffer` only after the used ring returned it. So
+//! entry and owns no memory. The table is the one virtio-fs uses too (`requests.rs`,
+//! where the unsafe hand-over to the virtqueue lives); in it the buffer is a `Lent`, a
+//! raw allocation no Rust owner claims (`crate::lent`: a `Box` would assert unique access
+//! while the device writes), turned back into a `Buffer` only after the used ring
+//! returned it. So
 //!
 //! * dropping the caller's future mid-flight ([`BlockDevice::abandon`]) cannot free memory
 //!   the device still writes: the entry is marked abandoned, and the buffer is freed when
@@ -44,17 +46,14 @@
 //!
 //! This protects the kernel from a confused or buggy device; a malicious one with DMA and
 //! no IOMMU can write anywhere regardless.
-#![allow(unsafe_code)]
 
 use crate::features::{self, VIRTIO_F_VERSION_1};
-use crate::lent::Lent;
+use crate::requests::{PastBuffer, Posting, Protocol, RequestTable, Requests, Returned};
 use alloc::boxed::Box;
 use alloc::vec::Vec;
-use core::sync::atomic::{Ordering, fence};
 use core::task::{Context, Poll, Waker};
 use futures_util::task::AtomicWaker;
 use virtio_drivers::Hal;
-use virtio_drivers::queue::VirtQueue;
 use virtio_drivers::transport::Transport;
 
 /// Bytes in a sector: every offset and length on a virtio-blk device counts in these
@@ -319,35 +318,18 @@ impl Request {
 }
 
 /// What a finished request gives back: the buffer for a read or write, `None` for a flush.
+/// What a finished request gives back: the buffer for a read or write, `None` for a flush.
 pub type Outcome = Result<Option<Buffer>, BlockError>;
 
-/// A posted request: the entry of the driver's request table it occupies. It owns no
-/// memory; give it back to [`BlockDevice::complete`] or [`BlockDevice::abandon`].
-#[derive(Debug)]
-pub struct Ticket(u16);
+pub use crate::requests::Ticket;
 
-/// What [`BlockDevice::submit`] did with a request.
-#[derive(Debug)]
-pub enum Submission {
-    /// Posted: wait with [`BlockDevice::complete`].
-    Posted(Ticket),
-    /// Every request entry is in use: the request comes back, and the waker is woken
-    /// when one frees.
-    Full(Request),
-    /// Finished without reaching the device (a refused request, or a flush of a device
-    /// without a write cache).
-    Finished(Outcome),
-}
+/// What [`BlockDevice::submit`] did with a request: posted (wait with
+/// [`BlockDevice::complete`]), handed back with every entry in use, or finished without
+/// reaching the device (a refused request, or a flush of a device without a write cache).
+pub type Submission = crate::requests::Submission<Request, Outcome>;
 
 /// What [`BlockDevice::complete`] found.
-#[derive(Debug)]
-pub enum Completion {
-    /// The request finished.
-    Finished(Outcome),
-    /// Still with the device: the ticket comes back, and the waker is woken when the
-    /// request finishes.
-    Pending(Ticket),
-}
+pub type Completion = crate::requests::Completion<Outcome>;
 
 /// Counters of what the driver did and what it refused.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -366,82 +348,60 @@ pub struct BlockStats {
     pub peak_in_flight: u64,
 }
 
-/// The device-readable header and the device-writable status byte of one request
-/// (spec 5.2.6). Boxed, so their addresses hold while the device owns them.
-struct Envelope {
-    header: [u8; 16],
-    status: [u8; 1],
-}
+/// virtio-blk's requests for the shared request table: a 16-byte header the device
+/// reads (type, sector) and a status byte it writes, around the data (spec 5.2.6).
+struct Blk;
 
-enum State {
-    Free,
-    /// Posted under `token`: the device owns `buffer` and the entry's envelope.
-    InFlight {
-        token: u16,
-        operation: Operation,
-        sector: u64,
-        buffer: Option<Lent>,
-        /// The caller is gone: free the buffer when the device returns it.
-        abandoned: bool,
-    },
-    /// Returned by the device, not yet collected.
-    Finished(Outcome),
-}
+impl Protocol for Blk {
+    /// The operation and its first sector.
+    type Posted = (Operation, u64);
+    type Outcome = Outcome;
+    const HEADER: usize = 16;
+    const TRAILER: usize = 1;
 
-/// One entry of the request table.
-struct Entry {
-    state: State,
-    envelope: Box<Envelope>,
-    waker: Option<Waker>,
-}
+    fn seal(&(operation, sector): &(Operation, u64), header: &mut [u8], status: &mut [u8]) {
+        let kind = match operation {
+            Operation::Read => TYPE_IN,
+            Operation::Write => TYPE_OUT,
+            Operation::Flush => TYPE_FLUSH,
+        };
+        header[..4].copy_from_slice(&kind.to_le_bytes());
+        header[4..8].fill(0);
+        header[8..].copy_from_slice(&sector.to_le_bytes());
+        status.fill(STATUS_UNWRITTEN);
+    }
 
-/// The buffers of a request, as `VirtQueue::add` and `pop_used` take them (the same
-/// slices both times, or the crate would unshare the wrong memory).
-macro_rules! with_descriptors {
-    ($operation:expr, $envelope:expr, $buffer:expr, |$inputs:ident, $outputs:ident| $body:expr) => {{
-        let envelope: &mut Envelope = $envelope;
-        let buffer: Option<&mut [u8]> = $buffer;
-        match ($operation, buffer) {
-            (Operation::Read, Some(data)) => {
-                let $inputs: &[&[u8]] = &[&envelope.header[..]];
-                let $outputs: &mut [&mut [u8]] = &mut [&mut data[..], &mut envelope.status[..]];
-                $body
-            }
-            (Operation::Write, Some(data)) => {
-                let $inputs: &[&[u8]] = &[&envelope.header[..], &data[..]];
-                let $outputs: &mut [&mut [u8]] = &mut [&mut envelope.status[..]];
-                $body
-            }
-            _ => {
-                let $inputs: &[&[u8]] = &[&envelope.header[..]];
-                let $outputs: &mut [&mut [u8]] = &mut [&mut envelope.status[..]];
-                $body
-            }
-        }
-    }};
+    fn finish(returned: Returned<'_, (Operation, u64)>) -> (Outcome, bool) {
+        let (_, sector) = returned.posted;
+        // The data is the readable buffer of a write, the writable one of a read.
+        let buffer = returned.readable.or(returned.writable).map(Buffer);
+        let status = returned.trailer[0];
+        let outcome = match returned.length {
+            Err(PastBuffer { length, limit }) => Err(BlockError::Untrusted { length, limit }),
+            Ok(_) if status == STATUS_OK => Ok(buffer),
+            Ok(_) => Err(BlockError::Device { status, sector }),
+        };
+        (outcome, false)
+    }
+
+    fn broken() -> Outcome {
+        Err(BlockError::Broken)
+    }
+
+    fn refused() -> Outcome {
+        Err(BlockError::Setup {
+            what: "the request queue is full",
+        })
+    }
 }
 
 /// A virtio-blk device: a request table over one request queue.
 pub struct BlockDevice<H: Hal, T: Transport> {
     transport: T,
-    queue: VirtQueue<H, QUEUE>,
+    requests: RequestTable<H, Blk, QUEUE>,
     capacity: u64,
     read_only: bool,
     flush: bool,
-    /// The request table: at most this many requests in flight.
-    entries: Vec<Entry>,
-    /// Free entries.
-    free: Vec<u16>,
-    /// Token (head descriptor) -> entry in flight under it.
-    tokens: Vec<Option<u16>>,
-    /// Submitters waiting for a free entry.
-    waiting: Vec<Waker>,
-    /// What the interrupt handler wakes (the kernel's completion task).
-    interrupt: &'static AtomicWaker,
-    broken: bool,
-    /// Requests the device holds now.
-    in_flight: u64,
-    stats: BlockStats,
 }
 
 impl<H: Hal, T: Transport> BlockDevice<H, T> {
@@ -472,38 +432,19 @@ impl<H: Hal, T: Transport> BlockDevice<H, T> {
                 what: "its configuration space cannot be read",
             })?;
         let indirect = features & VIRTIO_F_INDIRECT_DESC != 0;
-        let queue =
-            VirtQueue::new(&mut transport, REQUEST_QUEUE, indirect, false).map_err(|_| {
-                BlockError::Setup {
-                    what: "virtio-drivers refused the request queue (fewer than 128 descriptors?)",
-                }
-            })?;
-        transport.finish_init();
         // Three descriptors a request, or one indirect descriptor.
         let limit = if indirect { QUEUE } else { QUEUE / 3 };
+        let requests = RequestTable::new(&mut transport, REQUEST_QUEUE, indirect, limit, interrupt)
+            .map_err(|_| BlockError::Setup {
+                what: "virtio-drivers refused the request queue (fewer than 128 descriptors?)",
+            })?;
+        transport.finish_init();
         Ok(Self {
             transport,
-            queue,
+            requests,
             capacity,
             read_only: features & VIRTIO_BLK_F_RO != 0,
             flush: features & VIRTIO_BLK_F_FLUSH != 0,
-            entries: (0..limit)
-                .map(|_| Entry {
-                    state: State::Free,
-                    envelope: Box::new(Envelope {
-                        header: [0; 16],
-                        status: [STATUS_UNWRITTEN],
-                    }),
-                    waker: None,
-                })
-                .collect(),
-            free: (0..limit as u16).rev().collect(),
-            tokens: alloc::vec![None; QUEUE],
-            waiting: Vec::with_capacity(limit),
-            interrupt,
-            broken: false,
-            in_flight: 0,
-            stats: BlockStats::default(),
         })
     }
 
@@ -519,12 +460,20 @@ impl<H: Hal, T: Transport> BlockDevice<H, T> {
 
     /// How many requests may be in flight at once.
     pub fn in_flight_limit(&self) -> usize {
-        self.entries.len()
+        self.requests.limit()
     }
 
     /// The counters.
     pub fn stats(&self) -> BlockStats {
-        self.stats
+        let stats = self.requests.stats();
+        BlockStats {
+            posted: stats.posted,
+            completed: stats.completed,
+            bad_used: stats.bad_used,
+            notifications: stats.notifications,
+            full: stats.full,
+            peak_in_flight: stats.peak_in_flight,
+        }
     }
 
     /// Posts `request` and notifies the device (unless it suppressed notifications).
@@ -536,84 +485,29 @@ impl<H: Hal, T: Transport> BlockDevice<H, T> {
         if request.operation == Operation::Flush && !self.flush {
             return Submission::Finished(Ok(None));
         }
-        let Some(index) = self.free.pop() else {
-            self.stats.full += 1;
-            if !self.waiting.iter().any(|waiting| waiting.will_wake(waker)) {
-                self.waiting.push(waker.clone());
-            }
-            return Submission::Full(request);
-        };
-        let Request {
-            operation,
-            sector,
-            buffer,
-        } = request;
-        let mut buffer = buffer.map(|buffer| Lent::new(buffer.0));
-        let entry = &mut self.entries[usize::from(index)];
-        let kind = match operation {
-            Operation::Read => TYPE_IN,
-            Operation::Write => TYPE_OUT,
-            Operation::Flush => TYPE_FLUSH,
-        };
-        entry.envelope.header[..4].copy_from_slice(&kind.to_le_bytes());
-        entry.envelope.header[4..8].fill(0);
-        entry.envelope.header[8..].copy_from_slice(&sector.to_le_bytes());
-        entry.envelope.status = [STATUS_UNWRITTEN];
-        let queue = &mut self.queue;
-        // SAFETY: not posted yet: the device does not know these bytes.
-        let data = buffer.as_mut().map(|lent| unsafe { lent.bytes() });
-        let added = with_descriptors!(operation, &mut entry.envelope, data, |inputs, outputs| {
-            // SAFETY: the envelope (boxed, so it does not move) and the buffer (lent:
-            // no owner asserts access to it) move into this entry as `InFlight` right
-            // below and are not touched until `drain` gets them back under the same
-            // token with the same slices (`with_descriptors!`); on error the queue
-            // kept nothing.
-            unsafe { queue.add(inputs, outputs) }
-        });
-        let token = match added {
-            Ok(token) if usize::from(token) < QUEUE => token,
-            Ok(_) => {
-                // A token outside the queue: a broken invariant of virtio-drivers. The
-                // device may own the buffer now: the `Lent` goes out of scope, which
-                // leaks it, never frees it under the device.
-                self.stop();
-                return Submission::Finished(Err(BlockError::Broken));
-            }
-            Err(_) => {
-                // The table is never larger than the queue's capacity, so this does not
-                // happen; refuse the request rather than lose it.
-                // SAFETY: the queue refused the buffer: the device never saw it.
-                drop(buffer.map(|lent| Buffer(unsafe { lent.take_back() })));
-                self.free.push(index);
-                return Submission::Finished(Err(BlockError::Setup {
-                    what: "the request queue is full",
-                }));
-            }
-        };
-        entry.state = State::InFlight {
-            token,
-            operation,
-            sector,
-            buffer,
-            abandoned: false,
-        };
-        entry.waker = Some(waker.clone());
-        self.tokens[usize::from(token)] = Some(index);
-        self.stats.posted += 1;
-        self.in_flight += 1;
-        self.stats.peak_in_flight = self.stats.peak_in_flight.max(self.in_flight);
-        // The avail index is published; the device's flag is read after it.
-        fence(Ordering::SeqCst);
-        if self.queue.should_notify() {
-            self.stats.notifications += 1;
-            self.transport.notify(REQUEST_QUEUE);
-        }
-        Submission::Posted(Ticket(index))
+        self.requests
+            .submit(request, waker, &mut self.transport, |request| {
+                let Request {
+                    operation,
+                    sector,
+                    buffer,
+                } = request;
+                let data = buffer.map(|buffer| buffer.0);
+                let (readable, writable) = match operation {
+                    Operation::Write => (data, None),
+                    Operation::Read | Operation::Flush => (None, data),
+                };
+                Posting {
+                    posted: (operation, sector),
+                    readable,
+                    writable,
+                }
+            })
     }
 
     /// Why `request` cannot be posted, if it cannot.
     fn check(&self, request: &Request) -> Result<(), BlockError> {
-        if self.broken {
+        if self.requests.broken() {
             return Err(BlockError::Broken);
         }
         let Some(buffer) = &request.buffer else {
@@ -642,168 +536,37 @@ impl<H: Hal, T: Transport> BlockDevice<H, T> {
     /// The outcome of the request `ticket` names, or the ticket back (with `waker`
     /// registered) while the device has it. Takes what the device returned first.
     pub fn complete(&mut self, ticket: Ticket, waker: &Waker) -> Completion {
-        self.drain();
-        if self.broken {
-            return Completion::Finished(Err(BlockError::Broken));
-        }
-        let index = ticket.0;
-        let Some(entry) = self.entries.get_mut(usize::from(index)) else {
-            return Completion::Finished(Err(BlockError::Broken));
-        };
-        match core::mem::replace(&mut entry.state, State::Free) {
-            State::Finished(outcome) => {
-                self.release(index);
-                Completion::Finished(outcome)
-            }
-            // Only a ticket this device never issued (another disk's) finds a free entry.
-            State::Free => Completion::Finished(Err(BlockError::Broken)),
-            in_flight => {
-                entry.state = in_flight;
-                match &entry.waker {
-                    Some(registered) if registered.will_wake(waker) => {}
-                    _ => entry.waker = Some(waker.clone()),
-                }
-                Completion::Pending(ticket)
-            }
-        }
+        self.requests.complete(ticket, waker)
     }
 
     /// Gives up waiting for `ticket`'s request: its buffer is freed when the device
     /// returns it (at once if it already has), never before.
     pub fn abandon(&mut self, ticket: Ticket) {
-        if self.broken {
-            return;
-        }
-        let index = ticket.0;
-        let Some(entry) = self.entries.get_mut(usize::from(index)) else {
-            return;
-        };
-        entry.waker = None;
-        match &mut entry.state {
-            State::InFlight { abandoned, .. } => *abandoned = true,
-            State::Finished(_) => {
-                entry.state = State::Free;
-                self.release(index);
-            }
-            State::Free => {}
-        }
+        self.requests.abandon(ticket);
     }
 
     /// For the kernel's completion task: registers `cx`'s waker with the interrupt, then
     /// finishes every request the device returned (waking their callers). `Ready` once the
     /// device is out of service (nothing will complete any more).
     pub fn poll_completions(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        // Register before looking, so a completion between the look and `Pending` wakes.
-        self.interrupt.register(cx.waker());
-        self.drain();
-        if self.broken {
-            Poll::Ready(())
-        } else {
-            Poll::Pending
-        }
+        self.requests.poll_completions(cx)
+    }
+}
+
+impl<H: Hal, T: Transport> Requests for BlockDevice<H, T> {
+    type Request = Request;
+    type Outcome = Outcome;
+
+    fn submit(&mut self, request: Request, waker: &Waker) -> Submission {
+        BlockDevice::submit(self, request, waker)
     }
 
-    /// Returns entry `index` to the free list and wakes the submitters waiting for one.
-    fn release(&mut self, index: u16) {
-        self.free.push(index);
-        for waker in self.waiting.drain(..) {
-            waker.wake();
-        }
+    fn complete(&mut self, ticket: Ticket, waker: &Waker) -> Completion {
+        BlockDevice::complete(self, ticket, waker)
     }
 
-    /// Takes every used entry the device returned.
-    fn drain(&mut self) {
-        while !self.broken {
-            let Some(token) = self.queue.peek_used() else {
-                return;
-            };
-            let Some(index) = self.tokens.get(usize::from(token)).copied().flatten() else {
-                // A token with no request in flight: the device is misbehaving, and the
-                // queue cannot step past the entry.
-                self.stats.bad_used += 1;
-                self.stop();
-                return;
-            };
-            let entry = &mut self.entries[usize::from(index)];
-            let State::InFlight {
-                token: posted,
-                operation,
-                sector,
-                mut buffer,
-                abandoned,
-            } = core::mem::replace(&mut entry.state, State::Free)
-            else {
-                // `tokens` names only entries in flight: a broken invariant here.
-                self.stats.bad_used += 1;
-                self.stop();
-                return;
-            };
-            debug_assert_eq!(posted, token);
-            let queue = &mut self.queue;
-            // SAFETY: the used ring returned this request (`peek_used` named its token).
-            let data = buffer.as_mut().map(|lent| unsafe { lent.bytes() });
-            let popped =
-                with_descriptors!(operation, &mut entry.envelope, data, |inputs, outputs| {
-                    // SAFETY: the envelope and buffer are the ones posted under `token` (the
-                    // table says so), passed as the same slices in the same directions.
-                    unsafe { queue.pop_used(token, inputs, outputs) }
-                });
-            let Ok(length) = popped else {
-                // Cannot happen after `peek_used` returned this token; if it does, the
-                // device still owns the buffer: the `Lent` goes out of scope (leaked).
-                self.stats.bad_used += 1;
-                self.stop();
-                return;
-            };
-            self.tokens[usize::from(token)] = None;
-            self.stats.completed += 1;
-            self.in_flight -= 1;
-            let writable = match (operation, &buffer) {
-                (Operation::Read, Some(data)) => data.len() as u32 + 1,
-                _ => 1,
-            };
-            // SAFETY: popped: the device returned the request and its buffers.
-            let buffer = buffer.map(|lent| Buffer(unsafe { lent.take_back() }));
-            let status = entry.envelope.status[0];
-            let outcome = if length > writable {
-                self.stats.bad_used += 1;
-                Err(BlockError::Untrusted {
-                    length,
-                    limit: writable,
-                })
-            } else if status == STATUS_OK {
-                Ok(buffer)
-            } else {
-                Err(BlockError::Device { status, sector })
-            };
-            if abandoned {
-                // Nobody waits: the buffer (back from the device) is freed here.
-                drop(outcome);
-                self.release(index);
-            } else {
-                entry.state = State::Finished(outcome);
-                if let Some(waker) = entry.waker.take() {
-                    waker.wake();
-                }
-            }
-        }
-    }
-
-    /// Takes the device out of service: every caller is woken to find
-    /// [`BlockError::Broken`], and the table (with every buffer the device may still
-    /// write) is leaked, never freed under it.
-    fn stop(&mut self) {
-        self.broken = true;
-        let mut entries = core::mem::take(&mut self.entries);
-        for entry in &mut entries {
-            if let Some(waker) = entry.waker.take() {
-                waker.wake();
-            }
-        }
-        core::mem::forget(entries);
-        for waker in self.waiting.drain(..) {
-            waker.wake();
-        }
+    fn abandon(&mut self, ticket: Ticket) {
+        BlockDevice::abandon(self, ticket);
     }
 }
 

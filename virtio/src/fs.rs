@@ -6,8 +6,8 @@
 //!
 //! * [`protocol`]: FUSE requests encoded, replies checked (length, header, `unique`,
 //!   errno, the opcode's body size, directory entries) before anything is read from them;
-//! * [`FsDevice`] (`fs/device.rs`): the request table over the request queue, with the
-//!   DMA hand-over of the block driver: many requests in flight, completed by the
+//! * [`FsDevice`] (`fs/device.rs`): the request table the block driver uses too
+//!   (`requests.rs`) over the request queue: many requests in flight, completed by the
 //!   interrupt, buffers owned by the table while the device holds them.
 //!
 //! virtio-drivers has no virtio-fs driver; we use its queue layer and its PCI transport

@@ -50,6 +50,7 @@ pub mod fs;
 mod lent;
 mod net;
 mod queue;
+pub mod requests;
 mod rng;
 mod transport;
 pub mod vsock;

@@ -131,6 +131,74 @@ pub enum DeviceTransport {
     Pci(PciTransport),
 }
 
+/// The methods of `Transport` for an enum of transports, each calling the same method on
+/// the variant held through `$each!(self, t => call)`, the enum's own dispatch macro.
+/// `DeviceTransport` and `fs::mmio::Either` are such enums.
+macro_rules! transport_by_variant {
+    ($each:ident) => {
+        fn device_type(&self) -> DeviceType {
+            $each!(self, t => t.device_type())
+        }
+        fn read_device_features(&mut self) -> u64 {
+            $each!(self, t => t.read_device_features())
+        }
+        fn write_driver_features(&mut self, driver_features: u64) {
+            $each!(self, t => t.write_driver_features(driver_features))
+        }
+        fn max_queue_size(&mut self, queue: u16) -> u32 {
+            $each!(self, t => t.max_queue_size(queue))
+        }
+        fn notify(&mut self, queue: u16) {
+            $each!(self, t => t.notify(queue))
+        }
+        fn get_status(&self) -> DeviceStatus {
+            $each!(self, t => t.get_status())
+        }
+        fn set_status(&mut self, status: DeviceStatus) {
+            $each!(self, t => t.set_status(status))
+        }
+        fn set_guest_page_size(&mut self, guest_page_size: u32) {
+            $each!(self, t => t.set_guest_page_size(guest_page_size))
+        }
+        fn requires_legacy_layout(&self) -> bool {
+            $each!(self, t => t.requires_legacy_layout())
+        }
+        fn queue_set(
+            &mut self,
+            queue: u16,
+            size: u32,
+            descriptors: PhysAddr,
+            driver_area: PhysAddr,
+            device_area: PhysAddr,
+        ) {
+            $each!(self, t => t.queue_set(queue, size, descriptors, driver_area, device_area))
+        }
+        fn queue_unset(&mut self, queue: u16) {
+            $each!(self, t => t.queue_unset(queue))
+        }
+        fn queue_used(&mut self, queue: u16) -> bool {
+            $each!(self, t => t.queue_used(queue))
+        }
+        fn ack_interrupt(&mut self) -> InterruptStatus {
+            $each!(self, t => t.ack_interrupt())
+        }
+        fn read_config_generation(&self) -> u32 {
+            $each!(self, t => t.read_config_generation())
+        }
+        fn read_config_space<V: FromBytes + IntoBytes>(&self, offset: usize) -> Result<V> {
+            $each!(self, t => t.read_config_space(offset))
+        }
+        fn write_config_space<V: IntoBytes + Immutable>(
+            &mut self,
+            offset: usize,
+            value: V,
+        ) -> Result<()> {
+            $each!(self, t => t.write_config_space(offset, value))
+        }
+    };
+}
+pub(crate) use transport_by_variant;
+
 /// Calls the same method on whichever transport `$self` holds.
 macro_rules! each {
     ($self:ident, $transport:ident => $call:expr) => {
@@ -142,65 +210,7 @@ macro_rules! each {
 }
 
 impl Transport for DeviceTransport {
-    fn device_type(&self) -> DeviceType {
-        each!(self, t => t.device_type())
-    }
-    fn read_device_features(&mut self) -> u64 {
-        each!(self, t => t.read_device_features())
-    }
-    fn write_driver_features(&mut self, driver_features: u64) {
-        each!(self, t => t.write_driver_features(driver_features))
-    }
-    fn max_queue_size(&mut self, queue: u16) -> u32 {
-        each!(self, t => t.max_queue_size(queue))
-    }
-    fn notify(&mut self, queue: u16) {
-        each!(self, t => t.notify(queue))
-    }
-    fn get_status(&self) -> DeviceStatus {
-        each!(self, t => t.get_status())
-    }
-    fn set_status(&mut self, status: DeviceStatus) {
-        each!(self, t => t.set_status(status))
-    }
-    fn set_guest_page_size(&mut self, guest_page_size: u32) {
-        each!(self, t => t.set_guest_page_size(guest_page_size))
-    }
-    fn requires_legacy_layout(&self) -> bool {
-        each!(self, t => t.requires_legacy_layout())
-    }
-    fn queue_set(
-        &mut self,
-        queue: u16,
-        size: u32,
-        descriptors: PhysAddr,
-        driver_area: PhysAddr,
-        device_area: PhysAddr,
-    ) {
-        each!(self, t => t.queue_set(queue, size, descriptors, driver_area, device_area))
-    }
-    fn queue_unset(&mut self, queue: u16) {
-        each!(self, t => t.queue_unset(queue))
-    }
-    fn queue_used(&mut self, queue: u16) -> bool {
-        each!(self, t => t.queue_used(queue))
-    }
-    fn ack_interrupt(&mut self) -> InterruptStatus {
-        each!(self, t => t.ack_interrupt())
-    }
-    fn read_config_generation(&self) -> u32 {
-        each!(self, t => t.read_config_generation())
-    }
-    fn read_config_space<V: FromBytes + IntoBytes>(&self, offset: usize) -> Result<V> {
-        each!(self, t => t.read_config_space(offset))
-    }
-    fn write_config_space<V: IntoBytes + Immutable>(
-        &mut self,
-        offset: usize,
-        value: V,
-    ) -> Result<()> {
-        each!(self, t => t.write_config_space(offset, value))
-    }
+    transport_by_variant!(each);
 }
 
 #[cfg(test)]

@@ -2,20 +2,19 @@
 //! (walk a path, open, read, write, list, ...), each one FUSE round trip.
 
 use crate::arch::virtio::{KernelHal, Window};
+use crate::device_call::DeviceCall;
 use crate::devices;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::future::Future;
-use core::pin::Pin;
 use core::sync::atomic::{AtomicUsize, Ordering};
-use core::task::{Context, Poll};
 use torito_virtio::DeviceTransport;
 use torito_virtio::StepwiseStatus;
 use torito_virtio::discovery::{Device, Kind, Transport};
 use torito_virtio::fs::mmio::{Either, MmioRegisters};
 use torito_virtio::fs::protocol::{self, Attributes, DirEntry, Entry, Message};
-use torito_virtio::fs::{Completion, FsDevice, FuseError, Outcome, Submission, Ticket};
+use torito_virtio::fs::{FsDevice, FuseError, Submission};
 
 type FsDev = FsDevice<KernelHal, StepwiseStatus<Either<DeviceTransport, MmioRegisters<Window>>>>;
 
@@ -128,11 +127,8 @@ impl Share {
     }
 
     /// Sends `message` and waits for its checked reply.
-    pub(crate) fn call(&self, message: Message) -> Call<'_> {
-        Call {
-            share: self,
-            step: Step::Submit(message),
-        }
+    pub(crate) fn call(&self, message: Message) -> DeviceCall<'_, FsDev> {
+        DeviceCall::new(&self.device, message)
     }
 
     /// Drops one lookup of `node` on the host, without waiting (a FORGET gets no reply;
@@ -316,57 +312,5 @@ impl Share {
             protocol::parse_empty(&self.call(message).await?)
         })
         .await
-    }
-}
-
-enum Step {
-    Submit(Message),
-    Wait(Ticket),
-    Done,
-}
-
-/// One FUSE request, from submission to its checked reply. Dropped midway, it abandons
-/// the request (the driver keeps the buffers until the device returns them).
-pub(crate) struct Call<'a> {
-    share: &'a Share,
-    step: Step,
-}
-
-impl Future for Call<'_> {
-    type Output = Outcome;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
-        let this = &mut *self;
-        let mut device = this.share.device.lock();
-        loop {
-            match core::mem::replace(&mut this.step, Step::Done) {
-                Step::Submit(message) => match device.submit(message, cx.waker()) {
-                    Submission::Posted(ticket) => this.step = Step::Wait(ticket),
-                    Submission::Full(message) => {
-                        this.step = Step::Submit(message);
-                        return Poll::Pending;
-                    }
-                    Submission::Finished(outcome) => return Poll::Ready(outcome),
-                },
-                Step::Wait(ticket) => {
-                    return match device.complete(ticket, cx.waker()) {
-                        Completion::Finished(outcome) => Poll::Ready(outcome),
-                        Completion::Pending(ticket) => {
-                            this.step = Step::Wait(ticket);
-                            Poll::Pending
-                        }
-                    };
-                }
-                Step::Done => return Poll::Ready(Err(FuseError::Broken)),
-            }
-        }
-    }
-}
-
-impl Drop for Call<'_> {
-    fn drop(&mut self) {
-        if let Step::Wait(ticket) = core::mem::replace(&mut self.step, Step::Done) {
-            self.share.device.lock().abandon(ticket);
-        }
     }
 }

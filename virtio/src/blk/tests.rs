@@ -17,6 +17,7 @@
 use super::*;
 use crate::fake::*;
 use alloc::sync::Arc;
+use core::sync::atomic::{Ordering, fence};
 use std::sync::Mutex;
 use std::sync::atomic::AtomicUsize;
 use virtio_drivers::transport::{DeviceStatus, DeviceType};
@@ -643,7 +644,7 @@ fn seeded_hostile_devices_never_break_the_driver() {
                     let (operation, sector) = (request.operation, request.sector);
                     match driver.submit(request, &waker) {
                         Submission::Posted(ticket) => {
-                            assert!(in_range && !driver.broken, "seed {seed}: posted");
+                            assert!(in_range && !driver.requests.broken(), "seed {seed}: posted");
                             callers.push(Caller {
                                 ticket,
                                 operation,
@@ -651,7 +652,7 @@ fn seeded_hostile_devices_never_break_the_driver() {
                                 sectors: count,
                             });
                         }
-                        Submission::Full(_) => assert!(driver.free.is_empty(), "seed {seed}"),
+                        Submission::Full(_) => assert!(driver.requests.is_full(), "seed {seed}"),
                         Submission::Finished(Err(BlockError::OutOfRange { .. })) => {
                             assert!(!in_range, "seed {seed}: refused a request in range")
                         }
@@ -687,13 +688,7 @@ fn seeded_hostile_devices_never_break_the_driver() {
                 8 if seed % 5 == 0 && !bogus && step > 200 => {
                     // A token never posted: the device turns hostile, midway.
                     let token = [QUEUE as u16 - 1, 0x1234][rng.below(2) as usize];
-                    if driver
-                        .tokens
-                        .get(usize::from(token))
-                        .copied()
-                        .flatten()
-                        .is_none()
-                    {
+                    if !driver.requests.in_flight_under(token) {
                         device.put_used(token, 1);
                         bogus = true;
                     }
@@ -732,7 +727,7 @@ fn seeded_hostile_devices_never_break_the_driver() {
         let _ = driver.poll_completions(&mut Context::from_waker(&waker));
         let stats = driver.stats();
         assert!(stats.completed <= stats.posted, "seed {seed}: {stats:?}");
-        if driver.broken {
+        if driver.requests.broken() {
             assert!(bogus, "seed {seed}: stopped without an unknown token");
             // Entries after the unknown one are never looked at.
             assert!(

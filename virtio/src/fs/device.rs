@@ -7,23 +7,21 @@
 //! expects, and left empty: Torito never interrupts a request, and FORGET goes on the
 //! request queue (virtiofsd serves every queue alike and returns a FORGET with length 0).
 //!
-//! DMA ownership and hostile used entries are handled as in the block driver
-//! (`blk.rs`): both buffers live in the request table as `Lent` allocations no Rust
-//! owner claims while the device holds them; an unknown used token takes the device out
-//! of service (its buffers leaked, never freed under it); a used length past the reply
-//! buffer, a short reply, a header that disagrees with the used length or a reply to
-//! another request fails that request alone (`protocol::check_reply`).
-#![allow(unsafe_code)]
+//! DMA ownership and hostile used entries are handled by the request table the block
+//! driver uses too (`requests.rs`): both buffers live in the table as `Lent` allocations
+//! no Rust owner claims while the device holds them; an unknown used token takes the
+//! device out of service (its buffers leaked, never freed under it); a used length past
+//! the reply buffer, a short reply, a header that disagrees with the used length or a
+//! reply to another request fails that request alone (`protocol::check_reply`).
 
 use super::error::FuseError;
 use super::protocol::{self, Message, Opcode, Reply};
 use crate::features::{self, VIRTIO_F_VERSION_1};
-use crate::lent::Lent;
+use crate::requests::{Posting, Protocol, RequestTable, Requests, Returned};
 
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use core::sync::atomic::{Ordering, fence};
 use core::task::{Context, Poll, Waker};
 use futures_util::task::AtomicWaker;
 use virtio_drivers::Hal;
@@ -45,32 +43,15 @@ pub const MAX_REQUEST: usize = (1 << 20) + 128;
 /// What a finished request gives: the checked reply (an empty body for FORGET).
 pub type Outcome = Result<Reply, FuseError>;
 
-/// A posted request: the entry of the driver's request table it occupies. It owns no
-/// memory; give it back to [`FsDevice::complete`] or [`FsDevice::abandon`].
-#[derive(Debug)]
-pub struct Ticket(u16);
+pub use crate::requests::Ticket;
 
-/// What [`FsDevice::submit`] did with a request.
-#[derive(Debug)]
-pub enum Submission {
-    /// Posted: wait with [`FsDevice::complete`].
-    Posted(Ticket),
-    /// Every request entry is in use: the request comes back, and the waker is woken
-    /// when one frees.
-    Full(Message),
-    /// Refused without reaching the device.
-    Finished(Outcome),
-}
+/// What [`FsDevice::submit`] did with a request: posted (wait with
+/// [`FsDevice::complete`]), handed back with every entry in use, or refused without
+/// reaching the device.
+pub type Submission = crate::requests::Submission<Message, Outcome>;
 
 /// What [`FsDevice::complete`] found.
-#[derive(Debug)]
-pub enum Completion {
-    /// The request finished.
-    Finished(Outcome),
-    /// Still with the device: the ticket comes back, and the waker is woken when the
-    /// request finishes.
-    Pending(Ticket),
-}
+pub type Completion = crate::requests::Completion<Outcome>;
 
 /// Counters of what the driver did and what it refused.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -87,25 +68,54 @@ pub struct FsStats {
     pub full: u64,
 }
 
-enum State {
-    Free,
-    /// Posted under `token`: the device owns both buffers.
-    InFlight {
-        token: u16,
-        opcode: Opcode,
-        unique: u64,
-        request: Lent,
-        reply: Option<Lent>,
-        /// The caller is gone: free the buffers when the device returns them.
-        abandoned: bool,
-    },
-    /// Returned by the device, not yet collected.
-    Finished(Outcome),
-}
+/// FUSE requests for the shared request table: the encoded request (device-readable)
+/// and the reply buffer (device-writable), no header or trailer of the table's own.
+struct Fuse;
 
-struct Entry {
-    state: State,
-    waker: Option<Waker>,
+impl Protocol for Fuse {
+    /// The opcode and the `unique` the reply must carry.
+    type Posted = (Opcode, u64);
+    type Outcome = Outcome;
+    const HEADER: usize = 0;
+    const TRAILER: usize = 0;
+
+    fn seal(_: &(Opcode, u64), _: &mut [u8], _: &mut [u8]) {}
+
+    fn finish(returned: Returned<'_, (Opcode, u64)>) -> (Outcome, bool) {
+        let (opcode, unique) = returned.posted;
+        let outcome = match (returned.writable, returned.length) {
+            (_, Err(past)) => Err(FuseError::Oversized {
+                length: past.length,
+                capacity: past.limit,
+            }),
+            (Some(reply), Ok(length)) => {
+                protocol::check_reply(opcode, unique, reply.into_vec(), length)
+            }
+            // FORGET: no reply buffer, nothing written.
+            (None, Ok(_)) => Ok(Reply {
+                opcode,
+                body: Vec::new(),
+            }),
+        };
+        let untrusted = matches!(
+            outcome,
+            Err(FuseError::Short { .. }
+                | FuseError::LengthMismatch { .. }
+                | FuseError::UniqueMismatch { .. }
+                | FuseError::BadErrno { .. })
+        );
+        (outcome, untrusted)
+    }
+
+    fn broken() -> Outcome {
+        Err(FuseError::Broken)
+    }
+
+    fn refused() -> Outcome {
+        Err(FuseError::Setup {
+            what: "the request queue is full",
+        })
+    }
 }
 
 /// A virtio-fs device: a request table over one request queue.
@@ -113,17 +123,9 @@ pub struct FsDevice<H: Hal, T: Transport> {
     transport: T,
     // Set up for the device's sake, never used (see the module's docs).
     _hiprio: VirtQueue<H, HIPRIO_SIZE>,
-    queue: VirtQueue<H, QUEUE>,
+    requests: RequestTable<H, Fuse, QUEUE>,
     tag: String,
-    entries: Vec<Entry>,
-    free: Vec<u16>,
-    /// Token (head descriptor) -> entry in flight under it.
-    tokens: Vec<Option<u16>>,
-    waiting: Vec<Waker>,
-    interrupt: &'static AtomicWaker,
-    broken: bool,
     next_unique: u64,
-    stats: FsStats,
 }
 
 impl<H: Hal, T: Transport> FsDevice<H, T> {
@@ -166,32 +168,20 @@ impl<H: Hal, T: Transport> FsDevice<H, T> {
             VirtQueue::new(&mut transport, HIPRIO, false, false).map_err(|_| FuseError::Setup {
                 what: "virtio-drivers refused the hiprio queue",
             })?;
-        let queue = VirtQueue::new(&mut transport, REQUEST_QUEUE, false, false).map_err(|_| {
-            FuseError::Setup {
-                what: "virtio-drivers refused the request queue (fewer than 128 descriptors?)",
-            }
-        })?;
-        transport.finish_init();
         // Two descriptors a request.
-        let limit = QUEUE / 2;
+        let requests =
+            RequestTable::new(&mut transport, REQUEST_QUEUE, false, QUEUE / 2, interrupt).map_err(
+                |_| FuseError::Setup {
+                    what: "virtio-drivers refused the request queue (fewer than 128 descriptors?)",
+                },
+            )?;
+        transport.finish_init();
         Ok(Self {
             transport,
             _hiprio: hiprio,
-            queue,
+            requests,
             tag,
-            entries: (0..limit)
-                .map(|_| Entry {
-                    state: State::Free,
-                    waker: None,
-                })
-                .collect(),
-            free: (0..limit as u16).rev().collect(),
-            tokens: alloc::vec![None; QUEUE],
-            waiting: Vec::with_capacity(limit),
-            interrupt,
-            broken: false,
             next_unique: 2,
-            stats: FsStats::default(),
         })
     }
 
@@ -202,13 +192,20 @@ impl<H: Hal, T: Transport> FsDevice<H, T> {
 
     /// The counters.
     pub fn stats(&self) -> FsStats {
-        self.stats
+        let stats = self.requests.stats();
+        FsStats {
+            posted: stats.posted,
+            completed: stats.completed,
+            bad_replies: stats.bad_used,
+            notifications: stats.notifications,
+            full: stats.full,
+        }
     }
 
     /// Posts `message` and notifies the device. `waker` is woken when an entry frees, if
     /// there is none now.
     pub fn submit(&mut self, message: Message, waker: &Waker) -> Submission {
-        if self.broken {
+        if self.requests.broken() {
             return Submission::Finished(Err(FuseError::Broken));
         }
         if message.bytes().len() > MAX_REQUEST {
@@ -216,245 +213,56 @@ impl<H: Hal, T: Transport> FsDevice<H, T> {
                 length: message.bytes().len(),
             }));
         }
-        let Some(index) = self.free.pop() else {
-            self.stats.full += 1;
-            if !self.waiting.iter().any(|waiting| waiting.will_wake(waker)) {
-                self.waiting.push(waker.clone());
-            }
-            return Submission::Full(message);
-        };
-        let opcode = message.opcode();
-        let unique = self.next_unique;
-        // Even numbers: FUSE keeps odd ones for interrupts.
-        self.next_unique = self.next_unique.wrapping_add(2);
-        let capacity = message.reply_capacity();
-        let mut request = Lent::new(message.seal(unique).into_boxed_slice());
-        let mut reply =
-            (capacity > 0).then(|| Lent::new(alloc::vec![0; capacity].into_boxed_slice()));
-        // SAFETY: not posted yet: the device does not know these bytes.
-        let (request_bytes, reply_bytes) = unsafe {
-            (
-                request.bytes() as &[u8],
-                reply.as_mut().map(|lent| lent.bytes()),
-            )
-        };
-        let added = match reply_bytes {
-            // SAFETY: both buffers are lent (no owner asserts access) and move into this
-            // entry as `InFlight` right below, untouched until `drain` pops them under
-            // the same token with the same slices; on error the queue kept nothing.
-            Some(reply_bytes) => unsafe { self.queue.add(&[request_bytes], &mut [reply_bytes]) },
-            // SAFETY: as above, with no reply buffer.
-            None => unsafe { self.queue.add(&[request_bytes], &mut []) },
-        };
-        let token = match added {
-            Ok(token) if usize::from(token) < QUEUE => token,
-            Ok(_) => {
-                // A token outside the queue: a broken invariant of virtio-drivers. The
-                // device may own the buffers: the `Lent`s go out of scope (leaked).
-                self.stop();
-                return Submission::Finished(Err(FuseError::Broken));
-            }
-            Err(_) => {
-                // The table is never larger than the queue can take; refuse rather
-                // than lose the request.
-                // SAFETY: the queue refused the buffers: the device never saw them.
-                drop(unsafe { request.take_back() });
-                // SAFETY: as above.
-                drop(reply.map(|lent| unsafe { lent.take_back() }));
-                self.free.push(index);
-                return Submission::Finished(Err(FuseError::Setup {
-                    what: "the request queue is full",
-                }));
-            }
-        };
-        let entry = &mut self.entries[usize::from(index)];
-        entry.state = State::InFlight {
-            token,
-            opcode,
-            unique,
-            request,
-            reply,
-            abandoned: false,
-        };
-        entry.waker = Some(waker.clone());
-        self.tokens[usize::from(token)] = Some(index);
-        self.stats.posted += 1;
-        fence(Ordering::SeqCst);
-        if self.queue.should_notify() {
-            self.stats.notifications += 1;
-            self.transport.notify(REQUEST_QUEUE);
-        }
-        Submission::Posted(Ticket(index))
+        let next_unique = &mut self.next_unique;
+        self.requests
+            .submit(message, waker, &mut self.transport, |message| {
+                let opcode = message.opcode();
+                let unique = *next_unique;
+                // Even numbers: FUSE keeps odd ones for interrupts.
+                *next_unique = unique.wrapping_add(2);
+                let capacity = message.reply_capacity();
+                Posting {
+                    posted: (opcode, unique),
+                    readable: Some(message.seal(unique).into_boxed_slice()),
+                    writable: (capacity > 0).then(|| alloc::vec![0; capacity].into_boxed_slice()),
+                }
+            })
     }
 
     /// The outcome of the request `ticket` names, or the ticket back (with `waker`
     /// registered) while the device has it.
     pub fn complete(&mut self, ticket: Ticket, waker: &Waker) -> Completion {
-        self.drain();
-        if self.broken {
-            return Completion::Finished(Err(FuseError::Broken));
-        }
-        let index = ticket.0;
-        let Some(entry) = self.entries.get_mut(usize::from(index)) else {
-            return Completion::Finished(Err(FuseError::Broken));
-        };
-        match core::mem::replace(&mut entry.state, State::Free) {
-            State::Finished(outcome) => {
-                self.release(index);
-                Completion::Finished(outcome)
-            }
-            State::Free => Completion::Finished(Err(FuseError::Broken)),
-            in_flight => {
-                entry.state = in_flight;
-                match &entry.waker {
-                    Some(registered) if registered.will_wake(waker) => {}
-                    _ => entry.waker = Some(waker.clone()),
-                }
-                Completion::Pending(ticket)
-            }
-        }
+        self.requests.complete(ticket, waker)
     }
 
     /// Gives up waiting for `ticket`'s request: its buffers are freed when the device
     /// returns them, never before.
     pub fn abandon(&mut self, ticket: Ticket) {
-        if self.broken {
-            return;
-        }
-        let index = ticket.0;
-        let Some(entry) = self.entries.get_mut(usize::from(index)) else {
-            return;
-        };
-        entry.waker = None;
-        match &mut entry.state {
-            State::InFlight { abandoned, .. } => *abandoned = true,
-            State::Finished(_) => {
-                entry.state = State::Free;
-                self.release(index);
-            }
-            State::Free => {}
-        }
+        self.requests.abandon(ticket);
     }
 
     /// For the kernel's completion task: registers `cx`'s waker with the interrupt, then
     /// finishes every request the device returned. `Ready` once the device is out of
     /// service.
     pub fn poll_completions(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        self.interrupt.register(cx.waker());
-        self.drain();
-        if self.broken {
-            Poll::Ready(())
-        } else {
-            Poll::Pending
-        }
+        self.requests.poll_completions(cx)
+    }
+}
+
+impl<H: Hal, T: Transport> Requests for FsDevice<H, T> {
+    type Request = Message;
+    type Outcome = Outcome;
+
+    fn submit(&mut self, message: Message, waker: &Waker) -> Submission {
+        FsDevice::submit(self, message, waker)
     }
 
-    fn release(&mut self, index: u16) {
-        self.free.push(index);
-        for waker in self.waiting.drain(..) {
-            waker.wake();
-        }
+    fn complete(&mut self, ticket: Ticket, waker: &Waker) -> Completion {
+        FsDevice::complete(self, ticket, waker)
     }
 
-    /// Takes every used entry the device returned.
-    fn drain(&mut self) {
-        while !self.broken {
-            let Some(token) = self.queue.peek_used() else {
-                return;
-            };
-            let Some(index) = self.tokens.get(usize::from(token)).copied().flatten() else {
-                self.stats.bad_replies += 1;
-                self.stop();
-                return;
-            };
-            let entry = &mut self.entries[usize::from(index)];
-            let State::InFlight {
-                token: posted,
-                opcode,
-                unique,
-                mut request,
-                mut reply,
-                abandoned,
-            } = core::mem::replace(&mut entry.state, State::Free)
-            else {
-                self.stats.bad_replies += 1;
-                self.stop();
-                return;
-            };
-            debug_assert_eq!(posted, token);
-            // SAFETY: the used ring returned this request (`peek_used` named its token).
-            let (request_bytes, reply_bytes) = unsafe {
-                (
-                    request.bytes() as &[u8],
-                    reply.as_mut().map(|lent| lent.bytes()),
-                )
-            };
-            let popped = match reply_bytes {
-                // SAFETY: the buffers posted under `token` (the table says so), passed as
-                // the same slices in the same directions.
-                Some(reply_bytes) => unsafe {
-                    self.queue
-                        .pop_used(token, &[request_bytes], &mut [reply_bytes])
-                },
-                // SAFETY: as above.
-                None => unsafe { self.queue.pop_used(token, &[request_bytes], &mut []) },
-            };
-            let Ok(length) = popped else {
-                self.stats.bad_replies += 1;
-                self.stop();
-                return;
-            };
-            self.tokens[usize::from(token)] = None;
-            self.stats.completed += 1;
-            // SAFETY: popped: the device returned the request and its buffers.
-            drop(unsafe { request.take_back() });
-            // SAFETY: as above.
-            let reply = reply.map(|lent| unsafe { lent.take_back() }.into_vec());
-            let outcome = match reply {
-                Some(reply) => protocol::check_reply(opcode, unique, reply, length),
-                None => Ok(Reply {
-                    opcode,
-                    body: Vec::new(),
-                }),
-            };
-            if matches!(
-                outcome,
-                Err(FuseError::Oversized { .. }
-                    | FuseError::Short { .. }
-                    | FuseError::LengthMismatch { .. }
-                    | FuseError::UniqueMismatch { .. }
-                    | FuseError::BadErrno { .. })
-            ) {
-                self.stats.bad_replies += 1;
-            }
-            if abandoned {
-                drop(outcome);
-                self.release(index);
-            } else {
-                let entry = &mut self.entries[usize::from(index)];
-                entry.state = State::Finished(outcome);
-                if let Some(waker) = entry.waker.take() {
-                    waker.wake();
-                }
-            }
-        }
-    }
-
-    /// Takes the device out of service: every caller is woken to find
-    /// [`FuseError::Broken`], and the table (with every buffer the device may still
-    /// write) is leaked.
-    fn stop(&mut self) {
-        self.broken = true;
-        let mut entries = core::mem::take(&mut self.entries);
-        for entry in &mut entries {
-            if let Some(waker) = entry.waker.take() {
-                waker.wake();
-            }
-        }
-        core::mem::forget(entries);
-        for waker in self.waiting.drain(..) {
-            waker.wake();
-        }
+    fn abandon(&mut self, ticket: Ticket) {
+        FsDevice::abandon(self, ticket);
     }
 }
 

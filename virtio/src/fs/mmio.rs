@@ -282,6 +282,7 @@ pub enum Either<A, B> {
     B(B),
 }
 
+/// Calls the same method on whichever transport `$self` holds.
 macro_rules! either {
     ($self:ident, $transport:ident => $call:expr) => {
         match $self {
@@ -292,63 +293,5 @@ macro_rules! either {
 }
 
 impl<A: Transport, B: Transport> Transport for Either<A, B> {
-    fn device_type(&self) -> DeviceType {
-        either!(self, t => t.device_type())
-    }
-    fn read_device_features(&mut self) -> u64 {
-        either!(self, t => t.read_device_features())
-    }
-    fn write_driver_features(&mut self, driver_features: u64) {
-        either!(self, t => t.write_driver_features(driver_features))
-    }
-    fn max_queue_size(&mut self, queue: u16) -> u32 {
-        either!(self, t => t.max_queue_size(queue))
-    }
-    fn notify(&mut self, queue: u16) {
-        either!(self, t => t.notify(queue))
-    }
-    fn get_status(&self) -> DeviceStatus {
-        either!(self, t => t.get_status())
-    }
-    fn set_status(&mut self, status: DeviceStatus) {
-        either!(self, t => t.set_status(status))
-    }
-    fn set_guest_page_size(&mut self, guest_page_size: u32) {
-        either!(self, t => t.set_guest_page_size(guest_page_size))
-    }
-    fn requires_legacy_layout(&self) -> bool {
-        either!(self, t => t.requires_legacy_layout())
-    }
-    fn queue_set(
-        &mut self,
-        queue: u16,
-        size: u32,
-        descriptors: PhysAddr,
-        driver_area: PhysAddr,
-        device_area: PhysAddr,
-    ) {
-        either!(self, t => t.queue_set(queue, size, descriptors, driver_area, device_area))
-    }
-    fn queue_unset(&mut self, queue: u16) {
-        either!(self, t => t.queue_unset(queue))
-    }
-    fn queue_used(&mut self, queue: u16) -> bool {
-        either!(self, t => t.queue_used(queue))
-    }
-    fn ack_interrupt(&mut self) -> InterruptStatus {
-        either!(self, t => t.ack_interrupt())
-    }
-    fn read_config_generation(&self) -> u32 {
-        either!(self, t => t.read_config_generation())
-    }
-    fn read_config_space<V: FromBytes + IntoBytes>(&self, offset: usize) -> Result<V> {
-        either!(self, t => t.read_config_space(offset))
-    }
-    fn write_config_space<V: IntoBytes + Immutable>(
-        &mut self,
-        offset: usize,
-        value: V,
-    ) -> Result<()> {
-        either!(self, t => t.write_config_space(offset, value))
-    }
+    crate::transport::transport_by_variant!(either);
 }
