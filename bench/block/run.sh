@@ -28,13 +28,9 @@ out=$root/build/bench
 mkdir -p "$out"
 reps=${REPS:-3} disk_mib=${DISK_MIB:-64} mem=${MEM:-128M}
 
-[ -f "$root/build/block.elf" ] || { echo "bench/block: no build/block.elf: run 'make images' first" >&2; exit 2; }
-for tool in gcc python3 qemu-system-x86_64; do
-    command -v "$tool" >/dev/null || {
-        echo "bench/block: $tool not found (apt-get install -y gcc python3 qemu-system-x86)" >&2; exit 2; }
-done
 # shellcheck source=bench/linux/guest.sh
 . "$root/bench/linux/guest.sh"
+bench_needs block "$root/build/block.elf" gcc python3 qemu-system-x86_64
 linux=yes
 if ! linux_kernel || ! static_busybox; then
     echo "bench/block: no Debian cloud kernel or busybox for the Linux guest (bench/net/run.sh" \

@@ -24,13 +24,9 @@ out=$root/build/bench
 mkdir -p "$out"
 reps=${REPS:-3} mem=256M sources=${SOURCES:-disk share}
 
-[ -f "$root/build/files.elf" ] || { echo "bench/files: no build/files.elf: run 'make images' first" >&2; exit 2; }
-for tool in gcc python3 qemu-system-x86_64 mke2fs; do
-    command -v "$tool" >/dev/null || {
-        echo "bench/files: $tool not found (apt-get install -y gcc python3 qemu-system-x86 e2fsprogs)" >&2; exit 2; }
-done
 # shellcheck source=bench/linux/guest.sh
 . "$root/bench/linux/guest.sh"
+bench_needs files "$root/build/files.elf" gcc python3 qemu-system-x86_64 mke2fs
 linux=yes
 if ! linux_kernel || ! static_busybox || [ ! -x /usr/sbin/nginx ]; then
     echo "bench/files: no Debian cloud kernel, busybox or nginx for the Linux guest" \

@@ -26,14 +26,9 @@ page=$root/examples/http/src/index.html
 out=$root/build/bench
 mkdir -p "$out"
 
-[ -f "$http_elf" ] || { echo "bench/http: no $http_elf: run 'make images' first" >&2; exit 2; }
-
-for tool in python3 qemu-system-x86_64 readelf ldd; do
-    command -v "$tool" >/dev/null || {
-        echo "bench/http: $tool not found (apt-get install -y python3 qemu-system-x86 binutils)" >&2; exit 2; }
-done
 # shellcheck source=bench/linux/guest.sh
 . "$root/bench/linux/guest.sh"
+bench_needs http "$http_elf" python3 qemu-system-x86_64 readelf ldd
 # shellcheck disable=SC2046  # the package names are words
 linux_install http $(linux_missing <<'EOF'
 wrk command -v wrk

@@ -26,17 +26,13 @@ kv_elf=$root/build/kv.elf
 out=$root/build/bench
 mkdir -p "$out"
 
-[ -f "$kv_elf" ] || { echo "bench/kv: no $kv_elf: run 'make images' first" >&2; exit 2; }
-for tool in gcc objcopy readelf ldd python3 qemu-system-x86_64; do
-    command -v "$tool" >/dev/null || {
-        echo "bench/kv: $tool not found (apt-get install -y gcc binutils python3 qemu-system-x86)" >&2; exit 2; }
-done
+# shellcheck source=bench/linux/guest.sh
+. "$root/bench/linux/guest.sh"
+bench_needs kv "$kv_elf" gcc objcopy readelf ldd python3 qemu-system-x86_64
 
 # --- The packages: the Linux guest's kernel and busybox, redis-server, redis-benchmark --
 # (Installing redis-server starts its service on the host's port 6379; the bench uses
 # free ports and does not need it, but leaves it as the package set it up.)
-# shellcheck source=bench/linux/guest.sh
-. "$root/bench/linux/guest.sh"
 # shellcheck disable=SC2046  # the package names are words
 linux_install kv $(linux_missing <<'EOF'
 redis-server [ -x /usr/bin/redis-server ]

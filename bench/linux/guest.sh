@@ -4,6 +4,18 @@
 # -initrd added: run.sh has none), the image-size line, and the medians table. Each
 # run.sh keeps only what its bench does differently. Needs $root and $out set.
 
+# bench_needs BENCH IMAGE TOOL...: exits 2 with the reason unless IMAGE (a build/*.elf)
+# exists and every TOOL is on the PATH.
+bench_needs() {
+    local bench=$1 image=$2 tool; shift 2
+    [ -f "$image" ] || { echo "bench/$bench: no $image: run 'make images' first" >&2; exit 2; }
+    for tool in "$@"; do
+        command -v "$tool" >/dev/null || {
+            echo "bench/$bench: $tool not found (qemu/setup.sh and bench/$bench/run.sh's" \
+                 "header name the Debian packages)" >&2; exit 2; }
+    done
+}
+
 # stale OUTPUT INPUT...: true when OUTPUT is missing or older than an input.
 stale() {
     local target=$1; shift

@@ -27,15 +27,11 @@ echo_elf=$root/build/echo.elf
 out=$root/build/bench
 mkdir -p "$out"
 
-[ -f "$echo_elf" ] || { echo "bench/net: no $echo_elf: run 'make images' first" >&2; exit 2; }
-for tool in gcc objcopy readelf python3 qemu-system-x86_64; do
-    command -v "$tool" >/dev/null || {
-        echo "bench/net: $tool not found (apt-get install -y gcc binutils python3 qemu-system-x86)" >&2; exit 2; }
-done
-
-# --- The Linux guest: packages, echod, initramfs (cached in build/bench/), accelerator ----
 # shellcheck source=bench/linux/guest.sh
 . "$root/bench/linux/guest.sh"
+bench_needs net "$echo_elf" gcc objcopy readelf python3 qemu-system-x86_64
+
+# --- The Linux guest: packages, echod, initramfs (cached in build/bench/), accelerator ----
 # shellcheck disable=SC2046  # the package names are words
 linux_install net $(linux_missing </dev/null)
 if stale "$out/echod" "$here/echo.c"; then
