@@ -15,7 +15,8 @@
 #
 # Every QEMU run goes through qemu/run.sh, so the bench boots exactly what the tests and
 # a person boot (same flags, same accelerator choice); the networking and block benches'
-# Linux guests alone run QEMU directly, with run.sh's flags copied (run.sh has no -initrd).
+# Linux guests alone run QEMU directly, with run.sh's flags copied (run.sh has no -initrd;
+# bench/linux/ holds what every Linux guest shares: the initramfs builder, the QEMU line).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)

@@ -9,7 +9,7 @@ usage: bench.py --torito HTTP.ELF --kernel VMLINUZ --initrd INITRAMFS --out DIR
 Called by bench/http/run.sh, which builds the initramfs and picks the accelerator.
 
 For each vCPU count in --smp: boots both guests (Torito through qemu/run.sh; Linux
-through qemu-system-x86_64 with run.sh's flags, see linux_command), one after the other,
+through qemu-system-x86_64 with run.sh's flags, bench/linux/guests.py), one after the other,
 waits for "http: listening on port 8080" on each console, warms each up (a short wrk
 run: under TCG the first requests pay for translating the code), then for each of
 --reps rounds (the order alternating) runs `wrk -t1 -cN -dD` on GET / for each
@@ -20,54 +20,16 @@ A run with any socket error or non-2xx answer is reported as such. Every wait is
 import argparse
 import os
 import re
-import statistics
 import subprocess
 import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(ROOT, "bench", "net"))
-from bench import Guest, free_port  # noqa: E402  (bench/net/bench.py)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "linux"))
+from guests import (Guest, add_arguments, free_port, linux_command, median,  # noqa: E402
+                    orders, ratio_text, start_guests, torito_command)
 
-RUN_SH = os.path.join(ROOT, "qemu", "run.sh")
 READY = b"http: listening on port 8080"
 WARM_UP_S = 3
-
-
-def linux_command(kernel, initrd, mem, accel, port, tsc_khz, smp):
-    """The Linux guest's QEMU command line: qemu/run.sh's flags for microvm + PVH boot +
-    one --forward to 8080, with -initrd added. KEEP IN SYNC with qemu/run.sh and
-    bench/net/bench.py's linux_command (run.sh has no -initrd option)."""
-    cpu = "host,-arch-capabilities" if accel == "kvm" else "max"
-    append = "console=ttyS0 quiet panic=-1"
-    if tsc_khz:
-        # Under TCG Linux's PIT calibration of the TSC often fails (bench/net/tsc_khz.c).
-        append += f" tsc_early_khz={tsc_khz}"
-    return [
-        "qemu-system-x86_64",
-        "-machine", "microvm",
-        "-accel", accel,
-        "-cpu", cpu,
-        "-smp", str(smp),
-        "-m", mem,
-        "-nodefaults",
-        "-no-user-config",
-        "-display", "none",
-        "-no-reboot",
-        "-chardev", "stdio,id=console,signal=on",
-        "-serial", "chardev:console",
-        "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
-        "-netdev", f"user,id=net0,hostfwd=tcp:127.0.0.1:{port}-:8080",
-        "-device", "virtio-net-device,netdev=net0",
-        "-kernel", kernel,
-        "-initrd", initrd,
-        "-append", append,
-    ]
-
-
-def torito_command(image, mem, accel, port, smp):
-    return [RUN_SH, image, "--mem", mem, "--accel", accel, "--smp", str(smp),
-            "--forward", f"{port}:8080"]
 
 
 def wrk(port, connections, seconds):
@@ -89,14 +51,7 @@ def wrk(port, connections, seconds):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--torito", required=True)
-    parser.add_argument("--kernel", required=True)
-    parser.add_argument("--initrd", required=True)
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--mem", default="256M")
-    parser.add_argument("--accel", default="tcg")
-    parser.add_argument("--tsc-khz", default="")
-    parser.add_argument("--reps", type=int, default=3)
+    add_arguments(parser, mem="256M")
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", default="1,8")
     parser.add_argument("--smp", default="1,2")
@@ -112,9 +67,8 @@ def main():
 def batch(args, smp, connections):
     ports = {"torito": free_port(), "linux": free_port()}
     commands = {
-        "torito": torito_command(args.torito, args.mem, args.accel, ports["torito"], smp),
-        "linux": linux_command(args.kernel, args.initrd, args.mem, args.accel,
-                               ports["linux"], args.tsc_khz, smp),
+        "torito": torito_command(args.torito, args.mem, args.accel, ports["torito"], 8080, smp),
+        "linux": linux_command(args, ports["linux"], 8080, smp),
     }
     print(f"guests: microvm, {smp} vCPU, -m {args.mem}, virtio-net-device, user networking, "
           f"accel {args.accel}")
@@ -126,14 +80,11 @@ def batch(args, smp, connections):
     try:
         for name in ("torito", "linux"):
             log = os.path.join(args.out, f"http-{name}-smp{smp}.log")
-            guests[name] = Guest(name, commands[name], log, ready=READY)
-            if not guests[name].wait_ready():
-                print(f"bench/http: {name} never printed the listening line; console tail:\n"
-                      f"{guests[name].tail()}", file=sys.stderr)
+            guests[name] = Guest(name, commands[name], log, READY)
+            if not start_guests({name: guests[name]}, "bench/http"):
                 return 1
             wrk(ports[name], max(connections), WARM_UP_S)
-        for rep in range(args.reps):
-            order = ("torito", "linux") if rep % 2 == 0 else ("linux", "torito")
+        for rep, order in orders(args.reps):
             for c in connections:
                 for name in order:
                     rate, problem = wrk(ports[name], c, args.duration)
@@ -149,11 +100,9 @@ def batch(args, smp, connections):
                                    "what hardware would do)" if args.accel == "tcg" else ""))
     print(f"  {'':<24} {'Torito req/s':>13} {'Linux req/s':>12} {'Torito/Linux':>13}")
     for c in connections:
-        t = statistics.median(results[("torito", c)]) if results[("torito", c)] else None
-        linux = statistics.median(results[("linux", c)]) if results[("linux", c)] else None
-        ratio = f"{t / linux:.2f}x" if t and linux else "-"
+        t, linux = median(results[("torito", c)]), median(results[("linux", c)])
         label = f"{smp} vCPU, {c} connection" + ("s" if c > 1 else "")
-        print(f"  {label:<24} {t or 0:>13.0f} {linux or 0:>12.0f} {ratio:>13}")
+        print(f"  {label:<24} {t or 0:>13.0f} {linux or 0:>12.0f} {ratio_text(t, linux):>13}")
     for note in notes:
         print(f"  note: {note}")
     print()

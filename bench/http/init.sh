@@ -1,19 +1,11 @@
 #!/bin/sh
-# /init of the HTTP bench's Linux guest (bench/http/mkinitramfs.py puts it in the
-# initramfs): mount and load the virtio modules (bench/net/init-common.sh), configure
+# /init of the HTTP bench's Linux guest (bench/linux/initramfs.py puts it in the
+# initramfs): mount and load the virtio modules (bench/linux/init-common.sh), configure
 # eth0 statically as QEMU's user networking expects it (10.0.2.15/24, gateway 10.0.2.2),
 # start Debian's nginx on port 8080 (it forks into the background once it listens) and
 # print the same line as examples/http, which the bench waits for.
 . /lib/init-common.sh
-if ! wait_for [ -e /sys/class/net/eth0 ]; then
-    echo "init: no eth0; interfaces: $(ls /sys/class/net)"
-    dmesg | tail -n 30
-    poweroff -f
-fi
-ip link set lo up
-ip link set eth0 up
-ip addr add 10.0.2.15/24 dev eth0
-ip route add default via 10.0.2.2
+network_up
 mount -t tmpfs tmpfs /tmp
 if ! /usr/sbin/nginx -c /etc/nginx/nginx.conf; then
     echo "init: nginx did not start"

@@ -9,7 +9,7 @@ usage: bench.py --torito KV.ELF --kernel VMLINUZ --initrd INITRAMFS --out DIR
 
 Called by bench/kv/run.sh, which builds the initramfs and picks the accelerator.
 
-1. Boots both guests (Torito through qemu/run.sh; Linux through bench/net/bench.py's
+1. Boots both guests (Torito through qemu/run.sh; Linux through bench/linux/guests.py's
    linux_command, the same flags, with the forward pointed at 6379), each with its own
    forwarded host port, and waits for each to listen.
 2. For each of --reps rounds, runs `redis-benchmark -t set,get` against each (the order
@@ -27,15 +27,13 @@ import statistics
 import subprocess
 import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(ROOT, "bench", "net"))
-import bench as net  # noqa: E402  (bench/net/bench.py: Guest, free_port, linux_command)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "linux"))
+from guests import (MEM_TIMEOUT, Guest, add_arguments, free_port, linux_command,  # noqa: E402
+                    memory_sweep, orders, start_guests, torito_command)
 
-RUN_SH = os.path.join(ROOT, "qemu", "run.sh")
 TORITO_READY = b"kv: listening on port 6379"
 LINUX_READY = b"Ready to accept connections"
-MEM_TIMEOUT = 15.0  # s: a bound for a hung guest in the memory sweep, not a measurement
 BENCH_TIMEOUT = 600  # s: one redis-benchmark run
 
 # (label, redis-benchmark options, which request count)
@@ -46,19 +44,6 @@ CONFIGS = [
     ("8 clients, -P 16", ["-c", "8", "-P", "16"], "pipelined_requests"),
 ]
 TESTS = ("SET", "GET")
-
-
-def torito_command(image, mem, accel, port):
-    return [RUN_SH, image, "--mem", mem, "--accel", accel, "--forward", f"{port}:6379"]
-
-
-def linux_command(args, port):
-    command = net.linux_command(args.kernel, args.initrd, args.mem, args.accel, port,
-                                args.tsc_khz, args.linux_append)
-    # bench/net's command forwards to the echo port; the same forward, to Redis's.
-    at = command.index("-netdev") + 1
-    command[at] = f"user,id=net0,hostfwd=tcp:127.0.0.1:{port}-:6379"
-    return command
 
 
 def redis_benchmark(port, options, requests):
@@ -78,26 +63,23 @@ def redis_benchmark(port, options, requests):
 
 
 def measure(args):
-    ports = {"torito": net.free_port(), "linux": net.free_port()}
+    ports = {"torito": free_port(), "linux": free_port()}
     guests = {
-        "torito": net.Guest("torito", torito_command(args.torito, args.mem, args.accel,
-                                                     ports["torito"]),
-                            os.path.join(args.out, "kv-torito.log"), TORITO_READY),
-        "linux": net.Guest("linux", linux_command(args, ports["linux"]),
-                           os.path.join(args.out, "kv-linux.log"), LINUX_READY),
+        "torito": Guest("torito", torito_command(args.torito, args.mem, args.accel,
+                                                 ports["torito"], 6379),
+                        os.path.join(args.out, "kv-torito.log"), TORITO_READY),
+        "linux": Guest("linux", linux_command(args, ports["linux"], 6379),
+                       os.path.join(args.out, "kv-linux.log"), LINUX_READY),
     }
     try:
-        for name, guest in guests.items():
-            if not guest.wait_ready():
-                print(f"kv bench: {name} did not start listening; console tail:\n{guest.tail()}")
-                return
+        if not start_guests(guests, "bench/kv"):
+            return
         print(f"guests: microvm, 1 vCPU, -m {args.mem}, virtio-net-device, user networking, "
               f"accel {args.accel}; Torito booted in {guests['torito'].ready_at:.2f} s, "
               f"Linux + redis-server in {guests['linux'].ready_at:.2f} s (to listening)")
         results = {name: {config[0]: {test: [] for test in TESTS} for config in CONFIGS}
                    for name in guests}
-        for round_number in range(args.reps):
-            order = ["torito", "linux"] if round_number % 2 == 0 else ["linux", "torito"]
+        for _, order in orders(args.reps):
             for label, options, count in CONFIGS:
                 for name in order:
                     rates = redis_benchmark(ports[name], options, getattr(args, count))
@@ -117,51 +99,24 @@ def measure(args):
             guest.stop()
 
 
-def memory_sweep(args):
+def memory_sweep_kv(args):
     print(f"least memory for Torito's kv (microvm; must listen within {MEM_TIMEOUT:.0f} s "
           f"and answer a SET and a GET):")
-    smallest = None
-    for mem in args.mem_candidates.split(","):
-        port = net.free_port()
-        log = os.path.join(args.out, f"kv-mem-{mem}.log")
-        guest = net.Guest("torito", torito_command(args.torito, mem, args.accel, port), log,
-                          TORITO_READY)
-        verdict = "ok"
-        try:
-            if not guest.wait_ready(MEM_TIMEOUT):
-                verdict = (f"hung: no listening line within {MEM_TIMEOUT:.0f} s"
-                           if guest.alive()
-                           else f"QEMU ended (status {guest.process.returncode}) before listening")
-            else:
-                cli = ["timeout", "30", "redis-cli", "-p", str(port)]
-                subprocess.run(cli + ["SET", "probe", "value"], capture_output=True, timeout=60)
-                got = subprocess.run(cli + ["GET", "probe"], capture_output=True, text=True,
-                                     timeout=60)
-                if got.stdout.strip() != "value":
-                    verdict = f"listens, but GET gave {got.stdout.strip()[:60]!r}"
-        finally:
-            guest.stop()
-        if verdict != "ok":
-            last = [line for line in guest.tail(5).splitlines()
-                    if line.strip() and "terminating on signal" not in line]
-            if last:
-                verdict += f" (last console line: {last[-1][:100]})"
-        print(f"  {mem:<6} {verdict}")
-        if verdict == "ok" and smallest is None:
-            smallest = mem
-    print(f"  smallest that works: {smallest or 'none of them'}")
+
+    def probe(port):
+        cli = ["timeout", "30", "redis-cli", "-p", str(port)]
+        subprocess.run(cli + ["SET", "probe", "value"], capture_output=True, timeout=60)
+        got = subprocess.run(cli + ["GET", "probe"], capture_output=True, text=True, timeout=60)
+        return None if got.stdout.strip() == "value" else f"GET gave {got.stdout.strip()[:60]!r}"
+
+    memory_sweep(args.mem_candidates, args.out, "kv",
+                 lambda mem, port: torito_command(args.torito, mem, args.accel, port, 6379),
+                 TORITO_READY, probe)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--torito", required=True)
-    parser.add_argument("--kernel", required=True)
-    parser.add_argument("--initrd", required=True)
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--mem", default="128M")
-    parser.add_argument("--accel", default="tcg")
-    parser.add_argument("--tsc-khz", default="")
-    parser.add_argument("--reps", type=int, default=3)
+    add_arguments(parser, mem="128M")
     parser.add_argument("--requests", type=int, default=10000)
     parser.add_argument("--pipelined-requests", type=int, default=100000)
     parser.add_argument("--mem-candidates", default="1280K,1536K,2M,3M,4M,8M")
@@ -169,7 +124,7 @@ def main():
     args = parser.parse_args()
     measure(args)
     print()
-    memory_sweep(args)
+    memory_sweep_kv(args)
 
 
 if __name__ == "__main__":

@@ -28,153 +28,18 @@ Console logs go to DIR. Prints the report on stdout. Every wait is bounded.
 import argparse
 import json
 import os
-import signal
-import socket
-import statistics
 import subprocess
 import sys
-import threading
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
-RUN_SH = os.path.join(ROOT, "qemu", "run.sh")
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "linux"))
+from guests import (MEM_TIMEOUT, Guest, add_arguments, fmt, free_port,  # noqa: E402
+                    linux_command, median, orders, ratio, start_guests, torito_command)
+from guests import memory_sweep as memory_sweep_of  # noqa: E402  (bench/linux/guests.py)
+
 CLIENT = os.path.join(HERE, "client.py")
 READY = b"echo: listening on port 5555"
-BOOT_TIMEOUT = 120.0  # s: a bound for a hung guest, not a measurement
 PHASES = ("round_trip", "bulk", "concurrent")
-MEM_TIMEOUT = 15.0  # s: the same in the memory sweep (a working echo listens in < 1 s)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def linux_command(kernel, initrd, mem, accel, port, tsc_khz, extra_append=""):
-    """The Linux guest's QEMU command line: qemu/run.sh's flags for microvm + PVH boot +
-    one --forward, with -initrd added. KEEP IN SYNC with qemu/run.sh (run.sh has no
-    -initrd option, so the bench cannot go through it)."""
-    cpu = "host,-arch-capabilities" if accel == "kvm" else "max"
-    append = "console=ttyS0 quiet panic=-1"
-    if tsc_khz:
-        # Under TCG the guest's TSC is the host's; Linux's PIT calibration of it fails
-        # often under TCG, and that kernel then hangs early (see tsc_khz.c).
-        append += f" tsc_early_khz={tsc_khz}"
-    if extra_append:
-        append += " " + extra_append
-    return [
-        "qemu-system-x86_64",
-        "-machine", "microvm",
-        "-accel", accel,
-        "-cpu", cpu,
-        "-smp", "1",
-        "-m", mem,
-        "-nodefaults",
-        "-no-user-config",
-        "-display", "none",
-        "-no-reboot",
-        "-chardev", "stdio,id=console,signal=on",
-        "-serial", "chardev:console",
-        "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
-        "-netdev", f"user,id=net0,hostfwd=tcp:127.0.0.1:{port}-:5555",
-        "-device", "virtio-net-device,netdev=net0",
-        "-kernel", kernel,
-        "-initrd", initrd,
-        "-append", append,
-    ]
-
-
-class Guest:
-    """A guest VM whose console (QEMU's stdout) is collected by a thread into a log."""
-
-    def __init__(self, name, command, log_path, ready=READY):
-        self.name, self.command, self.log_path = name, command, log_path
-        self.marker = ready
-        self.console = bytearray()
-        self.ready_at = None
-        self.lock = threading.Lock()
-        self.ready = threading.Event()
-        self.start = time.perf_counter()
-        # Its own process group (run.sh and its QEMU), stdin a pipe nobody writes.
-        self.process = subprocess.Popen(command, stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                        bufsize=0, start_new_session=True)
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self):
-        fd = self.process.stdout.fileno()
-        while True:
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                break
-            with self.lock:
-                self.console += chunk
-                if self.ready_at is None and self.marker in self.console:
-                    self.ready_at = time.perf_counter() - self.start
-                    self.ready.set()
-        self.ready.set()  # QEMU ended: wake a waiter (it checks ready_at)
-
-    def wait_ready(self, timeout=BOOT_TIMEOUT):
-        self.ready.wait(timeout)
-        return self.ready_at is not None
-
-    def qemu_pid(self):
-        """QEMU's pid: the process itself, or run.sh's child."""
-        children = self._children(self.process.pid)
-        return children[0] if children else self.process.pid
-
-    def cpu_ns(self):
-        """(main thread, other threads) CPU time of QEMU so far, ns. The other threads are
-        the vCPU thread and QEMU's mostly idle helpers (RCU)."""
-        pid = self.qemu_pid()
-        main = others = 0
-        try:
-            for tid in os.listdir(f"/proc/{pid}/task"):
-                with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
-                    ns = int(f.read().split()[0])
-                if int(tid) == pid:
-                    main += ns
-                else:
-                    others += ns
-        except (OSError, ValueError):
-            return None
-        return main, others
-
-    def alive(self):
-        return self.process.poll() is None
-
-    def tail(self, lines=25):
-        with self.lock:
-            text = self.console.decode(errors="replace")
-        return "\n".join(text.splitlines()[-lines:])
-
-    def stop(self):
-        """Ends QEMU. For run.sh, QEMU (its child) first, so run.sh's own cleanup runs."""
-        if self.alive():
-            for pid in self._children(self.process.pid) or [self.process.pid]:
-                try:
-                    os.kill(pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-        self.reader.join(5)
-        with open(self.log_path, "wb") as f:
-            f.write(self.console)
-
-    @staticmethod
-    def _children(pid):
-        try:
-            with open(f"/proc/{pid}/task/{pid}/children") as f:
-                return [int(child) for child in f.read().split()]
-        except OSError:
-            return []
 
 
 def run_client(port, extra, timeout=600):
@@ -190,67 +55,25 @@ def run_client(port, extra, timeout=600):
         return {"errors": {"client": f"exit {out.returncode}: {out.stderr.strip()[-300:]}"}}
 
 
-def median(values):
-    values = [v for v in values if v is not None]
-    return statistics.median(values) if values else None
-
-
-def fmt(value, digits=1):
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
-def ratio(a, b):
-    return None if a is None or b is None or b == 0 else a / b
-
-
-def torito_command(image, mem, accel, port):
-    return [RUN_SH, image, "--mem", mem, "--accel", accel, "--forward", f"{port}:5555"]
-
-
 def memory_sweep(args):
     print(f"least memory for Torito's echo (microvm; must print the listening line within "
           f"{MEM_TIMEOUT:.0f} s and answer one echo):")
-    smallest = None
-    for mem in args.mem_candidates.split(","):
-        port = free_port()
-        log = os.path.join(args.out, f"torito-mem-{mem}.log")
-        guest = Guest("torito", torito_command(args.torito, mem, args.accel, port), log)
-        verdict = "ok"
-        try:
-            if not guest.wait_ready(MEM_TIMEOUT):
-                verdict = (f"hung: no listening line within {MEM_TIMEOUT:.0f} s"
-                           if guest.alive()
-                           else f"QEMU ended (status {guest.process.returncode}) before listening")
-            else:
-                ping = subprocess.run([sys.executable, CLIENT, str(port), "--ping", "--timeout",
-                                       "10"], capture_output=True, text=True, timeout=60)
-                if ping.returncode != 0:
-                    verdict = "listens, but no echo: " + ping.stderr.strip()[-100:]
-        finally:
-            guest.stop()
-        if verdict != "ok":
-            last = [line for line in guest.tail(5).splitlines()
-                    if line.strip() and "terminating on signal" not in line]
-            if last:
-                verdict += f" (last console line: {last[-1][:100]})"
-        print(f"  {mem:<6} {verdict}")
-        if verdict == "ok" and smallest is None:
-            smallest = mem
-    print(f"  smallest that works: {smallest or 'none of them'}")
+
+    def probe(port):
+        ping = subprocess.run([sys.executable, CLIENT, str(port), "--ping", "--timeout", "10"],
+                              capture_output=True, text=True, timeout=60)
+        return None if ping.returncode == 0 else "no echo: " + ping.stderr.strip()[-100:]
+
+    memory_sweep_of(args.mem_candidates, args.out, "torito",
+                    lambda mem, port: torito_command(args.torito, mem, args.accel, port, 5555),
+                    READY, probe)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--torito", required=True)
-    parser.add_argument("--kernel", required=True)
-    parser.add_argument("--initrd", required=True)
+    add_arguments(parser, mem="128M")
     parser.add_argument("--echod", required=True)
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--mem", default="128M")
-    parser.add_argument("--accel", default="tcg")
-    parser.add_argument("--tsc-khz", default="")
     parser.add_argument("--linux-append", default="", help="more Linux kernel arguments")
-    parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--mem-candidates", default="2M,3M,4M,6M,8M,16M")
     parser.add_argument("--client-args", default="")
     parser.add_argument("--skip-mem", action="store_true")
@@ -260,9 +83,8 @@ def main():
 
     ports = {"torito": free_port(), "linux": free_port()}
     commands = {
-        "torito": torito_command(args.torito, args.mem, args.accel, ports["torito"]),
-        "linux": linux_command(args.kernel, args.initrd, args.mem, args.accel, ports["linux"],
-                               args.tsc_khz, args.linux_append),
+        "torito": torito_command(args.torito, args.mem, args.accel, ports["torito"], 5555),
+        "linux": linux_command(args, ports["linux"], 5555),
     }
     print(f"guests: microvm, 1 vCPU, -m {args.mem}, virtio-net-device, user networking, "
           f"accel {args.accel}")
@@ -282,15 +104,13 @@ def main():
         # Booted one after the other, so each boot time is taken on a machine not busy
         # booting the other.
         for name in ("torito", "linux"):
-            guests[name] = Guest(name, commands[name], os.path.join(args.out, f"{name}.log"))
-            if not guests[name].wait_ready():
-                print(f"bench: {name} never printed the listening line; console tail:\n"
-                      f"{guests[name].tail()}", file=sys.stderr)
+            guests[name] = Guest(name, commands[name], os.path.join(args.out, f"{name}.log"),
+                                 READY)
+            if not start_guests({name: guests[name]}, "bench/net"):
                 return 1
         boot = {name: guests[name].ready_at for name in guests}
 
-        for rep in range(args.reps):
-            order = ("torito", "linux") if rep % 2 == 0 else ("linux", "torito")
+        for rep, order in orders(args.reps):
             for name in order:
                 if not guests[name].alive():
                     results[name].append({"errors": {"guest": "QEMU has ended"}})

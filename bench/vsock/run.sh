@@ -9,7 +9,8 @@
 # Then the same against a Linux guest on the same QEMU line (microvm; Debian's cloud
 # kernel and busybox, as bench/net uses, with the vsock modules and vecho.c, a forking
 # AF_VSOCK echo server), when bench/net's packages are installed. That guest runs QEMU
-# directly with qemu/run.sh's flags copied (run.sh has no -initrd): KEEP IN SYNC.
+# directly with qemu/run.sh's flags (bench/linux/guest.sh's linux_qemu; run.sh has no
+# -initrd).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -48,38 +49,31 @@ for machine in microvm q35; do
 done
 
 # --- The Linux guest ---------------------------------------------------------------------
-kernel=$(ls /boot/vmlinuz-*-cloud-amd64 2>/dev/null | sort -V | tail -n 1)
+out=$root/build/bench-vsock
+mkdir -p "$out"
+# shellcheck source=bench/linux/guest.sh
+. "$root/bench/linux/guest.sh"
 backend_bin=$(command -v vhost-device-vsock || echo "$HOME/.cargo/bin/vhost-device-vsock")
-if [ -z "$kernel" ] || [ ! -x /bin/busybox ] || ! command -v gcc >/dev/null; then
+if ! linux_kernel || ! static_busybox || ! command -v gcc >/dev/null; then
     echo "  Linux guest skipped: needs linux-image-cloud-amd64, busybox-static and gcc (bench/net installs them)"
     exit 0
 fi
-version=${kernel#/boot/vmlinuz-}
-out=$root/build/bench-vsock
-mkdir -p "$out"
-gcc -O2 -static -Wall -o "$out/vecho" "$root/bench/vsock/vecho.c"
-python3 "$root/bench/net/mkinitramfs.py" "$out/linux-$version.cpio.gz" "$root/bench/vsock/init.sh" \
-    /bin/busybox "$out/vecho" --modules "/lib/modules/$version" virtio_mmio vmw_vsock_virtio_transport
-append="console=ttyS0 quiet panic=-1"
-accel=$("$root/qemu/run.sh" --which-accel)
-if [ "$accel" = tcg ]; then
-    # Linux's PIT calibration of the TSC fails often under TCG (bench/net/tsc_khz.c).
-    gcc -O2 -o "$out/tsc_khz" "$root/bench/net/tsc_khz.c"
-    append+=" tsc_early_khz=$("$out/tsc_khz")"
-fi
-cpu=max; [ "$accel" = kvm ] && cpu="host,-arch-capabilities"
+stale "$out/vecho" "$root/bench/vsock/vecho.c" &&
+    gcc -O2 -static -Wall -o "$out/vecho" "$root/bench/vsock/vecho.c"
+initramfs=$out/linux-$version.cpio.gz
+linux_initramfs "$initramfs" "$root/bench/vsock/init.sh" --file "bin/vecho=$out/vecho" \
+    --modules "/lib/modules/$version" virtio_mmio vmw_vsock_virtio_transport
+linux_accel
 for run in $(seq "$runs"); do
     socket=$work/linux-$run.sock control=$work/linux-$run.vhost log=$work/linux-$run.log
     "$backend_bin" --guest-cid 3 --socket "$control" --uds-path "$socket" >"$work/backend-$run.log" 2>&1 &
     backend=$!
     for _ in $(seq 100); do [ -S "$control" ] && break; sleep 0.05; done
-    setsid qemu-system-x86_64 -machine microvm,memory-backend=mem -accel "$accel" -cpu "$cpu" \
-        -smp 1 -m 128M -object memory-backend-memfd,id=mem,size=128M,share=on \
-        -nodefaults -no-user-config -display none -no-reboot \
-        -chardev "file,id=console,path=$log" -serial chardev:console \
-        -chardev "socket,id=vsock0,path=$control" -device vhost-user-vsock-device,chardev=vsock0 \
-        -kernel "$kernel" -initrd "$out/linux-$version.cpio.gz" -append "$append" \
-        </dev/null >/dev/null 2>&1 &
+    setsid bash -c "$(declare -f linux_qemu); accel=$accel cpu='$cpu' kernel='$kernel' \
+        initramfs='$initramfs' linux_qemu microvm,memory-backend=mem 128M '$append' \
+        -object memory-backend-memfd,id=mem,size=128M,share=on \
+        -chardev 'socket,id=vsock0,path=$control' -device vhost-user-vsock-device,chardev=vsock0" \
+        >"$log" 2>&1 &
     guest=$!
     for _ in $(seq 1200); do
         grep -q "vsock-echo: listening" "$log" 2>/dev/null && break

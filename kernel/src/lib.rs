@@ -67,6 +67,8 @@ mod power_events;
 pub mod random;
 #[cfg(target_os = "none")]
 pub mod shutdown;
+#[cfg(target_os = "none")]
+mod spread;
 // The bookkeeping behind `shutdown()`; plain code, tested on the host.
 #[cfg_attr(not(target_os = "none"), allow(dead_code))]
 mod stop_signal;

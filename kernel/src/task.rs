@@ -1,5 +1,6 @@
 //! Tasks: spawn futures on the current core's executor.
 
+pub use crate::spread::Spread;
 pub use torito_executor::JoinHandle;
 
 /// Spawns `future` as a new task on this core; `.await` the handle for its output, or

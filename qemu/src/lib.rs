@@ -35,6 +35,10 @@ mod output;
 mod paths;
 mod ports;
 mod qmp;
+mod seeded;
+mod service;
+mod tcp;
+mod temp;
 
 pub use clients::{echo_round_trip, failed_connections, run_clients};
 pub use failure::Failure;
@@ -43,3 +47,9 @@ pub use options::RunOptions;
 pub use paths::{image_path, workspace_root};
 pub use ports::free_port;
 pub use qmp::Qmp;
+pub use seeded::{SplitMix64, seeded_bytes};
+pub use service::{
+    LoadClient, LoadRun, POWER_BUTTON, Step, expect_graceful_stop, powerdown_under_load, run_steps,
+};
+pub use tcp::{connect, expect_end, read_up_to};
+pub use temp::TempDir;

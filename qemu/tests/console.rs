@@ -20,9 +20,8 @@
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
 use std::time::Duration;
-use torito_qemu_tests::{Failure, Guest, RunOptions};
+use torito_qemu_tests::{Failure, Guest, RunOptions, TempDir, seeded_bytes};
 
 /// What console-echo prints once it serves the port.
 const READY: &str = "console-echo: ready on the virtio console port";
@@ -33,40 +32,6 @@ const READ: Duration = Duration::from_secs(60);
 const BULK: usize = 1 << 20;
 /// Most bytes unanswered at any time in the bulk step.
 const WINDOW: usize = 64 << 10;
-
-/// A directory of its own for the socket, removed at the end.
-struct SocketDirectory(PathBuf);
-
-impl SocketDirectory {
-    fn new(name: &str) -> SocketDirectory {
-        let directory =
-            std::env::temp_dir().join(format!("torito-console-{}-{name}", std::process::id()));
-        std::fs::create_dir_all(&directory).expect("a temporary directory");
-        SocketDirectory(directory)
-    }
-
-    fn socket(&self) -> PathBuf {
-        self.0.join("port")
-    }
-}
-
-impl Drop for SocketDirectory {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Seeded bytes (xorshift64), so a failure repeats with the same data.
-fn seeded(length: usize, mut state: u64) -> Vec<u8> {
-    (0..length)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 24) as u8
-        })
-        .collect()
-}
 
 /// Sends `data` and reads the echo, at most `WINDOW` bytes ahead; the first difference
 /// is an error naming its offset.
@@ -114,12 +79,12 @@ fn echo(guest: &Guest, stream: &mut UnixStream, step: &str, data: &[u8]) -> Resu
 }
 
 fn console_echo(name: &str, options: RunOptions, ready: &str) -> Result<(), Failure> {
-    let directory = SocketDirectory::new(name);
+    let directory = TempDir::new(&format!("console-{name}"));
     let append = format!("log=debug {}", options.append);
-    let options = options.append(&append).console_port(directory.socket());
+    let options = options.append(&append).console_port(directory.join("port"));
     let mut guest = Guest::start("console-echo", &options);
     guest.wait_for_line(ready, BOOT)?;
-    let mut stream = UnixStream::connect(directory.socket())
+    let mut stream = UnixStream::connect(directory.join("port"))
         .map_err(|error| guest.failure(format!("connect to the port's socket: {error}")))?;
     stream
         .set_read_timeout(Some(READ))
@@ -127,7 +92,12 @@ fn console_echo(name: &str, options: RunOptions, ready: &str) -> Result<(), Fail
     echo(&guest, &mut stream, "line", b"hello, torito\n")?;
     let every_byte: Vec<u8> = (0..=255).collect();
     echo(&guest, &mut stream, "every byte value", &every_byte)?;
-    echo(&guest, &mut stream, "1 MiB", &seeded(BULK, 0x7e57_c0de))?;
+    echo(
+        &guest,
+        &mut stream,
+        "1 MiB",
+        &seeded_bytes(0x7e57_c0de, BULK),
+    )?;
     if guest.console().lines().any(|line| line.contains("!!!")) {
         return Err(guest.failure("the guest reported a panic or exception"));
     }
@@ -176,13 +146,13 @@ fn console_port_echo_q35_intx() -> Result<(), Failure> {
 /// `app.case=upper`: what comes back is the upper-case of what was sent.
 #[test]
 fn console_port_upper_case_microvm() -> Result<(), Failure> {
-    let directory = SocketDirectory::new("upper");
+    let directory = TempDir::new("console-upper");
     let options = RunOptions::default()
         .append("app.case=upper")
-        .console_port(directory.socket());
+        .console_port(directory.join("port"));
     let mut guest = Guest::start("console-echo", &options);
     guest.wait_for_line(READY, BOOT)?;
-    let mut stream = UnixStream::connect(directory.socket())
+    let mut stream = UnixStream::connect(directory.join("port"))
         .map_err(|error| guest.failure(format!("connect to the port's socket: {error}")))?;
     stream
         .set_read_timeout(Some(READ))

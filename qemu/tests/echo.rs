@@ -29,7 +29,8 @@ use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 use torito_qemu_tests::{
-    Failure, Guest, RunOptions, echo_round_trip, failed_connections, run_clients,
+    Failure, Guest, RunOptions, SplitMix64, Step, echo_round_trip, failed_connections, run_clients,
+    run_steps,
 };
 
 /// The guest port both images serve.
@@ -64,9 +65,6 @@ const SEED_HALF_CLOSE: u64 = 0x7e57_0005;
 const SEED_FRESH: u64 = 0x7e57_0006;
 const SEED_CONCURRENT_AGAIN: u64 = 0x7e57_0007;
 
-/// One step: what it checks, and the check against the forwarded host port.
-type Step = (&'static str, fn(u16) -> Result<(), String>);
-
 const STEPS: [Step; 7] = [
     ("50 concurrent connections", concurrent),
     ("8 MiB bulk stream", bulk),
@@ -80,28 +78,12 @@ const STEPS: [Step; 7] = [
 /// Boots `image` with `options` and runs every step against it.
 fn echo_service(image: &str, options: RunOptions) -> Result<(), Failure> {
     let (guest, port) = Guest::start_forwarded(image, &options, GUEST_PORT, LISTENING, BOOT)?;
-    for (number, (name, step)) in STEPS.iter().enumerate() {
-        let started = Instant::now();
-        step(port).map_err(|error| {
-            guest.failure(format!(
-                "step {} ({name}) against host port {port}: {error}",
-                number + 1
-            ))
-        })?;
-        // Shown with --nocapture or on failure: where the time goes, never asserted.
-        eprintln!(
-            "{image} {}: step {} ({name}) took {:?}",
-            options.args().join(" "),
-            number + 1,
-            started.elapsed()
-        );
-    }
-    if let Some(line) = guest.console().lines().find(|line| line.contains("!!!")) {
-        return Err(guest.failure(format!(
-            "the guest reported a fault while serving: `{line}`"
-        )));
-    }
-    Ok(())
+    run_steps(
+        &guest,
+        &format!("{image} {}", options.args().join(" ")),
+        port,
+        &STEPS,
+    )
 }
 
 #[test]
@@ -221,7 +203,7 @@ fn many_connections(port: u16, seed: u64) -> Result<(), String> {
         CONCURRENT_CONNECTIONS,
         deadline,
         |index, mut stream| {
-            let mut random = Prng::new(seed ^ ((index as u64) << 32));
+            let mut random = SplitMix64(seed ^ ((index as u64) << 32));
             for message in 0..MESSAGES_PER_CONNECTION {
                 let size = random.range(1, MAX_MESSAGE);
                 let data = random.bytes(size);
@@ -236,7 +218,7 @@ fn many_connections(port: u16, seed: u64) -> Result<(), String> {
 /// Step 2: [`BULK_BYTES`] through one connection, written and read at the same time.
 fn bulk(port: u16) -> Result<(), String> {
     let deadline = Deadline::after(BULK_STEP);
-    let data = Prng::new(SEED_BULK).bytes(BULK_BYTES);
+    let data = SplitMix64(SEED_BULK).bytes(BULK_BYTES);
     let stream = connect(port, deadline)?;
     echo_stream(stream, &data, deadline)
 }
@@ -251,7 +233,7 @@ fn binary(port: u16) -> Result<(), String> {
     data.extend([0xff; 4096]);
     data.extend([0x00, 0xff].repeat(1024));
     data.extend(b"\r\n\r\0\n\x04\x1a\x1b\xff\xfd\x18\xff\xff\x00");
-    data.extend(Prng::new(SEED_BINARY).bytes(8192));
+    data.extend(SplitMix64(SEED_BINARY).bytes(8192));
     data.extend(0..=255);
     let stream = connect(port, deadline)?;
     echo_stream(stream, &data, deadline)
@@ -267,7 +249,7 @@ fn binary(port: u16) -> Result<(), String> {
 fn resets(port: u16) -> Result<(), String> {
     let deadline = Deadline::after(STEP);
     at_once(port, RESET_CONNECTIONS, deadline, |index, mut stream| {
-        let mut random = Prng::new(SEED_RESET ^ ((index as u64) << 32));
+        let mut random = SplitMix64(SEED_RESET ^ ((index as u64) << 32));
         let size = if index % 2 == 1 {
             RESET_LARGE
         } else {
@@ -287,7 +269,7 @@ fn resets(port: u16) -> Result<(), String> {
 /// echoing, and close, so the client reads the whole echo and then end of stream.
 fn half_close(port: u16) -> Result<(), String> {
     let deadline = Deadline::after(STEP);
-    let data = Prng::new(SEED_HALF_CLOSE).bytes(3000);
+    let data = SplitMix64(SEED_HALF_CLOSE).bytes(3000);
     let mut stream = connect(port, deadline)?;
     write_all(&mut stream, &data, deadline).map_err(|error| format!("sending: {error}"))?;
     stream
@@ -327,7 +309,7 @@ fn half_close(port: u16) -> Result<(), String> {
 /// Step 6: a fresh connection still echoes: a short text, then 1000 random bytes.
 fn fresh(port: u16) -> Result<(), String> {
     let deadline = Deadline::after(STEP);
-    let mut random = Prng::new(SEED_FRESH);
+    let mut random = SplitMix64(SEED_FRESH);
     let mut stream = connect(port, deadline)?;
     let mut message = b"still there?".to_vec();
     echo_message(&mut stream, &message, deadline)?;
@@ -584,37 +566,6 @@ fn difference(a: &[u8], b: &[u8]) -> Option<usize> {
         .zip(b)
         .position(|(x, y)| x != y)
         .or_else(|| (a.len() != b.len()).then(|| a.len().min(b.len())))
-}
-
-/// A seeded pseudo-random generator (SplitMix64): the same seed gives the same bytes.
-struct Prng(u64);
-
-impl Prng {
-    fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// A number in `low..=high`.
-    fn range(&mut self, low: usize, high: usize) -> usize {
-        low + (self.next() % (high - low + 1) as u64) as usize
-    }
-
-    fn bytes(&mut self, len: usize) -> Vec<u8> {
-        let mut bytes = Vec::with_capacity(len + 8);
-        while bytes.len() < len {
-            bytes.extend_from_slice(&self.next().to_le_bytes());
-        }
-        bytes.truncate(len);
-        bytes
-    }
 }
 
 /// Memory exhaustion: in a 2 MiB guest, holding 100 connections open runs the heap out.

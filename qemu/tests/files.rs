@@ -16,57 +16,17 @@
 //! Timeouts only bound a hung guest; nothing asserts a timing.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
-use torito_qemu_tests::{Failure, Guest, RunOptions};
+use torito_qemu_tests::{Failure, Guest, RunOptions, SplitMix64, TempDir};
 
 const BOOT: Duration = Duration::from_secs(180);
 const SERVING: &str = "files: serving on port 8080";
 
-/// SplitMix64: the test's bytes, the same for a seed on every run.
-struct Random(u64);
-
-impl Random {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn bytes(&mut self, length: usize) -> Vec<u8> {
-        let mut out = Vec::with_capacity(length + 8);
-        while out.len() < length {
-            out.extend_from_slice(&self.next().to_le_bytes());
-        }
-        out.truncate(length);
-        out
-    }
-}
-
-/// A temporary directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let path = std::env::temp_dir().join(format!("torito-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("a temporary directory");
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// The share's files, relative paths, as written.
 fn populate(root: &Path) -> Vec<String> {
-    let mut random = Random(0x5eed_f11e);
+    let mut random = SplitMix64(0x5eed_f11e);
     let long = format!("{}.bin", "l".repeat(251));
     let files: Vec<(String, usize)> = vec![
         ("empty".into(), 0),
@@ -216,7 +176,7 @@ fn check_statuses_and_ranges(port: u16, root: &Path) -> Result<(), String> {
 }
 
 fn check_put(port: u16, root: &Path, scratch: &Path) -> Result<(), String> {
-    let mut random = Random(99);
+    let mut random = SplitMix64(99);
     for (name, size, chunked) in [
         ("put/new.bin", 200_000, false),
         ("big.bin", 5000, false),
@@ -300,32 +260,34 @@ type Step<'a> = dyn Fn() -> Result<(), String> + 'a;
 fn share_case(machine: &str, cpus: u32) -> Result<(), Failure> {
     let share = TempDir::new(&format!("files-share-{machine}"));
     let scratch = TempDir::new(&format!("files-scratch-{machine}"));
-    let files = populate(&share.0);
+    let files = populate(share.path());
     let options = RunOptions::default()
         .machine(machine)
         .smp(cpus)
         .mem("256M")
-        .share(&share.0)
+        .share(share.path())
         .append("fs.share=share:/srv app.selftest");
     let (guest, port) = Guest::start_forwarded("files", &options, 8080, SERVING, BOOT)?;
     // The blocking API's self-test ran before the server started.
     guest.wait_for_line("files: self-test passed", BOOT)?;
-    let done = std::fs::read(share.0.join("selftest/done.txt")).unwrap_or_default();
-    let left: BTreeSet<String> = host_listing(&share.0.join("selftest"));
+    let done = std::fs::read(share.join("selftest/done.txt")).unwrap_or_default();
+    let left: BTreeSet<String> = host_listing(&share.join("selftest"));
     if done != b"ok" || left != BTreeSet::from(["done.txt".to_string()]) {
         return Err(guest.failure(format!(
             "after the self-test the share's selftest/ holds {left:?}, done.txt {done:?}"
         )));
     }
-    std::fs::remove_dir_all(share.0.join("selftest")).unwrap();
+    std::fs::remove_dir_all(share.join("selftest")).unwrap();
     let steps: [(&str, &Step); 5] = [
-        ("every file", &|| check_files(port, &share.0, &files)),
-        ("listings", &|| check_listings(port, &share.0, &[])),
+        ("every file", &|| check_files(port, share.path(), &files)),
+        ("listings", &|| check_listings(port, share.path(), &[])),
         ("statuses and ranges", &|| {
-            check_statuses_and_ranges(port, &share.0)
+            check_statuses_and_ranges(port, share.path())
         }),
-        ("put", &|| check_put(port, &share.0, &scratch.0)),
-        ("20 clients", &|| check_concurrent(port, &share.0, &files)),
+        ("put", &|| check_put(port, share.path(), scratch.path())),
+        ("20 clients", &|| {
+            check_concurrent(port, share.path(), &files)
+        }),
     ];
     for (name, step) in steps {
         step().map_err(|error| guest.failure(format!("{name}: {error}")))?;
@@ -372,11 +334,11 @@ fn check_put_refused(port: u16, scratch: &Path) -> Result<(), String> {
 fn an_ext4_disk_is_served_byte_for_byte() -> Result<(), Failure> {
     let source = TempDir::new("files-ext4-source");
     let scratch = TempDir::new("files-ext4-scratch");
-    let files = populate(&source.0);
-    let image = scratch.0.join("disk.img");
+    let files = populate(source.path());
+    let image = scratch.join("disk.img");
     let made = Command::new("mke2fs")
         .args(["-q", "-F", "-t", "ext4", "-d"])
-        .arg(&source.0)
+        .arg(source.path())
         .arg(&image)
         .arg("32M")
         .output()
@@ -393,15 +355,17 @@ fn an_ext4_disk_is_served_byte_for_byte() -> Result<(), Failure> {
         .append("fs.disk=0:/srv");
     let (guest, port) = Guest::start_forwarded("files", &options, 8080, SERVING, BOOT)?;
     let steps: [(&str, &Step); 5] = [
-        ("every file", &|| check_files(port, &source.0, &files)),
+        ("every file", &|| check_files(port, source.path(), &files)),
         ("listings", &|| {
-            check_listings(port, &source.0, &["lost+found/"])
+            check_listings(port, source.path(), &["lost+found/"])
         }),
         ("statuses and ranges", &|| {
-            check_statuses_and_ranges(port, &source.0)
+            check_statuses_and_ranges(port, source.path())
         }),
-        ("put refused", &|| check_put_refused(port, &scratch.0)),
-        ("20 clients", &|| check_concurrent(port, &source.0, &files)),
+        ("put refused", &|| check_put_refused(port, scratch.path())),
+        ("20 clients", &|| {
+            check_concurrent(port, source.path(), &files)
+        }),
     ];
     for (name, step) in steps {
         step().map_err(|error| guest.failure(format!("{name}: {error}")))?;

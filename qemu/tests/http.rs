@@ -28,13 +28,16 @@
 //! timing (the idle steps only check that the close comes, within a generous bound).
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::process::Command;
 use std::sync::Barrier;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use torito_qemu_tests::{Failure, Guest, Qmp, RunOptions, failed_connections, run_clients};
+use torito_qemu_tests::powerdown_under_load as powerdown_under_load_of;
+use torito_qemu_tests::{
+    Failure, Guest, LoadClient, Qmp, RunOptions, expect_graceful_stop, failed_connections,
+    run_clients,
+};
 
 const GUEST_PORT: u16 = 8080;
 const LISTENING: &str = "http: listening on port 8080";
@@ -199,14 +202,9 @@ fn routes(port: u16) -> Result<(), String> {
     Ok(())
 }
 
-/// A connection to the service with a read timeout.
+/// A connection to the service with read and write timeouts.
 fn connect(port: u16) -> Result<TcpStream, String> {
-    let stream = TcpStream::connect(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
-        .map_err(|error| format!("connect: {error}"))?;
-    stream
-        .set_read_timeout(Some(READ))
-        .map_err(|error| format!("set_read_timeout: {error}"))?;
-    Ok(stream)
+    torito_qemu_tests::connect(port, READ)
 }
 
 /// One response read from `stream`: status, header block, body (by Content-Length).
@@ -502,22 +500,20 @@ fn json_number_reads_the_value() {
 
 /// What the service prints once every connection has closed after a stop request.
 const STOPPED: &str = "http: stopped cleanly";
-/// What the kernel prints when the power button is pressed.
-const POWER_BUTTON: &str = "shutdown: requested by the ACPI power button";
 /// Clients sending requests when the stop comes, and answers each has before it.
 const LOAD_CLIENTS: usize = 8;
 const ROUNDS_BEFORE_STOP: usize = 5;
 
-/// Requests on one keep-alive connection until `stopped` (none after that), each answer
+/// Requests on one keep-alive connection until the stop (none after that), each answer
 /// read whole. A request sent before the stop must be answered; after it, the
 /// connection may close before the next answer (Ok), never in the middle of one.
-fn until_stopped(port: u16, stopped: &AtomicBool, rounds: &AtomicUsize) -> Result<(), String> {
+fn until_stopped(port: u16, load: &LoadClient) -> Result<(), String> {
     let mut stream = connect(port)?;
     let mut pending = Vec::new();
     let mut request = 0;
     let mut stop_seen = None;
     loop {
-        let before_stop = !stopped.load(Ordering::SeqCst);
+        let before_stop = !load.stopped();
         let bytes: &[u8] = if request % 2 == 0 {
             b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
         } else {
@@ -553,10 +549,10 @@ fn until_stopped(port: u16, stopped: &AtomicBool, rounds: &AtomicUsize) -> Resul
             }
         }
         request += 1;
-        rounds.fetch_add(1, Ordering::SeqCst);
+        load.round_done();
         // The stop reaches the guest some time after `stopped` is set; meanwhile it
         // answers on. Bounded only so that a service that never stops fails the test.
-        if stopped.load(Ordering::SeqCst) {
+        if load.stopped() {
             let since = *stop_seen.get_or_insert_with(std::time::Instant::now);
             if since.elapsed() > BOOT {
                 return Err("still answering keep-alive a minute after the stop".into());
@@ -575,67 +571,24 @@ fn powerdown_under_load(name: &str, options: RunOptions) -> Result<(), Failure> 
     let mut qmp = Qmp::connect(&path, BOOT).map_err(|error| guest.failure(error))?;
     // A connection open and idle across the stop: closed without an answer.
     let mut idle = connect(port).map_err(|error| guest.failure(error))?;
-    let stopped = AtomicBool::new(false);
-    let rounds: Vec<AtomicUsize> = (0..LOAD_CLIENTS).map(|_| AtomicUsize::new(0)).collect();
-    let (results, stop) = std::thread::scope(|scope| {
-        let stopper = scope.spawn(|| {
-            let deadline = std::time::Instant::now() + BOOT;
-            while rounds
-                .iter()
-                .any(|done| done.load(Ordering::SeqCst) < ROUNDS_BEFORE_STOP)
-                && std::time::Instant::now() < deadline
-            {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            stopped.store(true, Ordering::SeqCst);
-            qmp.system_powerdown()
-        });
-        let clients: Vec<_> = rounds
-            .iter()
-            .map(|rounds| {
-                let stopped = &stopped;
-                scope.spawn(move || {
-                    let result = until_stopped(port, stopped, rounds);
-                    if result.is_err() {
-                        rounds.store(ROUNDS_BEFORE_STOP, Ordering::SeqCst);
-                    }
-                    result
-                })
-            })
-            .collect();
-        let results: Vec<Result<(), String>> = clients
-            .into_iter()
-            .map(|client| {
-                client
-                    .join()
-                    .unwrap_or_else(|_| Err("client panicked".into()))
-            })
-            .collect();
-        (
-            results,
-            stopper.join().expect("the stopping thread panicked"),
-        )
-    });
-    stop.map_err(|error| guest.failure(error))?;
-    failed_connections(&results).map_err(|error| guest.failure(error))?;
-    if let Some(slow) = rounds
-        .iter()
-        .position(|done| done.load(Ordering::SeqCst) < ROUNDS_BEFORE_STOP)
-    {
-        return Err(guest.failure(format!("client {slow} had too few answers before the stop")));
-    }
+    let run = powerdown_under_load_of(
+        &mut qmp,
+        vec![(); LOAD_CLIENTS],
+        ROUNDS_BEFORE_STOP,
+        BOOT,
+        |_, (), load| until_stopped(port, load),
+    );
+    run.powerdown
+        .clone()
+        .map_err(|error| guest.failure(error))?;
+    failed_connections(&run.results).map_err(|error| guest.failure(error))?;
+    run.check_load(ROUNDS_BEFORE_STOP)
+        .map_err(|error| guest.failure(error))?;
     let rest = read_to_end(&mut idle).map_err(|error| guest.failure(error))?;
     if !rest.is_empty() {
         return Err(guest.failure(format!("the idle connection got {rest:?}")));
     }
-    guest.wait_for_line(POWER_BUTTON, BOOT)?;
-    let outcome = guest.expect_exit(0, BOOT)?;
-    if outcome.line(STOPPED).is_none() {
-        return Err(guest.failure(format!("no `{STOPPED}` line before the exit")));
-    }
-    if let Some(line) = outcome.line("!!!") {
-        return Err(guest.failure(format!("the guest reported a fault: `{line}`")));
-    }
+    expect_graceful_stop(&mut guest, STOPPED, BOOT)?;
     Ok(())
 }
 

@@ -31,12 +31,15 @@
 //! bound how long a broken guest can hang the run; nothing asserts a timing.
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
-use torito_qemu_tests::{Failure, Guest, Qmp, RunOptions, failed_connections, run_clients};
+use torito_qemu_tests::powerdown_under_load as powerdown_under_load_of;
+use torito_qemu_tests::{
+    Failure, Guest, LoadClient, Qmp, RunOptions, Step, expect_end, expect_graceful_stop,
+    failed_connections, read_up_to, run_clients, run_steps, seeded_bytes,
+};
 
 /// The guest port the store serves.
 const GUEST_PORT: u16 = 6379;
@@ -50,9 +53,6 @@ const IO: Duration = Duration::from_secs(60);
 const OOM: &str = "-OOM command not allowed when used memory > 'maxmemory'.\r\n";
 /// The largest value the store takes.
 const MIB: usize = 1 << 20;
-
-/// One step: what it checks, and the check against the forwarded host port.
-type Step = (&'static str, fn(u16) -> Result<(), String>);
 
 const STEPS: [Step; 9] = [
     ("every command through redis-cli", commands),
@@ -69,28 +69,12 @@ const STEPS: [Step; 9] = [
 /// Boots kv with `options`, runs `steps` against it, and checks the console.
 fn kv_service(options: RunOptions, steps: &[Step]) -> Result<(), Failure> {
     let (guest, port) = Guest::start_forwarded("kv", &options, GUEST_PORT, LISTENING, BOOT)?;
-    for (number, (name, step)) in steps.iter().enumerate() {
-        let started = Instant::now();
-        step(port).map_err(|error| {
-            guest.failure(format!(
-                "step {} ({name}) against host port {port}: {error}",
-                number + 1
-            ))
-        })?;
-        // Shown with --nocapture or on failure: where the time goes, never asserted.
-        eprintln!(
-            "kv {}: step {} ({name}) took {:?}",
-            options.args().join(" "),
-            number + 1,
-            started.elapsed()
-        );
-    }
-    if let Some(line) = guest.console().lines().find(|line| line.contains("!!!")) {
-        return Err(guest.failure(format!(
-            "the guest reported a fault while serving: `{line}`"
-        )));
-    }
-    Ok(())
+    run_steps(
+        &guest,
+        &format!("kv {}", options.args().join(" ")),
+        port,
+        steps,
+    )
 }
 
 #[test]
@@ -178,17 +162,7 @@ fn cli(port: u16, args: &[&str]) -> Result<String, String> {
 
 /// A raw connection with read and write timeouts.
 fn connect(port: u16) -> Result<TcpStream, String> {
-    let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let stream =
-        TcpStream::connect_timeout(&address, IO).map_err(|error| format!("connecting: {error}"))?;
-    stream
-        .set_read_timeout(Some(IO))
-        .map_err(|e| e.to_string())?;
-    stream
-        .set_write_timeout(Some(IO))
-        .map_err(|e| e.to_string())?;
-    stream.set_nodelay(true).map_err(|e| e.to_string())?;
-    Ok(stream)
+    torito_qemu_tests::connect(port, IO)
 }
 
 /// A request as clients encode it (an array of bulk strings).
@@ -261,19 +235,6 @@ fn read_line(stream: &mut TcpStream) -> Result<Vec<u8>, String> {
         line.push(byte[0]);
     }
     Ok(line)
-}
-
-/// A seeded generator, so that a failure repeats with the same bytes.
-fn random_bytes(seed: u64, length: usize) -> Vec<u8> {
-    let mut state = seed | 1;
-    (0..length)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 24) as u8
-        })
-        .collect()
 }
 
 // --- Steps ------------------------------------------------------------------------------
@@ -440,7 +401,7 @@ fn pipelining(port: u16) -> Result<(), String> {
 
 /// Step 4: 1 MiB values round-trip byte-exact; one byte more is refused.
 fn big_values(port: u16) -> Result<(), String> {
-    let mut value = random_bytes(0x6b76_0004, MIB);
+    let mut value = seeded_bytes(0x6b76_0004, MIB);
     // Every byte value, CR and LF included, at the start.
     for (index, byte) in value.iter_mut().take(256).enumerate() {
         *byte = index as u8;
@@ -627,7 +588,7 @@ fn concurrent(port: u16) -> Result<(), String> {
         for round in 0..ROUNDS {
             let key = format!("client:{client}:{round}");
             let length = 1 + (client * 37 + round * 101) % 3000;
-            let value = random_bytes((client * 1000 + round) as u64, length);
+            let value = seeded_bytes((client * 1000 + round) as u64, length);
             round_trip(&mut stream, &[b"SET", key.as_bytes(), &value], b"+OK\r\n")?;
             let mut expected = format!("${}\r\n", value.len()).into_bytes();
             expected.extend(&value);
@@ -667,7 +628,7 @@ fn fresh(port: u16) -> Result<(), String> {
 /// on; after deletes, writes work again; a new connection is served.
 fn memory_limit(port: u16) -> Result<(), String> {
     let mut stream = connect(port)?;
-    let value = random_bytes(0x6b76_00ff, 256 << 10);
+    let value = seeded_bytes(0x6b76_00ff, 256 << 10);
     let mut stored = 0;
     loop {
         let key = format!("fill:{stored}");
@@ -722,8 +683,6 @@ fn memory_limit(port: u16) -> Result<(), String> {
 
 // --- Stopping -------------------------------------------------------------------------
 
-/// What the kernel prints when the power button is pressed.
-const POWER_BUTTON: &str = "shutdown: requested by the ACPI power button";
 /// What kv prints once every connection has closed after a stop request.
 const STOPPED: &str = "kv: stopped cleanly";
 /// Clients at work when the stop comes, and batches each does before it.
@@ -732,22 +691,17 @@ const BATCHES_BEFORE_STOP: usize = 5;
 /// Requests per batch (written at once: a pipeline).
 const BATCH: usize = 16;
 
-/// One client: pipelined batches of SET and GET until `stopped`, each batch's replies
+/// One client: pipelined batches of SET and GET until the stop, each batch's replies
 /// read whole; then reads to the end of the stream. A batch written before the stop was
 /// requested must be answered whole; a reply cut short fails whenever it happens.
-fn load_client(
-    mut stream: TcpStream,
-    client: usize,
-    stopped: &AtomicBool,
-    batches: &AtomicUsize,
-) -> Result<(), String> {
+fn load_client(client: usize, mut stream: TcpStream, load: &LoadClient) -> Result<(), String> {
     let mut batch_number = 0;
-    while !stopped.load(Ordering::SeqCst) {
+    while !load.stopped() {
         let mut input = Vec::new();
         let mut expected = Vec::new();
         for index in 0..BATCH / 2 {
             let key = format!("stop:{client}:{batch_number}:{index}");
-            let value = random_bytes((client * 100_000 + batch_number * 100 + index) as u64, 100);
+            let value = seeded_bytes((client * 100_000 + batch_number * 100 + index) as u64, 100);
             input.extend(request(&[b"SET", key.as_bytes(), &value]));
             input.extend(request(&[b"GET", key.as_bytes()]));
             expected.extend(b"+OK\r\n");
@@ -756,37 +710,25 @@ fn load_client(
             expected.extend(b"\r\n");
         }
         let written = stream.write_all(&input);
-        let before_stop = written.is_ok() && !stopped.load(Ordering::SeqCst);
+        let before_stop = written.is_ok() && !load.stopped();
         if written.is_err() {
-            if stopped.load(Ordering::SeqCst) {
+            if load.stopped() {
                 return Ok(());
             }
             return Err(format!("batch {batch_number}: sending: {written:?}"));
         }
-        let mut reply = vec![0u8; expected.len()];
-        let mut got = 0;
-        while got < reply.len() {
-            match stream.read(&mut reply[got..]) {
-                Ok(0) => break,
-                Ok(count) => got += count,
-                Err(error) if error.kind() == ErrorKind::Interrupted => {}
-                Err(_) if got == 0 && !before_stop => break,
-                Err(error) => {
-                    return Err(format!(
-                        "batch {batch_number}: reading after {got} bytes: {error}"
-                    ));
-                }
-            }
-        }
+        let reply = read_up_to(&mut stream, expected.len(), !before_stop)
+            .map_err(|error| format!("batch {batch_number}: {error}"))?;
+        let got = reply.len();
         if got == 0 && !before_stop {
             return Ok(());
         }
-        if reply[..got] != expected[..got] || got < expected.len() {
+        if reply[..] != expected[..got] || got < expected.len() {
             return Err(format!(
                 "batch {batch_number} (sent {} the stop): {got} of {} reply bytes, {}",
                 if before_stop { "before" } else { "after" },
                 expected.len(),
-                if reply[..got] == expected[..got] {
+                if reply[..] == expected[..got] {
                     "cut short"
                 } else {
                     "wrong"
@@ -794,17 +736,9 @@ fn load_client(
             ));
         }
         batch_number += 1;
-        batches.fetch_add(1, Ordering::SeqCst);
+        load.round_done();
     }
-    let mut rest = Vec::new();
-    match stream.read_to_end(&mut rest) {
-        Ok(_) if rest.is_empty() => Ok(()),
-        Ok(_) => Err(format!("{} bytes after the last batch", rest.len())),
-        Err(error) if error.kind() == ErrorKind::ConnectionReset => {
-            Err("the connection was reset instead of closed".into())
-        }
-        Err(error) => Err(format!("reading to the end: {error}")),
-    }
+    expect_end(&mut stream)
 }
 
 /// `system_powerdown` while eight clients pipeline requests: kv stops accepting,
@@ -825,50 +759,10 @@ fn powerdown_under_load(name: &str, options: RunOptions) -> Result<(), Failure> 
             .map_err(|error| guest.failure(format!("client {client}: {error}")))?;
         streams.push(stream);
     }
-    let stopped = AtomicBool::new(false);
-    let batches = AtomicUsize::new(0);
-    let results = thread::scope(|scope| {
-        let clients: Vec<_> = streams
-            .into_iter()
-            .enumerate()
-            .map(|(client, stream)| {
-                let (stopped, batches) = (&stopped, &batches);
-                scope.spawn(move || {
-                    let result = load_client(stream, client, stopped, batches);
-                    if result.is_err() {
-                        // A failed client must not hold the stop back.
-                        batches.fetch_add(BATCHES_BEFORE_STOP, Ordering::SeqCst);
-                    }
-                    result
-                })
-            })
-            .collect();
-        let deadline = Instant::now() + IO;
-        while batches.load(Ordering::SeqCst) < LOAD_CLIENTS * BATCHES_BEFORE_STOP
-            && Instant::now() < deadline
-        {
-            thread::sleep(Duration::from_millis(10));
-        }
-        let sent = qmp.system_powerdown();
-        stopped.store(true, Ordering::SeqCst);
-        let results: Vec<Result<(), String>> = clients
-            .into_iter()
-            .map(|client| {
-                client
-                    .join()
-                    .unwrap_or_else(|_| Err("client panicked".into()))
-            })
-            .collect();
-        (sent, results)
-    });
-    let (sent, results) = results;
-    sent.map_err(|error| guest.failure(error))?;
-    failed_connections(&results).map_err(|error| guest.failure(error))?;
-    guest.wait_for_line(POWER_BUTTON, IO)?;
-    let outcome = guest.expect_exit(0, IO)?;
-    if outcome.line(STOPPED).is_none() {
-        return Err(guest.failure(format!("no `{STOPPED}` line before the exit")));
-    }
+    let run = powerdown_under_load_of(&mut qmp, streams, BATCHES_BEFORE_STOP, IO, load_client);
+    run.powerdown.map_err(|error| guest.failure(error))?;
+    failed_connections(&run.results).map_err(|error| guest.failure(error))?;
+    expect_graceful_stop(&mut guest, STOPPED, IO)?;
     Ok(())
 }
 

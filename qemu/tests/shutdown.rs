@@ -20,12 +20,15 @@
 //! QEMU would have ended without an exit line and the status would be 124, not 0.
 //! Deadlines only bound hangs; nothing asserts a timing.
 
-use std::io::{ErrorKind, Read, Write};
-use std::net::{Ipv4Addr, TcpStream};
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
-use torito_qemu_tests::{Failure, Guest, Qmp, RunOptions, failed_connections};
+use std::time::Duration;
+use torito_qemu_tests::powerdown_under_load as powerdown_under_load_of;
+use torito_qemu_tests::{
+    Failure, Guest, LoadClient, POWER_BUTTON, Qmp, RunOptions, expect_end, expect_graceful_stop,
+    failed_connections, read_up_to,
+};
 
 const GUEST_PORT: u16 = 5555;
 const LISTENING: &str = "echo: listening on port 5555";
@@ -33,8 +36,6 @@ const LISTENING: &str = "echo: listening on port 5555";
 const BOOT: Duration = Duration::from_secs(60);
 /// Bound for QMP's answers and for the guest to stop after the request.
 const STOP: Duration = Duration::from_secs(60);
-/// What the kernel prints when the power button is pressed.
-const POWER_BUTTON: &str = "shutdown: requested by the ACPI power button";
 /// What the kernel prints on Ctrl+Alt+Del.
 const CTRL_ALT_DEL: &str = "shutdown: requested by Ctrl+Alt+Del on the keyboard";
 /// What echo prints once every connection has closed.
@@ -73,13 +74,7 @@ fn one_exchange(port: u16) -> Result<(), String> {
 }
 
 fn connect(port: u16) -> Result<TcpStream, String> {
-    let stream = TcpStream::connect_timeout(&(Ipv4Addr::LOCALHOST, port).into(), STOP)
-        .map_err(|error| format!("connecting to port {port}: {error}"))?;
-    stream
-        .set_read_timeout(Some(STOP))
-        .and_then(|()| stream.set_write_timeout(Some(STOP)))
-        .map_err(|error| format!("socket options: {error}"))?;
-    Ok(stream)
+    torito_qemu_tests::connect(port, STOP)
 }
 
 /// Echo gets `system_powerdown` while idle (one connection open): the kernel's line,
@@ -185,34 +180,15 @@ struct Tally {
     unanswered_after_stop: bool,
 }
 
-/// Echoes messages of 1..=4096 bytes one at a time until `stopped` is set (no new
-/// request after that), then reads to the end of the stream. Fails on any answer cut
-/// short or wrong, on a request written before the stop that gets no answer, and on a
-/// connection that does not end cleanly.
-fn load_client(
-    port: u16,
-    seed: u64,
-    stopped: &AtomicBool,
-    rounds: &AtomicUsize,
-) -> Result<Tally, String> {
-    let result = echo_until_stopped(port, seed, stopped, rounds);
-    // A client that failed counts as ready, so the stop does not wait for it.
-    if result.is_err() {
-        rounds.store(ROUNDS_BEFORE_STOP, Ordering::SeqCst);
-    }
-    result
-}
-
-fn echo_until_stopped(
-    port: u16,
-    seed: u64,
-    stopped: &AtomicBool,
-    rounds: &AtomicUsize,
-) -> Result<Tally, String> {
+/// Echoes messages of 1..=4096 bytes one at a time until the stop (no new request
+/// after that), then reads to the end of the stream. Fails on any answer cut short or
+/// wrong, on a request written before the stop that gets no answer, and on a connection
+/// that does not end cleanly.
+fn load_client(port: u16, seed: u64, load: &LoadClient) -> Result<Tally, String> {
     let mut stream = connect(port)?;
     let mut random = seed;
     let mut tally = Tally::default();
-    while !stopped.load(Ordering::SeqCst) {
+    while !load.stopped() {
         random ^= random << 13;
         random ^= random >> 7;
         random ^= random << 17;
@@ -220,115 +196,72 @@ fn echo_until_stopped(
         let message: Vec<u8> = (0..size).map(|at| (random >> (at % 56)) as u8).collect();
         let written = stream.write_all(&message);
         // Written whole before the stop was even requested: it must be answered.
-        let before_stop = written.is_ok() && !stopped.load(Ordering::SeqCst);
+        let before_stop = written.is_ok() && !load.stopped();
         if let Err(error) = written {
             // The server may close between our check and the write only after the stop.
-            if stopped.load(Ordering::SeqCst) {
+            if load.stopped() {
                 tally.unanswered_after_stop = true;
                 return Ok(tally);
             }
             return Err(format!("request {}: sending: {error}", tally.answered));
         }
-        let mut reply = vec![0u8; size];
-        let mut got = 0;
-        while got < size {
-            match stream.read(&mut reply[got..]) {
-                Ok(0) => break,
-                Ok(count) => got += count,
-                Err(error) if error.kind() == ErrorKind::Interrupted => {}
-                // Closed before it read a request sent after the stop: allowed.
-                Err(_) if got == 0 && !before_stop => break,
-                Err(error) => {
-                    return Err(format!(
-                        "request {} ({size} bytes): reading after {got} bytes: {error}",
-                        tally.answered
-                    ));
-                }
-            }
-        }
-        if got == 0 && !before_stop {
+        // Closed before it read a request sent after the stop: allowed (an empty reply).
+        let reply = read_up_to(&mut stream, size, !before_stop)
+            .map_err(|error| format!("request {} ({size} bytes): {error}", tally.answered))?;
+        if reply.is_empty() && !before_stop {
             tally.unanswered_after_stop = true;
             return Ok(tally);
         }
-        if got < size {
+        if reply.len() < size {
             return Err(format!(
-                "request {} ({size} bytes, sent {} the stop): answer cut after {got} bytes",
+                "request {} ({size} bytes, sent {} the stop): answer cut after {} bytes",
                 tally.answered,
-                if before_stop { "before" } else { "after" }
+                if before_stop { "before" } else { "after" },
+                reply.len()
             ));
         }
         if reply != message {
             return Err(format!("request {}: wrong echo", tally.answered));
         }
         tally.answered += 1;
-        rounds.fetch_add(1, Ordering::SeqCst);
+        load.round_done();
     }
     // Stopped: no new requests; the server closes once the line is quiet.
-    let mut rest = Vec::new();
-    match stream.read_to_end(&mut rest) {
-        Ok(_) if rest.is_empty() => Ok(tally),
-        Ok(_) => Err(format!(
-            "{} unexpected bytes after the last answer",
-            rest.len()
-        )),
-        Err(error) => Err(format!("the connection did not end cleanly: {error}")),
-    }
+    expect_end(&mut stream)?;
+    Ok(tally)
 }
 
 /// `system_powerdown` while [`LOAD_CLIENTS`] clients echo (connections spread over the
 /// cores `options` gives).
 fn powerdown_under_load(name: &str, options: RunOptions) -> Result<(), Failure> {
     let (mut guest, port, mut qmp) = boot(name, "echo", options)?;
-    let stopped = AtomicBool::new(false);
-    let rounds: Vec<AtomicUsize> = (0..LOAD_CLIENTS).map(|_| AtomicUsize::new(0)).collect();
-    let mut stop_error = None;
-    let results: Vec<Result<Tally, String>> = std::thread::scope(|scope| {
-        let stopper = scope.spawn(|| {
-            // Stop once every client is into its run (or after the bound).
-            let deadline = Instant::now() + STOP;
-            let ready = || {
-                rounds
-                    .iter()
-                    .all(|done| done.load(Ordering::SeqCst) >= ROUNDS_BEFORE_STOP)
-            };
-            while !ready() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            stopped.store(true, Ordering::SeqCst);
-            qmp.system_powerdown()
-        });
-        let clients: Vec<_> = rounds
-            .iter()
-            .enumerate()
-            .map(|(index, rounds)| {
-                let stopped = &stopped;
-                let seed = 0x5107_0000 + index as u64;
-                scope.spawn(move || load_client(port, seed, stopped, rounds))
-            })
-            .collect();
-        let results = clients
-            .into_iter()
-            .map(|client| {
-                client
-                    .join()
-                    .unwrap_or_else(|_| Err("the client thread panicked".into()))
-            })
-            .collect();
-        if let Err(error) = stopper.join().expect("the stopping thread panicked") {
-            stop_error = Some(error);
-        }
-        results
-    });
-    if let Some(error) = stop_error {
-        return Err(guest.failure(error));
-    }
-    let summary: Vec<Result<(), String>> = results
+    let seeds = (0..LOAD_CLIENTS as u64)
+        .map(|index| 0x5107_0000 + index)
+        .collect();
+    let run = powerdown_under_load_of(
+        &mut qmp,
+        seeds,
+        ROUNDS_BEFORE_STOP,
+        STOP,
+        |_, seed, load| load_client(port, seed, load),
+    );
+    run.powerdown
+        .clone()
+        .map_err(|error| guest.failure(error))?;
+    let summary: Vec<Result<(), String>> = run
+        .results
         .iter()
         .map(|result| result.as_ref().map(|_| ()).map_err(Clone::clone))
         .collect();
     failed_connections(&summary).map_err(|error| guest.failure(error))?;
-    let answered: usize = results.iter().flatten().map(|tally| tally.answered).sum();
-    let cut_off = results
+    let answered: usize = run
+        .results
+        .iter()
+        .flatten()
+        .map(|tally| tally.answered)
+        .sum();
+    let cut_off = run
+        .results
         .iter()
         .flatten()
         .filter(|tally| tally.unanswered_after_stop)
@@ -337,24 +270,9 @@ fn powerdown_under_load(name: &str, options: RunOptions) -> Result<(), Failure> 
     eprintln!(
         "{name}: {answered} requests answered, {cut_off} clients closed mid-request after the stop"
     );
-    if let Some(quiet) = results
-        .iter()
-        .flatten()
-        .position(|tally| tally.answered < ROUNDS_BEFORE_STOP)
-    {
-        return Err(guest.failure(format!(
-            "client {quiet} had fewer than {ROUNDS_BEFORE_STOP} answers before the stop: \
-             the load never got going"
-        )));
-    }
-    guest.wait_for_line(POWER_BUTTON, STOP)?;
-    let outcome = guest.expect_exit(0, STOP)?;
-    if outcome.line(STOPPED).is_none() {
-        return Err(guest.failure(format!("no `{STOPPED}` line before the exit")));
-    }
-    if let Some(line) = outcome.line("!!!") {
-        return Err(guest.failure(format!("the guest reported a fault: `{line}`")));
-    }
+    run.check_load(ROUNDS_BEFORE_STOP)
+        .map_err(|error| guest.failure(error))?;
+    expect_graceful_stop(&mut guest, STOPPED, STOP)?;
     Ok(())
 }
 

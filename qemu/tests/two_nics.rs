@@ -12,10 +12,12 @@
 
 use std::cell::Cell;
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, TcpStream};
 use std::thread;
 use std::time::Duration;
-use torito_qemu_tests::{Failure, Guest, RunOptions, failed_connections, free_port, run_clients};
+use torito_qemu_tests::{
+    Failure, Guest, RunOptions, SplitMix64, failed_connections, free_port, run_clients,
+};
 
 const GUEST_PORT: u16 = 5555;
 /// The first NIC's listening line (echo's, unchanged).
@@ -64,15 +66,7 @@ enum Job {
 }
 
 fn connect(port: u16) -> Result<TcpStream, String> {
-    let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let stream = TcpStream::connect_timeout(&address, IO_TIMEOUT)
-        .map_err(|error| format!("cannot connect to {address}: {error}"))?;
-    stream
-        .set_read_timeout(Some(IO_TIMEOUT))
-        .and_then(|()| stream.set_write_timeout(Some(IO_TIMEOUT)))
-        .and_then(|()| stream.set_nodelay(true))
-        .map_err(|error| format!("socket options: {error}"))?;
-    Ok(stream)
+    torito_qemu_tests::connect(port, IO_TIMEOUT)
 }
 
 /// Writes `data` and reads the same number of bytes back; Err names the first
@@ -121,7 +115,7 @@ fn run(stream: TcpStream, job: Job) -> Result<(), String> {
     match job {
         Job::Messages(seed) => {
             let mut stream = stream;
-            let mut random = Prng(seed);
+            let mut random = SplitMix64(seed);
             for message in 0..MESSAGES_PER_CONNECTION {
                 let size = random.range(1, MAX_MESSAGE);
                 echo(&mut stream, &random.bytes(size))
@@ -129,7 +123,7 @@ fn run(stream: TcpStream, job: Job) -> Result<(), String> {
             }
             Ok(())
         }
-        Job::Bulk(seed) => echo_stream(stream, &Prng(seed).bytes(BULK_BYTES)),
+        Job::Bulk(seed) => echo_stream(stream, &SplitMix64(seed).bytes(BULK_BYTES)),
     }
 }
 
@@ -315,31 +309,4 @@ fn the_clients_pass_against_host_echo_servers() {
         port
     });
     both_at_once(ports).unwrap();
-}
-
-/// SplitMix64: seeded data, so a failure repeats with the same bytes.
-struct Prng(u64);
-
-impl Prng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// A number in `low..=high`.
-    fn range(&mut self, low: usize, high: usize) -> usize {
-        low + (self.next() % (high - low + 1) as u64) as usize
-    }
-
-    fn bytes(&mut self, len: usize) -> Vec<u8> {
-        let mut bytes = Vec::with_capacity(len + 8);
-        while bytes.len() < len {
-            bytes.extend_from_slice(&self.next().to_le_bytes());
-        }
-        bytes.truncate(len);
-        bytes
-    }
 }

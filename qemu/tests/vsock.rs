@@ -20,7 +20,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
-use torito_qemu_tests::{Failure, Guest, RunOptions};
+use torito_qemu_tests::{Failure, Guest, RunOptions, seeded_bytes};
 
 const GUEST_PORT: u32 = 5555;
 const LISTENING: &str = "vsock-echo: listening on port 5555";
@@ -38,19 +38,6 @@ const ROUND: usize = 32 << 10;
 /// A socket path of this run's own (tests run in parallel).
 fn socket_path(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("torito-vsock-{}-{name}.sock", std::process::id()))
-}
-
-/// Seeded bytes (xorshift), so a failure repeats with the same data.
-fn bytes(seed: u64, length: usize) -> Vec<u8> {
-    let mut state = seed | 1;
-    (0..length)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 24) as u8
-        })
-        .collect()
 }
 
 /// Connects to guest port 5555 through the backend: `CONNECT`, then its `OK` line.
@@ -98,12 +85,12 @@ fn compare(expected: &[u8], got: &[u8], offset: usize) -> Result<(), String> {
 
 fn echo_messages(socket: &Path, seed: u64) -> Result<(), String> {
     let mut stream = connect(socket)?;
-    let sizes = bytes(seed, MESSAGES * 2);
+    let sizes = seeded_bytes(seed, MESSAGES * 2);
     for message in 0..MESSAGES {
         let size = 1
             + (usize::from(sizes[2 * message]) << 8 | usize::from(sizes[2 * message + 1]))
                 % MAX_MESSAGE;
-        let data = bytes(seed ^ (message as u64 + 1) << 32, size);
+        let data = seeded_bytes(seed ^ (message as u64 + 1) << 32, size);
         stream
             .write_all(&data)
             .map_err(|error| format!("message {message}: sending: {error}"))?;
@@ -149,7 +136,7 @@ fn concurrent(socket: &Path) -> Result<(), String> {
 /// reading (see [`vsock_full_duplex_bulk_microvm`]).
 fn bulk(socket: &Path) -> Result<(), String> {
     let mut stream = connect(socket)?;
-    let data = bytes(0x7e57_0200, BULK);
+    let data = seeded_bytes(0x7e57_0200, BULK);
     let mut echoed = vec![0; ROUND];
     for (round, chunk) in data.chunks(ROUND).enumerate() {
         let offset = round * ROUND;
@@ -167,7 +154,7 @@ fn bulk(socket: &Path) -> Result<(), String> {
 /// 8 MiB written by one thread while another reads the echo.
 fn full_duplex_bulk(socket: &Path) -> Result<(), String> {
     let stream = connect(socket)?;
-    let data = bytes(0x7e57_0200, BULK);
+    let data = seeded_bytes(0x7e57_0200, BULK);
     let mut writer = stream.try_clone().map_err(|error| error.to_string())?;
     let sent = data.clone();
     let writing = thread::spawn(move || writer.write_all(&sent));

@@ -13,8 +13,8 @@
 #![no_main]
 #![forbid(unsafe_code)]
 
-use core::sync::atomic::{AtomicUsize, Ordering};
 use torito::net::{self, TcpListener, TcpStream, TcpTimeouts};
+use torito::task::Spread;
 use torito::time::Duration;
 
 /// After a stop request, a connection closes once no bytes arrived for this long: a
@@ -23,25 +23,6 @@ use torito::time::Duration;
 const QUIET: Duration = Duration::from_millis(500);
 /// After a stop request, `main` waits this long at most for the connections to close.
 const DRAIN_LIMIT: Duration = Duration::from_secs(5);
-
-/// Connections being served (every core's).
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-
-/// Counts a connection in [`LIVE`] while it lives.
-struct Live;
-
-impl Live {
-    fn new() -> Self {
-        LIVE.fetch_add(1, Ordering::AcqRel);
-        Live
-    }
-}
-
-impl Drop for Live {
-    fn drop(&mut self) {
-        LIVE.fetch_sub(1, Ordering::AcqRel);
-    }
-}
 
 const PORT: u16 = 5555;
 /// Connections waiting to be accepted before new ones are refused.
@@ -66,32 +47,27 @@ async fn main() -> Result<(), net::Error> {
     if torito::boot::arg("app.stats").is_some() {
         torito::task::spawn(report()).detach();
     }
-    // Every other NIC: its own stack (DHCP), its own listener and accept loop.
+    // Every other NIC: its own stack (DHCP), its own listener and accept loop; all of
+    // them count their connections together.
+    let spread = Spread::new();
     for nic in 1..net::nic_count() {
+        let spread = spread.clone();
         torito::task::spawn(async move {
             match net::stack_of(nic).await.and_then(|stack| listen(&stack)) {
                 Ok(listener) => {
                     torito::println!("echo: NIC {} listening on port {}", nic, PORT);
-                    accept_loop(listener).await;
+                    accept_loop(listener, spread).await;
                 }
                 Err(error) => torito::log::error!("echo: NIC {}: {}", nic, error),
             }
         })
         .detach();
     }
-    accept_loop(listener).await;
+    accept_loop(listener, spread.clone()).await;
     // Asked to stop: the accept loops have ended; let the connections finish.
-    let started = torito::time::now();
-    let mut waited = Duration::from_millis(0);
-    while LIVE.load(Ordering::Acquire) > 0 && waited < DRAIN_LIMIT {
-        torito::time::sleep(Duration::from_millis(10)).await;
-        waited = torito::time::now().saturating_duration_since(started);
-    }
-    let left = LIVE.load(Ordering::Acquire);
-    if left > 0 {
-        torito::println!("echo: stopping with {} connections still open", left);
-    } else {
-        torito::println!("echo: stopped cleanly");
+    match spread.wait(DRAIN_LIMIT).await {
+        0 => torito::println!("echo: stopped cleanly"),
+        left => torito::println!("echo: stopping with {} connections still open", left),
     }
     Ok(())
 }
@@ -105,18 +81,10 @@ fn listen(stack: &net::Stack) -> Result<TcpListener, net::Error> {
 
 /// Accepts connections until a stop request, serving each on the next core in turn;
 /// then drops the listener (new connections are refused).
-async fn accept_loop(listener: TcpListener) {
-    let mut next_core = 0;
+async fn accept_loop(listener: TcpListener, mut spread: Spread) {
     while let Some(accepted) = torito::until_shutdown(listener.accept()).await {
         match accepted {
-            Ok(stream) => {
-                next_core = (next_core + 1) % torito::task::cores();
-                // Counted here, before the task starts, so that `main` cannot see zero
-                // connections while one is on its way to its core.
-                let live = Live::new();
-                // The core exists (it is below `cores()`), so spawn_on cannot refuse.
-                let _ = torito::task::spawn_on(next_core, serve(stream, live));
-            }
+            Ok(stream) => spread.spawn(serve(stream)),
             Err(error) => torito::log::warn!("echo: accept failed: {}", error),
         }
     }
@@ -127,7 +95,7 @@ async fn accept_loop(listener: TcpListener) {
 /// by the same timeout; the stack finishes or resets the close in the background).
 /// Whatever was read is written back whole before the next read: a stop never cuts an
 /// answer in half.
-async fn serve(mut stream: TcpStream, live: Live) {
+async fn serve(mut stream: TcpStream) {
     let mut buffer = [0u8; 2048];
     loop {
         let read = if torito::shutdown_requested() {
@@ -151,7 +119,6 @@ async fn serve(mut stream: TcpStream, live: Live) {
         }
     }
     let _ = stream.close().await;
-    drop(live);
 }
 
 /// `app.stats`: prints each NIC's counters (its stack's, then its driver's) and each

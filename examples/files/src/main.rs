@@ -59,13 +59,11 @@ async fn main() -> Result<(), net::Error> {
     });
     torito::println!("files: root {}", root);
     torito::println!("files: serving on port {}", PORT);
-    let mut next_core = 0;
+    // Each connection on the next core in turn.
+    let mut spread = torito::task::Spread::new();
     loop {
         match listener.accept().await {
-            Ok(stream) => {
-                next_core = (next_core + 1) % torito::task::cores();
-                let _ = torito::task::spawn_on(next_core, serve(stream, root));
-            }
+            Ok(stream) => spread.spawn(serve(stream, root)),
             Err(error) => torito::log::warn!("files: accept failed: {}", error),
         }
     }

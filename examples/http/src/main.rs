@@ -43,9 +43,9 @@ mod routes;
 mod stats;
 
 use core::fmt;
-use core::sync::atomic::{AtomicUsize, Ordering};
 
 use torito::net::{self, TcpListener, TcpStream, TcpTimeouts};
+use torito::task::Spread;
 use torito::time::Duration;
 
 use crate::io::{Head, Io};
@@ -118,55 +118,23 @@ async fn main() -> Result<(), StartError> {
     if torito::boot::arg("app.stats").is_some() {
         torito::task::spawn(report(stack.clone())).detach();
     }
-    accept_loop(&listener, idle).await;
+    let spread = Spread::new();
+    accept_loop(&listener, idle, spread.clone()).await;
     // Asked to stop: new connections are refused from here on; let the others finish.
     drop(listener);
-    let started = torito::time::now();
-    while LIVE.load(Ordering::Acquire) > 0
-        && torito::time::now().saturating_duration_since(started) < DRAIN_LIMIT
-    {
-        torito::time::sleep(Duration::from_millis(10)).await;
-    }
-    match LIVE.load(Ordering::Acquire) {
+    match spread.wait(DRAIN_LIMIT).await {
         0 => torito::println!("http: stopped cleanly"),
         left => torito::println!("http: stopping with {} connections still open", left),
     }
     Ok(())
 }
 
-/// Connections being served (every core's).
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-
-/// Counts a connection in [`LIVE`] while it lives.
-struct Live;
-
-impl Live {
-    fn new() -> Live {
-        LIVE.fetch_add(1, Ordering::AcqRel);
-        Live
-    }
-}
-
-impl Drop for Live {
-    fn drop(&mut self) {
-        LIVE.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
 /// Accepts connections until the platform asks the VM to stop, serving each on the next
 /// core in turn; connections already accepted go on to their end.
-async fn accept_loop(listener: &TcpListener, idle: Duration) {
-    let mut next_core = 0;
+async fn accept_loop(listener: &TcpListener, idle: Duration, mut spread: Spread) {
     while let Some(accepted) = torito::until_shutdown(listener.accept()).await {
         match accepted {
-            Ok(stream) => {
-                next_core = (next_core + 1) % torito::task::cores();
-                // Counted here, before the task starts, so that `main` cannot see zero
-                // connections while one is on its way to its core.
-                let live = Live::new();
-                // The core exists (it is below `cores()`), so spawn_on cannot refuse.
-                let _ = torito::task::spawn_on(next_core, serve(stream, idle, live));
-            }
+            Ok(stream) => spread.spawn(serve(stream, idle)),
             Err(error) => torito::log::warn!("http: accept failed: {}", error),
         }
     }
@@ -190,7 +158,7 @@ enum Next {
 
 /// Serves requests on `stream` until the client closes, asks to close, idles past the
 /// limit, or is refused; then closes (bounded by the stream's timeout).
-async fn serve(stream: TcpStream, idle: Duration, live: Live) {
+async fn serve(stream: TcpStream, idle: Duration) {
     count(&STATS.connections);
     let mut io = Io::new(stream);
     let mut head = [0u8; HEADER_LIMIT + 1];
@@ -210,7 +178,6 @@ async fn serve(stream: TcpStream, idle: Duration, live: Live) {
         linger(&mut stream, idle).await;
     }
     let _ = stream.close().await;
-    drop(live);
 }
 
 /// Reads one request, checks it, answers it.

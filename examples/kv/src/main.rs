@@ -24,11 +24,11 @@ use alloc::boxed::Box;
 use core::fmt;
 use core::future::Future;
 use core::pin::{Pin, pin};
-use core::sync::atomic::{AtomicUsize, Ordering};
 use core::task::Poll;
 use kv::{Connection, Flow, PORT, Store};
 use torito::net::{self, TcpListener, TcpStream, TcpTimeouts};
 use torito::shutdown::Shutdown;
+use torito::task::Spread;
 use torito::time::Duration;
 
 /// Connections waiting to be accepted before new ones are refused (redis-benchmark's
@@ -43,25 +43,6 @@ const SWEEP_PERIOD: Duration = Duration::from_millis(100);
 const QUIET: Duration = Duration::from_millis(500);
 /// After a stop request, `main` waits this long at most for the connections to close.
 const DRAIN_LIMIT: Duration = Duration::from_secs(5);
-
-/// Connections being served (every core's).
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-
-/// Counts a connection in [`LIVE`] while it lives.
-struct Live;
-
-impl Live {
-    fn new() -> Self {
-        LIVE.fetch_add(1, Ordering::AcqRel);
-        Live
-    }
-}
-
-impl Drop for Live {
-    fn drop(&mut self) {
-        LIVE.fetch_sub(1, Ordering::AcqRel);
-    }
-}
 
 /// Why the service could not start.
 #[derive(Debug)]
@@ -128,15 +109,10 @@ async fn main() -> Result<(), Error> {
         heap
     );
     torito::println!("kv: listening on port {}", PORT);
-    accept_loop(listener, store).await;
+    let spread = Spread::new();
+    accept_loop(listener, store, spread.clone()).await;
     // Asked to stop: no more connections; let those in flight finish.
-    let started = torito::time::now();
-    let mut waited = Duration::from_millis(0);
-    while LIVE.load(Ordering::Acquire) > 0 && waited < DRAIN_LIMIT {
-        torito::time::sleep(Duration::from_millis(10)).await;
-        waited = torito::time::now().saturating_duration_since(started);
-    }
-    match LIVE.load(Ordering::Acquire) {
+    match spread.wait(DRAIN_LIMIT).await {
         0 => torito::println!("kv: stopped cleanly"),
         left => torito::println!("kv: stopping with {} connections still open", left),
     }
@@ -145,18 +121,10 @@ async fn main() -> Result<(), Error> {
 
 /// Accepts connections until a stop request, serving each on the next core in turn;
 /// then drops the listener (new connections are refused).
-async fn accept_loop(listener: TcpListener, store: &'static Store) {
-    let mut next_core = 0;
+async fn accept_loop(listener: TcpListener, store: &'static Store, mut spread: Spread) {
     while let Some(accepted) = torito::until_shutdown(listener.accept()).await {
         match accepted {
-            Ok(stream) => {
-                next_core = (next_core + 1) % torito::task::cores();
-                // Counted before the task starts, so that `main` cannot see zero
-                // connections while one is on its way to its core.
-                let live = Live::new();
-                // The core exists (it is below `cores()`), so spawn_on cannot refuse.
-                let _ = torito::task::spawn_on(next_core, serve(stream, store, live));
-            }
+            Ok(stream) => spread.spawn(serve(stream, store)),
             Err(error) => torito::log::warn!("kv: accept failed: {}", error),
         }
     }
@@ -165,7 +133,7 @@ async fn accept_loop(listener: TcpListener, store: &'static Store) {
 /// Serves one client until it closes, quits, breaks the framing or stays idle too long,
 /// or, after a stop request, until no bytes arrived for [`QUIET`]. Every request read is
 /// answered, whole, before the next read: a stop never cuts a reply.
-async fn serve(mut stream: TcpStream, store: &'static Store, live: Live) {
+async fn serve(mut stream: TcpStream, store: &'static Store) {
     let mut connection = Connection::new();
     // One stop future for the connection's life: it registers its waker once, not once
     // per read as `torito::until_shutdown` around each read would.
@@ -211,7 +179,6 @@ async fn serve(mut stream: TcpStream, store: &'static Store, live: Live) {
     }
     drop(connection);
     let _ = stream.close().await;
-    drop(live);
 }
 
 /// `future`'s output, or `None` if `stop` resolves first (`future` is polled first, so

@@ -6,7 +6,7 @@
  * PIT ... Marking TSC unstable"), after which that kernel hangs in its boot. The bench
  * passes the measured rate as tsc_early_khz= so the guest skips that calibration.
  *
- * Built by bench/net/run.sh: gcc -O2 -o tsc_khz tsc_khz.c
+ * Built by bench/linux/guest.sh (linux_append): gcc -O2 -o tsc_khz tsc_khz.c
  */
 #include <stdio.h>
 #include <time.h>
