@@ -145,7 +145,13 @@ fn intercore_one_vcpu_on_xen() -> Result<(), Failure> {
     intercore(1)
 }
 
+/// Not in `make test`: under Xen under QEMU's emulator a wake-up interrupt to a halted
+/// vCPU is sometimes lost (docs/xen.md, "Open problem"), and with four vCPUs a run can
+/// then hang past the test's bound (one did, on a fresh-clone CI run). It passes most
+/// runs; run it by hand with
+/// `cargo test -p torito-qemu-tests --test xen -- --ignored`.
 #[test]
+#[ignore = "a wake-up lost under Xen under TCG can hang it (docs/xen.md)"]
 fn intercore_four_vcpus_on_xen() -> Result<(), Failure> {
     intercore(4)
 }
