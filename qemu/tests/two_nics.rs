@@ -218,7 +218,7 @@ fn static_second_nic(options: RunOptions) -> Result<(), Failure> {
     if console.contains("net1: DHCP") || console.contains("net0: static") {
         return Err(guest.failure("a NIC took the other's configuration"));
     }
-    let data = Prng(SEED ^ 0x1).bytes(NIC1_BYTES);
+    let data = SplitMix64(SEED ^ 0x1).bytes(NIC1_BYTES);
     let stream = connect(second).map_err(|error| guest.failure(format!("NIC 1: {error}")))?;
     echo_stream(stream, &data).map_err(|error| guest.failure(format!("NIC 1: {error}")))?;
     // The statistics come every second: wait for a line that shows the bytes.

@@ -322,7 +322,7 @@ fn accept_within(listener: &UnixListener, limit: Duration) -> Result<UnixStream,
 /// Seeded bytes through `stream` in rounds (each written whole, then its echo read back
 /// whole), compared byte for byte.
 fn echo_rounds(stream: &mut UnixStream, seed: u64, length: usize) -> Result<(), String> {
-    let data = bytes(seed, length);
+    let data = seeded_bytes(seed, length);
     let mut echoed = vec![0; ROUND];
     for (round, chunk) in data.chunks(ROUND).enumerate() {
         let offset = round * ROUND;
