@@ -135,20 +135,7 @@ fn concurrent(socket: &Path) -> Result<(), String> {
 /// credit must keep flowing both ways, but the host never writes while it is behind on
 /// reading (see [`vsock_full_duplex_bulk_microvm`]).
 fn bulk(socket: &Path) -> Result<(), String> {
-    let mut stream = connect(socket)?;
-    let data = seeded_bytes(0x7e57_0200, BULK);
-    let mut echoed = vec![0; ROUND];
-    for (round, chunk) in data.chunks(ROUND).enumerate() {
-        let offset = round * ROUND;
-        stream
-            .write_all(chunk)
-            .map_err(|error| format!("writing at offset {offset}: {error}"))?;
-        stream
-            .read_exact(&mut echoed[..chunk.len()])
-            .map_err(|error| format!("reading at offset {offset}: {error}"))?;
-        compare(chunk, &echoed[..chunk.len()], offset)?;
-    }
-    Ok(())
+    echo_rounds(&mut connect(socket)?, 0x7e57_0200, BULK)
 }
 
 /// 8 MiB written by one thread while another reads the echo.
