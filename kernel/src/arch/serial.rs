@@ -79,6 +79,7 @@ pub fn force_write(args: fmt::Arguments<'_>) {
 }
 
 /// On Xen the console is Xen's (it owns COM1 when its own console is there).
+/// Both paths escape control characters.
 fn emit(args: fmt::Arguments<'_>) {
     if super::xen::present() {
         super::xen::write(args);

@@ -134,12 +134,12 @@ impl Write for Line {
 }
 
 /// Writes formatted text to Xen's console (the caller holds the console lock, or is on
-/// a fatal path).
+/// a fatal path), control characters but `\n` escaped as on COM1 (`crate::escape`).
 pub fn write(args: fmt::Arguments<'_>) {
     let mut line = Line {
         bytes: [0; 128],
         len: 0,
     };
-    let _ = line.write_fmt(args);
+    let _ = crate::escape::Escaped::lines(&mut line).write_fmt(args);
     line.flush();
 }
