@@ -158,6 +158,7 @@ extern "C" fn torito_kernel_entry(protocol: u32, magic: u32, info: u32, entry_ts
         fatal("local APIC", error);
     }
     acpi::init(&boot_only, boot, ebda);
+    xen::start(&boot_only);
     stamps[2] = clock::rdtsc();
     match clock::calibrate(&boot_only) {
         Ok(calibration) => log::debug!(
