@@ -395,6 +395,50 @@ impl HvmParam {
     }
 }
 
+/// `GNTTABOP_query_size`: how many grant-table frames the domain has and may have.
+pub const GNTTABOP_QUERY_SIZE: u64 = 6;
+
+/// `struct gnttab_query_size`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuerySize {
+    /// In: [`DOMID_SELF`].
+    pub dom: u16,
+    /// Padding before the 32-bit fields.
+    pub pad: u16,
+    /// Out: frames the table has now.
+    pub nr_frames: u32,
+    /// Out: frames it may grow to (the toolstack's `max_grant_frames`).
+    pub max_nr_frames: u32,
+    /// Out: `GNTST_okay` (0) or a negative `GNTST_*` error.
+    pub status: i16,
+}
+
+impl QuerySize {
+    /// A query about this domain.
+    pub fn new() -> Self {
+        Self {
+            dom: DOMID_SELF,
+            pad: 0,
+            nr_frames: 0,
+            max_nr_frames: 0,
+            status: 0,
+        }
+    }
+
+    /// How many frames to map: `wanted`, at most what the domain may have; `None` when
+    /// the reply is an error or allows none.
+    pub fn frames(&self, wanted: u32) -> Option<u32> {
+        (self.status == 0 && self.max_nr_frames > 0).then(|| wanted.min(self.max_nr_frames))
+    }
+}
+
+impl Default for QuerySize {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// The `HVM_PARAM_CALLBACK_IRQ` value that delivers upcalls as `vector` on vCPU 0
 /// (`HVM_PARAM_CALLBACK_TYPE_VECTOR`, type 2 in bits 63:56): the fallback for a Xen
 /// without `HVMOP_set_evtchn_upcall_vector`.
@@ -535,8 +579,27 @@ mod tests {
         // struct xen_feature_info { unsigned int submap_idx; uint32_t submap; }
         assert_eq!(size_of::<FeatureInfo>(), 8);
         assert_eq!(offset_of!(FeatureInfo, submap), 4);
+        // struct gnttab_query_size { domid_t dom; uint32_t nr_frames; uint32_t
+        // max_nr_frames; int16_t status; }
+        assert_eq!(size_of::<QuerySize>(), 16);
+        assert_eq!(offset_of!(QuerySize, nr_frames), 4);
+        assert_eq!(offset_of!(QuerySize, max_nr_frames), 8);
+        assert_eq!(offset_of!(QuerySize, status), 12);
         // HVM_PARAM_CALLBACK_TYPE_VECTOR is type 2, in the top byte.
         assert_eq!(callback_vector(0xf3), 0x0200_0000_0000_00f3);
+    }
+
+    #[test]
+    fn grant_frames_from_query() {
+        let reply = |max, status| QuerySize {
+            max_nr_frames: max,
+            status,
+            ..QuerySize::new()
+        };
+        assert_eq!(reply(64, 0).frames(4), Some(4));
+        assert_eq!(reply(2, 0).frames(4), Some(2));
+        assert_eq!(reply(0, 0).frames(4), None);
+        assert_eq!(reply(64, -1).frames(4), None);
     }
 
     #[test]

@@ -13,17 +13,22 @@
 use super::Error;
 use super::hypercall;
 use super::shared::{Page, SharedInfo};
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use futures_util::task::AtomicWaker;
 use torito_boot::xen::{self as abi, MapSpace, Param};
 
-/// Ports with a waker; an event on a higher port is counted and dropped (a domU's ports
-/// are numbered from 1 as it binds them: a few per device).
-pub const MAX_PORTS: usize = 128;
+/// Ports that can be routed to a waker; an event on a higher port is counted and
+/// dropped (a domU's ports are numbered from 1 as it binds them: a few per device).
+pub const MAX_PORTS: usize = 256;
+/// Wakers, one per [`Channel`] (a device or service: console, xenstore, a NIC).
+pub const CHANNELS: usize = 16;
 
 static SHARED_INFO: spin::Once<SharedInfo> = spin::Once::new();
-static WAKERS: [AtomicWaker; MAX_PORTS] = [const { AtomicWaker::new() }; MAX_PORTS];
-/// Upcalls taken, and events on ports without a waker.
+static WAKERS: [AtomicWaker; CHANNELS] = [const { AtomicWaker::new() }; CHANNELS];
+/// Which channel each port wakes: 0 for none, else the channel's index + 1.
+static ROUTES: [AtomicU8; MAX_PORTS] = [const { AtomicU8::new(0) }; MAX_PORTS];
+static NEXT_CHANNEL: AtomicUsize = AtomicUsize::new(0);
+/// Upcalls taken, and events on ports routed to no channel.
 static UPCALLS: AtomicU64 = AtomicU64::new(0);
 static STRAY: AtomicU64 = AtomicU64::new(0);
 
@@ -56,10 +61,15 @@ fn upcall() {
     if vcpu >= abi::events::SHARED_VCPUS {
         return;
     }
-    abi::events::scan(shared, vcpu, |port| match WAKERS.get(port as usize) {
-        Some(waker) => waker.wake(),
-        None => {
-            STRAY.fetch_add(1, Ordering::Relaxed);
+    abi::events::scan(shared, vcpu, |port| {
+        let route = ROUTES
+            .get(port as usize)
+            .map_or(0, |route| route.load(Ordering::Acquire));
+        match WAKERS.get(usize::from(route).wrapping_sub(1)) {
+            Some(waker) => waker.wake(),
+            None => {
+                STRAY.fetch_add(1, Ordering::Relaxed);
+            }
         }
     });
 }
@@ -98,51 +108,75 @@ pub fn ready() -> bool {
     SHARED_INFO.is_completed()
 }
 
-/// A port's waker, and the port unmasked so that its events raise upcalls; `None` for a
-/// port past [`MAX_PORTS`] or before `init`.
-pub fn bind(port: u32) -> Option<&'static AtomicWaker> {
-    if !ready() {
-        return None;
-    }
-    let waker = WAKERS.get(port as usize)?;
-    if hypercall::unmask(port) != 0 {
-        log::warn!("xen: cannot unmask event channel {}", port);
-    }
-    Some(waker)
+/// One waker and the ports routed to it: what a driver is given to hear its events
+/// (`torito_virtio::xen::EventChannel`).
+#[derive(Debug)]
+pub struct Channel {
+    index: usize,
 }
 
-/// Signals the other end of `port` (`EVTCHNOP_send`). A failure (a closed port) is
-/// logged: the driver then waits for an answer that will not come, as on a dead device.
-pub fn notify(port: u32) {
-    let status = hypercall::send(port);
-    if status != 0 {
-        log::warn!("xen: EVTCHNOP_send on port {} failed: {}", port, status);
+impl Channel {
+    /// A channel of its own; `None` when all [`CHANNELS`] are taken or before `init`.
+    pub fn new() -> Option<Self> {
+        if !ready() {
+            return None;
+        }
+        let index = NEXT_CHANNEL.fetch_add(1, Ordering::Relaxed);
+        (index < CHANNELS).then_some(Self { index })
+    }
+
+    /// The waker the upcall wakes for this channel's ports.
+    pub fn waker(&self) -> &'static AtomicWaker {
+        &WAKERS[self.index]
+    }
+
+    /// Routes `port`'s events to this channel's waker and unmasks the port.
+    ///
+    /// # Errors
+    /// `Param` for a port past [`MAX_PORTS`]; Xen's refusal to unmask it.
+    pub fn bind(&self, port: u32) -> Result<(), Error> {
+        let route = ROUTES.get(port as usize).ok_or(Error::Param {
+            name: "event channel port",
+            value: u64::from(port),
+        })?;
+        route.store(self.index as u8 + 1, Ordering::Release);
+        Error::check("EVTCHNOP_unmask", hypercall::unmask(port)).map(|_| ())
+    }
+
+    /// A new port that domain `remote` may bind (a frontend's port for its backend),
+    /// routed to this channel.
+    ///
+    /// # Errors
+    /// Xen's refusal; `Param` for a port past [`MAX_PORTS`] (then closed again).
+    pub fn alloc_unbound(&self, remote: u16) -> Result<u32, Error> {
+        let (status, port) = hypercall::alloc_unbound(remote);
+        Error::check("EVTCHNOP_alloc_unbound", status)?;
+        if let Err(error) = self.bind(port) {
+            hypercall::close(port);
+            return Err(error);
+        }
+        Ok(port)
     }
 }
 
-/// A new port that domain `remote` may bind (a frontend's port for its backend).
-///
-/// # Errors
-/// Xen's refusal.
-pub fn alloc_unbound(remote: u16) -> Result<u32, Error> {
-    let (status, port) = hypercall::alloc_unbound(remote);
-    Error::check("EVTCHNOP_alloc_unbound", status)?;
-    Ok(port)
+/// Signals the other end of `port` (`EVTCHNOP_send`); returns Xen's status. A failure
+/// (a closed port) leaves the driver waiting for an answer that will not come, as a
+/// dead device would.
+pub fn notify(port: u32) -> i64 {
+    hypercall::send(port)
 }
 
 /// Checks that an event reaches this kernel's handler: a port pair looped back to this
 /// domain, one event sent, interrupts on for at most `spins` spins until it arrives.
 /// Boot only, interrupts off. Returns whether the event arrived.
 pub fn loop_back(spins: u64) -> Result<bool, Error> {
-    let here = alloc_unbound(abi::DOMID_SELF)?;
+    let (status, here) = hypercall::alloc_unbound(abi::DOMID_SELF);
+    Error::check("EVTCHNOP_alloc_unbound", status)?;
     let (status, there) = hypercall::bind_interdomain(abi::DOMID_SELF, here);
     Error::check("EVTCHNOP_bind_interdomain", status)?;
+    Error::check("EVTCHNOP_unmask", hypercall::unmask(here))?;
     let before = UPCALLS.load(Ordering::Relaxed);
-    let Some(waker) = bind(here) else {
-        return Ok(false);
-    };
-    let _ = waker; // woken by the upcall; the count below is what the check reads
-    notify(there);
+    Error::check("EVTCHNOP_send", notify(there))?;
     let mut waited = 0;
     x86_64::instructions::interrupts::enable();
     while UPCALLS.load(Ordering::Relaxed) == before && waited < spins {
@@ -156,7 +190,7 @@ pub fn loop_back(spins: u64) -> Result<bool, Error> {
     Ok(arrived)
 }
 
-/// Upcalls taken since boot, and events dropped for lack of a waker.
+/// Upcalls taken since boot, and events dropped for lack of a channel.
 pub fn counts() -> (u64, u64) {
     (
         UPCALLS.load(Ordering::Relaxed),

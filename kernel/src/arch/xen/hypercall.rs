@@ -243,3 +243,19 @@ pub(super) fn bind_interdomain(remote: u16, remote_port: u32) -> (i64, u32) {
     let status = unsafe { event_channel(events::EVTCHNOP_BIND_INTERDOMAIN, &mut request) };
     (status, request.local_port)
 }
+
+/// `grant_table_op(GNTTABOP_query_size)` for this domain: Xen's status and the reply.
+pub(super) fn query_grant_frames() -> (i64, abi::QuerySize) {
+    let mut request = abi::QuerySize::new();
+    // SAFETY: Xen reads and writes one `struct gnttab_query_size` (the count is 1),
+    // borrowed here for the call.
+    let status = unsafe {
+        call(
+            op::GRANT_TABLE_OP,
+            abi::GNTTABOP_QUERY_SIZE,
+            &raw mut request as u64,
+            1,
+        )
+    };
+    (status, request)
+}

@@ -15,6 +15,7 @@
 //! their `unsafe` are in `hypercall`; what they send and how replies are checked is plain
 //! code in `torito_boot::xen`, tested on the host.
 
+mod console;
 pub mod events;
 mod hypercall;
 mod shared;
@@ -219,10 +220,27 @@ pub fn tsc_hz() -> Option<u64> {
 }
 
 /// Stops the domain: power-off for exit status 0, crash otherwise. Returns at once off
-/// Xen, or if Xen refuses.
+/// Xen, or if Xen refuses. A domU first waits (bounded) for its console daemon to take
+/// what is in the ring, the exit line included.
 pub fn shutdown(code: u32) {
     if present() {
+        if DOMU.load(Ordering::Relaxed) {
+            console::drain();
+        }
         hypercall::shutdown(abi::ShutdownReason::for_exit_code(code));
+    }
+}
+
+/// A domU's console ring, right after the kernel's page tables are up (the ring's page
+/// lies outside the boot tables' first 1 GiB); the boot's first lines, kept until now,
+/// go out first. Off Xen and on dom0 it returns at once; a domU without its ring can
+/// only end (its log would go nowhere), with the crash status.
+pub fn start_console(_boot_only: &crate::arch::boot_token::Boot) {
+    if kind() != Some(DomainKind::DomU) {
+        return;
+    }
+    if let Err(error) = console::start() {
+        crate::arch::entry::fatal("Xen console", error);
     }
 }
 
@@ -236,7 +254,11 @@ struct Line {
 impl Line {
     fn flush(&mut self) {
         if self.len > 0 {
-            hypercall::console_write(&self.bytes[..self.len]);
+            if DOMU.load(Ordering::Relaxed) {
+                console::write(&self.bytes[..self.len]);
+            } else {
+                hypercall::console_write(&self.bytes[..self.len]);
+            }
             self.len = 0;
         }
     }

@@ -135,3 +135,37 @@ impl EventWords for SharedInfo {
 pub fn full_fence() {
     fence(Ordering::SeqCst);
 }
+
+impl torito_virtio::xen::SharedPage for Page {
+    fn load_u32(&self, offset: usize) -> u32 {
+        self.u32(offset).load(Ordering::Acquire)
+    }
+    fn store_u32(&self, offset: usize, value: u32) {
+        self.u32(offset).store(value, Ordering::Release);
+    }
+    fn load_u16(&self, offset: usize) -> u16 {
+        self.u16(offset).load(Ordering::Acquire)
+    }
+    fn store_u16(&self, offset: usize, value: u16) {
+        self.u16(offset).store(value, Ordering::Release);
+    }
+    fn load_u64(&self, offset: usize) -> u64 {
+        self.u64(offset).load(Ordering::Acquire)
+    }
+    fn store_u64(&self, offset: usize, value: u64) {
+        self.u64(offset).store(value, Ordering::Release);
+    }
+    fn read(&self, offset: usize, into: &mut [u8]) {
+        Page::read(self, offset, into);
+    }
+    fn write(&self, offset: usize, from: &[u8]) {
+        Page::write(self, offset, from);
+    }
+    fn fence(&self) {
+        full_fence();
+    }
+    fn compare_exchange_u16(&self, offset: usize, current: u16, new: u16) -> Result<u16, u16> {
+        self.u16(offset)
+            .compare_exchange(current, new, Ordering::SeqCst, Ordering::SeqCst)
+    }
+}
