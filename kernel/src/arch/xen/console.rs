@@ -83,11 +83,6 @@ fn param(param: Param) -> Result<u64, Error> {
     Ok(value)
 }
 
-/// Whether the ring is up.
-pub fn ready() -> bool {
-    RING.is_completed()
-}
-
 /// Writes `bytes` to the ring (or, before `start`, the early buffer), waiting boundedly
 /// for room.
 pub fn write(bytes: &[u8]) {

@@ -16,9 +16,10 @@
 //! code in `torito_boot::xen`, tested on the host.
 
 mod console;
+pub mod domu;
 pub mod events;
 mod hypercall;
-mod shared;
+pub mod shared;
 mod xsdt;
 
 use core::fmt::{self, Write};

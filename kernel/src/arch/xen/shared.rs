@@ -32,11 +32,6 @@ impl Page {
         }
     }
 
-    /// The page's address (its guest frame number is this over 4096: identity-mapped).
-    pub fn address(&self) -> u64 {
-        self.address as u64
-    }
-
     /// The address of `size` bytes at `offset`, which must lie inside the page and be
     /// aligned to `size`: a wrong offset is a bug of the caller (indices from the other
     /// side are masked before they become offsets), so it panics.
