@@ -467,3 +467,6 @@ fn front_path(index: u32) -> String {
 
 #[allow(dead_code)]
 const _PAGE: usize = PAGE_SIZE;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,1 @@
+//! netfront against a simulated netback.

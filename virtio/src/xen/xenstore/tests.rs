@@ -1,0 +1,1 @@
+//! The xenstore client against a simulated xenstored.
