@@ -830,4 +830,4 @@ impl<P: SharedPage, E: EventChannel> Drop for NextEvent<'_, P, E> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
