@@ -178,3 +178,6 @@ pub(crate) fn copy_out<P: SharedPage + ?Sized>(
     page.read(base + start, head);
     page.read(base, tail);
 }
+
+#[cfg(test)]
+mod tests;

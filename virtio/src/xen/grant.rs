@@ -254,3 +254,6 @@ impl<P: SharedPage> Table<P> {
         (frame, (reference % ENTRIES_PER_FRAME) as usize * 8)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -39,7 +39,7 @@ use torito_netstack::{Driver, RxToken, TxToken};
 
 use super::grant::{GrantError, GrantRef, Table};
 use super::ring::{Entry, FrontRing, RingError};
-use super::xenstore::{XenStore, XenstoreError};
+use super::xenstore::{Errno, XenStore, XenstoreError};
 use super::{EventChannel, GuestPage, PAGE_SIZE, SharedPage};
 
 /// The IP MTU: frames are at most `MTU + 14` bytes.
@@ -317,13 +317,14 @@ pub struct NetFront<P, E> {
     rx_buffers: Vec<Buffer<P>>,
     rx_posted: Vec<bool>,
     frame: Vec<u8>,
-    frame_len: usize,
     events: E,
     port: u32,
     interrupt: &'static AtomicWaker,
     mac: [u8; 6],
     backend: String,
     backend_id: u16,
+    tx_ring_ref: GrantRef,
+    rx_ring_ref: GrantRef,
     stats: NetFrontStats,
     dead: bool,
 }
@@ -359,11 +360,261 @@ where
     SE: EventChannel,
     G: SharedPage,
 {
-    let _ = (store, grants, events, interrupt, index, pages);
-    todo!("xen-proto: netfront handshake")
+    let front = format!("device/vif/{index}");
+    let read = |key: &'static str| {
+        let path = format!("{front}/{key}");
+        async move {
+            match store.read(&path).await {
+                Ok(value) => Ok((path, value)),
+                Err(error) => Err(NetFrontError::Xenstore { path, error }),
+            }
+        }
+    };
+    let (_, backend) = read("backend").await?;
+    let (path, value) = read("backend-id").await?;
+    let backend_id: u16 = value
+        .parse()
+        .map_err(|_| NetFrontError::BadValue { path, value })?;
+    let (path, value) = read("mac").await?;
+    let mac = parse_mac(&value).ok_or(NetFrontError::BadValue { path, value })?;
+    let (tx_count, rx_count) = (pages.tx_buffers.len(), pages.rx_buffers.len());
+    let limit = TxRing::<P>::SIZE.min(RxRing::<P>::SIZE) as usize;
+    if !(1..=limit).contains(&tx_count) || !(1..=limit).contains(&rx_count) {
+        return Err(NetFrontError::BadPages {
+            tx: tx_count,
+            rx: rx_count,
+        });
+    }
+    write(store, &front, "state", STATE_INITIALISING).await?;
+
+    let token = format!("netfront-{index}");
+    let backend_state = format!("{backend}/state");
+    watch(store, &backend_state, &token).await?;
+    let result = async {
+        wait_for_backend(store, &backend_state, &token, STATE_INIT_WAIT).await?;
+        let mut granted = Granted {
+            table: grants,
+            refs: Vec::new(),
+        };
+        let mut device = NetFront::build(
+            pages,
+            &mut granted,
+            backend_id,
+            events,
+            interrupt,
+            mac,
+            backend.clone(),
+        )?;
+        write(store, &front, "tx-ring-ref", device.tx_ring_ref.0).await?;
+        write(store, &front, "rx-ring-ref", device.rx_ring_ref.0).await?;
+        write(store, &front, "event-channel", device.port).await?;
+        write(store, &front, "request-rx-copy", 1).await?;
+        write(store, &front, "feature-rx-notify", 1).await?;
+        write(store, &front, "feature-no-csum-offload", 1).await?;
+        device.post_all_rx()?;
+        write(store, &front, "state", STATE_INITIALISED).await?;
+        wait_for_backend(store, &backend_state, &token, STATE_CONNECTED).await?;
+        write(store, &front, "state", STATE_CONNECTED).await?;
+        granted.refs.clear();
+        Ok(device)
+    }
+    .await;
+    // The watch is not needed either way; a failure to remove it changes nothing.
+    let _ = store.unwatch(&backend_state, &token).await;
+    let mut device = result?;
+    device.flush();
+    Ok(device)
+}
+
+/// Grants made while connecting, ended if connecting fails.
+struct Granted<'a, G: SharedPage> {
+    table: &'a Table<G>,
+    refs: Vec<GrantRef>,
+}
+
+impl<G: SharedPage> Granted<'_, G> {
+    fn grant(&mut self, domid: u16, frame: u64, readonly: bool) -> Result<GrantRef, NetFrontError> {
+        let reference = self
+            .table
+            .grant_access(domid, frame, readonly)
+            .map_err(NetFrontError::Grant)?;
+        self.refs.push(reference);
+        Ok(reference)
+    }
+}
+
+impl<G: SharedPage> Drop for Granted<'_, G> {
+    fn drop(&mut self) {
+        for reference in self.refs.drain(..) {
+            // A backend that mapped a page it was never told of keeps it: the
+            // reference is leaked rather than reused.
+            let _ = self.table.end_access(reference);
+        }
+    }
+}
+
+async fn write<S: SharedPage, SE: EventChannel>(
+    store: &XenStore<S, SE>,
+    front: &str,
+    key: &str,
+    value: impl core::fmt::Display,
+) -> Result<(), NetFrontError> {
+    let path = format!("{front}/{key}");
+    let value = format!("{value}");
+    store
+        .write(&path, &value)
+        .await
+        .map_err(|error| NetFrontError::Xenstore { path, error })
+}
+
+async fn watch<S: SharedPage, SE: EventChannel>(
+    store: &XenStore<S, SE>,
+    path: &str,
+    token: &str,
+) -> Result<(), NetFrontError> {
+    store
+        .watch(path, token)
+        .await
+        .map_err(|error| NetFrontError::Xenstore {
+            path: path.into(),
+            error,
+        })
+}
+
+/// Waits until the backend's state is `wanted` or a later connecting state, reading
+/// it again at every event of the watch on it (the first event comes at once).
+async fn wait_for_backend<S: SharedPage, SE: EventChannel>(
+    store: &XenStore<S, SE>,
+    path: &str,
+    token: &str,
+    wanted: u32,
+) -> Result<(), NetFrontError> {
+    loop {
+        // Read first, then wait: the watch was set before, so a change in between is
+        // an event already queued.
+        match store.read(path).await {
+            Ok(state) => match state.trim_end_matches('\0').parse::<u32>() {
+                Ok(number) if (wanted..=STATE_CONNECTED).contains(&number) => return Ok(()),
+                Ok(number) if number < wanted => {}
+                _ => return Err(NetFrontError::BackendState { state }),
+            },
+            // Not written yet: wait for the next change.
+            Err(XenstoreError::Daemon(Errno::Enoent)) => {}
+            Err(error) => {
+                return Err(NetFrontError::Xenstore {
+                    path: path.into(),
+                    error,
+                });
+            }
+        }
+        store
+            .next_event(token)
+            .await
+            .map_err(|error| NetFrontError::Xenstore {
+                path: path.into(),
+                error,
+            })?;
+    }
 }
 
 impl<P: SharedPage, E: EventChannel> NetFront<P, E> {
+    /// Initialises the rings, grants every page to `backend_id` and allocates the port.
+    fn build<G: SharedPage>(
+        pages: NetPages<P>,
+        granted: &mut Granted<'_, G>,
+        backend_id: u16,
+        events: E,
+        interrupt: &'static AtomicWaker,
+        mac: [u8; 6],
+        backend: String,
+    ) -> Result<Self, NetFrontError> {
+        let NetPages {
+            tx_ring,
+            rx_ring,
+            tx_buffers,
+            rx_buffers,
+        } = pages;
+        // The rings are reset before the backend may map them.
+        let tx = TxRing::new(tx_ring.page);
+        let rx = RxRing::new(rx_ring.page);
+        let tx_ring_ref = granted.grant(backend_id, tx_ring.frame, false)?;
+        let rx_ring_ref = granted.grant(backend_id, rx_ring.frame, false)?;
+        let mut tx_granted = Vec::with_capacity(tx_buffers.len());
+        for buffer in tx_buffers {
+            // netback only reads what we send.
+            let grant = granted.grant(backend_id, buffer.frame, true)?;
+            tx_granted.push(Buffer {
+                page: buffer.page,
+                grant,
+            });
+        }
+        let mut rx_granted = Vec::with_capacity(rx_buffers.len());
+        for buffer in rx_buffers {
+            let grant = granted.grant(backend_id, buffer.frame, false)?;
+            rx_granted.push(Buffer {
+                page: buffer.page,
+                grant,
+            });
+        }
+        let port = events
+            .alloc_unbound(backend_id)
+            .map_err(NetFrontError::EventChannel)?;
+        let tx_count = tx_granted.len();
+        let rx_count = rx_granted.len();
+        Ok(Self {
+            tx: TxSide {
+                ring: tx,
+                buffers: tx_granted,
+                free: (0..tx_count as u16).rev().collect(),
+                in_flight: alloc::vec![false; tx_count],
+                scratch: alloc::vec![0; FRAME_MAX],
+            },
+            rx,
+            rx_buffers: rx_granted,
+            rx_posted: alloc::vec![false; rx_count],
+            frame: alloc::vec![0; FRAME_MAX],
+            events,
+            port,
+            interrupt,
+            mac,
+            backend,
+            backend_id,
+            tx_ring_ref,
+            rx_ring_ref,
+            stats: NetFrontStats::default(),
+            dead: false,
+        })
+    }
+
+    /// Posts every receive buffer (published at the next flush). A backend that wrote
+    /// responses before it was given any request is refused here.
+    fn post_all_rx(&mut self) -> Result<(), NetFrontError> {
+        for ring_error in [
+            self.rx.unconsumed_responses().err(),
+            self.tx.ring.unconsumed_responses().err(),
+        ] {
+            if let Some(error) = ring_error {
+                count(&self.stats.ring_errors);
+                return Err(NetFrontError::Ring(error));
+            }
+        }
+        for id in 0..self.rx_buffers.len() {
+            self.post_rx(id as u16);
+        }
+        Ok(())
+    }
+
+    fn post_rx(&mut self, id: u16) {
+        let request = RxRequest {
+            id,
+            gref: self.rx_buffers[id as usize].grant.0,
+        };
+        // Never full: there are no more buffers than slots, and each is posted once.
+        if self.rx.push_request(&request) {
+            self.rx_posted[id as usize] = true;
+        }
+    }
+
     /// The counters.
     pub fn stats(&self) -> &NetFrontStats {
         &self.stats
@@ -382,6 +633,112 @@ impl<P: SharedPage, E: EventChannel> NetFront<P, E> {
     /// The event-channel port.
     pub fn port(&self) -> u32 {
         self.port
+    }
+
+    /// Whether a ring broke and the device stopped.
+    pub fn is_stopped(&self) -> bool {
+        self.dead
+    }
+
+    fn stop(&mut self, error: RingError) {
+        if !self.dead {
+            log::warn!("netfront: {error}");
+            count(&self.stats.ring_errors);
+            self.dead = true;
+        }
+    }
+
+    /// Takes the transmit responses, freeing their buffers.
+    fn reclaim_tx(&mut self) -> Result<(), RingError> {
+        while let Some(response) = self.tx.ring.take_response()? {
+            let id = response.id as usize;
+            if !self.tx.in_flight.get(id).copied().unwrap_or(false) {
+                count(&self.stats.unknown_ids);
+                continue;
+            }
+            self.tx.in_flight[id] = false;
+            self.tx.free.push(response.id);
+            if response.status != RSP_OKAY {
+                count(&self.stats.tx_errors);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a transmit buffer is free; if none is, registers `waker`, makes sure
+    /// netback has seen the queued frames and asked to notify us of the next
+    /// completion, and looks once more.
+    fn tx_ready(&mut self, waker: &Waker) -> bool {
+        if !self.tx.free.is_empty() {
+            return true;
+        }
+        let result = (|| {
+            self.reclaim_tx()?;
+            if !self.tx.free.is_empty() {
+                return Ok(true);
+            }
+            self.interrupt.register(waker);
+            self.flush();
+            if self.tx.ring.final_check_for_responses()? {
+                self.reclaim_tx()?;
+            }
+            Ok(!self.tx.free.is_empty())
+        })();
+        result.unwrap_or_else(|error| {
+            self.stop(error);
+            false
+        })
+    }
+
+    /// Copies the next good received frame into `self.frame`, posting its buffer again;
+    /// its length, or `None` (after registering `waker`) when none is waiting.
+    fn next_frame(&mut self, waker: &Waker) -> Result<Option<usize>, RingError> {
+        // Bounded: a backend writing bad responses gets a ring's worth per call.
+        for _ in 0..=RxRing::<P>::SIZE {
+            let response = match self.rx.take_response()? {
+                Some(response) => response,
+                None => {
+                    self.interrupt.register(waker);
+                    if !self.rx.final_check_for_responses()? {
+                        return Ok(None);
+                    }
+                    continue;
+                }
+            };
+            let id = response.id as usize;
+            if !self.rx_posted.get(id).copied().unwrap_or(false) {
+                count(&self.stats.unknown_ids);
+                continue;
+            }
+            self.rx_posted[id] = false;
+            let length = match usize::try_from(response.status) {
+                Err(_) => {
+                    count(&self.stats.rx_errors);
+                    self.post_rx(id as u16);
+                    continue;
+                }
+                Ok(length) => length,
+            };
+            let offset = response.offset as usize;
+            if length == 0
+                || length > FRAME_MAX
+                || offset + length > PAGE_SIZE
+                || response.flags & (MORE_DATA | EXTRA_INFO) != 0
+            {
+                count(&self.stats.rx_bad);
+                self.post_rx(id as u16);
+                continue;
+            }
+            self.rx_buffers[id]
+                .page
+                .read(offset, &mut self.frame[..length]);
+            self.post_rx(id as u16);
+            count(&self.stats.rx_frames);
+            return Ok(Some(length));
+        }
+        // Come back for the rest.
+        waker.wake_by_ref();
+        Ok(None)
     }
 }
 
@@ -407,9 +764,36 @@ impl<P: SharedPage> TxToken for NetTx<'_, P> {
     where
         F: FnOnce(&mut [u8]) -> R,
     {
-        let _ = (len, &self.tx, self.stats);
-        let mut scratch = alloc::vec![0; len];
-        f(&mut scratch)
+        let tx = self.tx;
+        if len > FRAME_MAX {
+            count(&self.stats.tx_too_long);
+            let mut elsewhere = alloc::vec![0; len];
+            return f(&mut elsewhere);
+        }
+        // A token exists only while a buffer is free.
+        let Some(id) = tx.free.pop() else {
+            count(&self.stats.tx_too_long);
+            let mut elsewhere = alloc::vec![0; len];
+            return f(&mut elsewhere);
+        };
+        let result = f(&mut tx.scratch[..len]);
+        let buffer = &tx.buffers[id as usize];
+        buffer.page.write(0, &tx.scratch[..len]);
+        let request = TxRequest {
+            gref: buffer.grant.0,
+            offset: 0,
+            flags: 0,
+            id,
+            size: len as u16,
+        };
+        // Never full: no more buffers than slots.
+        if tx.ring.push_request(&request) {
+            tx.in_flight[id as usize] = true;
+            count(&self.stats.tx_frames);
+        } else {
+            tx.free.push(id);
+        }
+        result
     }
 }
 
@@ -432,17 +816,52 @@ impl<P: SharedPage, E: EventChannel> Driver for NetFront<P, E> {
     }
 
     fn receive(&mut self, waker: &Waker) -> Option<(NetRx<'_>, NetTx<'_, P>)> {
-        let _ = waker;
-        todo!("xen-proto: netfront receive")
+        if self.dead {
+            // Nothing will come: the waker is kept only to honour the contract.
+            self.interrupt.register(waker);
+            return None;
+        }
+        if !self.tx_ready(waker) {
+            return None;
+        }
+        let length = match self.next_frame(waker) {
+            Ok(length) => length?,
+            Err(error) => {
+                self.stop(error);
+                return None;
+            }
+        };
+        Some((
+            NetRx {
+                frame: &self.frame[..length],
+            },
+            NetTx {
+                tx: &mut self.tx,
+                stats: &self.stats,
+            },
+        ))
     }
 
     fn transmit(&mut self, waker: &Waker) -> Option<NetTx<'_, P>> {
-        let _ = waker;
-        todo!("xen-proto: netfront transmit")
+        if self.dead || !self.tx_ready(waker) {
+            if self.dead {
+                self.interrupt.register(waker);
+            }
+            return None;
+        }
+        Some(NetTx {
+            tx: &mut self.tx,
+            stats: &self.stats,
+        })
     }
 
     fn flush(&mut self) {
-        todo!("xen-proto: netfront flush")
+        let notify = self.tx.ring.push_requests_and_check_notify()
+            | self.rx.push_requests_and_check_notify();
+        if notify {
+            self.events.notify(self.port);
+            count(&self.stats.notifications);
+        }
     }
 }
 
@@ -452,7 +871,7 @@ pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
     let mut parts = text.trim_end_matches('\0').split(':');
     for byte in &mut mac {
         let part = parts.next()?;
-        if part.len() != 2 {
+        if part.len() != 2 || !part.bytes().all(|byte| byte.is_ascii_hexdigit()) {
             return None;
         }
         *byte = u8::from_str_radix(part, 16).ok()?;
@@ -460,10 +879,5 @@ pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
     parts.next().is_none().then_some(mac)
 }
 
-#[allow(dead_code)]
-fn front_path(index: u32) -> String {
-    format!("device/vif/{index}")
-}
-
-#[allow(dead_code)]
-const _PAGE: usize = PAGE_SIZE;
+#[cfg(test)]
+mod tests;

@@ -261,3 +261,6 @@ impl<P: SharedPage, Req: Entry, Rsp: Entry> FrontRing<P, Req, Rsp> {
         SLOTS + (index & (self.size - 1)) as usize * Req::SIZE.max(Rsp::SIZE)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -828,3 +828,6 @@ impl<P: SharedPage, E: EventChannel> Drop for NextEvent<'_, P, E> {
         }
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests;
