@@ -98,6 +98,9 @@ pub struct BootInfo {
     cmdline_len: usize,
     /// The ACPI root, when the loader gave one (Firecracker does not).
     pub acpi: Option<AcpiRoot>,
+    /// PVH `hvm_start_info.flags`: Xen's `SIF_*` bits (`SIF_INITDOMAIN` for its dom0);
+    /// 0 from every other loader and for multiboot2.
+    pub start_flags: u32,
 }
 
 impl BootInfo {
@@ -114,6 +117,7 @@ impl BootInfo {
             cmdline: [0; MAX_CMDLINE],
             cmdline_len: 0,
             acpi: None,
+            start_flags: 0,
         }
     }
 

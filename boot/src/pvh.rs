@@ -8,7 +8,7 @@
 //! |---|---|---|
 //! | 0 | `magic: u32` | [`PVH_MAGIC`] |
 //! | 4 | `version: u32` | memory map fields from version 1 (Xen gives dom0 version 0) |
-//! | 8 | `flags: u32` | ignored |
+//! | 8 | `flags: u32` | [`BootInfo::start_flags`] (Xen's `SIF_*`: dom0 or domU) |
 //! | 12 | `nr_modules: u32` | ignored (no modules) |
 //! | 16 | `modlist_paddr: u64` | ignored |
 //! | 24 | `cmdline_paddr: u64` | NUL-terminated; 0 = none |
@@ -65,12 +65,14 @@ pub fn parse_pvh(mem: &dyn PhysMemory, start_info: u64) -> Result<BootInfo, Boot
     let mut info = BootInfo::empty(Protocol::Pvh);
     let (cmdline_paddr, rsdp_paddr) = if version == 0 {
         let fields = read_array::<START_INFO_V0_SIZE>(mem, WHAT, start_info)?;
+        info.start_flags = le::u32_at::<8, START_INFO_V0_SIZE>(fields);
         (
             le::u64_at::<24, START_INFO_V0_SIZE>(fields),
             le::u64_at::<32, START_INFO_V0_SIZE>(fields),
         )
     } else {
         let fields = read_array::<START_INFO_SIZE>(mem, WHAT, start_info)?;
+        info.start_flags = le::u32_at::<8, START_INFO_SIZE>(fields);
         let memmap_paddr = le::u64_at::<40, START_INFO_SIZE>(fields);
         let memmap_entries = le::u32_at::<48, START_INFO_SIZE>(fields);
         read_memory_map(mem, &mut info, memmap_paddr, memmap_entries)?;
@@ -330,6 +332,16 @@ pub(crate) mod tests {
             image.parse().unwrap_err(),
             BootError::BadPvhMagic { found: 0x1bad_b002 }
         );
+    }
+
+    #[test]
+    fn start_flags_in_both_versions() {
+        let mut image = PvhImage::new(0);
+        assert_eq!(image.parse().unwrap().start_flags, 0); // libxl's domU
+        image.put_u32(START_INFO + 8, 0b11); // Xen's dom0: SIF_PRIVILEGED | SIF_INITDOMAIN
+        assert_eq!(image.parse().unwrap().start_flags, 0b11);
+        image.put_u32(START_INFO + 4, 0);
+        assert_eq!(image.parse().unwrap().start_flags, 0b11);
     }
 
     #[test]
