@@ -8,6 +8,8 @@
 
 use crate::{BootError, BootInfo, MemoryKind, MemoryRegion};
 
+pub mod events;
+
 /// The 12 bytes of CPUID `ebx:ecx:edx` at Xen's first leaf.
 pub const SIGNATURE: [u8; 12] = *b"XenVMMXenVMM";
 /// The bases where Xen puts its leaves: 0x40000000, or 0x40000100 when it offers
@@ -55,12 +57,20 @@ impl HypercallLeaf {
 pub mod op {
     /// `memory_op`: memory reservations and the memory map.
     pub const MEMORY_OP: u32 = 12;
+    /// `xen_version`: the version and the feature bits.
+    pub const XEN_VERSION: u32 = 17;
     /// `console_io`: the hypervisor's console.
     pub const CONSOLE_IO: u32 = 18;
+    /// `grant_table_op`: the grant table's version and size.
+    pub const GRANT_TABLE_OP: u32 = 20;
     /// `vcpu_op`: starting and stopping virtual CPUs.
     pub const VCPU_OP: u32 = 24;
     /// `sched_op`: yield, block, shutdown.
     pub const SCHED_OP: u32 = 29;
+    /// `event_channel_op`: allocate, bind, signal and unmask event channels.
+    pub const EVENT_CHANNEL_OP: u32 = 32;
+    /// `hvm_op`: HVM parameters and the event-channel upcall vector.
+    pub const HVM_OP: u32 = 34;
     /// Hypercall numbers stop below this (one 32-byte stub each in a 4 KiB page).
     pub const LIMIT: u32 = 4096 / 32;
 }
@@ -71,6 +81,21 @@ pub const XENMEM_MEMORY_MAP: u64 = 9;
 pub const CONSOLEIO_WRITE: u64 = 0;
 /// `SCHEDOP_shutdown`: stop this domain, with a reason.
 pub const SCHEDOP_SHUTDOWN: u64 = 2;
+
+/// `XENMEM_add_to_physmap`: put a Xen-owned page (shared info, grant table frame) at a
+/// guest frame.
+pub const XENMEM_ADD_TO_PHYSMAP: u64 = 7;
+/// `XENVER_get_features`: one 32-bit word of the feature bitmap.
+pub const XENVER_GET_FEATURES: u64 = 6;
+/// `HVMOP_set_param`.
+pub const HVMOP_SET_PARAM: u64 = 0;
+/// `HVMOP_get_param`.
+pub const HVMOP_GET_PARAM: u64 = 1;
+/// `HVMOP_set_evtchn_upcall_vector` (Xen 4.6 on): a local-APIC vector per vCPU for
+/// event-channel upcalls.
+pub const HVMOP_SET_EVTCHN_UPCALL_VECTOR: u64 = 23;
+/// `DOMID_SELF`: "this domain" wherever a domain id is asked for.
+pub const DOMID_SELF: u16 = 0x7ff0;
 
 /// Byte offset of hypercall `number`'s stub in the hypercall page, or `None` past the page.
 pub fn stub_offset(number: u32) -> Option<u64> {
@@ -233,6 +258,218 @@ pub fn repair_xsdt(table: &mut [u8]) -> bool {
     true
 }
 
+/// `struct xen_feature_info`: in, which 32-bit word of the feature bitmap; out, its bits.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FeatureInfo {
+    /// Which word (feature `n` is bit `n % 32` of word `n / 32`).
+    pub submap_index: u32,
+    /// The word's bits, written by Xen.
+    pub submap: u32,
+}
+
+/// `XENFEAT_dom0`: the domain is the hardware domain (feature word 0, bit 11).
+pub const XENFEAT_DOM0: u32 = 11;
+
+/// What this domain is to Xen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DomainKind {
+    /// The hardware domain: it owns the machine's devices, COM1 and port 0xf4 included,
+    /// and Xen's console is reached through `console_io`.
+    Dom0,
+    /// An unprivileged guest: no devices but what the toolstack set up, reached through
+    /// event channels, grant tables and xenstore; its console is a shared ring.
+    DomU,
+}
+
+impl DomainKind {
+    /// The kind from feature word 0 (`XENVER_get_features`, `submap_index` 0).
+    pub fn from_features(word0: u32) -> Self {
+        if word0 & (1 << XENFEAT_DOM0) != 0 {
+            Self::Dom0
+        } else {
+            Self::DomU
+        }
+    }
+
+    /// The name used in logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Dom0 => "dom0",
+            Self::DomU => "domU",
+        }
+    }
+}
+
+/// Which Xen-owned page `XENMEM_add_to_physmap` places (`XENMAPSPACE_*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum MapSpace {
+    /// The shared info page (event bitmaps, per-vCPU upcall flags, wall clock).
+    SharedInfo = 0,
+    /// A grant-table frame; `idx` is the frame's number in the table.
+    GrantTable = 1,
+}
+
+/// `struct xen_add_to_physmap`: put page `idx` of `space` at guest frame `gpfn`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddToPhysmap {
+    /// Whose physmap: [`DOMID_SELF`].
+    pub domid: u16,
+    /// Only for `XENMAPSPACE_gmfn_range`; 0 here.
+    pub size: u16,
+    /// A [`MapSpace`] as its number.
+    pub space: u32,
+    /// Which page of the space.
+    pub idx: u64,
+    /// The guest frame number it appears at.
+    pub gpfn: u64,
+}
+
+impl AddToPhysmap {
+    /// Page `idx` of `space` at guest frame `gpfn` of this domain.
+    pub fn new(space: MapSpace, idx: u64, gpfn: u64) -> Self {
+        Self {
+            domid: DOMID_SELF,
+            size: 0,
+            space: space as u32,
+            idx,
+            gpfn,
+        }
+    }
+}
+
+/// The HVM parameters the kernel reads (`HVM_PARAM_*`, public/hvm/params.h).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Param {
+    /// How event-channel upcalls are delivered (written, see [`callback_vector`]).
+    CallbackIrq = 0,
+    /// The xenstore ring's guest frame number.
+    StorePfn = 1,
+    /// The xenstore ring's event channel.
+    StoreEvtchn = 2,
+    /// The PV console ring's guest frame number.
+    ConsolePfn = 17,
+    /// The PV console ring's event channel.
+    ConsoleEvtchn = 18,
+}
+
+impl Param {
+    /// The name used in error messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::CallbackIrq => "HVM_PARAM_CALLBACK_IRQ",
+            Self::StorePfn => "HVM_PARAM_STORE_PFN",
+            Self::StoreEvtchn => "HVM_PARAM_STORE_EVTCHN",
+            Self::ConsolePfn => "HVM_PARAM_CONSOLE_PFN",
+            Self::ConsoleEvtchn => "HVM_PARAM_CONSOLE_EVTCHN",
+        }
+    }
+}
+
+/// `struct xen_hvm_param`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HvmParam {
+    /// [`DOMID_SELF`].
+    pub domid: u16,
+    /// Padding before the 32-bit index.
+    pub pad: u16,
+    /// A [`Param`] as its number.
+    pub index: u32,
+    /// In for `HVMOP_set_param`, out for `HVMOP_get_param`.
+    pub value: u64,
+}
+
+impl HvmParam {
+    /// A request about `param` of this domain, with `value` (0 for a get).
+    pub fn new(param: Param, value: u64) -> Self {
+        Self {
+            domid: DOMID_SELF,
+            pad: 0,
+            index: param as u32,
+            value,
+        }
+    }
+}
+
+/// `GNTTABOP_query_size`: how many grant-table frames the domain has and may have.
+pub const GNTTABOP_QUERY_SIZE: u64 = 6;
+
+/// `struct gnttab_query_size`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuerySize {
+    /// In: [`DOMID_SELF`].
+    pub dom: u16,
+    /// Padding before the 32-bit fields.
+    pub pad: u16,
+    /// Out: frames the table has now.
+    pub nr_frames: u32,
+    /// Out: frames it may grow to (the toolstack's `max_grant_frames`).
+    pub max_nr_frames: u32,
+    /// Out: `GNTST_okay` (0) or a negative `GNTST_*` error.
+    pub status: i16,
+}
+
+impl QuerySize {
+    /// A query about this domain.
+    pub fn new() -> Self {
+        Self {
+            dom: DOMID_SELF,
+            pad: 0,
+            nr_frames: 0,
+            max_nr_frames: 0,
+            status: 0,
+        }
+    }
+
+    /// How many frames to map: `wanted`, at most what the domain may have; `None` when
+    /// the reply is an error or allows none.
+    pub fn frames(&self, wanted: u32) -> Option<u32> {
+        (self.status == 0 && self.max_nr_frames > 0).then(|| wanted.min(self.max_nr_frames))
+    }
+}
+
+impl Default for QuerySize {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The `HVM_PARAM_CALLBACK_IRQ` value that delivers upcalls as `vector` on vCPU 0
+/// (`HVM_PARAM_CALLBACK_TYPE_VECTOR`, type 2 in bits 63:56): the fallback for a Xen
+/// without `HVMOP_set_evtchn_upcall_vector`.
+pub fn callback_vector(vector: u8) -> u64 {
+    (2 << 56) | u64::from(vector)
+}
+
+/// `struct xen_hvm_evtchn_upcall_vector`: upcalls for `vcpu` arrive as `vector`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpcallVector {
+    /// The vCPU (Xen's id: the kernel's core index, the order of the MADT).
+    pub vcpu: u32,
+    /// The local-APIC vector.
+    pub vector: u8,
+}
+
+/// A frame number a parameter reply names, as a physical address, or `None` for 0 (the
+/// toolstack set none) or one whose address does not fit in 52 bits.
+pub fn frame_address(pfn: u64) -> Option<u64> {
+    (pfn != 0 && pfn < 1 << 40).then_some(pfn << 12)
+}
+
+/// An event-channel port a parameter reply names, or `None` past [`events::PORTS`]
+/// (the 2-level ABI's limit) or for port 0 (never a valid port).
+pub fn port(value: u64) -> Option<u32> {
+    u32::try_from(value)
+        .ok()
+        .filter(|&port| port != 0 && port < events::PORTS)
+}
+
 /// A hypercall's status: non-negative is success, negative is `-errno`.
 ///
 /// # Errors
@@ -318,6 +555,71 @@ mod tests {
         assert_eq!(stub_offset(127), Some(4064));
         assert_eq!(stub_offset(128), None);
         assert_eq!(stub_offset(u32::MAX), None);
+    }
+
+    #[test]
+    fn domu_argument_layouts_match_xen() {
+        // struct xen_add_to_physmap { domid_t domid; uint16_t size; unsigned int space;
+        // xen_ulong_t idx; xen_pfn_t gpfn; }
+        assert_eq!(size_of::<AddToPhysmap>(), 24);
+        assert_eq!(offset_of!(AddToPhysmap, space), 4);
+        assert_eq!(offset_of!(AddToPhysmap, idx), 8);
+        assert_eq!(offset_of!(AddToPhysmap, gpfn), 16);
+        let request = AddToPhysmap::new(MapSpace::GrantTable, 2, 0x1234);
+        assert_eq!((request.domid, request.space, request.idx), (0x7ff0, 1, 2));
+        // struct xen_hvm_param { domid_t domid; uint32_t index; uint64_t value; }
+        assert_eq!(size_of::<HvmParam>(), 16);
+        assert_eq!(offset_of!(HvmParam, index), 4);
+        assert_eq!(offset_of!(HvmParam, value), 8);
+        assert_eq!(HvmParam::new(Param::ConsoleEvtchn, 0).index, 18);
+        assert_eq!(HvmParam::new(Param::StorePfn, 0).index, 1);
+        // struct xen_hvm_evtchn_upcall_vector { uint32_t vcpu; uint8_t vector; }
+        assert_eq!(size_of::<UpcallVector>(), 8);
+        assert_eq!(offset_of!(UpcallVector, vector), 4);
+        // struct xen_feature_info { unsigned int submap_idx; uint32_t submap; }
+        assert_eq!(size_of::<FeatureInfo>(), 8);
+        assert_eq!(offset_of!(FeatureInfo, submap), 4);
+        // struct gnttab_query_size { domid_t dom; uint32_t nr_frames; uint32_t
+        // max_nr_frames; int16_t status; }
+        assert_eq!(size_of::<QuerySize>(), 16);
+        assert_eq!(offset_of!(QuerySize, nr_frames), 4);
+        assert_eq!(offset_of!(QuerySize, max_nr_frames), 8);
+        assert_eq!(offset_of!(QuerySize, status), 12);
+        // HVM_PARAM_CALLBACK_TYPE_VECTOR is type 2, in the top byte.
+        assert_eq!(callback_vector(0xf3), 0x0200_0000_0000_00f3);
+    }
+
+    #[test]
+    fn grant_frames_from_query() {
+        let reply = |max, status| QuerySize {
+            max_nr_frames: max,
+            status,
+            ..QuerySize::new()
+        };
+        assert_eq!(reply(64, 0).frames(4), Some(4));
+        assert_eq!(reply(2, 0).frames(4), Some(2));
+        assert_eq!(reply(0, 0).frames(4), None);
+        assert_eq!(reply(64, -1).frames(4), None);
+    }
+
+    #[test]
+    fn domain_kind_from_features() {
+        assert_eq!(DomainKind::from_features(1 << 11), DomainKind::Dom0);
+        assert_eq!(DomainKind::from_features(0x0000_07ff), DomainKind::DomU);
+        assert_eq!(DomainKind::from_features(!(1 << 11)), DomainKind::DomU);
+    }
+
+    #[test]
+    fn parameter_replies_are_checked() {
+        assert_eq!(frame_address(0xfeffc), Some(0xfeff_c000));
+        assert_eq!(frame_address(0), None);
+        assert_eq!(frame_address(1 << 40), None);
+        assert_eq!(frame_address(u64::MAX), None);
+        assert_eq!(port(1), Some(1));
+        assert_eq!(port(4095), Some(4095));
+        assert_eq!(port(0), None);
+        assert_eq!(port(4096), None);
+        assert_eq!(port(1 << 32 | 5), None);
     }
 
     #[test]

@@ -79,6 +79,8 @@ pub mod task;
 pub mod time;
 #[cfg(target_os = "none")]
 pub mod vsock;
+#[cfg(target_os = "none")]
+mod xen;
 
 pub use log;
 pub use torito_macros::main;

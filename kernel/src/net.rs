@@ -53,10 +53,33 @@ pub const MAX_NICS: usize = 4;
 // Every NIC the kernel drives can be configured from the command line.
 const _: () = assert!(MAX_NICS <= torito_netstack::CONFIGURABLE_NICS);
 
-/// One NIC's stack and its device's interrupt.
+/// One NIC's stack and its device's interrupt (none for a Xen vif: its events come
+/// through the event-channel upcall).
 struct Nic {
     stack: Stack,
-    interrupt: &'static DeviceInterrupt,
+    interrupt: Option<&'static DeviceInterrupt>,
+}
+
+/// A Xen domU's vifs, connected by the first [`stack_of`] (the xenstore handshake is
+/// asynchronous) and taken by `start`.
+static XEN_NICS: spin::Mutex<Vec<crate::xen::Nic>> = spin::Mutex::new(Vec::new());
+/// 0: not connected, 1: connecting, 2: done.
+static XEN_STATE: core::sync::atomic::AtomicU8 = core::sync::atomic::AtomicU8::new(0);
+
+/// On a Xen domU, connects the vifs once (callers after the first wait for it).
+async fn connect_xen_nics() {
+    use core::sync::atomic::Ordering::{Acquire, Release};
+    if !crate::xen::is_domu() {
+        return;
+    }
+    if XEN_STATE.compare_exchange(0, 1, Acquire, Acquire).is_ok() {
+        let nics = crate::xen::connect_nics(MAX_NICS).await;
+        *XEN_NICS.lock() = nics;
+        XEN_STATE.store(2, Release);
+    }
+    while XEN_STATE.load(Acquire) != 2 {
+        crate::time::sleep(crate::time::Duration::from_millis(1)).await;
+    }
 }
 
 static NICS: spin::Once<Vec<Nic>> = spin::Once::new();
@@ -112,6 +135,9 @@ pub async fn stack_of(nic: usize) -> Result<Stack, Error> {
             }
             Err(error) => log::warn!("net: {}", error),
         }
+    }
+    if !NICS.is_completed() {
+        connect_xen_nics().await;
     }
     let stack = stack_of_now(nic).ok_or(Error::NoDevice)?;
     stack.configured().await?;
@@ -179,9 +205,12 @@ pub fn device_interrupts() -> u64 {
 /// How many interrupts NIC `nic`'s device raised (0 without that NIC, or before the
 /// stacks started).
 pub fn device_interrupts_of(nic: usize) -> u64 {
-    NICS.get()
-        .and_then(|nics| nics.get(nic))
-        .map_or(0, |nic| nic.interrupt.count())
+    NICS.get().and_then(|nics| nics.get(nic)).map_or(0, |nic| {
+        nic.interrupt.map_or_else(
+            || crate::arch::xen::events::counts().0,
+            |interrupt| interrupt.count(),
+        )
+    })
 }
 
 fn nics() -> &'static [Nic] {
@@ -223,8 +252,32 @@ fn start() -> Vec<Nic> {
             nics.push(nic);
         }
     }
+    for vif in core::mem::take(&mut *XEN_NICS.lock()) {
+        if nics.len() == MAX_NICS {
+            break; // `connect_nics` connected no more than MAX_NICS
+        }
+        let index = nics.len();
+        let config = Config {
+            tcp,
+            ..configs[index]
+        };
+        let [a, b, c, d, e, f] = torito_netstack::Driver::mac(&vif);
+        log::info!(
+            "net{index}: {} {a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{f:02x}",
+            crate::xen::describe(&vif)
+        );
+        let (stack, runner) = torito_netstack::new(vif, config, seed(index), crate::time::now());
+        crate::task::spawn(async move {
+            runner.run().await;
+        })
+        .detach();
+        nics.push(Nic {
+            stack,
+            interrupt: None,
+        });
+    }
     match nics.len() {
-        0 => log::warn!("net: no virtio-net device"),
+        0 => log::warn!("net: no network device (virtio-net, or a Xen vif)"),
         1 => {}
         count => log::info!(
             "net: {} NICs, one stack each; their connections share the heap \
@@ -292,7 +345,7 @@ fn start_nic(index: usize, device: Device, config: Config) -> Option<Nic> {
     .detach();
     Some(Nic {
         stack,
-        interrupt: opened.interrupt,
+        interrupt: Some(opened.interrupt),
     })
 }
 

@@ -54,6 +54,7 @@ pub mod requests;
 mod rng;
 mod transport;
 pub mod vsock;
+pub mod xen;
 
 pub use blk::{BlockDevice, BlockError, BlockStats, Buffer};
 pub use console::{BUFFER as CONSOLE_BUFFER, ConsoleDevice, ConsoleError, ConsoleStats};

@@ -143,6 +143,7 @@ extern "C" fn torito_kernel_entry(protocol: u32, magic: u32, info: u32, entry_ts
     if given.is_err() {
         fatal("memory", "the heap was given memory twice");
     }
+    xen::start_console(&boot_only);
     log::debug!(
         "memory: kernel {:#x}-{:#x}, heap {:#x}-{:#x} ({} KiB), {} KiB of frames",
         image.start,
@@ -158,6 +159,7 @@ extern "C" fn torito_kernel_entry(protocol: u32, magic: u32, info: u32, entry_ts
         fatal("local APIC", error);
     }
     acpi::init(&boot_only, boot, ebda);
+    xen::start(&boot_only);
     stamps[2] = clock::rdtsc();
     match clock::calibrate(&boot_only) {
         Ok(calibration) => log::debug!(

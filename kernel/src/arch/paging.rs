@@ -329,6 +329,22 @@ pub fn map_device(phys: u64, len: u64) -> Option<u64> {
     )
 }
 
+/// Maps the 4 KiB page at `phys` as ordinary (write-back) read-write memory; returns
+/// its virtual address. For pages shared with Xen or another domain that the memory map
+/// may not list as RAM (a Xen domU's console and xenstore rings sit in a reserved range
+/// below 4 GiB): the other side maps them cached, and uncached accesses from here would
+/// only be slower. A page already mapped as RAM keeps its mapping.
+pub fn map_shared(phys: u64) -> Option<u64> {
+    if phys < HUGE_PAGE || !phys.is_multiple_of(FRAME) {
+        log::error!(
+            "paging: shared page {:#x} is unaligned or in the first 2 MiB: not mapped",
+            phys
+        );
+        return None;
+    }
+    map_range(phys, FRAME, RAM, false)
+}
+
 fn map_range(phys: u64, len: u64, flags: u64, device: bool) -> Option<u64> {
     let mut state = STATE.lock();
     if !state.active {
@@ -347,6 +363,8 @@ fn map_range(phys: u64, len: u64, flags: u64, device: bool) -> Option<u64> {
                 );
                 return None;
             }
+            // Already mapped as RAM by a large page: readable and writable as it is.
+            Err(MapError::CoveredByRam(_)) if !device => {}
             Err(error) => {
                 log::error!("paging: cannot map {:#x}: {}", page, error);
                 return None;

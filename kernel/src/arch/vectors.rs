@@ -13,5 +13,7 @@ pub const SCI_VECTOR: u8 = 64;
 pub const KEYBOARD_VECTOR: u8 = 65;
 /// The Generic Event Device's interrupt (microvm's and Cloud Hypervisor's power button).
 pub const GED_VECTOR: u8 = 66;
+/// Xen's event-channel upcall (every event channel of a Xen guest arrives through it).
+pub const XEN_UPCALL_VECTOR: u8 = 67;
 /// The local APIC's spurious-interrupt vector (no EOI for it).
 pub const SPURIOUS_VECTOR: u8 = 0xff;

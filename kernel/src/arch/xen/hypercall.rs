@@ -12,7 +12,7 @@
 use core::arch::asm;
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, Ordering};
-use torito_boot::xen::{self as abi, op};
+use torito_boot::xen::{self as abi, events, op};
 use x86_64::registers::model_specific::Msr;
 
 /// Not `align(4096)` in Rust: that alignment would make the whole text segment 4 KiB
@@ -118,4 +118,144 @@ pub(super) fn shutdown(reason: abi::ShutdownReason) -> i64 {
             0,
         )
     }
+}
+
+/// `xen_version(XENVER_get_features)` for feature word `index`: Xen's status and the word.
+pub(super) fn features(index: u32) -> (i64, u32) {
+    let mut request = abi::FeatureInfo {
+        submap_index: index,
+        submap: 0,
+    };
+    // SAFETY: Xen reads and writes `request`, borrowed here for the call.
+    let status = unsafe {
+        call(
+            op::XEN_VERSION,
+            abi::XENVER_GET_FEATURES,
+            &raw mut request as u64,
+            0,
+        )
+    };
+    (status, request.submap)
+}
+
+/// `memory_op(XENMEM_add_to_physmap)`: page `idx` of `space` appears at guest frame
+/// `gpfn`, replacing whatever was there (the caller owns that frame).
+pub(super) fn add_to_physmap(space: abi::MapSpace, idx: u64, gpfn: u64) -> i64 {
+    let request = abi::AddToPhysmap::new(space, idx, gpfn);
+    // SAFETY: Xen reads `request`, borrowed here. It changes what guest frame `gpfn`
+    // holds, which is not a memory access of this call; the caller owns that frame.
+    unsafe {
+        call(
+            op::MEMORY_OP,
+            abi::XENMEM_ADD_TO_PHYSMAP,
+            &raw const request as u64,
+            0,
+        )
+    }
+}
+
+/// `hvm_op(HVMOP_get_param)`: Xen's status and the parameter's value.
+pub(super) fn get_param(param: abi::Param) -> (i64, u64) {
+    let mut request = abi::HvmParam::new(param, 0);
+    // SAFETY: Xen reads and writes `request`, borrowed here for the call.
+    let status = unsafe { call(op::HVM_OP, abi::HVMOP_GET_PARAM, &raw mut request as u64, 0) };
+    (status, request.value)
+}
+
+/// `hvm_op(HVMOP_set_param)`.
+pub(super) fn set_param(param: abi::Param, value: u64) -> i64 {
+    let request = abi::HvmParam::new(param, value);
+    // SAFETY: Xen reads `request`, borrowed here for the call.
+    unsafe {
+        call(
+            op::HVM_OP,
+            abi::HVMOP_SET_PARAM,
+            &raw const request as u64,
+            0,
+        )
+    }
+}
+
+/// `hvm_op(HVMOP_set_evtchn_upcall_vector)`: upcalls for `vcpu` arrive as `vector`.
+pub(super) fn set_upcall_vector(vcpu: u32, vector: u8) -> i64 {
+    let request = abi::UpcallVector { vcpu, vector };
+    // SAFETY: Xen reads `request`, borrowed here for the call.
+    unsafe {
+        call(
+            op::HVM_OP,
+            abi::HVMOP_SET_EVTCHN_UPCALL_VECTOR,
+            &raw const request as u64,
+            0,
+        )
+    }
+}
+
+/// `event_channel_op(command)` on an argument Xen reads and may write back.
+///
+/// # Safety
+/// `T` must be the `repr(C)` structure `command` takes (Xen reads and writes that many
+/// bytes at `argument`).
+unsafe fn event_channel<T>(command: u64, argument: &mut T) -> i64 {
+    // SAFETY: `argument` is borrowed mutably for the call, and is as large as what Xen
+    // accesses (the caller's contract).
+    unsafe { call(op::EVENT_CHANNEL_OP, command, argument as *mut T as u64, 0) }
+}
+
+/// `EVTCHNOP_send`: signals the other end of `port`.
+pub(super) fn send(port: u32) -> i64 {
+    // SAFETY: `EVTCHNOP_send` takes a `struct evtchn_send`: one port.
+    unsafe { event_channel(events::EVTCHNOP_SEND, &mut events::PortArgument { port }) }
+}
+
+/// `EVTCHNOP_unmask`: lets `port`'s events raise upcalls (and delivers one pending).
+pub(super) fn unmask(port: u32) -> i64 {
+    // SAFETY: `EVTCHNOP_unmask` takes a `struct evtchn_unmask`: one port.
+    unsafe { event_channel(events::EVTCHNOP_UNMASK, &mut events::PortArgument { port }) }
+}
+
+/// `EVTCHNOP_close`.
+pub(super) fn close(port: u32) -> i64 {
+    // SAFETY: `EVTCHNOP_close` takes a `struct evtchn_close`: one port.
+    unsafe { event_channel(events::EVTCHNOP_CLOSE, &mut events::PortArgument { port }) }
+}
+
+/// `EVTCHNOP_alloc_unbound`: a new port that domain `remote` may bind; status and port.
+pub(super) fn alloc_unbound(remote: u16) -> (i64, u32) {
+    let mut request = events::AllocUnbound {
+        dom: abi::DOMID_SELF,
+        remote_dom: remote,
+        port: 0,
+    };
+    // SAFETY: `AllocUnbound` is `struct evtchn_alloc_unbound` (host-tested layout).
+    let status = unsafe { event_channel(events::EVTCHNOP_ALLOC_UNBOUND, &mut request) };
+    (status, request.port)
+}
+
+/// `EVTCHNOP_bind_interdomain`: a local port joined to `remote_port` of `remote`.
+pub(super) fn bind_interdomain(remote: u16, remote_port: u32) -> (i64, u32) {
+    let mut request = events::BindInterdomain {
+        remote_dom: remote,
+        pad: 0,
+        remote_port,
+        local_port: 0,
+    };
+    // SAFETY: `BindInterdomain` is `struct evtchn_bind_interdomain` (host-tested layout).
+    let status = unsafe { event_channel(events::EVTCHNOP_BIND_INTERDOMAIN, &mut request) };
+    (status, request.local_port)
+}
+
+/// `grant_table_op(GNTTABOP_query_size)` for this domain: Xen's status and the reply.
+pub(super) fn query_grant_frames() -> (i64, abi::QuerySize) {
+    let mut request = abi::QuerySize::new();
+    // SAFETY: Xen reads and writes one `struct gnttab_query_size` (the count is 1),
+    // borrowed here for the call.
+    let status = unsafe {
+        call(
+            op::GRANT_TABLE_OP,
+            abi::GNTTABOP_QUERY_SIZE,
+            &raw mut request as u64,
+            1,
+        )
+    };
+    (status, request)
 }

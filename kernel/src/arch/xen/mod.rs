@@ -15,16 +15,80 @@
 //! their `unsafe` are in `hypercall`; what they send and how replies are checked is plain
 //! code in `torito_boot::xen`, tested on the host.
 
+mod console;
+pub mod domu;
+pub mod events;
 mod hypercall;
+pub mod shared;
 mod xsdt;
 
 use core::fmt::{self, Write};
-use core::sync::atomic::{AtomicU32, Ordering};
-use torito_boot::xen as abi;
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use torito_boot::xen::{self as abi, DomainKind};
 use torito_boot::{BootError, BootInfo, MAX_MEMORY_REGIONS};
 
 /// Xen's CPUID base leaf, or 0 when not on Xen (or before `init`).
 static BASE: AtomicU32 = AtomicU32::new(0);
+/// Whether this domain is unprivileged (a domU), when on Xen.
+static DOMU: AtomicBool = AtomicBool::new(false);
+
+/// What went wrong talking to Xen after the boot's first steps (these are logged, and the
+/// kernel goes on without what failed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Error {
+    /// Xen refused a hypercall: `call`, with error number `errno`.
+    Hypercall {
+        /// What was asked.
+        call: &'static str,
+        /// Xen's error number.
+        errno: u32,
+    },
+    /// No free frame for a page Xen shares with this kernel: give the domain more memory.
+    NoFrame(&'static str),
+    /// The upcall vector was already registered (a kernel bug).
+    VectorTaken(u8),
+    /// A parameter the toolstack sets for a domU is missing or out of range.
+    Param {
+        /// The parameter's name.
+        name: &'static str,
+        /// Its value.
+        value: u64,
+    },
+}
+
+impl Error {
+    /// A hypercall's status as a result.
+    fn check(call: &'static str, status: i64) -> Result<u64, Self> {
+        u64::try_from(status).map_err(|_| Self::Hypercall {
+            call,
+            errno: status.unsigned_abs().min(u64::from(u32::MAX)) as u32,
+        })
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Self::Hypercall { call, errno } => write!(
+                f,
+                "Xen refused {call}: error -{errno} ({})",
+                abi::errno_name(errno)
+            ),
+            Self::NoFrame(what) => write!(
+                f,
+                "no free frame for the {what} page: give the domain more memory"
+            ),
+            Self::VectorTaken(vector) => write!(f, "vector {vector} is taken (a kernel bug)"),
+            Self::Param { name, value } => write!(
+                f,
+                "{name} is {value:#x}: the toolstack did not set it up (is this a PVH domU \
+                 built by xl?)"
+            ),
+        }
+    }
+}
+
+impl core::error::Error for Error {}
 
 fn cpuid(leaf: u32, subleaf: u32) -> (u32, u32, u32, u32) {
     let result = core::arch::x86_64::__cpuid_count(leaf, subleaf);
@@ -51,12 +115,75 @@ pub fn init() -> Result<bool, BootError> {
     let leaf = abi::HypercallLeaf::decode(pages, msr)?;
     hypercall::install(leaf.msr);
     BASE.store(base, Ordering::Relaxed);
+    let (status, word0) = hypercall::features(0);
+    abi::check("XENVER_get_features", status)?;
+    DOMU.store(
+        DomainKind::from_features(word0) == DomainKind::DomU,
+        Ordering::Relaxed,
+    );
     Ok(true)
 }
 
 /// Whether the kernel runs on Xen (after `init`).
 pub fn present() -> bool {
     BASE.load(Ordering::Relaxed) != 0
+}
+
+/// What this domain is, when on Xen.
+pub fn kind() -> Option<DomainKind> {
+    present().then(|| {
+        if DOMU.load(Ordering::Relaxed) {
+            DomainKind::DomU
+        } else {
+            DomainKind::Dom0
+        }
+    })
+}
+
+/// Brings up what needs the kernel's page tables and the local APIC: the shared info
+/// page and event channels (checked with one looped-back event), then on a domU the PV
+/// console ring. Boot only, interrupts off. Off Xen it returns at once; a failure is
+/// logged and the kernel goes on without it.
+pub fn start(_boot_only: &crate::arch::boot_token::Boot) {
+    let Some(kind) = kind() else {
+        return;
+    };
+    match start_events() {
+        Ok(delivery) => log::debug!(
+            "xen: {}: event channels up, upcalls on vector {} through {}",
+            kind.name(),
+            crate::arch::vectors::XEN_UPCALL_VECTOR,
+            delivery.name()
+        ),
+        Err(error) => log::warn!("xen: {}: no event channels: {}", kind.name(), error),
+    }
+}
+
+/// `events::init`, then a looped-back event; when it does not arrive through the
+/// per-vCPU vector, the callback parameter instead.
+fn start_events() -> Result<events::Delivery, Error> {
+    /// Spins to wait for the looped-back event: far more than an upcall takes (the
+    /// event is raised before the wait starts), bounded so a broken delivery costs a
+    /// moment, not the boot.
+    const SPINS: u64 = 1_000_000;
+    let vector = crate::arch::vectors::XEN_UPCALL_VECTOR;
+    let delivery = events::init(vector)?;
+    if events::loop_back(SPINS)? {
+        return Ok(delivery);
+    }
+    if delivery == events::Delivery::PerVcpuVector {
+        Error::check(
+            abi::Param::CallbackIrq.name(),
+            hypercall::set_param(abi::Param::CallbackIrq, abi::callback_vector(vector)),
+        )?;
+        if events::loop_back(SPINS)? {
+            return Ok(events::Delivery::CallbackVector);
+        }
+    }
+    Err(Error::Hypercall {
+        call: "delivering a looped-back event (no upcall arrived)",
+        errno: 0,
+    })
 }
 
 /// Fills `info`'s memory map from `XENMEM_memory_map` (a version-0 `start_info` has none).
@@ -94,10 +221,27 @@ pub fn tsc_hz() -> Option<u64> {
 }
 
 /// Stops the domain: power-off for exit status 0, crash otherwise. Returns at once off
-/// Xen, or if Xen refuses.
+/// Xen, or if Xen refuses. A domU first waits (bounded) for its console daemon to take
+/// what is in the ring, the exit line included.
 pub fn shutdown(code: u32) {
     if present() {
+        if DOMU.load(Ordering::Relaxed) {
+            console::drain();
+        }
         hypercall::shutdown(abi::ShutdownReason::for_exit_code(code));
+    }
+}
+
+/// A domU's console ring, right after the kernel's page tables are up (the ring's page
+/// lies outside the boot tables' first 1 GiB); the boot's first lines, kept until now,
+/// go out first. Off Xen and on dom0 it returns at once; a domU without its ring can
+/// only end (its log would go nowhere), with the crash status.
+pub fn start_console(_boot_only: &crate::arch::boot_token::Boot) {
+    if kind() != Some(DomainKind::DomU) {
+        return;
+    }
+    if let Err(error) = console::start() {
+        crate::arch::entry::fatal("Xen console", error);
     }
 }
 
@@ -111,7 +255,11 @@ struct Line {
 impl Line {
     fn flush(&mut self) {
         if self.len > 0 {
-            hypercall::console_write(&self.bytes[..self.len]);
+            if DOMU.load(Ordering::Relaxed) {
+                console::write(&self.bytes[..self.len]);
+            } else {
+                hypercall::console_write(&self.bytes[..self.len]);
+            }
             self.len = 0;
         }
     }

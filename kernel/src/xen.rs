@@ -1,0 +1,155 @@
+//! A Xen domU's devices: the xenstore client, the grant table and the netfront NICs,
+//! built from `torito_virtio::xen`'s protocols over the pages and event channels
+//! `arch::xen` provides.
+//!
+//! Nothing here runs off Xen or on dom0 (whose devices are the machine's own). On a
+//! domU the network's first use (`net::stack`) connects every vif the toolstack listed
+//! under `device/vif` in this domain's xenstore directory; each becomes a NIC after the
+//! virtio ones (a domU has none).
+
+use crate::arch::xen::domu;
+use crate::arch::xen::events::{self, Channel};
+use crate::arch::xen::shared::Page;
+use alloc::format;
+use alloc::vec::Vec;
+use torito_boot::xen::DomainKind;
+use torito_virtio::xen::EventChannel;
+use torito_virtio::xen::grant::Table;
+use torito_virtio::xen::netfront::{self, NetFront, NetPages};
+use torito_virtio::xen::xenstore::XenStore;
+
+/// Buffer pages per direction of a vif: 64 frames in flight each way (256 KiB each).
+const NET_BUFFERS: usize = 64;
+
+/// An event channel as a driver holds it: the bell it rings, and the ports it allocates
+/// routed to its own waker.
+#[derive(Debug)]
+pub struct Bell(Channel);
+
+impl EventChannel for Bell {
+    fn notify(&self, port: u32) {
+        let status = events::notify(port);
+        if status != 0 {
+            log::warn!("xen: EVTCHNOP_send on port {} failed: {}", port, status);
+        }
+    }
+
+    fn alloc_unbound(&self, remote: u16) -> Result<u32, i32> {
+        self.0.alloc_unbound(remote).map_err(|error| {
+            log::warn!("xen: {}", error);
+            match error {
+                crate::arch::xen::Error::Hypercall { errno, .. } => -(errno as i32),
+                _ => -22,
+            }
+        })
+    }
+}
+
+/// The xenstore client.
+pub type Store = XenStore<Page, Bell>;
+/// A netfront NIC.
+pub type Nic = NetFront<Page, Bell>;
+
+static STORE: spin::Once<Option<Store>> = spin::Once::new();
+static GRANTS: spin::Once<Option<Table<Page>>> = spin::Once::new();
+
+/// Whether the kernel runs as a Xen domU.
+pub fn is_domu() -> bool {
+    crate::arch::xen::kind() == Some(DomainKind::DomU)
+}
+
+/// The xenstore client (on a domU whose event channels are up; logged otherwise).
+pub fn store() -> Option<&'static Store> {
+    STORE
+        .call_once(|| {
+            if !is_domu() {
+                return None;
+            }
+            let Some(channel) = Channel::new() else {
+                log::error!("xen: xenstore: no event channel (event channels are down)");
+                return None;
+            };
+            let (page, port) = domu::xenstore()
+                .inspect_err(|error| log::error!("xen: xenstore: {}", error))
+                .ok()?;
+            if let Err(error) = channel.bind(port) {
+                log::error!("xen: xenstore: {}", error);
+                return None;
+            }
+            let waker = channel.waker();
+            Some(XenStore::new(page, Bell(channel), port, waker))
+        })
+        .as_ref()
+}
+
+/// The grant table (on a domU).
+pub fn grants() -> Option<&'static Table<Page>> {
+    GRANTS
+        .call_once(|| {
+            if !is_domu() {
+                return None;
+            }
+            match domu::grant_frames() {
+                Ok(frames) => Some(Table::new(frames)),
+                Err(error) => {
+                    log::error!("xen: grant table: {}", error);
+                    None
+                }
+            }
+        })
+        .as_ref()
+}
+
+/// Connects every vif listed in xenstore, in index order, at most `limit`; logs those
+/// that fail.
+pub async fn connect_nics(limit: usize) -> Vec<Nic> {
+    let mut nics = Vec::new();
+    let (Some(store), Some(grants)) = (store(), grants()) else {
+        return nics;
+    };
+    let mut indices: Vec<u32> = match store.directory("device/vif").await {
+        Ok(names) => names.iter().filter_map(|name| name.parse().ok()).collect(),
+        Err(error) => {
+            log::debug!("xen: no vif in xenstore: {}", error);
+            return nics;
+        }
+    };
+    indices.sort_unstable();
+    for index in indices.into_iter().take(limit) {
+        let Some(channel) = Channel::new() else {
+            log::error!("xen: vif {}: no event channel left", index);
+            break;
+        };
+        let (Some(mut buffers), Some(rings)) = (domu::pages(2 * NET_BUFFERS), domu::pages(2))
+        else {
+            log::error!("xen: vif {}: no memory for its buffers", index);
+            break;
+        };
+        let rx_buffers = buffers.split_off(NET_BUFFERS);
+        let mut rings = rings.into_iter();
+        let (Some(tx_ring), Some(rx_ring)) = (rings.next(), rings.next()) else {
+            break;
+        };
+        let pages = NetPages {
+            tx_ring,
+            rx_ring,
+            tx_buffers: buffers,
+            rx_buffers,
+        };
+        let waker = channel.waker();
+        match netfront::connect(store, grants, Bell(channel), waker, index, pages).await {
+            Ok(nic) => nics.push(nic),
+            Err(error) => log::error!("xen: vif {}: {}", index, error),
+        }
+    }
+    nics
+}
+
+/// A vif's name in logs.
+pub fn describe(nic: &Nic) -> alloc::string::String {
+    format!(
+        "xen vif (backend {}, domain {})",
+        nic.backend(),
+        nic.backend_id()
+    )
+}
