@@ -1,0 +1,127 @@
+#!/bin/sh
+# Dom0's /init for qemu/xen-domu.sh: Debian's Linux as Xen's dom0, from an initramfs,
+# with Xen's own tools. It starts what `xl create` needs (xenfs, the event-channel and
+# grant devices, the back ends, xenstored, xenconsoled, a bridge), starts the one domU
+# /etc/xen/domu.cfg describes, copies its console to this one (Xen's COM1, QEMU's
+# serial), optionally probes its echo server, and ends the whole machine with a status.
+#
+# Settings come from dom0's command line (qemu/xen-domu.sh writes them):
+#   xendomu.wait=TEXT    probe only after the domU's console shows TEXT (spaces as '+')
+#   xendomu.rounds=N     then N round trips of 64 bytes to 10.0.0.2:5555 (0: no probe)
+#   xendomu.timeout=S    give up on the domU after S seconds (default 240)
+# Lines this script prints start with "dom0: " so a test can tell them from the rest.
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+mkdir -p /dev/pts /dev/shm /run/xen /run/xenstored /run/lock /var/lib/xen \
+    /var/log/xen/console /var/lib/xenstored
+# xenconsoled gives each domU's console a pseudo-terminal (xl waits for it).
+mount -t devpts devpts /dev/pts
+for module in $(cat /lib/modules/order); do
+    insmod "/lib/modules/$module.ko" || echo "dom0: insmod $module failed"
+done
+
+say() { echo "dom0: $*"; }
+
+# end STATUS: the machine's end. Dom0 reaches isa-debug-exit's port (QEMU then exits
+# with (STATUS<<1)|1); without that device, a reboot, which QEMU's -no-reboot ends.
+end() {
+    sync
+    /bin/qemu-exit "$1"
+    reboot -f
+}
+
+setting() {
+    for word in $(cat /proc/cmdline); do
+        case $word in "xendomu.$1="*) echo "${word#*=}" | tr + ' '; return ;; esac
+    done
+    echo "$2"
+}
+wait_text=$(setting wait "")
+rounds=$(setting rounds 0)
+timeout=$(setting timeout 240)
+
+mount -t xenfs xenfs /proc/xen || { say "no xenfs: not Xen's dom0?"; end 3; }
+started=$(cut -d' ' -f1 /proc/uptime)
+say "up at ${started}s; starting xenstored"
+/usr/sbin/xenstored --pid-file /run/xenstored.pid || { say "xenstored failed"; end 3; }
+/usr/lib/xen-4.17/bin/xen-init-dom0 >/tmp/init-dom0.log 2>&1 ||
+    { cat /tmp/init-dom0.log; say "xen-init-dom0 failed"; end 3; }
+/usr/sbin/xenconsoled --pid-file=/run/xenconsoled.pid --log=guest \
+    --log-dir=/var/log/xen/console || { say "xenconsoled failed"; end 3; }
+
+# The domU's network: a bridge with dom0's address; the vif joins it through
+# /etc/xen/scripts/vif-busybox (named in domu.cfg).
+brctl addbr xenbr0
+ip addr add 10.0.0.1/24 dev xenbr0
+ip link set xenbr0 up
+ip link set lo up
+
+say "xl create"
+xl create -F /etc/xen/domu.cfg >/tmp/xl.log 2>&1 &
+xl_pid=$!
+log=/var/log/xen/console/guest-domu.log
+# The domU's console, line by line, as it comes (xenconsoled creates the log when the
+# domain appears).
+(
+    while [ ! -e $log ]; do usleep 50000; kill -0 $xl_pid 2>/dev/null || exit; done
+    tail -f $log | while IFS= read -r line; do echo "domu: $line"; done
+) &
+tail_pid=$!
+
+deadline=$(( ${started%.*} + timeout ))
+now() { cut -d' ' -f1 /proc/uptime | cut -d. -f1; }
+status=0
+if [ "$rounds" -gt 0 ]; then
+    while ! grep -qF "$wait_text" $log 2>/dev/null; do
+        if ! kill -0 $xl_pid 2>/dev/null; then say "the domU ended before \"$wait_text\""; status=1; break; fi
+        if [ "$(now)" -ge $deadline ]; then say "no \"$wait_text\" after ${timeout}s"; status=1; break; fi
+        usleep 100000
+    done
+    if [ $status -eq 0 ]; then
+        say "domU ready at $(cut -d' ' -f1 /proc/uptime)s; probing"
+        /bin/rtt 10.0.0.2 5555 "$rounds" | sed 's/^/dom0: /' || status=1
+        # Echo servers run until stopped: the probe's end is the domU's end. `xl shutdown`
+        # asks through xenstore (control/shutdown) and fails at once when the domU never
+        # said it listens there (control/feature-poweroff); then it is destroyed.
+        if xl shutdown domu >/tmp/shutdown.log 2>&1; then
+            wait_end=$(( $(now) + 20 ))
+            while kill -0 $xl_pid 2>/dev/null && [ "$(now)" -lt $wait_end ]; do usleep 100000; done
+            kill -0 $xl_pid 2>/dev/null && { say "no shutdown after 20s: destroying"; xl destroy domu; }
+        else
+            say "xl shutdown refused ($(tail -n 1 /tmp/shutdown.log)): destroying"
+            xl destroy domu
+        fi
+    fi
+fi
+while kill -0 $xl_pid 2>/dev/null; do
+    if [ "$(now)" -ge $deadline ]; then
+        say "the domU still runs after ${timeout}s: destroying it"
+        xl list
+        xl destroy domu
+        status=1
+        break
+    fi
+    usleep 100000
+done
+wait $xl_pid
+usleep 300000
+kill $tail_pid 2>/dev/null
+say "xl create -F said:"
+sed 's/^/dom0:   /' /tmp/xl.log
+# libxl's words for the end: "Domain N has shut down, reason code R 0x0" (0 poweroff,
+# 1 reboot, 2 suspend, 3 crash, 4 watchdog, 5 soft reset).
+reason=$(sed -n 's/.*has shut down, reason code \([0-9]*\).*/\1/p' /tmp/xl.log | head -n 1)
+case $reason in
+    0) say "domU end: poweroff" ;;
+    1) say "domU end: reboot" ;;
+    3) say "domU end: crash" ;;
+    "") say "domU end: unknown (destroyed, or never started)" ;;
+    *) say "domU end: reason $reason" ;;
+esac
+say "console log's last lines:"
+tail -n 5 $log 2>/dev/null | sed 's/^/dom0:   /'
+xl list | sed 's/^/dom0:   /'
+say "done at $(cut -d' ' -f1 /proc/uptime)s, status $status"
+end $status
