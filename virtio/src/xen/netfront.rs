@@ -589,14 +589,11 @@ impl<P: SharedPage, E: EventChannel> NetFront<P, E> {
     /// Posts every receive buffer (published at the next flush). A backend that wrote
     /// responses before it was given any request is refused here.
     fn post_all_rx(&mut self) -> Result<(), NetFrontError> {
-        for ring_error in [
-            self.rx.unconsumed_responses().err(),
-            self.tx.ring.unconsumed_responses().err(),
-        ] {
-            if let Some(error) = ring_error {
-                count(&self.stats.ring_errors);
-                return Err(NetFrontError::Ring(error));
-            }
+        let rx = self.rx.unconsumed_responses();
+        let tx = self.tx.ring.unconsumed_responses();
+        if let Err(error) = rx.and(tx) {
+            count(&self.stats.ring_errors);
+            return Err(NetFrontError::Ring(error));
         }
         for id in 0..self.rx_buffers.len() {
             self.post_rx(id as u16);
