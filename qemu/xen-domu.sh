@@ -5,6 +5,7 @@
 # usage: qemu/xen-domu.sh fetch
 #        qemu/xen-domu.sh run (IMAGE | --linux) [--cmdline ARGS] [--wait TEXT]
 #                         [--rounds N] [--vcpus N] [--mem MIB] [--timeout SECONDS]
+#                         [--xl 'KEY = VALUE']...
 #
 # fetch: downloads (apt-get download, never installed) and unpacks Debian 12's regular
 #   kernel (linux-image-amd64's, which has CONFIG_XEN_DOM0; the cloud kernel lacks it),
@@ -22,6 +23,7 @@
 #                  shuts the domU down (xl shutdown, else xl destroy).
 #     --vcpus N    the domU's vCPUs (1); --mem MIB its memory (32; 128 for --linux)
 #     --timeout S  dom0 destroys a domU still running after S seconds (240)
+#     --xl LINE    one more line for the domU's xl config (e.g. 'acpi = 0'), after ours
 #   Everything comes out on stdout: Xen's and dom0's console, the domU's console lines
 #   prefixed "domu: ", dom0's own lines prefixed "dom0: ", among them
 #   "dom0: rtt: N rounds of 64 bytes, median M us, ..." and "dom0: domU end: poweroff"
@@ -88,7 +90,7 @@ static() {
 }
 
 run() {
-    local image="" linux=0 cmdline="" wait="" rounds=0 vcpus=1 mem="" timeout=240
+    local image="" linux=0 cmdline="" wait="" rounds=0 vcpus=1 mem="" timeout=240 xl=()
     while [ $# -gt 0 ]; do
         case $1 in
             --linux) linux=1; shift ;;
@@ -98,6 +100,7 @@ run() {
             --vcpus) vcpus=${2?}; shift 2 ;;
             --mem) mem=${2?}; shift 2 ;;
             --timeout) timeout=${2?}; shift 2 ;;
+            --xl) xl+=("${2?}"); shift 2 ;;
             -*) echo "xen-domu.sh: unknown option $1" >&2; usage ;;
             *) [ -z "$image" ] || usage; image=$1; shift ;;
         esac
@@ -107,7 +110,6 @@ run() {
     [ -z "$image" ] || [ -f "$image" ] || { echo "xen-domu.sh: no image at $image" >&2; exit 2; }
     case $rounds$vcpus$timeout${mem:-0} in *[!0-9]*) echo "xen-domu.sh: --rounds, --vcpus, --mem and --timeout take numbers" >&2; exit 2 ;; esac
     [ "$rounds" -eq 0 ] || [ -n "$wait" ] || { echo "xen-domu.sh: --rounds needs --wait TEXT (the domU's ready line)" >&2; exit 2; }
-    case $wait in *[+\ ]*) ;; esac
     [ -f "$cache/done" ] || { echo "xen-domu.sh: no dom0 packages; run: qemu/xen-domu.sh fetch (make setup does)" >&2; exit 2; }
     local xen
     xen=$("$here/xen.sh" path)
@@ -155,7 +157,9 @@ cmdline = "console=hvc0 quiet $cmdline"
 memory = ${mem:-128}
 CFG
     else
-        files+=(--file "domu/kernel=$image")
+        # Symbols for xenctx's view of a crashed domU (System.map's format).
+        nm -n "$image" 2>/dev/null | grep -i ' [tw] ' >"$work/symbols" || true
+        files+=(--file "domu/kernel=$image" --file "domu/symbols=$work/symbols")
         cat >"$cfg" <<CFG
 type = "pvh"
 name = "domu"
@@ -173,8 +177,9 @@ vif = [ "bridge=xenbr0,script=vif-busybox" ]
 tsc_mode = "native"
 on_poweroff = "destroy"
 on_reboot = "destroy"
-on_crash = "destroy"
+on_crash = "preserve"
 CFG
+    [ ${#xl[@]} -eq 0 ] || printf '%s\n' "${xl[@]}" >>"$cfg"
     python3 "$here/xen-domu/initramfs.py" guest "$work/guest.cpio.gz" "${files[@]}"
     cat "$dom0" "$work/guest.cpio.gz" >"$work/initrd"
 
@@ -184,7 +189,7 @@ CFG
         -no-reboot \
         -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
         -kernel "$xen" \
-        -append "smap=0 smep=0 console=com1 com1=115200,8n1 dom0_mem=512M,max:512M dom0_max_vcpus=1 dom0_vcpus_pin loglvl=warning guest_loglvl=warning" \
+        -append "smap=0 smep=0 console=com1 com1=115200,8n1 dom0_mem=512M,max:512M dom0_max_vcpus=1 dom0_vcpus_pin loglvl=all guest_loglvl=all" \
         -initrd "$cache/root/boot/vmlinuz-$version ${append//,/,,},$work/initrd" || status=$?
     # isa-debug-exit: (STATUS << 1) | 1.
     [ $((status & 1)) -eq 1 ] && exit $((status >> 1))

@@ -106,6 +106,16 @@ while kill -0 $xl_pid 2>/dev/null; do
     usleep 100000
 done
 wait $xl_pid
+# on_crash="preserve": a crashed domU stays, so its console can still be drained and its
+# vCPU shown (with the image's symbols when /domu/symbols came along) before it goes.
+if domid=$(xl domid domu 2>/dev/null); then
+    usleep 500000
+    say "the domU is kept after a crash; vCPU 0 (xenctx):"
+    symbols=""
+    [ -f /domu/symbols ] && symbols="-s /domu/symbols"
+    /usr/lib/xen-4.17/bin/xenctx $symbols -k 0 -a -S -l 16 "$domid" 0 2>&1 | sed 's/^/dom0:   /'
+    xl destroy domu
+fi
 usleep 300000
 kill $tail_pid 2>/dev/null
 say "xl create -F said:"

@@ -37,6 +37,7 @@ PROGRAMS = {
     "usr/sbin/xenstored": "usr/lib/xen-4.17/bin/xenstored",
     "usr/sbin/xenconsoled": "usr/lib/xen-4.17/bin/xenconsoled",
     "usr/lib/xen-4.17/bin/xen-init-dom0": "usr/lib/xen-4.17/bin/xen-init-dom0",
+    "usr/lib/xen-4.17/bin/xenctx": "usr/lib/xen-4.17/bin/xenctx",
     "usr/bin/xenstore-read": "usr/bin/xenstore-read",
     "usr/bin/xenstore-write": "usr/bin/xenstore-write",
     "usr/bin/xenstore-rm": "usr/bin/xenstore-rm",
