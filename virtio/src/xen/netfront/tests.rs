@@ -692,7 +692,7 @@ fn echo_driven_by_events_alone() {
         }
         // Bursts with quiet gaps between them, so that receiving must wake the runner
         // on its own (no transmit completion to ride on).
-        if round % 10 == 0 {
+        if round.is_multiple_of(10) {
             queued.extend(arriving.by_ref().take(5));
         }
         let old = netback.rx_prod;
