@@ -345,7 +345,11 @@ pub struct NetFront<P, E> {
 ///
 /// # Errors
 ///
-/// [`NetFrontError`]. Grants made before a failure are ended.
+/// [`NetFrontError`]. After a failure past step 1 the front end says `state = 5`
+/// (Closing). Grants made are ended, except those the backend still maps: their
+/// references stay allocated, and their pages (dropped with the error) may still be
+/// written by the backend, so their memory must never be reused (the kernel never
+/// frees these pages).
 pub async fn connect<P, E, S, SE, G>(
     store: &XenStore<S, SE>,
     grants: &Table<G>,
@@ -422,6 +426,11 @@ where
     .await;
     // The watch is not needed either way; a failure to remove it changes nothing.
     let _ = store.unwatch(&backend_state, &token).await;
+    if result.is_err() {
+        // Tell the backend to let go (as xenbus_dev_fatal does); best effort: the
+        // error being reported matters more than this one.
+        let _ = write(store, &front, "state", STATE_CLOSING).await;
+    }
     let mut device = result?;
     device.flush();
     Ok(device)
