@@ -18,6 +18,10 @@ use torito_virtio::xen::grant::Table;
 use torito_virtio::xen::netfront::{self, NetFront, NetPages};
 use torito_virtio::xen::xenstore::XenStore;
 
+/// How long the first xenstore request may take: xenstored answers in milliseconds, a
+/// domain whose xenstore is not served would otherwise wait forever for its network.
+const XENSTORE_WAIT: crate::time::Duration = crate::time::Duration::from_secs(10);
+
 /// Buffer pages per direction of a vif: 64 frames in flight each way (256 KiB each).
 const NET_BUFFERS: usize = 64;
 
@@ -104,13 +108,28 @@ pub fn grants() -> Option<&'static Table<Page>> {
 /// that fail.
 pub async fn connect_nics(limit: usize) -> Vec<Nic> {
     let mut nics = Vec::new();
-    let (Some(store), Some(grants)) = (store(), grants()) else {
+    let Some(store) = store() else {
         return nics;
     };
-    let mut indices: Vec<u32> = match store.directory("device/vif").await {
-        Ok(names) => names.iter().filter_map(|name| name.parse().ok()).collect(),
-        Err(error) => {
+    let Some(grants) = grants() else {
+        return nics;
+    };
+    let listing = crate::time::timeout(XENSTORE_WAIT, store.directory("device/vif")).await;
+    let mut indices: Vec<u32> = match listing {
+        Ok(Ok(names)) => names.iter().filter_map(|name| name.parse().ok()).collect(),
+        Ok(Err(error)) => {
             log::debug!("xen: no vif in xenstore: {}", error);
+            return nics;
+        }
+        Err(_) => {
+            let (upcalls, stray) = events::counts();
+            log::error!(
+                "xen: xenstore did not answer within {} s ({:?}; {} upcalls, {} stray events)",
+                XENSTORE_WAIT.as_secs(),
+                store.stats(),
+                upcalls,
+                stray
+            );
             return nics;
         }
     };

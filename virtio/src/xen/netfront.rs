@@ -341,7 +341,8 @@ pub struct NetFront<P, E> {
 /// 4. writes `tx-ring-ref`, `rx-ring-ref`, `event-channel`, `request-rx-copy = 1`,
 ///    `feature-rx-notify = 1`, `feature-no-csum-offload = 1`, posts every receive
 ///    buffer, and says `state = 3` (Initialised);
-/// 5. waits until netback says Connected, then says `state = 4` (Connected).
+/// 5. says `state = 4` (Connected), then waits until netback says Connected (Linux's
+///    netback connects only once the front end says Connected).
 ///
 /// # Errors
 ///
@@ -418,8 +419,12 @@ where
         write(store, &front, "feature-no-csum-offload", 1).await?;
         device.post_all_rx()?;
         write(store, &front, "state", STATE_INITIALISED).await?;
-        wait_for_backend(store, &backend_state, &token, STATE_CONNECTED).await?;
+        // Linux's netback connects only when the front end says Connected (its
+        // frontend_changed ignores Initialised), so the front end says it first, as
+        // Linux's netfront does, and then waits (found under xl on Debian's 6.1 dom0:
+        // waiting first, both sides waited for ever).
         write(store, &front, "state", STATE_CONNECTED).await?;
+        wait_for_backend(store, &backend_state, &token, STATE_CONNECTED).await?;
         granted.refs.clear();
         Ok(device)
     }

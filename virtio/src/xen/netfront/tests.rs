@@ -98,7 +98,9 @@ fn netback_xenbus(daemon: &mut Daemon) {
     let back = daemon.nodes[&format!("{BACKEND}/state")].clone();
     match (front.as_str(), back.as_str()) {
         ("1", "1") => daemon.set(&format!("{BACKEND}/state"), "2"),
-        ("3", "2") => {
+        // As Linux's netback (drivers/net/xen-netback/xenbus.c, frontend_changed): it
+        // ignores Initialised and connects once the front end says Connected.
+        ("4", "2") => {
             for key in [
                 "tx-ring-ref",
                 "rx-ring-ref",
@@ -107,7 +109,7 @@ fn netback_xenbus(daemon: &mut Daemon) {
             ] {
                 assert!(
                     daemon.nodes.contains_key(&format!("{FRONT}/{key}")),
-                    "{key} written before state 3"
+                    "{key} written before state 4"
                 );
             }
             daemon.set(&format!("{BACKEND}/state"), "4");
