@@ -22,6 +22,10 @@ use torito_virtio::xen::xenstore::XenStore;
 /// domain whose xenstore is not served would otherwise wait forever for its network.
 const XENSTORE_WAIT: crate::time::Duration = crate::time::Duration::from_secs(10);
 
+/// How long a vif's backend may take to connect: netback answers within a second even
+/// under QEMU's emulator; a backend that never does must not hold the network back.
+const CONNECT_WAIT: crate::time::Duration = crate::time::Duration::from_secs(30);
+
 /// Buffer pages per direction of a vif: 64 frames in flight each way (256 KiB each).
 const NET_BUFFERS: usize = 64;
 
@@ -156,9 +160,16 @@ pub async fn connect_nics(limit: usize) -> Vec<Nic> {
             rx_buffers,
         };
         let waker = channel.waker();
-        match netfront::connect(store, grants, Bell(channel), waker, index, pages).await {
-            Ok(nic) => nics.push(nic),
-            Err(error) => log::error!("xen: vif {}: {}", index, error),
+        let connecting = netfront::connect(store, grants, Bell(channel), waker, index, pages);
+        match crate::time::timeout(CONNECT_WAIT, connecting).await {
+            Ok(Ok(nic)) => nics.push(nic),
+            Ok(Err(error)) => log::error!("xen: vif {}: {}", index, error),
+            // Its pages stay granted: they were leaked for this (`domu::pages`).
+            Err(_) => log::error!(
+                "xen: vif {}: the backend did not connect within {} s; left unused",
+                index,
+                CONNECT_WAIT.as_secs()
+            ),
         }
     }
     nics
@@ -171,4 +182,53 @@ pub fn describe(nic: &Nic) -> alloc::string::String {
         nic.backend(),
         nic.backend_id()
     )
+}
+
+/// On a domU, starts the task that hears `xl shutdown` (the toolstack writes `poweroff`
+/// or `halt` to `control/shutdown`) and returns its source bit; 0 elsewhere. The task
+/// says it can (`control/feature-poweroff`), acknowledges each request by clearing the
+/// node, as Linux does, and hands it to `crate::shutdown`'s watcher.
+pub fn arm_shutdown() -> u8 {
+    if !is_domu() {
+        return 0;
+    }
+    crate::runtime::executor().spawn(watch_shutdown()).detach();
+    crate::power_events::Source::Xen.bit()
+}
+
+async fn watch_shutdown() {
+    const NODE: &str = "control/shutdown";
+    const TOKEN: &str = "torito-shutdown";
+    let Some(store) = store() else {
+        return;
+    };
+    let armed = async {
+        store.write("control/feature-poweroff", "1").await?;
+        store.watch(NODE, TOKEN).await
+    };
+    if let Err(error) = armed.await {
+        log::warn!("xen: xl shutdown will not be heard: {}", error);
+        return;
+    }
+    loop {
+        // xenstored fires a watch once when it is set, then on every change.
+        if let Err(error) = store.next_event(TOKEN).await {
+            log::warn!("xen: xl shutdown is no longer heard: {}", error);
+            return;
+        }
+        let Ok(request) = store.read(NODE).await else {
+            continue;
+        };
+        match request.trim_end_matches('\0') {
+            "poweroff" | "halt" => {
+                let _ = store.write(NODE, "").await;
+                crate::arch::power::request(crate::power_events::Source::Xen);
+            }
+            "" => {}
+            other => log::warn!(
+                "xen: toolstack request `{}` not supported (poweroff only)",
+                other
+            ),
+        }
+    }
 }
