@@ -130,6 +130,8 @@ case $reason in
     "") say "domU end: unknown (destroyed, or never started)" ;;
     *) say "domU end: reason $reason" ;;
 esac
+# Without a probe the domU is expected to end by itself, powered off.
+[ "$rounds" -gt 0 ] || [ "$reason" = 0 ] || [ $status -ne 0 ] || status=2
 say "console log's last lines:"
 tail -n 5 $log 2>/dev/null | sed 's/^/dom0:   /'
 xl list | sed 's/^/dom0:   /'
