@@ -98,6 +98,12 @@ pub struct BootInfo {
     cmdline_len: usize,
     /// The ACPI root, when the loader gave one (Firecracker does not).
     pub acpi: Option<AcpiRoot>,
+    /// The loader's RSDP address when the parser could not read it (past the boot page
+    /// tables' reach): the kernel reads it once its own tables map it.
+    pub rsdp_unread: Option<u64>,
+    /// PVH `hvm_start_info.flags`: Xen's `SIF_*` bits (`SIF_INITDOMAIN` for its dom0);
+    /// 0 from every other loader and for multiboot2.
+    pub start_flags: u32,
 }
 
 impl BootInfo {
@@ -114,6 +120,8 @@ impl BootInfo {
             cmdline: [0; MAX_CMDLINE],
             cmdline_len: 0,
             acpi: None,
+            rsdp_unread: None,
+            start_flags: 0,
         }
     }
 

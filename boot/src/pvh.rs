@@ -8,7 +8,7 @@
 //! |---|---|---|
 //! | 0 | `magic: u32` | [`PVH_MAGIC`] |
 //! | 4 | `version: u32` | memory map fields from version 1 (Xen gives dom0 version 0) |
-//! | 8 | `flags: u32` | ignored |
+//! | 8 | `flags: u32` | [`BootInfo::start_flags`] (Xen's `SIF_*`: dom0 or domU) |
 //! | 12 | `nr_modules: u32` | ignored (no modules) |
 //! | 16 | `modlist_paddr: u64` | ignored |
 //! | 24 | `cmdline_paddr: u64` | NUL-terminated; 0 = none |
@@ -52,7 +52,9 @@ const CMDLINE_CHUNK: usize = 64;
 /// - `EmptyMemoryMap` (no entries), `TooManyMemoryRegions` (checked before reading),
 ///   `MemoryRegionOverflow`, `NoUsableMemory`;
 /// - `CmdlineTooLong`, `CmdlineNotUtf8`, `CmdlineUnterminated`;
-/// - any RSDP error of [`parse_rsdp`](crate::parse_rsdp) when `rsdp_paddr` is not 0.
+/// - any RSDP error of [`parse_rsdp`](crate::parse_rsdp) when `rsdp_paddr` is not 0 and
+///   the RSDP's first 20 bytes are readable through `mem` (when they are not, the
+///   address is kept in [`BootInfo::rsdp_unread`] for a later read).
 pub fn parse_pvh(mem: &dyn PhysMemory, start_info: u64) -> Result<BootInfo, BootError> {
     const WHAT: &str = "PVH start_info";
     // Magic and version first: a version-0 start_info is only 48 bytes long.
@@ -65,12 +67,14 @@ pub fn parse_pvh(mem: &dyn PhysMemory, start_info: u64) -> Result<BootInfo, Boot
     let mut info = BootInfo::empty(Protocol::Pvh);
     let (cmdline_paddr, rsdp_paddr) = if version == 0 {
         let fields = read_array::<START_INFO_V0_SIZE>(mem, WHAT, start_info)?;
+        info.start_flags = le::u32_at::<8, START_INFO_V0_SIZE>(fields);
         (
             le::u64_at::<24, START_INFO_V0_SIZE>(fields),
             le::u64_at::<32, START_INFO_V0_SIZE>(fields),
         )
     } else {
         let fields = read_array::<START_INFO_SIZE>(mem, WHAT, start_info)?;
+        info.start_flags = le::u32_at::<8, START_INFO_SIZE>(fields);
         let memmap_paddr = le::u64_at::<40, START_INFO_SIZE>(fields);
         let memmap_entries = le::u32_at::<48, START_INFO_SIZE>(fields);
         read_memory_map(mem, &mut info, memmap_paddr, memmap_entries)?;
@@ -84,7 +88,13 @@ pub fn parse_pvh(mem: &dyn PhysMemory, start_info: u64) -> Result<BootInfo, Boot
         info.set_cmdline(read_exact(mem, "command line", cmdline_paddr, len)?)?;
     }
     if rsdp_paddr != 0 {
-        info.acpi = Some(crate::rsdp::read_rsdp(mem, rsdp_paddr)?);
+        if mem.read(rsdp_paddr, crate::rsdp::RSDP_V1_LENGTH).is_none() {
+            // Past what `mem` shows (a Xen domU's RSDP is at 0xfc008000, beyond the 1 GiB
+            // the kernel's boot tables map): read later, through the kernel's own tables.
+            info.rsdp_unread = Some(rsdp_paddr);
+        } else {
+            info.acpi = Some(crate::rsdp::read_rsdp(mem, rsdp_paddr)?);
+        }
     }
     Ok(info)
 }
@@ -330,6 +340,16 @@ pub(crate) mod tests {
             image.parse().unwrap_err(),
             BootError::BadPvhMagic { found: 0x1bad_b002 }
         );
+    }
+
+    #[test]
+    fn start_flags_in_both_versions() {
+        let mut image = PvhImage::new(0);
+        assert_eq!(image.parse().unwrap().start_flags, 0); // libxl's domU
+        image.put_u32(START_INFO + 8, 0b11); // Xen's dom0: SIF_PRIVILEGED | SIF_INITDOMAIN
+        assert_eq!(image.parse().unwrap().start_flags, 0b11);
+        image.put_u32(START_INFO + 4, 0);
+        assert_eq!(image.parse().unwrap().start_flags, 0b11);
     }
 
     #[test]
@@ -582,15 +602,29 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn rsdp_out_of_range() {
+    fn rsdp_out_of_range_is_kept_for_later() {
         let mut image = PvhImage::new(0);
-        image.put_u64(START_INFO + 32, 0xe_0000);
+        image.put_u64(START_INFO + 32, 0xfc00_8000);
+        let info = image.parse().unwrap();
+        assert_eq!(info.acpi, None);
+        assert_eq!(info.rsdp_unread, Some(0xfc00_8000));
+    }
+
+    #[test]
+    fn rsdp_cut_short_is_an_error() {
+        let mut image = PvhImage::new(2);
+        let end = BASE + IMAGE_SIZE as u64;
+        // The 20 bytes of revision 0 readable, the 36 of revision 2 not.
+        let at = end - 24;
+        let bytes = rsdp(2, 0x7fe_1000, 0x7fe_2000);
+        image.put(at, &bytes[..24]);
+        image.put_u64(START_INFO + 32, at);
         assert_eq!(
             image.parse().unwrap_err(),
             BootError::OutOfBounds {
                 what: "ACPI RSDP",
-                addr: 0xe_0000,
-                len: 20
+                addr: at,
+                len: 36
             }
         );
     }

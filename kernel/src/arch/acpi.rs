@@ -91,7 +91,13 @@ pub fn init(_boot_only: &Boot, boot: &'static BootInfo, ebda: Option<u64>) {
         let mut scan = None;
         let mut bios_pointers =
             || *scan.get_or_insert_with(|| bios::scan_bios_areas(firmware, firmware.ebda));
-        let root = boot.acpi.or_else(|| bios_pointers().rsdp);
+        // An RSDP past the boot tables' reach (a Xen domU's) is read now, mapped on demand.
+        let unread = boot.rsdp_unread.and_then(|address| {
+            torito_boot::read_rsdp(firmware, address)
+                .map_err(|error| log::warn!("acpi: {}", error))
+                .ok()
+        });
+        let root = boot.acpi.or(unread).or_else(|| bios_pointers().rsdp);
         let find = |signature| {
             let root = root?;
             ignore_bad(tables::find_table(firmware, &root, signature))

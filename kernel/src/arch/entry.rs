@@ -92,6 +92,7 @@ extern "C" fn torito_kernel_entry(protocol: u32, magic: u32, info: u32, entry_ts
     };
     let boot =
         BOOT_INFO.call_once(|| parsed.unwrap_or_else(|error| fatal("boot information", error)));
+    xen::note_start_flags(boot.start_flags);
 
     let cmdline = torito_boot::Cmdline::parse(boot.cmdline())
         .unwrap_or_else(|error| fatal("command line", error));
@@ -108,7 +109,11 @@ extern "C" fn torito_kernel_entry(protocol: u32, magic: u32, info: u32, entry_ts
     log::debug!(
         "boot: {}{}, command line `{}`",
         boot.protocol.name(),
-        if on_xen { " on Xen" } else { "" },
+        match xen::kind() {
+            Some(torito_boot::xen::DomainKind::Dom0) => " on Xen (dom0)",
+            Some(torito_boot::xen::DomainKind::DomU) => " on Xen (domU)",
+            None => "",
+        },
         boot.cmdline()
     );
 
@@ -159,7 +164,6 @@ extern "C" fn torito_kernel_entry(protocol: u32, magic: u32, info: u32, entry_ts
         fatal("local APIC", error);
     }
     acpi::init(&boot_only, boot, ebda);
-    xen::start(&boot_only);
     stamps[2] = clock::rdtsc();
     match clock::calibrate(&boot_only) {
         Ok(calibration) => log::debug!(

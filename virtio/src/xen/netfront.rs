@@ -30,6 +30,7 @@
 
 use alloc::format;
 use alloc::string::String;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 use core::task::Waker;
@@ -325,7 +326,7 @@ pub struct NetFront<P, E> {
     backend_id: u16,
     tx_ring_ref: GrantRef,
     rx_ring_ref: GrantRef,
-    stats: NetFrontStats,
+    stats: Arc<NetFrontStats>,
     dead: bool,
 }
 
@@ -581,7 +582,7 @@ impl<P: SharedPage, E: EventChannel> NetFront<P, E> {
             backend_id,
             tx_ring_ref,
             rx_ring_ref,
-            stats: NetFrontStats::default(),
+            stats: Arc::new(NetFrontStats::default()),
             dead: false,
         })
     }
@@ -589,14 +590,11 @@ impl<P: SharedPage, E: EventChannel> NetFront<P, E> {
     /// Posts every receive buffer (published at the next flush). A backend that wrote
     /// responses before it was given any request is refused here.
     fn post_all_rx(&mut self) -> Result<(), NetFrontError> {
-        for ring_error in [
-            self.rx.unconsumed_responses().err(),
-            self.tx.ring.unconsumed_responses().err(),
-        ] {
-            if let Some(error) = ring_error {
-                count(&self.stats.ring_errors);
-                return Err(NetFrontError::Ring(error));
-            }
+        let rx = self.rx.unconsumed_responses();
+        let tx = self.tx.ring.unconsumed_responses();
+        if let Err(error) = rx.and(tx) {
+            count(&self.stats.ring_errors);
+            return Err(NetFrontError::Ring(error));
         }
         for id in 0..self.rx_buffers.len() {
             self.post_rx(id as u16);
@@ -618,6 +616,11 @@ impl<P: SharedPage, E: EventChannel> NetFront<P, E> {
     /// The counters.
     pub fn stats(&self) -> &NetFrontStats {
         &self.stats
+    }
+
+    /// The counters, to keep after the driver has moved into the stack's runner.
+    pub fn stats_handle(&self) -> Arc<NetFrontStats> {
+        self.stats.clone()
     }
 
     /// The backend's xenstore directory.
@@ -770,7 +773,8 @@ impl<P: SharedPage> TxToken for NetTx<'_, P> {
             let mut elsewhere = alloc::vec![0; len];
             return f(&mut elsewhere);
         }
-        // A token exists only while a buffer is free.
+        // A token exists only while a buffer is free, so this cannot fail; if it did,
+        // the frame would be dropped like one too long.
         let Some(id) = tx.free.pop() else {
             count(&self.stats.tx_too_long);
             let mut elsewhere = alloc::vec![0; len];

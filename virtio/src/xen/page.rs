@@ -62,7 +62,7 @@ impl VecPage {
             "access of {len} bytes at {offset} is past the page"
         );
         assert!(
-            offset % align == 0,
+            offset.is_multiple_of(align),
             "access of {len} bytes at {offset} is misaligned"
         );
     }

@@ -693,6 +693,9 @@ enum Stage {
 }
 
 /// A request in flight: resolves to the reply's payload ([`XenStore::request`]).
+/// Dropped before it resolves, it frees its slot; a reply that comes later is counted
+/// as unknown.
+#[must_use = "a call is sent only when polled"]
 pub struct Call<'a, P: SharedPage, E: EventChannel> {
     store: &'a XenStore<P, E>,
     stage: Stage,
@@ -784,6 +787,7 @@ impl<P: SharedPage, E: EventChannel> Drop for Call<'_, P, E> {
 }
 
 /// Waits for a watch event with a given token ([`XenStore::next_event`]).
+#[must_use = "an event is taken only when polled"]
 pub struct NextEvent<'a, P: SharedPage, E: EventChannel> {
     store: &'a XenStore<P, E>,
     token: &'a str,

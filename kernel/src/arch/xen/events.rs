@@ -1,7 +1,10 @@
 //! Event channels as interrupt sources: the shared info page, one upcall vector, and a
 //! waker per port.
 //!
-//! At start the kernel places Xen's shared info page on a frame of its own
+//! They start on first use (the first [`Channel`]: a domU's xenstore, when the network
+//! starts), so a boot that needs none pays for none: placing the shared info page and
+//! the check below cost about 200 000 of Xen's instructions under QEMU's emulator, 40%
+//! of what Xen spends on a dom0's way to `main`. At start the kernel places Xen's shared info page on a frame of its own
 //! (`XENMEM_add_to_physmap`) and asks for upcalls as a local-APIC vector on vCPU 0
 //! (`HVMOP_set_evtchn_upcall_vector`; `HVM_PARAM_CALLBACK_IRQ` of the vector type when
 //! Xen lacks it). Every port is bound to vCPU 0 (Xen's default), so vCPU 0 takes every
@@ -24,6 +27,8 @@ pub const MAX_PORTS: usize = 256;
 pub const CHANNELS: usize = 16;
 
 static SHARED_INFO: spin::Once<SharedInfo> = spin::Once::new();
+/// How upcalls arrive, or why they do not (decided once, by the first `Channel::new`).
+static STARTED: spin::Once<Result<Delivery, Error>> = spin::Once::new();
 static WAKERS: [AtomicWaker; CHANNELS] = [const { AtomicWaker::new() }; CHANNELS];
 /// Which channel each port wakes: 0 for none, else the channel's index + 1.
 static ROUTES: [AtomicU8; MAX_PORTS] = [const { AtomicU8::new(0) }; MAX_PORTS];
@@ -74,14 +79,55 @@ fn upcall() {
     });
 }
 
-/// Maps the shared info page and asks for upcalls on `vector` (the dispatcher must route
-/// `vector` to this module: `init` registers it). Boot only, with interrupts off, after
-/// the local APIC is up.
+/// Starts event channels once (later calls return the first call's result): `init`,
+/// then a looped-back event; when it does not arrive through the per-vCPU vector, the
+/// callback parameter instead. Logs the outcome.
 ///
 /// # Errors
-/// When no frame is left for the page, the vector is taken, or Xen refuses both ways of
-/// delivering upcalls.
-pub fn init(vector: u8) -> Result<Delivery, Error> {
+/// As `init`; a `Hypercall` error when no looped-back event arrives either way.
+pub fn start() -> Result<Delivery, Error> {
+    *STARTED.call_once(|| {
+        let started = start_and_check();
+        match started {
+            Ok(delivery) => log::debug!(
+                "xen: event channels up, upcalls on vector {} through {}",
+                crate::arch::vectors::XEN_UPCALL_VECTOR,
+                delivery.name()
+            ),
+            Err(error) => log::error!("xen: no event channels: {}", error),
+        }
+        started
+    })
+}
+
+fn start_and_check() -> Result<Delivery, Error> {
+    /// Spins to wait for the looped-back event: far more than an upcall takes (the
+    /// event is raised before the wait starts), bounded so a broken delivery costs a
+    /// moment, not the boot.
+    const SPINS: u64 = 1_000_000;
+    let vector = crate::arch::vectors::XEN_UPCALL_VECTOR;
+    let delivery = init(vector)?;
+    if loop_back(SPINS)? {
+        return Ok(delivery);
+    }
+    if delivery == Delivery::PerVcpuVector {
+        Error::check(
+            Param::CallbackIrq.name(),
+            hypercall::set_param(Param::CallbackIrq, abi::callback_vector(vector)),
+        )?;
+        if loop_back(SPINS)? {
+            return Ok(Delivery::CallbackVector);
+        }
+    }
+    Err(Error::Hypercall {
+        call: "delivering a looped-back event (no upcall arrived)",
+        errno: 0,
+    })
+}
+
+/// Maps the shared info page and asks for upcalls on `vector` (registered here with
+/// the dispatcher). After the local APIC is up.
+fn init(vector: u8) -> Result<Delivery, Error> {
     let frame = crate::arch::paging::allocate_frames(1).ok_or(Error::NoFrame("shared info"))?;
     Error::check(
         "XENMEM_add_to_physmap(shared info)",
@@ -103,11 +149,6 @@ pub fn init(vector: u8) -> Result<Delivery, Error> {
     Ok(Delivery::CallbackVector)
 }
 
-/// Whether `init` succeeded.
-pub fn ready() -> bool {
-    SHARED_INFO.is_completed()
-}
-
 /// One waker and the ports routed to it: what a driver is given to hear its events
 /// (`torito_virtio::xen::EventChannel`).
 #[derive(Debug)]
@@ -116,9 +157,11 @@ pub struct Channel {
 }
 
 impl Channel {
-    /// A channel of its own; `None` when all [`CHANNELS`] are taken or before `init`.
+    /// A channel of its own, event channels started first when this is the first;
+    /// `None` off Xen, when event channels could not start (logged by [`start`]) or
+    /// when all [`CHANNELS`] are taken.
     pub fn new() -> Option<Self> {
-        if !ready() {
+        if !super::present() || start().is_err() {
             return None;
         }
         let index = NEXT_CHANNEL.fetch_add(1, Ordering::Relaxed);
@@ -167,9 +210,9 @@ pub fn notify(port: u32) -> i64 {
 }
 
 /// Checks that an event reaches this kernel's handler: a port pair looped back to this
-/// domain, one event sent, interrupts on for at most `spins` spins until it arrives.
-/// Boot only, interrupts off. Returns whether the event arrived.
-pub fn loop_back(spins: u64) -> Result<bool, Error> {
+/// domain, one event sent, interrupts on for at most `spins` spins until it arrives
+/// (then as they were). Returns whether the event arrived.
+fn loop_back(spins: u64) -> Result<bool, Error> {
     let (status, here) = hypercall::alloc_unbound(abi::DOMID_SELF);
     Error::check("EVTCHNOP_alloc_unbound", status)?;
     let (status, there) = hypercall::bind_interdomain(abi::DOMID_SELF, here);
@@ -178,12 +221,15 @@ pub fn loop_back(spins: u64) -> Result<bool, Error> {
     let before = UPCALLS.load(Ordering::Relaxed);
     Error::check("EVTCHNOP_send", notify(there))?;
     let mut waited = 0;
+    let were_enabled = x86_64::instructions::interrupts::are_enabled();
     x86_64::instructions::interrupts::enable();
     while UPCALLS.load(Ordering::Relaxed) == before && waited < spins {
         waited += 1;
         core::hint::spin_loop();
     }
-    x86_64::instructions::interrupts::disable();
+    if !were_enabled {
+        x86_64::instructions::interrupts::disable();
+    }
     let arrived = UPCALLS.load(Ordering::Relaxed) != before;
     hypercall::close(there);
     hypercall::close(here);

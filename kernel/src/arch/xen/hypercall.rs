@@ -120,24 +120,6 @@ pub(super) fn shutdown(reason: abi::ShutdownReason) -> i64 {
     }
 }
 
-/// `xen_version(XENVER_get_features)` for feature word `index`: Xen's status and the word.
-pub(super) fn features(index: u32) -> (i64, u32) {
-    let mut request = abi::FeatureInfo {
-        submap_index: index,
-        submap: 0,
-    };
-    // SAFETY: Xen reads and writes `request`, borrowed here for the call.
-    let status = unsafe {
-        call(
-            op::XEN_VERSION,
-            abi::XENVER_GET_FEATURES,
-            &raw mut request as u64,
-            0,
-        )
-    };
-    (status, request.submap)
-}
-
 /// `memory_op(XENMEM_add_to_physmap)`: page `idx` of `space` appears at guest frame
 /// `gpfn`, replacing whatever was there (the caller owns that frame).
 pub(super) fn add_to_physmap(space: abi::MapSpace, idx: u64, gpfn: u64) -> i64 {

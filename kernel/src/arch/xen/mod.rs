@@ -115,13 +115,19 @@ pub fn init() -> Result<bool, BootError> {
     let leaf = abi::HypercallLeaf::decode(pages, msr)?;
     hypercall::install(leaf.msr);
     BASE.store(base, Ordering::Relaxed);
-    let (status, word0) = hypercall::features(0);
-    abi::check("XENVER_get_features", status)?;
-    DOMU.store(
-        DomainKind::from_features(word0) == DomainKind::DomU,
-        Ordering::Relaxed,
-    );
     Ok(true)
+}
+
+/// Notes what this domain is from its PVH `start_info` flags, once the boot information
+/// is parsed (until then the console is `console_io`'s, which is right for dom0 and, on
+/// a domU, the only thing there is before the ring). Not on Xen: nothing.
+pub fn note_start_flags(flags: u32) {
+    if present() {
+        DOMU.store(
+            DomainKind::from_start_flags(flags) == DomainKind::DomU,
+            Ordering::Relaxed,
+        );
+    }
 }
 
 /// Whether the kernel runs on Xen (after `init`).
@@ -137,52 +143,6 @@ pub fn kind() -> Option<DomainKind> {
         } else {
             DomainKind::Dom0
         }
-    })
-}
-
-/// Brings up what needs the kernel's page tables and the local APIC: the shared info
-/// page and event channels (checked with one looped-back event), then on a domU the PV
-/// console ring. Boot only, interrupts off. Off Xen it returns at once; a failure is
-/// logged and the kernel goes on without it.
-pub fn start(_boot_only: &crate::arch::boot_token::Boot) {
-    let Some(kind) = kind() else {
-        return;
-    };
-    match start_events() {
-        Ok(delivery) => log::debug!(
-            "xen: {}: event channels up, upcalls on vector {} through {}",
-            kind.name(),
-            crate::arch::vectors::XEN_UPCALL_VECTOR,
-            delivery.name()
-        ),
-        Err(error) => log::warn!("xen: {}: no event channels: {}", kind.name(), error),
-    }
-}
-
-/// `events::init`, then a looped-back event; when it does not arrive through the
-/// per-vCPU vector, the callback parameter instead.
-fn start_events() -> Result<events::Delivery, Error> {
-    /// Spins to wait for the looped-back event: far more than an upcall takes (the
-    /// event is raised before the wait starts), bounded so a broken delivery costs a
-    /// moment, not the boot.
-    const SPINS: u64 = 1_000_000;
-    let vector = crate::arch::vectors::XEN_UPCALL_VECTOR;
-    let delivery = events::init(vector)?;
-    if events::loop_back(SPINS)? {
-        return Ok(delivery);
-    }
-    if delivery == events::Delivery::PerVcpuVector {
-        Error::check(
-            abi::Param::CallbackIrq.name(),
-            hypercall::set_param(abi::Param::CallbackIrq, abi::callback_vector(vector)),
-        )?;
-        if events::loop_back(SPINS)? {
-            return Ok(events::Delivery::CallbackVector);
-        }
-    }
-    Err(Error::Hypercall {
-        call: "delivering a looped-back event (no upcall arrived)",
-        errno: 0,
     })
 }
 

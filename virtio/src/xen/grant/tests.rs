@@ -156,10 +156,13 @@ fn frames_past_32_bits_are_refused() {
     assert_eq!(table.free(), free, "no reference consumed");
 }
 
+/// A smoke test with real threads; the interleaving that matters most is forced
+/// deterministically in `a_map_between_look_and_clear_keeps_the_grant`.
 #[test]
 fn end_and_map_race_has_one_winner() {
-    // The hypervisor maps and unmaps in a loop on another thread while the guest
-    // tries to end the grant: whenever end_access succeeds, no map may succeed after.
+    // The hypervisor maps, holds and unmaps in a loop on another thread while the guest
+    // tries to end the grant. Two things must never happen: the end succeeding while
+    // the page is mapped, and a map succeeding after the end.
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
     for _ in 0..20 {
@@ -168,17 +171,30 @@ fn end_and_map_race_has_one_winner() {
         let page = pages[0].clone();
         let ended = Arc::new(AtomicBool::new(false));
         let seen = ended.clone();
+        let started = Arc::new(AtomicBool::new(false));
+        let mapped_once = started.clone();
         let xen = std::thread::spawn(move || {
             for _ in 0..2000 {
-                // Read before mapping: if the end was already reported, a map now
-                // would be the bug.
                 let was_ended = seen.load(Ordering::SeqCst);
                 if xen_map(&page, reference.0, 2, true) {
+                    mapped_once.store(true, Ordering::SeqCst);
                     assert!(!was_ended, "mapped after end_access succeeded");
+                    // The backend uses the page for a while.
+                    for _ in 0..3 {
+                        std::thread::yield_now();
+                    }
+                    assert!(
+                        !seen.load(Ordering::SeqCst),
+                        "end_access succeeded while mapped"
+                    );
                     xen_unmap(&page, reference.0);
                 }
             }
         });
+        // Race against a hypervisor that is already mapping.
+        while !started.load(Ordering::SeqCst) && !xen.is_finished() {
+            std::thread::yield_now();
+        }
         loop {
             match table.end_access(reference) {
                 Ok(()) => {
@@ -191,4 +207,75 @@ fn end_and_map_race_has_one_winner() {
         }
         xen.join().unwrap();
     }
+}
+
+/// A grant frame on which "Xen" maps the entry right after the guest's next load of
+/// it: the guest then holds a stale value without the mapped bits, the one moment a
+/// plain store of 0 would erase them.
+struct MapsAfterLoad {
+    inner: VecPage,
+    armed: std::sync::atomic::AtomicBool,
+}
+
+impl SharedPage for MapsAfterLoad {
+    fn load_u32(&self, offset: usize) -> u32 {
+        self.inner.load_u32(offset)
+    }
+    fn store_u32(&self, offset: usize, value: u32) {
+        self.inner.store_u32(offset, value)
+    }
+    fn load_u16(&self, offset: usize) -> u16 {
+        let value = self.inner.load_u16(offset);
+        if self.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            assert!(xen_map(&self.inner, (offset / 8) as u32, 2, true));
+        }
+        value
+    }
+    fn store_u16(&self, offset: usize, value: u16) {
+        self.inner.store_u16(offset, value)
+    }
+    fn load_u64(&self, offset: usize) -> u64 {
+        self.inner.load_u64(offset)
+    }
+    fn store_u64(&self, offset: usize, value: u64) {
+        self.inner.store_u64(offset, value)
+    }
+    fn read(&self, offset: usize, into: &mut [u8]) {
+        self.inner.read(offset, into)
+    }
+    fn write(&self, offset: usize, from: &[u8]) {
+        self.inner.write(offset, from)
+    }
+    fn fence(&self) {
+        self.inner.fence()
+    }
+    fn compare_exchange_u16(&self, offset: usize, current: u16, new: u16) -> Result<u16, u16> {
+        self.inner.compare_exchange_u16(offset, current, new)
+    }
+}
+
+#[test]
+fn a_map_between_look_and_clear_keeps_the_grant() {
+    let inner = VecPage::new();
+    let frame = MapsAfterLoad {
+        inner: inner.clone(),
+        armed: false.into(),
+    };
+    let table = Table::new(vec![frame]);
+    let reference = table.grant_access(2, 9, false).unwrap();
+    table.frames[0]
+        .armed
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(matches!(
+        table.end_access(reference),
+        Err(GrantError::InUse { .. })
+    ));
+    let flags = inner.load_u16(reference.0 as usize * 8);
+    assert_eq!(
+        flags,
+        GTF_PERMIT_ACCESS | GTF_READING | GTF_WRITING,
+        "Xen's bits survive"
+    );
+    xen_unmap(&inner, reference.0);
+    assert_eq!(table.end_access(reference), Ok(()));
 }

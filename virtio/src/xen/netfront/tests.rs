@@ -409,6 +409,7 @@ fn rx_responses_before_connecting_are_refused() {
 #[test]
 fn frames_flow_both_ways() {
     let (world, mut device, mut netback) = connected(4, 8);
+    let stats = device.stats_handle();
     let (flag, waker) = waker();
     assert!(device.receive(&waker).is_none());
     let sent: Vec<Vec<u8>> = (0..3)
@@ -444,6 +445,12 @@ fn frames_flow_both_ways() {
     assert_eq!(device.stats().tx_frames.load(Ordering::SeqCst), 3);
     // Buffers went back: all eight receive buffers are posted again.
     assert_eq!(netback.rx_requests(), 8);
+    drop(device);
+    assert_eq!(
+        stats.rx_frames.load(Ordering::SeqCst),
+        3,
+        "readable after the driver is gone"
+    );
 }
 
 #[test]
