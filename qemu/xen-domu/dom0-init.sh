@@ -70,13 +70,29 @@ log=/var/log/xen/console/guest-domu.log
 ) &
 tail_pid=$!
 
+# show_xenstore: the domU's devices as xenstore has them (front end and back end: state,
+# ring references, event channels, hotplug-status), for a domU that never got ready.
+show_xenstore() {
+    local id
+    id=$(xl domid domu 2>/dev/null) || return 0
+    say "xenstore: the domU's devices (front end, then dom0's back end):"
+    xenstore-ls -f "/local/domain/$id/device" 2>&1 | sed 's/^/dom0:   /'
+    xenstore-ls -f "/local/domain/0/backend/vif/$id" 2>&1 | sed 's/^/dom0:   /'
+    xenstore-ls -f "/local/domain/$id/control" 2>&1 | sed 's/^/dom0:   /'
+}
+
 deadline=$(( ${started%.*} + timeout ))
 now() { cut -d' ' -f1 /proc/uptime | cut -d. -f1; }
 status=0
 if [ "$rounds" -gt 0 ]; then
     while ! grep -qF "$wait_text" $log 2>/dev/null; do
         if ! kill -0 $xl_pid 2>/dev/null; then say "the domU ended before \"$wait_text\""; status=1; break; fi
-        if [ "$(now)" -ge $deadline ]; then say "no \"$wait_text\" after ${timeout}s"; status=1; break; fi
+        if [ "$(now)" -ge $deadline ]; then
+            say "no \"$wait_text\" after ${timeout}s"
+            show_xenstore
+            status=1
+            break
+        fi
         usleep 100000
     done
     if [ $status -eq 0 ]; then
@@ -98,7 +114,8 @@ fi
 while kill -0 $xl_pid 2>/dev/null; do
     if [ "$(now)" -ge $deadline ]; then
         say "the domU still runs after ${timeout}s: destroying it"
-        xl list
+        xl list | sed 's/^/dom0:   /'
+        show_xenstore
         xl destroy domu
         status=1
         break
