@@ -41,11 +41,12 @@ fn xen_domu(args: &[&str]) -> Result<(Guest, Outcome), Failure> {
     let script = workspace_root().join("qemu/xen-domu.sh");
     let timeout = DOMU_SECONDS.to_string();
     let mut command = Command::new(&script);
-    command
-        .arg("run")
-        .args(args)
-        .args(["--timeout", &timeout]);
-    let description = format!("{} run {} --timeout {timeout}", script.display(), args.join(" "));
+    command.arg("run").args(args).args(["--timeout", &timeout]);
+    let description = format!(
+        "{} run {} --timeout {timeout}",
+        script.display(),
+        args.join(" ")
+    );
     let mut guest = Guest::start_command(command, description)?;
     let outcome = guest.wait_exit(RUN)?;
     Ok((guest, outcome))
@@ -97,10 +98,6 @@ fn linux_domu_baseline_serves_echo_and_powers_off() -> Result<(), Failure> {
 }
 
 #[test]
-#[ignore = "the kernel maps only the first 1 GiB at entry and libxl puts a PVH domU's RSDP at \
-            0xfc008000: the domU stops with `the ... at 0xfc008000 (20 bytes) is outside \
-            readable memory` before its console ring is up (docs/xen.md, Running a domU); \
-            run with --ignored once the kernel maps it"]
 fn hello_as_domu_prints_and_powers_off() -> Result<(), Failure> {
     let _one = one_at_a_time();
     let image = image_path("hello");
@@ -116,8 +113,9 @@ fn hello_as_domu_prints_and_powers_off() -> Result<(), Failure> {
 }
 
 #[test]
-#[ignore = "needs the domU boot hello_as_domu_prints_and_powers_off waits for, then netfront \
-            against Linux's netback; run with --ignored"]
+#[ignore = "netfront and Linux's netback wait for each other: the front end says Initialised \
+            (3) and waits for Connected, netback connects only once the front end says \
+            Connected (docs/xen.md, Running a domU); run with --ignored once it does"]
 fn echo_as_domu_answers_dom0() -> Result<(), Failure> {
     let _one = one_at_a_time();
     let image = image_path("echo");
