@@ -12,8 +12,13 @@
 #   for the files test;
 # - vhost-device-vsock (crates.io), the userspace vsock backend behind run.sh --vsock:
 #   there is no /dev/vhost-vsock on the build machines;
-# - Debian's Xen hypervisor binary, for run.sh --boot xen (qemu/xen.sh).
+# - Debian's Xen hypervisor binary, for run.sh --boot xen (qemu/xen.sh);
+# - for qemu/xen-domu.sh (a domU under a Linux dom0): Debian's regular and cloud kernels,
+#   Xen's tools and libraries and busybox-static, downloaded and unpacked (never
+#   installed), plus gcc and libc6-dev for its static helpers (the echo probe) and kmod
+#   (depmod) for the unpacked kernels' modules.
 set -euo pipefail
+set -- "$@" gcc libc6-dev kmod
 
 # Pinned and --locked: 0.3.0 builds on stable Rust 1.95 (about a minute). Checked at
 # the path cargo installs to too, since ~/.cargo/bin may not be on PATH.
@@ -42,7 +47,16 @@ missing=()
 for package in "$@"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+# The domU environment (qemu/tests/xen_domu.rs), after the packages (it needs depmod):
+# unpacked into a cache directory too.
+fetch_domu() {
+    "$(dirname "$0")/xen-domu.sh" fetch ||
+        echo "setup: could not fetch the dom0 packages (qemu/xen-domu.sh fetch); qemu/tests/xen_domu.rs needs them" >&2
+}
+if [ ${#missing[@]} -eq 0 ]; then
+    fetch_domu
+    exit 0
+fi
 
 if [ "$(id -u)" -eq 0 ]; then
     sudo=""
@@ -57,3 +71,4 @@ echo "setup: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
 $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fetch_domu

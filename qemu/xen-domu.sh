@@ -10,7 +10,8 @@
 # fetch: downloads (apt-get download, never installed) and unpacks Debian 12's regular
 #   kernel (linux-image-amd64's, which has CONFIG_XEN_DOM0; the cloud kernel lacks it),
 #   xen-utils-4.17, xen-utils-common, xenstore-utils and the Xen libraries they load,
-#   into a cache directory beside qemu/xen.sh's hypervisor; runs depmod there.
+#   and, for the baseline domU, the cloud kernel (linux-image-cloud-amd64's) and
+#   busybox-static, into a cache directory beside qemu/xen.sh's hypervisor; runs depmod.
 # run: boots Xen (qemu/xen.sh) on q35 under TCG with that kernel as a PV dom0 whose
 #   initramfs (qemu/xen-domu/dom0-init.sh as /init) starts xenstored and xenconsoled,
 #   a bridge xenbr0 at 10.0.0.1/24 and then `xl create` a PVH domU named "domu":
@@ -28,8 +29,9 @@
 #   prefixed "domu: ", dom0's own lines prefixed "dom0: ", among them
 #   "dom0: rtt: N rounds of 64 bytes, median M us, ..." and "dom0: domU end: poweroff"
 #   (or reboot, crash, unknown). Exit status: dom0's (0 when every step it took worked,
-#   1 when the probe or the wait failed, 3 when a Xen daemon did not start), 124 when
-#   QEMU ended without it.
+#   1 when the probe or the wait failed or the timeout struck, 2 when a domU without a
+#   probe ended other than by powering off, 3 when a Xen daemon did not start), 124 when
+#   QEMU ended without it. A crashed domU is kept long enough to show its vCPU (xenctx).
 #
 # A --linux run with a probe takes about 80 s under TCG here (docs/xen.md).
 # TORITO_XEN_DOMU_CACHE=DIR keeps the packages elsewhere.
@@ -47,32 +49,51 @@ packages=(xen-utils-4.17 xen-utils-common xenstore-utils libxencall1 libxenevtch
 
 usage() { sed -n '4,6p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
-# The dom0 kernel's version, once fetched (the one directory under lib/modules).
-dom0_version() { ls "$cache/root/lib/modules" 2>/dev/null | head -n 1; }
+# The version of the kernel unpacked under DIR (the one directory in DIR/lib/modules).
+kernel_version() { ls "$1/lib/modules" 2>/dev/null | head -n 1; }
+
+# kernel_package FLAVOUR: the versioned package Debian's linux-image-FLAVOUR points at.
+kernel_package() {
+    apt-cache depends "linux-image-$1" 2>/dev/null | awk '/Depends: linux-image-6/ {print $2; exit}'
+}
+
+# unpack DIR PACKAGE...: downloads PACKAGEs and unpacks them into $cache/DIR (replacing it
+# whole, through a temporary directory, so a run never sees half of it), runs depmod for
+# the kernel among them, and marks it done ($cache/DIR.done).
+unpack() {
+    local dir=$1 work; shift
+    work=$(mktemp -d "$cache/.fetch.XXXXXX")
+    (cd "$work" && apt-get download -q "$@" >/dev/null 2>"$work/apt.log") || {
+        cat "$work/apt.log" >&2; echo "xen-domu.sh: apt-get download $* failed" >&2; exit 2; }
+    mkdir "$work/tree"
+    for deb in "$work"/*.deb; do dpkg-deb -x "$deb" "$work/tree"; done
+    # Debian's packages leave modules.dep to depmod at install time.
+    depmod -b "$work/tree" "$(kernel_version "$work/tree")"
+    rm -rf "${cache:?}/$dir"
+    mv "$work/tree" "$cache/$dir"
+    rm -rf "$work"
+    touch "$cache/$dir.done"
+}
 
 fetch() {
-    [ -f "$cache/done" ] && return 0
-    local kernel work sudo=""
+    [ -f "$cache/root.done" ] && [ -f "$cache/cloud.done" ] && return 0
+    local sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo -n"
-    kernel=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-6/ {print $2; exit}')
-    if [ -z "$kernel" ]; then
-        $sudo apt-get update -qq
-        kernel=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-6/ {print $2; exit}')
+    [ -n "$(kernel_package amd64)" ] || $sudo apt-get update -qq
+    local dom0 cloud
+    dom0=$(kernel_package amd64)
+    cloud=$(kernel_package cloud-amd64)
+    [ -n "$dom0" ] && [ -n "$cloud" ] || {
+        echo "xen-domu.sh: apt knows no linux-image-amd64 or linux-image-cloud-amd64" >&2; exit 2; }
+    mkdir -p "$cache"
+    if [ ! -f "$cache/root.done" ]; then
+        echo "xen-domu.sh: downloading $dom0 and ${#packages[@]} Xen packages into $cache/root"
+        unpack root "$dom0" "${packages[@]}"
     fi
-    [ -n "$kernel" ] || { echo "xen-domu.sh: apt knows no linux-image-amd64" >&2; exit 2; }
-    work=$(mktemp -d)
-    trap 'rm -rf "$work"' RETURN
-    echo "xen-domu.sh: downloading $kernel and ${#packages[@]} Xen packages into $cache"
-    if ! (cd "$work" && apt-get download -q "$kernel" "${packages[@]}" >/dev/null 2>&1); then
-        $sudo apt-get update -qq
-        (cd "$work" && apt-get download -q "$kernel" "${packages[@]}" >/dev/null)
+    if [ ! -f "$cache/cloud.done" ]; then
+        echo "xen-domu.sh: downloading $cloud and busybox-static into $cache/cloud"
+        unpack cloud "$cloud" busybox-static
     fi
-    rm -rf "$cache"
-    mkdir -p "$cache/root"
-    for deb in "$work"/*.deb; do dpkg-deb -x "$deb" "$cache/root"; done
-    # Debian's packages leave modules.dep to depmod at install time.
-    depmod -b "$cache/root" "$(dom0_version)"
-    touch "$cache/done"
 }
 
 # stale OUTPUT INPUT...: true when OUTPUT is missing or older than an input.
@@ -110,7 +131,7 @@ run() {
     [ -z "$image" ] || [ -f "$image" ] || { echo "xen-domu.sh: no image at $image" >&2; exit 2; }
     case $rounds$vcpus$timeout${mem:-0} in *[!0-9]*) echo "xen-domu.sh: --rounds, --vcpus, --mem and --timeout take numbers" >&2; exit 2 ;; esac
     [ "$rounds" -eq 0 ] || [ -n "$wait" ] || { echo "xen-domu.sh: --rounds needs --wait TEXT (the domU's ready line)" >&2; exit 2; }
-    [ -f "$cache/done" ] || { echo "xen-domu.sh: no dom0 packages; run: qemu/xen-domu.sh fetch (make setup does)" >&2; exit 2; }
+    [ -f "$cache/root.done" ] && [ -f "$cache/cloud.done" ] || { echo "xen-domu.sh: no dom0 packages; run: qemu/xen-domu.sh fetch (make setup does)" >&2; exit 2; }
     local xen
     xen=$("$here/xen.sh" path)
     [ -f "$xen" ] || { echo "xen-domu.sh: no Xen at $xen; run: qemu/xen.sh fetch" >&2; exit 2; }
@@ -119,12 +140,12 @@ run() {
     static rtt "$here/xen-domu/rtt.c"
     static qemu-exit "$here/xen-domu/qemu-exit.c"
     local version dom0 guest cfg
-    version=$(dom0_version)
+    version=$(kernel_version "$cache/root")
     dom0=$build/dom0.cpio.gz
     if stale "$dom0" "$here/xen-domu/dom0-init.sh" "$here/xen-domu/initramfs.py" \
-            "$here/xen-domu/vif-busybox" "$build/rtt" "$build/qemu-exit" "$cache/done"; then
+            "$here/xen-domu/vif-busybox" "$build/rtt" "$build/qemu-exit" "$cache/root.done"; then
         python3 "$here/xen-domu/initramfs.py" dom0 "$dom0" "$cache/root" "$version" \
-            "$here/xen-domu/dom0-init.sh" --busybox /bin/busybox \
+            "$here/xen-domu/dom0-init.sh" --busybox "$cache/cloud/bin/busybox" \
             --file "bin/rtt=$build/rtt" --file "bin/qemu-exit=$build/qemu-exit" \
             --file "etc/xen/scripts/vif-busybox=$here/xen-domu/vif-busybox"
     fi
@@ -136,15 +157,12 @@ run() {
     cfg=$work/domu.cfg
     local files=(--file "etc/xen/domu.cfg=$cfg")
     if [ $linux -eq 1 ]; then
-        local cloud
-        cloud=$(ls /boot/vmlinuz-*-cloud-amd64 2>/dev/null | sort -V | tail -n 1 || true)
-        [ -n "$cloud" ] && [ -d "/lib/modules/${cloud#/boot/vmlinuz-}" ] || {
-            echo "xen-domu.sh --linux: no cloud kernel; run: apt-get install -y linux-image-cloud-amd64" >&2; exit 2; }
+        local cloud="$cache/cloud/boot/vmlinuz-$(kernel_version "$cache/cloud")"
         static echod "$root/bench/net/echo.c"
-        if stale "$build/linux-domu.cpio.gz" "$here/xen-domu/linux-domu-init.sh" "$build/echod" "$cloud"; then
+        if stale "$build/linux-domu.cpio.gz" "$here/xen-domu/linux-domu-init.sh" "$build/echod" "$cache/cloud.done"; then
             python3 "$root/bench/linux/initramfs.py" "$build/linux-domu.cpio.gz" \
-                "$here/xen-domu/linux-domu-init.sh" \
-                --modules "/lib/modules/${cloud#/boot/vmlinuz-}" xen-netfront \
+                "$here/xen-domu/linux-domu-init.sh" --busybox "$cache/cloud/bin/busybox" \
+                --modules "$cache/cloud/lib/modules/$(kernel_version "$cache/cloud")" xen-netfront \
                 --file "bin/echod=$build/echod"
         fi
         files+=(--file "domu/kernel=$cloud" --file "domu/initrd=$build/linux-domu.cpio.gz")

@@ -70,36 +70,66 @@ log=/var/log/xen/console/guest-domu.log
 ) &
 tail_pid=$!
 
+# show_xenstore: the domU's devices as xenstore has them (front end and back end: state,
+# ring references, event channels, hotplug-status), for a domU that never got ready.
+show_xenstore() {
+    local id
+    id=$(xl domid domu 2>/dev/null) || return 0
+    say "xenstore: the domU's devices (front end, then dom0's back end):"
+    xenstore-ls -f "/local/domain/$id/device" 2>&1 | sed 's/^/dom0:   /'
+    xenstore-ls -f "/local/domain/0/backend/vif/$id" 2>&1 | sed 's/^/dom0:   /'
+    xenstore-ls -f "/local/domain/$id/control" 2>&1 | sed 's/^/dom0:   /'
+}
+
+# destroy: `xl destroy domu`, saying how long it took (libxl waits for the back ends to
+# let go of the domU's pages; a front end that never closes makes that slow).
+destroy() {
+    local from
+    from=$(cut -d' ' -f1 /proc/uptime)
+    xl destroy domu >/tmp/destroy.log 2>&1 || sed 's/^/dom0:   /' /tmp/destroy.log
+    say "xl destroy took $(awk -v a="$from" '{printf "%.1f", $1 - a}' /proc/uptime) s"
+}
+
 deadline=$(( ${started%.*} + timeout ))
 now() { cut -d' ' -f1 /proc/uptime | cut -d. -f1; }
 status=0
 if [ "$rounds" -gt 0 ]; then
     while ! grep -qF "$wait_text" $log 2>/dev/null; do
         if ! kill -0 $xl_pid 2>/dev/null; then say "the domU ended before \"$wait_text\""; status=1; break; fi
-        if [ "$(now)" -ge $deadline ]; then say "no \"$wait_text\" after ${timeout}s"; status=1; break; fi
+        if [ "$(now)" -ge $deadline ]; then
+            say "no \"$wait_text\" after ${timeout}s"
+            show_xenstore
+            status=1
+            break
+        fi
         usleep 100000
     done
     if [ $status -eq 0 ]; then
         say "domU ready at $(cut -d' ' -f1 /proc/uptime)s; probing"
-        /bin/rtt 10.0.0.2 5555 "$rounds" | sed 's/^/dom0: /' || status=1
+        /bin/rtt 10.0.0.2 5555 "$rounds" >/tmp/rtt.log 2>&1 || status=1
+        sed 's/^/dom0: /' /tmp/rtt.log
         # Echo servers run until stopped: the probe's end is the domU's end. `xl shutdown`
-        # asks through xenstore (control/shutdown) and fails at once when the domU never
-        # said it listens there (control/feature-poweroff); then it is destroyed.
-        if xl shutdown domu >/tmp/shutdown.log 2>&1; then
+        # asks through xenstore (control/shutdown), but only a domU that said it listens
+        # there (control/feature-poweroff = 1) answers; for another, libxl waits 60 s
+        # before it gives up, so that one is destroyed at once.
+        id=$(xl domid domu 2>/dev/null || echo none)
+        if [ "$(xenstore-read "/local/domain/$id/control/feature-poweroff" 2>/dev/null)" = 1 ]; then
+            xl shutdown domu >/tmp/shutdown.log 2>&1 || sed 's/^/dom0:   /' /tmp/shutdown.log
             wait_end=$(( $(now) + 20 ))
             while kill -0 $xl_pid 2>/dev/null && [ "$(now)" -lt $wait_end ]; do usleep 100000; done
-            kill -0 $xl_pid 2>/dev/null && { say "no shutdown after 20s: destroying"; xl destroy domu; }
+            kill -0 $xl_pid 2>/dev/null && { say "no shutdown after 20s: destroying"; destroy; }
         else
-            say "xl shutdown refused ($(tail -n 1 /tmp/shutdown.log)): destroying"
-            xl destroy domu
+            say "the domU does not listen on control/shutdown (no feature-poweroff): destroying"
+            destroy
         fi
     fi
 fi
 while kill -0 $xl_pid 2>/dev/null; do
     if [ "$(now)" -ge $deadline ]; then
         say "the domU still runs after ${timeout}s: destroying it"
-        xl list
-        xl destroy domu
+        xl list | sed 's/^/dom0:   /'
+        show_xenstore
+        destroy
         status=1
         break
     fi
@@ -114,7 +144,7 @@ if domid=$(xl domid domu 2>/dev/null); then
     symbols=""
     [ -f /domu/symbols ] && symbols="-s /domu/symbols"
     /usr/lib/xen-4.17/bin/xenctx $symbols -k 0 -a -S -l 16 "$domid" 0 2>&1 | sed 's/^/dom0:   /'
-    xl destroy domu
+    destroy
 fi
 usleep 300000
 kill $tail_pid 2>/dev/null
@@ -130,6 +160,8 @@ case $reason in
     "") say "domU end: unknown (destroyed, or never started)" ;;
     *) say "domU end: reason $reason" ;;
 esac
+# Without a probe the domU is expected to end by itself, powered off.
+[ "$rounds" -gt 0 ] || [ "$reason" = 0 ] || [ $status -ne 0 ] || status=2
 say "console log's last lines:"
 tail -n 5 $log 2>/dev/null | sed 's/^/dom0:   /'
 xl list | sed 's/^/dom0:   /'
