@@ -113,9 +113,6 @@ fn hello_as_domu_prints_and_powers_off() -> Result<(), Failure> {
 }
 
 #[test]
-#[ignore = "netfront and Linux's netback wait for each other: the front end says Initialised \
-            (3) and waits for Connected, netback connects only once the front end says \
-            Connected (docs/xen.md, Running a domU); run with --ignored once it does"]
 fn echo_as_domu_answers_dom0() -> Result<(), Failure> {
     let _one = one_at_a_time();
     let image = image_path("echo");
