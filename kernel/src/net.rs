@@ -72,6 +72,8 @@ async fn connect_xen_nics() {
     if XEN_STATE.compare_exchange(0, 1, Acquire, Acquire).is_ok() {
         let nics = crate::xen::connect_nics(MAX_NICS).await;
         *XEN_NICS.lock() = nics;
+        // A network service hears `xl shutdown` even if it never awaits `shutdown()`.
+        crate::xen::arm_shutdown();
         XEN_STATE.store(2, Release);
     }
     while XEN_STATE.load(Acquire) != 2 {

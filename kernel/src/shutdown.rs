@@ -51,6 +51,9 @@ pub fn shutdown_requested() -> bool {
 /// button no longer powers off by itself (see the module's docs).
 pub fn shutdown() -> Shutdown {
     LISTENED.store(true, Ordering::Release);
+    // On a Xen domU, from now on `xl shutdown` is heard (xenstore, started here so that
+    // an application that never listens carries none of it).
+    crate::xen::arm_shutdown();
     Shutdown(SIGNAL.wait())
 }
 
@@ -101,7 +104,14 @@ pub(crate) fn start() {
     if STARTED.swap(true, Ordering::AcqRel) {
         return;
     }
-    let armed = crate::arch::power::init() | crate::xen::arm_shutdown();
+    // A Xen domU's source (xenstore's `control/shutdown`) is armed by the first
+    // `shutdown()` or the network's start (`crate::xen::arm_shutdown`).
+    let xen = if crate::xen::is_domu() {
+        Source::Xen.bit()
+    } else {
+        0
+    };
+    let armed = crate::arch::power::init() | xen;
     if armed == 0 {
         log::debug!("shutdown: no stop request source on this machine");
         return;
