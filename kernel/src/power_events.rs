@@ -17,11 +17,13 @@ pub enum Source {
     PowerButton = 1,
     /// Ctrl+Alt+Del on the i8042 keyboard (Firecracker's `SendCtrlAltDel`).
     CtrlAltDel = 2,
+    /// A Xen toolstack's request through xenstore (`xl shutdown`: `control/shutdown`).
+    Xen = 4,
 }
 
 impl Source {
     /// Every source, in the order a report names them.
-    pub const ALL: [Source; 2] = [Source::PowerButton, Source::CtrlAltDel];
+    pub const ALL: [Source; 3] = [Source::PowerButton, Source::CtrlAltDel, Source::Xen];
 
     /// Its bit in a set of sources.
     pub fn bit(self) -> u8 {
@@ -33,6 +35,7 @@ impl Source {
         match self {
             Source::PowerButton => "the ACPI power button",
             Source::CtrlAltDel => "Ctrl+Alt+Del on the keyboard",
+            Source::Xen => "the Xen toolstack (xl shutdown)",
         }
     }
 }

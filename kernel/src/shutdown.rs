@@ -1,8 +1,9 @@
 //! Stopping cleanly: a future that resolves when the platform asks the VM to stop.
 //!
 //! Sources: the ACPI power button (QEMU's `system_powerdown`: the fixed PM1 event on q35
-//! and pc, the Generic Event Device on microvm; Cloud Hypervisor's GED) and Ctrl+Alt+Del
-//! on an i8042 keyboard (Firecracker's `SendCtrlAltDel`, QEMU's `send-key`).
+//! and pc, the Generic Event Device on microvm; Cloud Hypervisor's GED), Ctrl+Alt+Del
+//! on an i8042 keyboard (Firecracker's `SendCtrlAltDel`, QEMU's `send-key`) and, on a Xen
+//! domU, the toolstack's `control/shutdown` in xenstore (`xl shutdown`).
 //! docs/services.md ("Stopping cleanly") lists which machine sends what.
 //!
 //! ```ignore
@@ -100,7 +101,7 @@ pub(crate) fn start() {
     if STARTED.swap(true, Ordering::AcqRel) {
         return;
     }
-    let armed = crate::arch::power::init();
+    let armed = crate::arch::power::init() | crate::xen::arm_shutdown();
     if armed == 0 {
         log::debug!("shutdown: no stop request source on this machine");
         return;

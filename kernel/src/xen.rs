@@ -18,6 +18,14 @@ use torito_virtio::xen::grant::Table;
 use torito_virtio::xen::netfront::{self, NetFront, NetPages};
 use torito_virtio::xen::xenstore::XenStore;
 
+/// How long the first xenstore request may take: xenstored answers in milliseconds, a
+/// domain whose xenstore is not served would otherwise wait forever for its network.
+const XENSTORE_WAIT: crate::time::Duration = crate::time::Duration::from_secs(10);
+
+/// How long a vif's backend may take to connect: netback answers within a second even
+/// under QEMU's emulator; a backend that never does must not hold the network back.
+const CONNECT_WAIT: crate::time::Duration = crate::time::Duration::from_secs(30);
+
 /// Buffer pages per direction of a vif: 64 frames in flight each way (256 KiB each).
 const NET_BUFFERS: usize = 64;
 
@@ -104,13 +112,28 @@ pub fn grants() -> Option<&'static Table<Page>> {
 /// that fail.
 pub async fn connect_nics(limit: usize) -> Vec<Nic> {
     let mut nics = Vec::new();
-    let (Some(store), Some(grants)) = (store(), grants()) else {
+    let Some(store) = store() else {
         return nics;
     };
-    let mut indices: Vec<u32> = match store.directory("device/vif").await {
-        Ok(names) => names.iter().filter_map(|name| name.parse().ok()).collect(),
-        Err(error) => {
+    let Some(grants) = grants() else {
+        return nics;
+    };
+    let listing = crate::time::timeout(XENSTORE_WAIT, store.directory("device/vif")).await;
+    let mut indices: Vec<u32> = match listing {
+        Ok(Ok(names)) => names.iter().filter_map(|name| name.parse().ok()).collect(),
+        Ok(Err(error)) => {
             log::debug!("xen: no vif in xenstore: {}", error);
+            return nics;
+        }
+        Err(_) => {
+            let (upcalls, stray) = events::counts();
+            log::error!(
+                "xen: xenstore did not answer within {} s ({:?}; {} upcalls, {} stray events)",
+                XENSTORE_WAIT.as_secs(),
+                store.stats(),
+                upcalls,
+                stray
+            );
             return nics;
         }
     };
@@ -137,9 +160,16 @@ pub async fn connect_nics(limit: usize) -> Vec<Nic> {
             rx_buffers,
         };
         let waker = channel.waker();
-        match netfront::connect(store, grants, Bell(channel), waker, index, pages).await {
-            Ok(nic) => nics.push(nic),
-            Err(error) => log::error!("xen: vif {}: {}", index, error),
+        let connecting = netfront::connect(store, grants, Bell(channel), waker, index, pages);
+        match crate::time::timeout(CONNECT_WAIT, connecting).await {
+            Ok(Ok(nic)) => nics.push(nic),
+            Ok(Err(error)) => log::error!("xen: vif {}: {}", index, error),
+            // Its pages stay granted: they were leaked for this (`domu::pages`).
+            Err(_) => log::error!(
+                "xen: vif {}: the backend did not connect within {} s; left unused",
+                index,
+                CONNECT_WAIT.as_secs()
+            ),
         }
     }
     nics
@@ -152,4 +182,53 @@ pub fn describe(nic: &Nic) -> alloc::string::String {
         nic.backend(),
         nic.backend_id()
     )
+}
+
+/// On a domU, starts the task that hears `xl shutdown` (the toolstack writes `poweroff`
+/// or `halt` to `control/shutdown`) and returns its source bit; 0 elsewhere. The task
+/// says it can (`control/feature-poweroff`), acknowledges each request by clearing the
+/// node, as Linux does, and hands it to `crate::shutdown`'s watcher.
+pub fn arm_shutdown() -> u8 {
+    if !is_domu() {
+        return 0;
+    }
+    crate::runtime::executor().spawn(watch_shutdown()).detach();
+    crate::power_events::Source::Xen.bit()
+}
+
+async fn watch_shutdown() {
+    const NODE: &str = "control/shutdown";
+    const TOKEN: &str = "torito-shutdown";
+    let Some(store) = store() else {
+        return;
+    };
+    let armed = async {
+        store.write("control/feature-poweroff", "1").await?;
+        store.watch(NODE, TOKEN).await
+    };
+    if let Err(error) = armed.await {
+        log::warn!("xen: xl shutdown will not be heard: {}", error);
+        return;
+    }
+    loop {
+        // xenstored fires a watch once when it is set, then on every change.
+        if let Err(error) = store.next_event(TOKEN).await {
+            log::warn!("xen: xl shutdown is no longer heard: {}", error);
+            return;
+        }
+        let Ok(request) = store.read(NODE).await else {
+            continue;
+        };
+        match request.trim_end_matches('\0') {
+            "poweroff" | "halt" => {
+                let _ = store.write(NODE, "").await;
+                crate::arch::power::request(crate::power_events::Source::Xen);
+            }
+            "" => {}
+            other => log::warn!(
+                "xen: toolstack request `{}` not supported (poweroff only)",
+                other
+            ),
+        }
+    }
 }

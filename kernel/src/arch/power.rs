@@ -38,8 +38,9 @@ const I8042_STATUS: u16 = 0x64;
 /// Firecracker's queue 16): a stuck "full" bit cannot keep it in the handler.
 const KEYBOARD_BURST: usize = 16;
 
-/// Records a request from `source` and wakes the watcher (interrupt context).
-fn request(source: Source) {
+/// Records a request from `source` and wakes the watcher (interrupt context, or a task:
+/// a Xen domU's xenstore watch).
+pub fn request(source: Source) {
     PENDING.fetch_or(source.bit(), Ordering::AcqRel);
     WATCHER.wake();
 }

@@ -341,11 +341,16 @@ pub struct NetFront<P, E> {
 /// 4. writes `tx-ring-ref`, `rx-ring-ref`, `event-channel`, `request-rx-copy = 1`,
 ///    `feature-rx-notify = 1`, `feature-no-csum-offload = 1`, posts every receive
 ///    buffer, and says `state = 3` (Initialised);
-/// 5. waits until netback says Connected, then says `state = 4` (Connected).
+/// 5. says `state = 4` (Connected), then waits until netback says Connected (Linux's
+///    netback connects only once the front end says Connected).
 ///
 /// # Errors
 ///
-/// [`NetFrontError`]. Grants made before a failure are ended.
+/// [`NetFrontError`]. After a failure past step 1 the front end says `state = 5`
+/// (Closing). Grants made are ended, except those the backend still maps: their
+/// references stay allocated, and their pages (dropped with the error) may still be
+/// written by the backend, so their memory must never be reused (the kernel never
+/// frees these pages).
 pub async fn connect<P, E, S, SE, G>(
     store: &XenStore<S, SE>,
     grants: &Table<G>,
@@ -414,14 +419,23 @@ where
         write(store, &front, "feature-no-csum-offload", 1).await?;
         device.post_all_rx()?;
         write(store, &front, "state", STATE_INITIALISED).await?;
-        wait_for_backend(store, &backend_state, &token, STATE_CONNECTED).await?;
+        // Linux's netback connects only when the front end says Connected (its
+        // frontend_changed ignores Initialised), so the front end says it first, as
+        // Linux's netfront does, and then waits (found under xl on Debian's 6.1 dom0:
+        // waiting first, both sides waited for ever).
         write(store, &front, "state", STATE_CONNECTED).await?;
+        wait_for_backend(store, &backend_state, &token, STATE_CONNECTED).await?;
         granted.refs.clear();
         Ok(device)
     }
     .await;
     // The watch is not needed either way; a failure to remove it changes nothing.
     let _ = store.unwatch(&backend_state, &token).await;
+    if result.is_err() {
+        // Tell the backend to let go (as xenbus_dev_fatal does); best effort: the
+        // error being reported matters more than this one.
+        let _ = write(store, &front, "state", STATE_CLOSING).await;
+    }
     let mut device = result?;
     device.flush();
     Ok(device)

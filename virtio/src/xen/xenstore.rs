@@ -237,7 +237,7 @@ pub struct Transaction(pub u32);
 /// Counters of what the client dropped or saw.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct XenstoreStats {
-    /// Requests written to the ring.
+    /// Requests queued for the ring (sent as the ring makes room).
     pub requests: u64,
     /// Replies matched to a call.
     pub replies: u64,

@@ -68,6 +68,7 @@ pub fn start() -> Result<(), Error> {
         console: Console::new(page),
         port,
     });
+    events::quiet(port);
     let early = EARLY.try_lock();
     if let Some(mut early) = early {
         let len = early.len;

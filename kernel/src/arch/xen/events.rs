@@ -16,7 +16,7 @@
 use super::Error;
 use super::hypercall;
 use super::shared::{Page, SharedInfo};
-use core::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use futures_util::task::AtomicWaker;
 use torito_boot::xen::{self as abi, MapSpace, Param};
 
@@ -33,6 +33,9 @@ static WAKERS: [AtomicWaker; CHANNELS] = [const { AtomicWaker::new() }; CHANNELS
 /// Which channel each port wakes: 0 for none, else the channel's index + 1.
 static ROUTES: [AtomicU8; MAX_PORTS] = [const { AtomicU8::new(0) }; MAX_PORTS];
 static NEXT_CHANNEL: AtomicUsize = AtomicUsize::new(0);
+/// A port whose events nobody waits for (the console's: its output is polled), masked
+/// when event channels start; 0 for none.
+static QUIET: AtomicU32 = AtomicU32::new(0);
 /// Upcalls taken, and events on ports routed to no channel.
 static UPCALLS: AtomicU64 = AtomicU64::new(0);
 static STRAY: AtomicU64 = AtomicU64::new(0);
@@ -137,7 +140,11 @@ fn init(vector: u8) -> Result<Delivery, Error> {
     // kernel's tables identity-map read-write, and from now on holds Xen's shared info,
     // accessed only through `Page`.
     let page = unsafe { Page::new(frame) };
-    SHARED_INFO.call_once(|| SharedInfo(page));
+    let shared = SHARED_INFO.call_once(|| SharedInfo(page));
+    let quiet = QUIET.load(Ordering::Acquire);
+    if quiet != 0 {
+        shared.mask_port(quiet);
+    }
     crate::arch::interrupts::register(vector, upcall).map_err(Error::VectorTaken)?;
     if hypercall::set_upcall_vector(0, vector) == 0 {
         return Ok(Delivery::PerVcpuVector);
@@ -199,6 +206,15 @@ impl Channel {
             return Err(error);
         }
         Ok(port)
+    }
+}
+
+/// Keeps `port`'s events from raising upcalls: xenconsoled signals the console's port
+/// each time it takes output, and the console polls instead (each upcall is a VM exit).
+pub fn quiet(port: u32) {
+    QUIET.store(port, Ordering::Release);
+    if let Some(shared) = SHARED_INFO.get() {
+        shared.mask_port(port);
     }
 }
 

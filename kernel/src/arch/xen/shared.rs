@@ -96,6 +96,18 @@ impl SharedInfo {
     }
 }
 
+impl SharedInfo {
+    /// Masks `port` (its events stay pending and raise no upcall); ports past the
+    /// bitmap are ignored.
+    pub fn mask_port(&self, port: u32) {
+        if let Some((word, bit)) = events::port_bit(port) {
+            self.0
+                .u64(events::MASK + word * 8)
+                .fetch_or(bit, Ordering::SeqCst);
+        }
+    }
+}
+
 impl EventWords for SharedInfo {
     fn clear_upcall_pending(&self, vcpu: usize) {
         self.0

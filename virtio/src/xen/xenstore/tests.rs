@@ -41,6 +41,8 @@ pub(crate) struct Daemon {
     held: Vec<Vec<u8>>,
     /// Requests seen, by type.
     pub(crate) seen: Vec<u32>,
+    /// Write at most this many bytes of output per round.
+    pub(crate) trickle: usize,
 }
 
 pub(crate) fn message(kind: u32, req_id: u32, tx_id: u32, payload: &[u8]) -> Vec<u8> {
@@ -63,6 +65,7 @@ impl Daemon {
             hold: false,
             held: Vec::new(),
             seen: Vec::new(),
+            trickle: usize::MAX,
         }
     }
 
@@ -131,7 +134,7 @@ impl Daemon {
         let cons = page.load_u32(RSP_CONS);
         let prod = page.load_u32(RSP_PROD);
         let room = RING_SIZE - prod.wrapping_sub(cons);
-        let count = self.output.len().min(room as usize);
+        let count = self.output.len().min(room as usize).min(self.trickle);
         if count == 0 {
             return consumed;
         }
@@ -594,4 +597,23 @@ fn an_abandoned_call_frees_its_slot() {
     daemon.release_reversed();
     assert_eq!(run(store.read("k"), interrupt, &mut daemon).unwrap(), "v");
     assert_eq!(store.stats().unknown_replies, 1);
+}
+
+#[test]
+fn replies_and_events_trickling_in_byte_by_byte() {
+    let (store, mut daemon, interrupt, _bell) = setup();
+    daemon.trickle = 1;
+    daemon.set("a", "first");
+    daemon.set("b", "second");
+    run(store.watch("a", "ta"), interrupt, &mut daemon).unwrap();
+    let calls =
+        futures_util::future::join3(store.read("a"), store.read("b"), store.next_event("ta"));
+    let (a, b, event) = run(calls, interrupt, &mut daemon);
+    assert_eq!((a.unwrap(), b.unwrap()), ("first".into(), "second".into()));
+    assert_eq!(event.unwrap().path, "a");
+    // Three bytes at a time: headers split at every offset across rounds.
+    daemon.trickle = 3;
+    let value = "x".repeat(2000);
+    run(store.write("c", &value), interrupt, &mut daemon).unwrap();
+    assert_eq!(run(store.read("c"), interrupt, &mut daemon).unwrap(), value);
 }
