@@ -191,6 +191,9 @@ CFG
     fi
     cat >>"$cfg" <<CFG
 vcpus = $vcpus
+# Xen has two CPUs (QEMU's -smp 2); dom0's one vCPU is pinned to CPU 0 (dom0_vcpus_pin),
+# the domU's go on CPU 1, so the two sides of a round trip do not queue for one CPU.
+cpus = "1"
 vif = [ "bridge=xenbr0,script=vif-busybox" ]
 # Xen traps the TSC of a CPU that does not promise an invariant one (QEMU's -cpu max
 # does not), and QEMU's SVM reports a trapped RDTSCP as RDTSC, which Xen then fails to
