@@ -132,7 +132,7 @@ impl Ring {
             if spins == WAIT_SPINS {
                 break;
             }
-            if spins % 1024 == 0 {
+            if spins.is_multiple_of(1024) {
                 events::notify(self.port);
             }
             spins += 1;
