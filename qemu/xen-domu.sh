@@ -191,9 +191,12 @@ CFG
     fi
     cat >>"$cfg" <<CFG
 vcpus = $vcpus
-# Xen has two CPUs (QEMU's -smp 2); dom0's one vCPU is pinned to CPU 0 (dom0_vcpus_pin),
-# the domU's go on CPU 1, so the two sides of a round trip do not queue for one CPU.
-cpus = "1"
+CFG
+    # Xen has two CPUs (QEMU's -smp 2); dom0's one vCPU is pinned to CPU 0
+    # (dom0_vcpus_pin). A one-vCPU domU goes on CPU 1, so the two sides of a round trip
+    # do not queue for one CPU; more vCPUs may use both.
+    [ "$vcpus" -ne 1 ] || echo 'cpus = "1"' >>"$cfg"
+    cat >>"$cfg" <<CFG
 vif = [ "bridge=xenbr0,script=vif-busybox" ]
 # Xen traps the TSC of a CPU that does not promise an invariant one (QEMU's -cpu max
 # does not), and QEMU's SVM reports a trapped RDTSCP as RDTSC, which Xen then fails to

@@ -129,3 +129,19 @@ fn echo_as_domu_answers_dom0() -> Result<(), Failure> {
     has_line(&guest, &outcome, "dom0: domU end: poweroff")?;
     dom0_ok(&guest, &outcome)
 }
+
+#[test]
+fn intercore_two_vcpus_as_domu() -> Result<(), Failure> {
+    let _one = one_at_a_time();
+    let image = image_path("intercore");
+    let image = image.to_string_lossy();
+    let (guest, outcome) = xen_domu(&[&image, "--vcpus", "2"])?;
+    ran_under_xen_and_dom0(&guest, &outcome)?;
+    // The second vCPU started (INIT and start-up IPIs through Xen's emulated local APIC,
+    // as libxl's MADT lists it) and both ran tasks and woke each other.
+    has_line(&guest, &outcome, "domu: intercore: 2 cores, ")?;
+    has_line(&guest, &outcome, "domu: intercore: core 1 up, ran a task")?;
+    has_line(&guest, &outcome, "domu: intercore: all pairs ok")?;
+    has_line(&guest, &outcome, "dom0: domU end: poweroff")?;
+    dom0_ok(&guest, &outcome)
+}
