@@ -145,3 +145,23 @@ fn intercore_two_vcpus_as_domu() -> Result<(), Failure> {
     has_line(&guest, &outcome, "dom0: domU end: poweroff")?;
     dom0_ok(&guest, &outcome)
 }
+
+#[test]
+fn panic_as_domu_ends_in_crash() -> Result<(), Failure> {
+    let _one = one_at_a_time();
+    let image = image_path("faults");
+    let image = image.to_string_lossy();
+    let (guest, outcome) = xen_domu(&[&image, "--cmdline", "app.fault=panic"])?;
+    ran_under_xen_and_dom0(&guest, &outcome)?;
+    // The report and the exit line reach the console ring before the domain goes ...
+    has_line(&guest, &outcome, "domu: torito: exit(101)")?;
+    // ... and a non-zero exit is SCHEDOP_shutdown's crash, which xl reports as such.
+    has_line(&guest, &outcome, "dom0: domU end: crash")?;
+    if outcome.code != Some(2) {
+        return Err(guest.failure(format!(
+            "xen-domu.sh ended with {:?}, not 2 (a domU that did not power off)",
+            outcome.code
+        )));
+    }
+    Ok(())
+}
