@@ -69,9 +69,6 @@ static XEN_STATE: core::sync::atomic::AtomicU8 = core::sync::atomic::AtomicU8::n
 /// On a Xen domU, connects the vifs once (callers after the first wait for it).
 async fn connect_xen_nics() {
     use core::sync::atomic::Ordering::{Acquire, Release};
-    if !crate::xen::is_domu() {
-        return;
-    }
     if XEN_STATE.compare_exchange(0, 1, Acquire, Acquire).is_ok() {
         let nics = crate::xen::connect_nics(MAX_NICS).await;
         *XEN_NICS.lock() = nics;
@@ -136,8 +133,10 @@ pub async fn stack_of(nic: usize) -> Result<Stack, Error> {
             Err(error) => log::warn!("net: {}", error),
         }
     }
-    if !NICS.is_completed() {
-        connect_xen_nics().await;
+    if !NICS.is_completed() && crate::xen::is_domu() {
+        // Boxed: the handshake's future is large, and inline it would grow every
+        // `stack()` future, blocking tasks' 32 KiB fiber stacks included.
+        alloc::boxed::Box::pin(connect_xen_nics()).await;
     }
     let stack = stack_of_now(nic).ok_or(Error::NoDevice)?;
     stack.configured().await?;
