@@ -1,5 +1,6 @@
 //! The file API over the mount table (the module's docs say what it promises).
 
+use super::cache::CacheStats;
 use super::disk::{DiskError, DiskFs, Stat};
 use super::error::{Error, ErrorKind};
 use super::path::{self, MountSpec, Mounts};
@@ -122,6 +123,18 @@ pub async fn mounts() -> Vec<(String, String)> {
         .iter()
         .map(|(point, filesystem)| (point, filesystem.describe()))
         .collect()
+}
+
+/// The counters of the cache of the disk `path` is on (hits, misses, evictions, ...;
+/// sized by `fs.cache=SIZE`), or `None` when `path` is on a virtio-fs share.
+///
+/// # Errors
+/// As [`metadata`], for a path outside every mount.
+pub async fn disk_cache_stats(path: &str) -> Result<Option<CacheStats>, Error> {
+    Ok(match locate(path).await? {
+        (Filesystem::Disk(disk), _) => Some(disk.cache_stats()),
+        (Filesystem::Share(_), _) => None,
+    })
 }
 
 /// The filesystem `path` is on and its components there.

@@ -7,8 +7,10 @@
 //! core keeps running. Async callers send it requests on a channel and await the answer
 //! on a channel of their own; files it opened stay open in its table until closed.
 
-use crate::block::{Buffer, SECTOR_SIZE, blocking};
+use super::cache::{CacheStats, ChunkCache, Lookup};
+use crate::block::{BlockError, Buffer, SECTOR_SIZE};
 use alloc::boxed::Box;
+use alloc::sync::Arc;
 use alloc::collections::BTreeMap;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
@@ -62,63 +64,254 @@ enum Request {
 pub(crate) struct DiskFs {
     index: usize,
     requests: Sender<Request>,
+    shared: Arc<SharedDisk>,
 }
 
-/// Bytes per cache window: `ext4-view` asks for one filesystem block (1 to 4 KiB) at a
-/// time, and one virtio request per block makes a large file's read a long string of
-/// round trips (bench/files: about 12 MiB/s for a 64 MiB file before, against 19 for
-/// Linux in the same run).
-const WINDOW: u64 = 128 * 1024;
-/// Windows kept (2 MiB): the metadata a small-file request walks (inode tables,
-/// directory blocks, extent trees) stays in memory after the first request.
-const WINDOWS: usize = 16;
+/// Bytes per cache chunk: one virtio-blk request. `ext4-view` asks for 32 KiB (eight
+/// 4 KiB blocks) at a time; one request per ask made a large file's read a long string
+/// of round trips, while a 4 KiB file should not take much more room than it needs.
+const CHUNK: u64 = 64 * 1024;
+const CHUNK_SECTORS: u64 = CHUNK / SECTOR_SIZE as u64;
+/// Chunks read ahead of a sequential reader (512 KiB): in flight while the reader
+/// copies and sends the one it has.
+const READ_AHEAD: u64 = 8;
+/// The cache's default share of the heap (an eighth), and its default ceiling.
+const DEFAULT_CACHE_DIVISOR: usize = 8;
+const DEFAULT_CACHE_CEILING: u64 = 64 << 20;
+/// The most of the heap `fs.cache=` may give one disk's cache (half); a larger value is
+/// capped, with a warning: the network and the application need the rest.
+const CACHE_LIMIT_DIVISOR: usize = 2;
 
-/// `Ext4Read` over a disk, through a small cache of aligned [`WINDOW`]-byte windows,
-/// the least recently used one dropped first.
+/// What a disk's readers share: the async disk and the cache of its chunks.
+struct SharedDisk {
+    disk: crate::block::Disk,
+    cache: spin::Mutex<ChunkCache<Buffer>>,
+}
+
+/// Why a read under `ext4-view` failed.
+#[derive(Debug)]
+enum ReadError {
+    /// The disk refused or failed the request.
+    Block(BlockError),
+    /// The heap had no room for the read's buffer, even after the cache gave back what
+    /// it could.
+    NoMemory { bytes: usize },
+}
+
+impl core::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ReadError::Block(error) => write!(f, "{error}"),
+            ReadError::NoMemory { bytes } => write!(
+                f,
+                "no memory for a {bytes}-byte disk read; give the VM more memory or the \
+                 disk cache less (fs.cache=SIZE)"
+            ),
+        }
+    }
+}
+
+impl core::error::Error for ReadError {}
+
+impl From<BlockError> for ReadError {
+    fn from(error: BlockError) -> Self {
+        ReadError::Block(error)
+    }
+}
+
+/// A zeroed buffer of `sectors`, or `None` when the heap has no room for it (a failed
+/// allocation here is a cache that is too large for the heap, never a crash).
+fn try_buffer(sectors: u64) -> Option<Buffer> {
+    let bytes = usize::try_from(sectors).ok()?.checked_mul(SECTOR_SIZE)?;
+    let mut bytes_vec = Vec::new();
+    bytes_vec.try_reserve_exact(bytes).ok()?;
+    bytes_vec.resize(bytes, 0);
+    Buffer::from_vec(bytes_vec).ok()
+}
+
+/// How many chunks the cache of a disk may hold: `fs.cache=SIZE` (checked at boot) or
+/// an eighth of the heap up to 64 MiB, never more than half the heap.
+fn cache_chunks() -> usize {
+    let heap = crate::memory::heap_stats().size;
+    let limit = (heap / CACHE_LIMIT_DIVISOR) as u64;
+    let asked = crate::boot::arg(super::path::CACHE_KEY)
+        .and_then(|value| super::path::parse_cache_size(value).ok());
+    let bytes = match asked {
+        Some(bytes) if bytes > limit => {
+            log::warn!(
+                "fs: {}={} is more than half the heap ({} KiB); each disk's cache gets {} KiB",
+                super::path::CACHE_KEY,
+                bytes,
+                heap / 1024,
+                limit / 1024
+            );
+            limit
+        }
+        Some(bytes) => bytes,
+        None => ((heap / DEFAULT_CACHE_DIVISOR) as u64).min(DEFAULT_CACHE_CEILING),
+    };
+    usize::try_from(bytes / CHUNK).unwrap_or(usize::MAX)
+}
+
+impl SharedDisk {
+    /// Chunk `chunk`'s first sector and length in sectors (shorter at the disk's end).
+    fn extent(&self, chunk: u64) -> (u64, u64) {
+        let first = chunk * CHUNK_SECTORS;
+        (
+            first,
+            CHUNK_SECTORS.min(self.disk.capacity().saturating_sub(first)),
+        )
+    }
+
+    /// Starts a read-ahead of `chunk` (a task of its own, not waited for) unless it is
+    /// cached or loading, past the disk's end, or there is no room or memory.
+    fn read_ahead(self: &Arc<Self>, chunk: u64) {
+        let (first, sectors) = self.extent(chunk);
+        if sectors == 0 || !self.cache.lock().prefetch(chunk) {
+            return;
+        }
+        let Some(buffer) = try_buffer(sectors) else {
+            wake(self.cache.lock().fill(chunk, None));
+            return;
+        };
+        let shared = self.clone();
+        crate::task::spawn(async move {
+            let read = shared.disk.read(first, buffer).await.ok();
+            let waiters = shared.cache.lock().fill(chunk, read);
+            wake(waiters);
+        })
+        .detach();
+    }
+}
+
+fn wake(waiters: Vec<core::task::Waker>) {
+    waiters.into_iter().for_each(core::task::Waker::wake);
+}
+
+/// What one try at a chunk came to.
+enum Step {
+    Copied,
+    Load,
+    Uncached,
+}
+
+/// `Ext4Read` over a disk, through the disk's shared [`ChunkCache`], reading ahead of
+/// sequential readers. Used from the disk's blocking task: a miss parks it.
 struct DiskReader {
-    disk: blocking::Disk,
-    /// Window index (byte offset / WINDOW) and its bytes, most recently used last.
-    windows: alloc::collections::VecDeque<(u64, Buffer)>,
+    shared: Arc<SharedDisk>,
+    /// The chunk of the last read, to tell a sequential reader.
+    last: Option<u64>,
 }
 
 impl DiskReader {
-    fn new(disk: blocking::Disk) -> Self {
-        DiskReader {
-            disk,
-            windows: alloc::collections::VecDeque::with_capacity(WINDOWS),
+    /// Copies `dst.len()` bytes at `skip` in `chunk` into `dst`, from the cache or, when
+    /// the cache has no room, straight from the disk.
+    fn read_chunk(&mut self, chunk: u64, skip: usize, dst: &mut [u8]) -> Result<(), ReadError> {
+        let copy = |data: &Buffer, dst: &mut [u8]| match data.get(skip..skip + dst.len()) {
+            Some(bytes) => {
+                dst.copy_from_slice(bytes);
+                true
+            }
+            None => false,
+        };
+        loop {
+            // The common case without parking: a hit (or a load to start).
+            let mut copied = false;
+            let step = {
+                let mut cache = self.shared.cache.lock();
+                match cache.lookup(chunk, core::task::Waker::noop()) {
+                    Lookup::Hit(data) => {
+                        copied = copy(data, dst);
+                        Some(Step::Copied)
+                    }
+                    Lookup::Load => Some(Step::Load),
+                    Lookup::Uncached => Some(Step::Uncached),
+                    Lookup::Wait => None,
+                }
+            };
+            // Another reader (or a read-ahead) is loading it: park until it is there.
+            let step = match step {
+                Some(step) => step,
+                None => crate::task::block_on(core::future::poll_fn(|cx| {
+                    let mut cache = self.shared.cache.lock();
+                    match cache.lookup(chunk, cx.waker()) {
+                        Lookup::Hit(data) => {
+                            copied = copy(data, dst);
+                            core::task::Poll::Ready(Step::Copied)
+                        }
+                        Lookup::Load => core::task::Poll::Ready(Step::Load),
+                        Lookup::Uncached => core::task::Poll::Ready(Step::Uncached),
+                        Lookup::Wait => core::task::Poll::Pending,
+                    }
+                }))
+                .map_err(|_| BlockError::WouldBlockCore)?,
+            };
+            match step {
+                Step::Copied if copied => return Ok(()),
+                Step::Copied => return Err(self.past_end(chunk, skip)),
+                Step::Load => self.load(chunk)?,
+                Step::Uncached => return self.read_uncached(chunk, skip, dst),
+            }
         }
     }
 
-    /// Window `index`, read from the disk unless cached; moved to the back (most recent).
-    fn window(
-        &mut self,
-        index: u64,
-    ) -> Result<&Buffer, Box<dyn core::error::Error + Send + Sync + 'static>> {
-        if let Some(at) = self.windows.iter().position(|(cached, _)| *cached == index) {
-            let window = self
-                .windows
-                .remove(at)
-                .ok_or(crate::block::BlockError::Broken)?;
-            self.windows.push_back(window);
-        } else {
-            let sector_size = SECTOR_SIZE as u64;
-            let first = index * WINDOW / sector_size;
-            let sectors = (WINDOW / sector_size).min(self.disk.capacity().saturating_sub(first));
-            // The least recently used window's buffer is reused when it is the same size.
-            let buffer = match self.windows.len() >= WINDOWS {
-                true => match self.windows.pop_front() {
-                    Some((_, buffer)) if buffer.sectors() as u64 == sectors => buffer,
-                    _ => Buffer::new(sectors as usize).map_err(Box::new)?,
-                },
-                false => Buffer::new(sectors as usize).map_err(Box::new)?,
-            };
-            let buffer = self.disk.read(first, buffer).map_err(Box::new)?;
-            self.windows.push_back((index, buffer));
+    /// Loads `chunk` into the cache (the caller got [`Lookup::Load`] for it): always
+    /// fills it, with `None` on failure so that waiting readers try for themselves.
+    fn load(&mut self, chunk: u64) -> Result<(), ReadError> {
+        let (first, sectors) = self.shared.extent(chunk);
+        let mut buffer = try_buffer(sectors);
+        // Out of memory: the cache gives back chunks until the buffer fits, or it has
+        // nothing left to give (then this read goes uncached, or fails).
+        while buffer.is_none() && sectors > 0 && self.shared.cache.lock().shrink() {
+            buffer = try_buffer(sectors);
         }
-        match self.windows.back() {
-            Some((_, buffer)) => Ok(buffer),
-            None => Err(Box::new(crate::block::BlockError::Broken)),
+        let Some(buffer) = buffer else {
+            wake(self.shared.cache.lock().fill(chunk, None));
+            return Err(ReadError::NoMemory {
+                bytes: sectors as usize * SECTOR_SIZE,
+            });
+        };
+        let read = crate::task::block_on(self.shared.disk.read(first, buffer))
+            .unwrap_or(Err(BlockError::WouldBlockCore));
+        let (filled, outcome) = match read {
+            Ok(buffer) => (Some(buffer), Ok(())),
+            Err(error) => (None, Err(ReadError::Block(error))),
+        };
+        wake(self.shared.cache.lock().fill(chunk, filled));
+        outcome
+    }
+
+    /// Reads the sectors under `dst` straight from the disk (no room in the cache).
+    fn read_uncached(&mut self, chunk: u64, skip: usize, dst: &mut [u8]) -> Result<(), ReadError> {
+        let sector_size = SECTOR_SIZE as u64;
+        let (chunk_first, chunk_sectors) = self.shared.extent(chunk);
+        let first = chunk_first + skip as u64 / sector_size;
+        let end = (chunk_first + (skip + dst.len()) as u64).div_ceil(sector_size);
+        let end = end.min(chunk_first + chunk_sectors);
+        if end <= first {
+            return Err(self.past_end(chunk, skip));
         }
+        let buffer = try_buffer(end - first).ok_or(ReadError::NoMemory {
+            bytes: (end - first) as usize * SECTOR_SIZE,
+        })?;
+        let buffer = crate::task::block_on(self.shared.disk.read(first, buffer))
+            .unwrap_or(Err(BlockError::WouldBlockCore))?;
+        let at = skip % SECTOR_SIZE;
+        match buffer.get(at..at + dst.len()) {
+            Some(bytes) => {
+                dst.copy_from_slice(bytes);
+                Ok(())
+            }
+            None => Err(self.past_end(chunk, skip)),
+        }
+    }
+
+    fn past_end(&self, chunk: u64, skip: usize) -> ReadError {
+        ReadError::Block(BlockError::OutOfRange {
+            sector: chunk * CHUNK_SECTORS + (skip / SECTOR_SIZE) as u64,
+            sectors: 1,
+            capacity: self.shared.disk.capacity(),
+        })
     }
 }
 
@@ -131,18 +324,19 @@ impl Ext4Read for DiskReader {
         let mut done = 0;
         while done < dst.len() {
             let at = start_byte + done as u64;
-            let window = self.window(at / WINDOW)?;
-            let skip = (at % WINDOW) as usize;
-            let take = (dst.len() - done).min(window.len().saturating_sub(skip));
-            if take == 0 {
-                // Past the end of the disk.
-                return Err(Box::new(crate::block::BlockError::OutOfRange {
-                    sector: at / SECTOR_SIZE as u64,
-                    sectors: 1,
-                    capacity: self.disk.capacity(),
-                }));
+            let chunk = at / CHUNK;
+            // A reader that moved on to the next chunk is sequential: keep the next
+            // chunks coming while it works through this one.
+            if self.last.is_some_and(|last| last + 1 == chunk) {
+                for ahead in chunk + 1..=chunk + READ_AHEAD {
+                    self.shared.read_ahead(ahead);
+                }
             }
-            dst[done..done + take].copy_from_slice(&window[skip..skip + take]);
+            self.last = Some(chunk);
+            let skip = (at % CHUNK) as usize;
+            let take = (dst.len() - done).min(CHUNK as usize - skip);
+            self.read_chunk(chunk, skip, &mut dst[done..done + take])
+                .map_err(Box::new)?;
             done += take;
         }
         Ok(())
@@ -153,21 +347,43 @@ impl DiskFs {
     /// Starts the server for disk `index`; fails when the disk is missing or holds no
     /// ext2/3/4 filesystem.
     pub(crate) async fn start(index: usize) -> Result<DiskFs, String> {
-        let disk = blocking::Disk::open(index).map_err(|error| error.to_string())?;
+        let disk = crate::block::Disk::open(index).map_err(|error| error.to_string())?;
+        let shared = Arc::new(SharedDisk {
+            disk,
+            cache: spin::Mutex::new(ChunkCache::new(cache_chunks())),
+        });
         let (requests, receiver) = channel::<Request>(64);
         let (ready, mut started) = channel::<Result<(), String>>(1);
-        crate::task::try_spawn_blocking(move || serve(disk, receiver, ready))
+        let reader = DiskReader {
+            shared: shared.clone(),
+            last: None,
+        };
+        crate::task::try_spawn_blocking(move || serve(reader, receiver, ready))
             .map_err(|error| error.to_string())?
             .detach();
         match started.recv().await {
-            Some(Ok(())) => Ok(DiskFs { index, requests }),
+            Some(Ok(())) => Ok(DiskFs {
+                index,
+                requests,
+                shared,
+            }),
             Some(Err(why)) => Err(why),
             None => Err("its filesystem server stopped".into()),
         }
     }
 
     pub(crate) fn describe(&self) -> String {
-        alloc::format!("ext4 on disk {} (read-only)", self.index)
+        let capacity = self.shared.cache.lock().stats().capacity as u64;
+        alloc::format!(
+            "ext4 on disk {} (read-only, {} KiB cache)",
+            self.index,
+            capacity * CHUNK / 1024
+        )
+    }
+
+    /// The disk cache's counters.
+    pub(crate) fn cache_stats(&self) -> CacheStats {
+        self.shared.cache.lock().stats()
     }
 
     async fn ask<T: Send>(
@@ -224,9 +440,67 @@ fn stat(metadata: &ext4_view::Metadata) -> Stat {
     }
 }
 
+/// Paths whose lookup is remembered, and closed files kept open for the next open of
+/// their path. The filesystem is read-only, so neither goes stale; the bounds keep a
+/// tree of many files from growing them without end.
+const KNOWN_PATHS: usize = 1024;
+const IDLE_FILES: usize = 64;
+
+/// A small map bounded by count, the least recently used entry dropped first.
+struct Recent<V> {
+    entries: BTreeMap<String, (u64, V)>,
+    limit: usize,
+    clock: u64,
+}
+
+impl<V> Recent<V> {
+    fn new(limit: usize) -> Self {
+        Recent {
+            entries: BTreeMap::new(),
+            limit,
+            clock: 0,
+        }
+    }
+
+    fn get(&mut self, key: &str) -> Option<&V> {
+        self.clock += 1;
+        let clock = self.clock;
+        self.entries.get_mut(key).map(|(used, value)| {
+            *used = clock;
+            &*value
+        })
+    }
+
+    fn take(&mut self, key: &str) -> Option<V> {
+        self.entries.remove(key).map(|(_, value)| value)
+    }
+
+    fn insert(&mut self, key: String, value: V) {
+        if self.entries.len() >= self.limit && !self.entries.contains_key(&key) {
+            let oldest = self
+                .entries
+                .iter()
+                .min_by_key(|(_, (used, _))| *used)
+                .map(|(key, _)| key.clone());
+            if let Some(oldest) = oldest {
+                self.entries.remove(&oldest);
+            }
+        }
+        self.clock += 1;
+        self.entries.insert(key, (self.clock, value));
+    }
+}
+
+/// A lookup's outcome worth remembering: the node's metadata, or that it is missing.
+fn remembered(outcome: &Result<Stat, DiskError>) -> bool {
+    matches!(
+        outcome,
+        Ok(_) | Err(DiskError::NotFound | DiskError::NotADirectory)
+    )
+}
+
 /// The server: loads the filesystem, then answers requests until every handle is gone.
-fn serve(disk: blocking::Disk, mut requests: Receiver<Request>, ready: Sender<Result<(), String>>) {
-    let reader = DiskReader::new(disk);
+fn serve(reader: DiskReader, mut requests: Receiver<Request>, ready: Sender<Result<(), String>>) {
     let filesystem = match Ext4::load(Box::new(reader)) {
         Ok(filesystem) => filesystem,
         Err(why) => {
@@ -236,20 +510,31 @@ fn serve(disk: blocking::Disk, mut requests: Receiver<Request>, ready: Sender<Re
     };
     let _ = ready.try_send(Ok(()));
     drop(ready);
-    let mut files: BTreeMap<u64, ext4_view::File> = BTreeMap::new();
+    // Open files by number, with their paths (for the idle table when closed).
+    let mut files: BTreeMap<u64, (String, ext4_view::File)> = BTreeMap::new();
     let mut next_file = 1u64;
+    let mut known: Recent<Result<Stat, DiskError>> = Recent::new(KNOWN_PATHS);
+    let mut idle: Recent<ext4_view::File> = Recent::new(IDLE_FILES);
     loop {
         let Ok(Some(request)) = crate::task::block_on(requests.recv()) else {
             return;
         };
         match request {
             Request::Stat(path, reply) => {
-                let _ = reply.try_send(
-                    filesystem
-                        .metadata(path.as_str())
-                        .map(|m| stat(&m))
-                        .map_err(error),
-                );
+                let outcome = match known.get(&path) {
+                    Some(outcome) => outcome.clone(),
+                    None => {
+                        let outcome = filesystem
+                            .metadata(path.as_str())
+                            .map(|m| stat(&m))
+                            .map_err(error);
+                        if remembered(&outcome) {
+                            known.insert(path, outcome.clone());
+                        }
+                        outcome
+                    }
+                };
+                let _ = reply.try_send(outcome);
             }
             Request::List(path, reply) => {
                 let listed =
@@ -273,11 +558,16 @@ fn serve(disk: blocking::Disk, mut requests: Receiver<Request>, ready: Sender<Re
                 let _ = reply.try_send(listed);
             }
             Request::Open(path, reply) => {
-                let opened = filesystem.open(path.as_str()).map_err(error).map(|file| {
+                let opened = match idle.take(&path) {
+                    Some(file) => Ok(file),
+                    None => filesystem.open(path.as_str()).map_err(error),
+                };
+                let opened = opened.map(|file| {
                     let id = next_file;
                     next_file += 1;
                     let status = stat(file.metadata());
-                    files.insert(id, file);
+                    known.insert(path.clone(), Ok(status));
+                    files.insert(id, (path, file));
                     (id, status)
                 });
                 let _ = reply.try_send(opened);
@@ -290,12 +580,14 @@ fn serve(disk: blocking::Disk, mut requests: Receiver<Request>, ready: Sender<Re
             } => {
                 let read = match files.get_mut(&file) {
                     None => Err(DiskError::Gone),
-                    Some(file) => read_at(file, offset, length),
+                    Some((_, file)) => read_at(file, offset, length),
                 };
                 let _ = reply.try_send(read);
             }
             Request::Close(file) => {
-                files.remove(&file);
+                if let Some((path, file)) = files.remove(&file) {
+                    idle.insert(path, file);
+                }
             }
         }
     }
@@ -305,7 +597,11 @@ fn read_at(file: &mut ext4_view::File, offset: u64, length: usize) -> Result<Vec
     if offset >= file.metadata().len() {
         return Ok(Vec::new());
     }
-    file.seek_to(offset).map_err(error)?;
+    // `seek_to` walks the file's blocks from its start: a reader going on from where it
+    // stopped (the common case) must not pay it on every read.
+    if file.position() != offset {
+        file.seek_to(offset).map_err(error)?;
+    }
     let mut out = alloc::vec![0u8; length];
     let mut filled = 0;
     while filled < length {

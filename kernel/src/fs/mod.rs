@@ -45,6 +45,8 @@
 //! }
 //! ```
 
+#[cfg_attr(not(target_os = "none"), allow(dead_code))]
+mod cache;
 #[cfg(target_os = "none")]
 mod disk;
 #[cfg_attr(not(target_os = "none"), allow(dead_code))]
@@ -53,6 +55,7 @@ pub mod path;
 #[cfg(target_os = "none")]
 mod virtiofs;
 
+pub use cache::CacheStats;
 pub use error::{Error, ErrorKind};
 
 #[cfg(target_os = "none")]
