@@ -43,9 +43,15 @@ pub struct CacheStats {
 }
 
 enum Slot<B> {
-    /// A request for it is in flight; these wait for it.
-    Loading(Vec<Waker>),
-    Ready { data: B, referenced: bool },
+    /// A request for it is in flight (a read-ahead's, or a reader's); these wait for it.
+    Loading {
+        waiters: Vec<Waker>,
+        ahead: bool,
+    },
+    Ready {
+        data: B,
+        referenced: bool,
+    },
 }
 
 /// What [`ChunkCache::lookup`] found.
@@ -68,6 +74,8 @@ pub struct ChunkCache<B> {
     slots: BTreeMap<u64, Slot<B>>,
     /// The last chunk the clock hand looked at.
     hand: Option<u64>,
+    /// Read-aheads in flight.
+    ahead: usize,
     stats: CacheStats,
 }
 
@@ -78,6 +86,7 @@ impl<B> ChunkCache<B> {
             capacity,
             slots: BTreeMap::new(),
             hand: None,
+            ahead: 0,
             stats: CacheStats {
                 capacity,
                 ..CacheStats::default()
@@ -102,7 +111,7 @@ impl<B> ChunkCache<B> {
                 *referenced = true;
                 self.stats.hits += 1;
             }
-            Some(Slot::Loading(waiters)) => {
+            Some(Slot::Loading { waiters, .. }) => {
                 if !waiters.iter().any(|waiting| waiting.will_wake(waker)) {
                     waiters.push(waker.clone());
                     self.stats.joined += 1;
@@ -115,7 +124,13 @@ impl<B> ChunkCache<B> {
                     self.stats.uncached += 1;
                     return Lookup::Uncached;
                 }
-                self.slots.insert(chunk, Slot::Loading(Vec::new()));
+                self.slots.insert(
+                    chunk,
+                    Slot::Loading {
+                        waiters: Vec::new(),
+                        ahead: false,
+                    },
+                );
                 return Lookup::Load;
             }
         }
@@ -129,11 +144,19 @@ impl<B> ChunkCache<B> {
     /// Reserves `chunk` for a read-ahead: true when the caller should load it (and then
     /// [`fill`](Self::fill) it); false when it is cached or loading already, or there is
     /// no room.
+    /// Read-aheads take at most half the slots, so that a reader's own miss finds room.
     pub fn prefetch(&mut self, chunk: u64) -> bool {
-        if self.slots.contains_key(&chunk) || !self.make_room() {
+        if self.slots.contains_key(&chunk) || self.ahead >= self.capacity / 2 || !self.make_room() {
             return false;
         }
-        self.slots.insert(chunk, Slot::Loading(Vec::new()));
+        self.ahead += 1;
+        self.slots.insert(
+            chunk,
+            Slot::Loading {
+                waiters: Vec::new(),
+                ahead: true,
+            },
+        );
         self.stats.read_ahead += 1;
         true
     }
@@ -143,7 +166,12 @@ impl<B> ChunkCache<B> {
     /// them after releasing whatever lock guards the cache).
     pub fn fill(&mut self, chunk: u64, data: Option<B>) -> Vec<Waker> {
         let waiters = match self.slots.remove(&chunk) {
-            Some(Slot::Loading(waiters)) => waiters,
+            Some(Slot::Loading { waiters, ahead }) => {
+                if ahead {
+                    self.ahead -= 1;
+                }
+                waiters
+            }
             Some(ready) => {
                 // Not loading: a fill nobody owed. Keep what was there.
                 self.slots.insert(chunk, ready);
@@ -235,7 +263,11 @@ mod tests {
     fn hit(cache: &mut ChunkCache<Vec<u8>>, chunk: u64) -> bool {
         match cache.lookup(chunk, Waker::noop()) {
             Lookup::Hit(data) => {
-                assert_eq!(data, &vec![chunk as u8; 4], "chunk {chunk} holds its own bytes");
+                assert_eq!(
+                    data,
+                    &vec![chunk as u8; 4],
+                    "chunk {chunk} holds its own bytes"
+                );
                 true
             }
             _ => false,
@@ -317,7 +349,10 @@ mod tests {
         assert!(matches!(cache.lookup(2, Waker::noop()), Lookup::Uncached));
         assert!(!cache.prefetch(3), "no room for a read-ahead either");
         let stats = cache.stats();
-        assert_eq!((stats.misses, stats.uncached, stats.evictions), (1 + 1, 1, 0));
+        assert_eq!(
+            (stats.misses, stats.uncached, stats.evictions),
+            (1 + 1, 1, 0)
+        );
         assert_eq!(stats.read_ahead, 1);
         // Once one is ready, it can make room again.
         cache.fill(0, Some(vec![0; 4]));
@@ -330,7 +365,10 @@ mod tests {
         // fs.cache=0: every read uncached, nothing stored, nothing to shrink.
         let mut none: ChunkCache<Vec<u8>> = ChunkCache::new(0);
         for chunk in [0, 1, u64::MAX] {
-            assert!(matches!(none.lookup(chunk, Waker::noop()), Lookup::Uncached));
+            assert!(matches!(
+                none.lookup(chunk, Waker::noop()),
+                Lookup::Uncached
+            ));
             assert!(!none.prefetch(chunk));
         }
         assert!(!none.shrink());
@@ -355,6 +393,27 @@ mod tests {
         assert!(cache.fill(2, Some(vec![9; 4])).is_empty());
         assert!(hit(&mut cache, 1), "the ready chunk kept its bytes");
         assert_eq!(cache.stats().chunks, 1);
+    }
+
+    #[test]
+    fn read_ahead_takes_at_most_half_the_slots_so_a_reader_finds_room() {
+        let mut cache: ChunkCache<Vec<u8>> = ChunkCache::new(4);
+        assert!(cache.prefetch(1) && cache.prefetch(2));
+        assert!(
+            !cache.prefetch(3),
+            "a third read-ahead of four slots is refused"
+        );
+        assert!(matches!(cache.lookup(0, Waker::noop()), Lookup::Load));
+        assert!(matches!(cache.lookup(9, Waker::noop()), Lookup::Load));
+        // Once one read-ahead ends, another may start (when a slot can be freed).
+        cache.fill(1, Some(vec![1; 4]));
+        cache.fill(0, Some(vec![0; 4]));
+        assert!(cache.prefetch(3));
+        assert_eq!(cache.stats().read_ahead, 3);
+        // A failed read-ahead gives its share back too.
+        cache.fill(3, None);
+        cache.fill(2, None);
+        assert!(cache.prefetch(5) && cache.prefetch(6));
     }
 
     #[test]

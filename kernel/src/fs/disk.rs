@@ -10,9 +10,9 @@
 use super::cache::{CacheStats, ChunkCache, Lookup};
 use crate::block::{BlockError, Buffer, SECTOR_SIZE};
 use alloc::boxed::Box;
-use alloc::sync::Arc;
 use alloc::collections::BTreeMap;
 use alloc::string::{String, ToString};
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use ext4_view::{Ext4, Ext4Error, Ext4Read};
 use torito_executor::{Receiver, Sender, channel};
@@ -286,7 +286,7 @@ impl DiskReader {
         let sector_size = SECTOR_SIZE as u64;
         let (chunk_first, chunk_sectors) = self.shared.extent(chunk);
         let first = chunk_first + skip as u64 / sector_size;
-        let end = (chunk_first + (skip + dst.len()) as u64).div_ceil(sector_size);
+        let end = chunk_first + ((skip + dst.len()) as u64).div_ceil(sector_size);
         let end = end.min(chunk_first + chunk_sectors);
         if end <= first {
             return Err(self.past_end(chunk, skip));
@@ -444,7 +444,7 @@ fn stat(metadata: &ext4_view::Metadata) -> Stat {
 /// their path. The filesystem is read-only, so neither goes stale; the bounds keep a
 /// tree of many files from growing them without end.
 const KNOWN_PATHS: usize = 1024;
-const IDLE_FILES: usize = 64;
+const IDLE_FILES: usize = 1024;
 
 /// A small map bounded by count, the least recently used entry dropped first.
 struct Recent<V> {
@@ -594,9 +594,12 @@ fn serve(reader: DiskReader, mut requests: Receiver<Request>, ready: Sender<Resu
 }
 
 fn read_at(file: &mut ext4_view::File, offset: u64, length: usize) -> Result<Vec<u8>, DiskError> {
-    if offset >= file.metadata().len() {
+    let size = file.metadata().len();
+    if offset >= size {
         return Ok(Vec::new());
     }
+    // No more than the file holds: a 4 KiB file read in 64 KiB chunks gets 4 KiB.
+    let length = length.min(usize::try_from(size - offset).unwrap_or(usize::MAX));
     // `seek_to` walks the file's blocks from its start: a reader going on from where it
     // stopped (the common case) must not pay it on every read.
     if file.position() != offset {

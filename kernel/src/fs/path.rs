@@ -255,7 +255,9 @@ pub fn parse_cache_size(value: &str) -> Result<u64, SpecError<'_>> {
         Some(_) => (value, 0),
     };
     if digits.is_empty() || !digits.bytes().all(|byte| byte.is_ascii_digit()) {
-        return Err(error("the size is not a number (with an optional K, M or G)"));
+        return Err(error(
+            "the size is not a number (with an optional K, M or G)",
+        ));
     }
     let number: u64 = digits.parse().map_err(|_| error("the size is too large"))?;
     number
