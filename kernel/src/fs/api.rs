@@ -1,7 +1,7 @@
 //! The file API over the mount table (the module's docs say what it promises).
 
 use super::cache::CacheStats;
-use super::disk::{DiskError, DiskFs, Stat};
+use super::disk::{DiskError, DiskFile, DiskFs, Stat};
 use super::error::{Error, ErrorKind};
 use super::path::{self, MountSpec, Mounts};
 use super::virtiofs::{self, MAX_READ, Node, Share};
@@ -462,10 +462,10 @@ enum Backend {
         node: Node,
         handle: u64,
     },
-    /// On a disk: the server's file number and the metadata at open.
+    /// On a disk: the server's file (or a small file's bytes) and the metadata at open.
     Disk {
         disk: Arc<DiskFs>,
-        file: u64,
+        file: DiskFile,
         stat: Stat,
     },
 }
@@ -544,13 +544,9 @@ impl File {
                 .map_err(|error| self.error(error)),
             Backend::Disk { disk, file, .. } => {
                 let length = buffer.len().min(MAX_READ);
-                let bytes = disk
-                    .read(*file, offset, length)
+                disk.read(file, offset, &mut buffer[..length])
                     .await
-                    .map_err(|error| disk_error(&self.path, error))?;
-                let read = bytes.len().min(length);
-                buffer[..read].copy_from_slice(&bytes[..read]);
-                Ok(read)
+                    .map_err(|error| disk_error(&self.path, error))
             }
         }
     }
@@ -712,7 +708,7 @@ impl File {
                 node,
                 handle,
             } => share.release(*node, *handle, false).await,
-            Backend::Disk { disk, file, .. } => disk.close(*file),
+            Backend::Disk { disk, file, .. } => disk.close(file),
         }
         Ok(())
     }
@@ -735,7 +731,7 @@ impl Drop for File {
                 crate::task::spawn(async move { share.release(node, handle, false).await })
                     .detach();
             }
-            Backend::Disk { disk, file, .. } => disk.close(*file),
+            Backend::Disk { disk, file, .. } => disk.close(file),
         }
     }
 }

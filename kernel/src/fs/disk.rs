@@ -50,7 +50,7 @@ fn error(error: Ext4Error) -> DiskError {
 enum Request {
     Stat(String, Sender<Result<Stat, DiskError>>),
     List(String, Sender<Result<Vec<(String, bool)>, DiskError>>),
-    Open(String, Sender<Result<(u64, Stat), DiskError>>),
+    Open(String, Sender<Result<(DiskFile, Stat), DiskError>>),
     Read {
         file: u64,
         offset: u64,
@@ -58,6 +58,19 @@ enum Request {
         reply: Sender<Result<Vec<u8>, DiskError>>,
     },
     Close(u64),
+}
+
+/// Files up to this size are read whole when opened: one trip to the server serves a
+/// small file's open and its reads, and the server keeps no table entry for it.
+const WHOLE: u64 = 64 * 1024;
+
+/// An open file on a disk.
+pub(crate) enum DiskFile {
+    /// Its number in the server's table of open files.
+    Server(u64),
+    /// A small file's bytes, all of them, read at open (the disk is read-only, so they
+    /// cannot change).
+    Whole(Vec<u8>),
 }
 
 /// A handle to one disk's filesystem server.
@@ -86,6 +99,9 @@ const CACHE_LIMIT_DIVISOR: usize = 2;
 struct SharedDisk {
     disk: crate::block::Disk,
     cache: spin::Mutex<ChunkCache<Buffer>>,
+    /// Lookups remembered: a stat the server answered once is answered again here,
+    /// without a trip to the server.
+    known: spin::Mutex<Recent<Result<Stat, DiskError>>>,
 }
 
 /// Why a read under `ext4-view` failed.
@@ -351,6 +367,7 @@ impl DiskFs {
         let shared = Arc::new(SharedDisk {
             disk,
             cache: spin::Mutex::new(ChunkCache::new(cache_chunks())),
+            known: spin::Mutex::new(Recent::new(KNOWN_PATHS)),
         });
         let (requests, receiver) = channel::<Request>(64);
         let (ready, mut started) = channel::<Result<(), String>>(1);
@@ -358,7 +375,8 @@ impl DiskFs {
             shared: shared.clone(),
             last: None,
         };
-        crate::task::try_spawn_blocking(move || serve(reader, receiver, ready))
+        let known = shared.clone();
+        crate::task::try_spawn_blocking(move || serve(reader, known, receiver, ready))
             .map_err(|error| error.to_string())?
             .detach();
         match started.recv().await {
@@ -398,6 +416,9 @@ impl DiskFs {
     }
 
     pub(crate) async fn stat(&self, path: String) -> Result<Stat, DiskError> {
+        if let Some(outcome) = self.shared.known.lock().get(&path) {
+            return outcome.clone();
+        }
         self.ask(|reply| Request::Stat(path, reply)).await
     }
 
@@ -405,28 +426,46 @@ impl DiskFs {
         self.ask(|reply| Request::List(path, reply)).await
     }
 
-    pub(crate) async fn open(&self, path: String) -> Result<(u64, Stat), DiskError> {
+    pub(crate) async fn open(&self, path: String) -> Result<(DiskFile, Stat), DiskError> {
         self.ask(|reply| Request::Open(path, reply)).await
     }
 
+    /// Reads up to `buffer.len()` bytes of `file` at `offset` into `buffer`; 0 at the end.
     pub(crate) async fn read(
         &self,
-        file: u64,
+        file: &DiskFile,
         offset: u64,
-        length: usize,
-    ) -> Result<Vec<u8>, DiskError> {
-        self.ask(|reply| Request::Read {
-            file,
-            offset,
-            length,
-            reply,
-        })
-        .await
+        buffer: &mut [u8],
+    ) -> Result<usize, DiskError> {
+        let file = match file {
+            DiskFile::Server(file) => *file,
+            DiskFile::Whole(bytes) => {
+                let start = usize::try_from(offset)
+                    .unwrap_or(usize::MAX)
+                    .min(bytes.len());
+                let read = (bytes.len() - start).min(buffer.len());
+                buffer[..read].copy_from_slice(&bytes[start..start + read]);
+                return Ok(read);
+            }
+        };
+        let bytes = self
+            .ask(|reply| Request::Read {
+                file,
+                offset,
+                length: buffer.len(),
+                reply,
+            })
+            .await?;
+        let read = bytes.len().min(buffer.len());
+        buffer[..read].copy_from_slice(&bytes[..read]);
+        Ok(read)
     }
 
     /// Closes `file` (without waiting).
-    pub(crate) fn close(&self, file: u64) {
-        let _ = self.requests.try_send(Request::Close(file));
+    pub(crate) fn close(&self, file: &DiskFile) {
+        if let DiskFile::Server(file) = file {
+            let _ = self.requests.try_send(Request::Close(*file));
+        }
     }
 }
 
@@ -500,7 +539,12 @@ fn remembered(outcome: &Result<Stat, DiskError>) -> bool {
 }
 
 /// The server: loads the filesystem, then answers requests until every handle is gone.
-fn serve(reader: DiskReader, mut requests: Receiver<Request>, ready: Sender<Result<(), String>>) {
+fn serve(
+    reader: DiskReader,
+    shared: Arc<SharedDisk>,
+    mut requests: Receiver<Request>,
+    ready: Sender<Result<(), String>>,
+) {
     let filesystem = match Ext4::load(Box::new(reader)) {
         Ok(filesystem) => filesystem,
         Err(why) => {
@@ -513,7 +557,6 @@ fn serve(reader: DiskReader, mut requests: Receiver<Request>, ready: Sender<Resu
     // Open files by number, with their paths (for the idle table when closed).
     let mut files: BTreeMap<u64, (String, ext4_view::File)> = BTreeMap::new();
     let mut next_file = 1u64;
-    let mut known: Recent<Result<Stat, DiskError>> = Recent::new(KNOWN_PATHS);
     let mut idle: Recent<ext4_view::File> = Recent::new(IDLE_FILES);
     loop {
         let Ok(Some(request)) = crate::task::block_on(requests.recv()) else {
@@ -521,19 +564,13 @@ fn serve(reader: DiskReader, mut requests: Receiver<Request>, ready: Sender<Resu
         };
         match request {
             Request::Stat(path, reply) => {
-                let outcome = match known.get(&path) {
-                    Some(outcome) => outcome.clone(),
-                    None => {
-                        let outcome = filesystem
-                            .metadata(path.as_str())
-                            .map(|m| stat(&m))
-                            .map_err(error);
-                        if remembered(&outcome) {
-                            known.insert(path, outcome.clone());
-                        }
-                        outcome
-                    }
-                };
+                let outcome = filesystem
+                    .metadata(path.as_str())
+                    .map(|m| stat(&m))
+                    .map_err(error);
+                if remembered(&outcome) {
+                    shared.known.lock().insert(path, outcome.clone());
+                }
                 let _ = reply.try_send(outcome);
             }
             Request::List(path, reply) => {
@@ -562,13 +599,18 @@ fn serve(reader: DiskReader, mut requests: Receiver<Request>, ready: Sender<Resu
                     Some(file) => Ok(file),
                     None => filesystem.open(path.as_str()).map_err(error),
                 };
-                let opened = opened.map(|file| {
+                let opened = opened.and_then(|mut file| {
+                    let status = stat(file.metadata());
+                    shared.known.lock().insert(path.clone(), Ok(status));
+                    if status.size <= WHOLE {
+                        let bytes = read_at(&mut file, 0, status.size as usize)?;
+                        idle.insert(path, file);
+                        return Ok((DiskFile::Whole(bytes), status));
+                    }
                     let id = next_file;
                     next_file += 1;
-                    let status = stat(file.metadata());
-                    known.insert(path.clone(), Ok(status));
                     files.insert(id, (path, file));
-                    (id, status)
+                    Ok((DiskFile::Server(id), status))
                 });
                 let _ = reply.try_send(opened);
             }
