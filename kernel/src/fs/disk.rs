@@ -50,7 +50,7 @@ fn error(error: Ext4Error) -> DiskError {
 enum Request {
     Stat(String, Sender<Result<Stat, DiskError>>),
     List(String, Sender<Result<Vec<(String, bool)>, DiskError>>),
-    Open(String, Sender<Result<(DiskFile, Stat), DiskError>>),
+    Open(String, Sender<Result<(Opened, Stat), DiskError>>),
     Read {
         file: u64,
         offset: u64,
@@ -66,17 +66,30 @@ const WHOLE: u64 = 64 * 1024;
 
 /// An open file on a disk.
 pub(crate) enum DiskFile {
-    /// Its number in the server's table of open files.
-    Server(u64),
+    /// Its number in the table of the server that opened it (`server`, an index into
+    /// [`DiskFs`]'s servers).
+    Server { server: usize, file: u64 },
     /// A small file's bytes, all of them, read at open (the disk is read-only, so they
     /// cannot change).
     Whole(Vec<u8>),
 }
 
+/// What a server's open gives: a number in its table, or a small file's bytes.
+enum Opened {
+    Server(u64),
+    Whole(Vec<u8>),
+}
+
+/// Servers per disk at most (one per core up to this): each holds its own `Ext4` (with
+/// `ext4-view`'s own cache, about 300 KiB) and a fiber stack.
+const MAX_SERVERS: usize = 4;
+
 /// A handle to one disk's filesystem server.
 pub(crate) struct DiskFs {
     index: usize,
-    requests: Sender<Request>,
+    /// Each server's requests; path requests go round them in turn.
+    servers: Vec<Sender<Request>>,
+    next: core::sync::atomic::AtomicUsize,
     shared: Arc<SharedDisk>,
 }
 
@@ -369,33 +382,66 @@ impl DiskFs {
             cache: spin::Mutex::new(ChunkCache::new(cache_chunks())),
             known: spin::Mutex::new(Recent::new(KNOWN_PATHS)),
         });
-        let (requests, receiver) = channel::<Request>(64);
-        let (ready, mut started) = channel::<Result<(), String>>(1);
-        let reader = DiskReader {
-            shared: shared.clone(),
-            last: None,
-        };
-        let known = shared.clone();
-        crate::task::try_spawn_blocking(move || serve(reader, known, receiver, ready))
-            .map_err(|error| error.to_string())?
-            .detach();
-        match started.recv().await {
-            Some(Ok(())) => Ok(DiskFs {
-                index,
-                requests,
-                shared,
-            }),
-            Some(Err(why)) => Err(why),
-            None => Err("its filesystem server stopped".into()),
+        // One server per core (up to MAX_SERVERS), each a fiber on its core.
+        let count = crate::task::cores().clamp(1, MAX_SERVERS);
+        let (ready, mut started) = channel::<(usize, Result<(), String>)>(count);
+        let mut senders = Vec::new();
+        for core in 0..count {
+            let (requests, receiver) = channel::<Request>(64);
+            let reader = DiskReader {
+                shared: shared.clone(),
+                last: None,
+            };
+            let (shared, ready) = (shared.clone(), ready.clone());
+            let spawned = crate::task::spawn_on(core, async move {
+                crate::task::try_spawn_blocking(move || {
+                    serve(core, reader, shared, receiver, ready)
+                })
+                .map(drop)
+                .map_err(|error| error.to_string())
+            });
+            let spawned = match spawned {
+                Ok(handle) => handle.await,
+                Err(_) => Err(alloc::format!("no core {core}")),
+            };
+            match spawned {
+                Ok(()) => senders.push(Some(requests)),
+                Err(why) => {
+                    log::warn!("fs: disk {index}: no filesystem server on core {core}: {why}");
+                    senders.push(None);
+                }
+            }
         }
+        drop(ready);
+        // Every server that started says whether the filesystem loaded.
+        let mut servers = Vec::new();
+        let mut refused = None;
+        while let Some((core, loaded)) = started.recv().await {
+            match (loaded, senders.get_mut(core).and_then(Option::take)) {
+                (Ok(()), Some(requests)) => servers.push(requests),
+                (Err(why), _) => refused = Some(why),
+                (Ok(()), None) => {}
+            }
+        }
+        if servers.is_empty() {
+            return Err(refused.unwrap_or_else(|| "its filesystem server stopped".into()));
+        }
+        Ok(DiskFs {
+            index,
+            servers,
+            next: core::sync::atomic::AtomicUsize::new(0),
+            shared,
+        })
     }
 
     pub(crate) fn describe(&self) -> String {
         let capacity = self.shared.cache.lock().stats().capacity as u64;
         alloc::format!(
-            "ext4 on disk {} (read-only, {} KiB cache)",
+            "ext4 on disk {} (read-only, {} KiB cache, {} server{})",
             self.index,
-            capacity * CHUNK / 1024
+            capacity * CHUNK / 1024,
+            self.servers.len(),
+            if self.servers.len() == 1 { "" } else { "s" }
         )
     }
 
@@ -404,12 +450,28 @@ impl DiskFs {
         self.shared.cache.lock().stats()
     }
 
+    /// Sends a request to the next server in turn.
     async fn ask<T: Send>(
         &self,
         make: impl FnOnce(Sender<Result<T, DiskError>>) -> Request,
     ) -> Result<T, DiskError> {
+        let turn = self
+            .next
+            .fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+        self.ask_server(turn % self.servers.len(), make).await
+    }
+
+    /// Sends a request to server `server`.
+    async fn ask_server<T: Send>(
+        &self,
+        server: usize,
+        make: impl FnOnce(Sender<Result<T, DiskError>>) -> Request,
+    ) -> Result<T, DiskError> {
+        let Some(requests) = self.servers.get(server) else {
+            return Err(DiskError::Gone);
+        };
         let (reply, mut answer) = channel(1);
-        if self.requests.send(make(reply)).await.is_err() {
+        if requests.send(make(reply)).await.is_err() {
             return Err(DiskError::Gone);
         }
         answer.recv().await.unwrap_or(Err(DiskError::Gone))
@@ -427,7 +489,18 @@ impl DiskFs {
     }
 
     pub(crate) async fn open(&self, path: String) -> Result<(DiskFile, Stat), DiskError> {
-        self.ask(|reply| Request::Open(path, reply)).await
+        let server = self
+            .next
+            .fetch_add(1, core::sync::atomic::Ordering::Relaxed)
+            % self.servers.len();
+        let (opened, stat) = self
+            .ask_server(server, |reply| Request::Open(path, reply))
+            .await?;
+        let file = match opened {
+            Opened::Server(file) => DiskFile::Server { server, file },
+            Opened::Whole(bytes) => DiskFile::Whole(bytes),
+        };
+        Ok((file, stat))
     }
 
     /// Reads up to `buffer.len()` bytes of `file` at `offset` into `buffer`; 0 at the end.
@@ -437,8 +510,8 @@ impl DiskFs {
         offset: u64,
         buffer: &mut [u8],
     ) -> Result<usize, DiskError> {
-        let file = match file {
-            DiskFile::Server(file) => *file,
+        let (server, file) = match file {
+            DiskFile::Server { server, file } => (*server, *file),
             DiskFile::Whole(bytes) => {
                 let start = usize::try_from(offset)
                     .unwrap_or(usize::MAX)
@@ -449,7 +522,7 @@ impl DiskFs {
             }
         };
         let bytes = self
-            .ask(|reply| Request::Read {
+            .ask_server(server, |reply| Request::Read {
                 file,
                 offset,
                 length: buffer.len(),
@@ -463,8 +536,10 @@ impl DiskFs {
 
     /// Closes `file` (without waiting).
     pub(crate) fn close(&self, file: &DiskFile) {
-        if let DiskFile::Server(file) = file {
-            let _ = self.requests.try_send(Request::Close(*file));
+        if let DiskFile::Server { server, file } = file
+            && let Some(requests) = self.servers.get(*server)
+        {
+            let _ = requests.try_send(Request::Close(*file));
         }
     }
 }
@@ -540,19 +615,20 @@ fn remembered(outcome: &Result<Stat, DiskError>) -> bool {
 
 /// The server: loads the filesystem, then answers requests until every handle is gone.
 fn serve(
+    core: usize,
     reader: DiskReader,
     shared: Arc<SharedDisk>,
     mut requests: Receiver<Request>,
-    ready: Sender<Result<(), String>>,
+    ready: Sender<(usize, Result<(), String>)>,
 ) {
     let filesystem = match Ext4::load(Box::new(reader)) {
         Ok(filesystem) => filesystem,
         Err(why) => {
-            let _ = ready.try_send(Err(alloc::format!("no ext2/3/4 filesystem: {why}")));
+            let _ = ready.try_send((core, Err(alloc::format!("no ext2/3/4 filesystem: {why}"))));
             return;
         }
     };
-    let _ = ready.try_send(Ok(()));
+    let _ = ready.try_send((core, Ok(())));
     drop(ready);
     // Open files by number, with their paths (for the idle table when closed).
     let mut files: BTreeMap<u64, (String, ext4_view::File)> = BTreeMap::new();
@@ -605,12 +681,12 @@ fn serve(
                     if status.size <= WHOLE {
                         let bytes = read_at(&mut file, 0, status.size as usize)?;
                         idle.insert(path, file);
-                        return Ok((DiskFile::Whole(bytes), status));
+                        return Ok((Opened::Whole(bytes), status));
                     }
                     let id = next_file;
                     next_file += 1;
                     files.insert(id, (path, file));
-                    Ok((DiskFile::Server(id), status))
+                    Ok((Opened::Server(id), status))
                 });
                 let _ = reply.try_send(opened);
             }
