@@ -1,11 +1,17 @@
 //! An ext2/3/4 filesystem on a virtio-blk disk, read-only, through the `ext4-view` crate.
 //!
 //! `ext4-view` is blocking (its `Ext4Read` reads bytes and returns) and single-threaded
-//! (an `Ext4` is `Rc`-based, not `Send`). So each disk gets one blocking task (a fiber,
-//! `torito::task::spawn_blocking`) that owns its `Ext4` and reads the disk through
-//! `torito::block::blocking`: the fiber parks while a sector request is in flight, its
-//! core keeps running. Async callers send it requests on a channel and await the answer
-//! on a channel of their own; files it opened stay open in its table until closed.
+//! (an `Ext4` is `Rc`-based, not `Send`). So each disk gets blocking tasks (fibers,
+//! `torito::task::spawn_blocking`), one per core up to [`MAX_SERVERS`], each owning an
+//! `Ext4` of its own; async callers send them requests on channels and await the answer
+//! on a channel of their own; files a server opened stay in its table until closed.
+//!
+//! Under every server's `Ext4` is one [`ChunkCache`] per disk (`fs/cache.rs`): 64 KiB
+//! chunks, each one virtio-blk request, read ahead of sequential readers; a miss parks
+//! the server's fiber, not its core. Since the disk is read-only, lookups are remembered
+//! (a stat that was answered once is answered again without a server), small files are
+//! read whole at open, and closed files stay open for the next open of their path.
+//! docs/files.md says why each piece is there.
 
 use super::cache::{CacheStats, ChunkCache, Lookup};
 use crate::block::{BlockError, Buffer, SECTOR_SIZE};
