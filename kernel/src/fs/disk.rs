@@ -683,7 +683,11 @@ fn serve(
                 };
                 let opened = opened.and_then(|mut file| {
                     let status = stat(file.metadata());
-                    shared.known.lock().insert(path.clone(), Ok(status));
+                    let mut known = shared.known.lock();
+                    if known.get(&path).is_none() {
+                        known.insert(path.clone(), Ok(status));
+                    }
+                    drop(known);
                     if status.size <= WHOLE {
                         let bytes = read_at(&mut file, 0, status.size as usize)?;
                         idle.insert(path, file);
