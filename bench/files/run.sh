@@ -14,6 +14,8 @@
 #   REPS=N        interleaved rounds, Torito then Linux (default 3; medians reported)
 #   SOURCES=...   which of "disk share" to run (default both)
 #   TORITO_ACCEL  kvm or tcg; otherwise chosen as qemu/run.sh does
+#   IMAGE=FILE    the Torito image to run (default build/files.elf; say, an older build
+#                 to compare against, each run with its own Linux rounds)
 #
 # The Linux guest reuses the other benches' pieces (bench/linux/): Debian's
 # linux-image-cloud-amd64 and busybox-static (bench/net/run.sh installs them), nginx from
@@ -28,7 +30,8 @@ reps=${REPS:-3} mem=256M sources=${SOURCES:-disk share}
 
 # shellcheck source=bench/linux/guest.sh
 . "$root/bench/linux/guest.sh"
-bench_needs files "$root/build/files.elf" gcc python3 qemu-system-x86_64 mke2fs
+image=${IMAGE:-$root/build/files.elf}
+bench_needs files "$image" gcc python3 qemu-system-x86_64 mke2fs
 linux=yes
 if ! linux_kernel || ! static_busybox || [ ! -x /usr/sbin/nginx ]; then
     echo "bench/files: no Debian cloud kernel, busybox or nginx for the Linux guest" \
@@ -53,7 +56,7 @@ if [ ! -f "$disk" ] || [ ! -f "$tree/big.bin" ]; then
     for i in $(seq 0 $((small - 1))); do head -c 4096 /dev/urandom >"$tree/small/$i.bin"; done
     mke2fs -q -F -t ext4 -d "$tree" "$disk" 128M
 fi
-cp "$root/build/files.elf" "$out/files.elf"   # a rebuild during the bench cannot mix images
+cp "$image" "$out/files.elf"   # a rebuild during the bench cannot mix images
 
 free_port() { python3 -c "import sys; sys.path.insert(0, '$root/bench/linux'); import guests; print(guests.free_port())"; }
 
