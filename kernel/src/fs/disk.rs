@@ -646,10 +646,24 @@ fn serve(
         };
         match request {
             Request::Stat(path, reply) => {
-                let outcome = filesystem
-                    .metadata(path.as_str())
-                    .map(|m| stat(&m))
-                    .map_err(error);
+                // A regular file is opened rather than only looked up, and kept among the
+                // idle files: a server stats a file and then opens it, and the second
+                // path walk would cost as much as the first.
+                let outcome = match filesystem.open(path.as_str()) {
+                    Ok(file) => {
+                        let status = stat(file.metadata());
+                        idle.insert(path.clone(), file);
+                        Ok(status)
+                    }
+                    Err(missing @ (Ext4Error::NotFound | Ext4Error::NotADirectory)) => {
+                        Err(error(missing))
+                    }
+                    // A directory, a special file: its metadata.
+                    Err(_) => filesystem
+                        .metadata(path.as_str())
+                        .map(|m| stat(&m))
+                        .map_err(error),
+                };
                 if remembered(&outcome) {
                     shared.known.lock().insert(path, outcome.clone());
                 }
