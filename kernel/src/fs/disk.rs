@@ -14,6 +14,7 @@
 //! docs/files.md says why each piece is there.
 
 use super::cache::{CacheStats, ChunkCache, Lookup};
+use super::recent::Recent;
 use crate::block::{BlockError, Buffer, SECTOR_SIZE};
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
@@ -565,51 +566,6 @@ fn stat(metadata: &ext4_view::Metadata) -> Stat {
 /// tree of many files from growing them without end.
 const KNOWN_PATHS: usize = 1024;
 const IDLE_FILES: usize = 1024;
-
-/// A small map bounded by count, the least recently used entry dropped first.
-struct Recent<V> {
-    entries: BTreeMap<String, (u64, V)>,
-    limit: usize,
-    clock: u64,
-}
-
-impl<V> Recent<V> {
-    fn new(limit: usize) -> Self {
-        Recent {
-            entries: BTreeMap::new(),
-            limit,
-            clock: 0,
-        }
-    }
-
-    fn get(&mut self, key: &str) -> Option<&V> {
-        self.clock += 1;
-        let clock = self.clock;
-        self.entries.get_mut(key).map(|(used, value)| {
-            *used = clock;
-            &*value
-        })
-    }
-
-    fn take(&mut self, key: &str) -> Option<V> {
-        self.entries.remove(key).map(|(_, value)| value)
-    }
-
-    fn insert(&mut self, key: String, value: V) {
-        if self.entries.len() >= self.limit && !self.entries.contains_key(&key) {
-            let oldest = self
-                .entries
-                .iter()
-                .min_by_key(|(_, (used, _))| *used)
-                .map(|(key, _)| key.clone());
-            if let Some(oldest) = oldest {
-                self.entries.remove(&oldest);
-            }
-        }
-        self.clock += 1;
-        self.entries.insert(key, (self.clock, value));
-    }
-}
 
 /// A lookup's outcome worth remembering: the node's metadata, or that it is missing.
 fn remembered(outcome: &Result<Stat, DiskError>) -> bool {

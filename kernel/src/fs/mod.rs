@@ -53,6 +53,8 @@ mod disk;
 #[cfg_attr(not(target_os = "none"), allow(dead_code))]
 mod error;
 pub mod path;
+#[cfg_attr(not(target_os = "none"), allow(dead_code))]
+mod recent;
 #[cfg(target_os = "none")]
 mod virtiofs;
 
