@@ -104,6 +104,9 @@ for round in $(seq "$reps"); do
         [ "$guest" = linux ] && [ "$linux" = no ] && continue
         port=$(free_port)
         log=$out/files-$guest.log
+        # Emptied here, not only by the guest's redirection: the wait below must not find
+        # the last round's "serving" line before the new guest's shell has started.
+        : >"$log"
         # Its own process group, so that the whole guest (run.sh and QEMU) ends with it.
         setsid bash -c "$(declare -f linux_guest torito_guest linux_qemu); \
             accel=$accel cpu='$cpu' mem=$mem disk='$disk' kernel='$kernel' tree='$tree' \
