@@ -380,8 +380,9 @@ impl Ext4Read for DiskReader {
 }
 
 impl DiskFs {
-    /// Starts the server for disk `index`; fails when the disk is missing or holds no
-    /// ext2/3/4 filesystem.
+    /// Starts the servers for disk `index` (one per core, up to [`MAX_SERVERS`]); fails
+    /// when the disk is missing or holds no ext2/3/4 filesystem. A server that cannot
+    /// start (no room for its fiber's stack) is logged and left out.
     pub(crate) async fn start(index: usize) -> Result<DiskFs, String> {
         let disk = crate::block::Disk::open(index).map_err(|error| error.to_string())?;
         let shared = Arc::new(SharedDisk {
