@@ -374,8 +374,9 @@ fn an_ext4_disk_is_served_byte_for_byte() -> Result<(), Failure> {
 }
 
 /// The same image behind a disk cache of 256 KiB (`fs.cache=256K`: four 64 KiB chunks),
-/// smaller than most of the files and than the read-ahead window, and behind no cache at
-/// all (`fs.cache=0`: every read goes to the disk uncached): every file is read twice and
+/// smaller than most of the files and than the read-ahead window, behind no cache at all
+/// (`fs.cache=0`: every read goes to the disk uncached), and behind one asked larger than
+/// the VM's memory (`fs.cache=1G` in 128 MiB: capped): every file is read twice and
 /// by 20 clients at once, and must come back byte for byte each time while the small
 /// cache evicts, reads ahead into the few slots it has and, with two servers (one per
 /// core) missing at once, serves uncached when every slot is loading.
@@ -400,6 +401,8 @@ fn an_ext4_disk_larger_than_its_cache_is_served_byte_for_byte_twice() -> Result<
     for (size, described) in [
         ("256K", "256 KiB cache, 2 servers"),
         ("0", "0 KiB cache, 2 servers"),
+        // More than the VM has: capped at half the heap, with a warning.
+        ("1G", "fs.cache=1073741824 is more than half the heap"),
     ] {
         // Two cores: two filesystem servers share the small cache.
         let options = RunOptions::default()
