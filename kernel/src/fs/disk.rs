@@ -94,9 +94,8 @@ const MAX_SERVERS: usize = 4;
 /// A handle to one disk's filesystem server.
 pub(crate) struct DiskFs {
     index: usize,
-    /// Each server's requests; path requests go round them in turn.
+    /// Each server's requests; a path's requests always go to the same one.
     servers: Vec<Sender<Request>>,
-    next: core::sync::atomic::AtomicUsize,
     shared: Arc<SharedDisk>,
 }
 
@@ -437,7 +436,6 @@ impl DiskFs {
         Ok(DiskFs {
             index,
             servers,
-            next: core::sync::atomic::AtomicUsize::new(0),
             shared,
         })
     }
@@ -458,15 +456,14 @@ impl DiskFs {
         self.shared.cache.lock().stats()
     }
 
-    /// Sends a request to the next server in turn.
-    async fn ask<T: Send>(
-        &self,
-        make: impl FnOnce(Sender<Result<T, DiskError>>) -> Request,
-    ) -> Result<T, DiskError> {
-        let turn = self
-            .next
-            .fetch_add(1, core::sync::atomic::Ordering::Relaxed);
-        self.ask_server(turn % self.servers.len(), make).await
+    /// The server for `path` (FNV-1a of its bytes): always the same one, so that the
+    /// file a stat opened, and the files closed after reading, are in the table of the
+    /// server the next open of that path asks; different paths spread over the servers.
+    fn server_for(&self, path: &str) -> usize {
+        let hash = path.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+        (hash % self.servers.len().max(1) as u64) as usize
     }
 
     /// Sends a request to server `server`.
@@ -489,18 +486,17 @@ impl DiskFs {
         if let Some(outcome) = self.shared.known.lock().get(&path) {
             return outcome.clone();
         }
-        self.ask(|reply| Request::Stat(path, reply)).await
+        self.ask_server(self.server_for(&path), |reply| Request::Stat(path, reply))
+            .await
     }
 
     pub(crate) async fn list(&self, path: String) -> Result<Vec<(String, bool)>, DiskError> {
-        self.ask(|reply| Request::List(path, reply)).await
+        self.ask_server(self.server_for(&path), |reply| Request::List(path, reply))
+            .await
     }
 
     pub(crate) async fn open(&self, path: String) -> Result<(DiskFile, Stat), DiskError> {
-        let server = self
-            .next
-            .fetch_add(1, core::sync::atomic::Ordering::Relaxed)
-            % self.servers.len();
+        let server = self.server_for(&path);
         let (opened, stat) = self
             .ask_server(server, |reply| Request::Open(path, reply))
             .await?;
