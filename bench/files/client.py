@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The files bench's client: against http://127.0.0.1:PORT, reads /big.bin whole (MiB/s)
-and /small/N.bin (4 KiB files) over keep-alive connections (requests/s), one connection
-and then CONNECTIONS at once. Checks every body's length (and big.bin's bytes against
+and /small/N.bin (4 KiB files) over keep-alive connections (requests/s), one connection,
+then CONNECTIONS at once, then CONNECTIONS again opened before the clock starts (the
+requests alone, without the connections' set-up). Checks every body's length (and big.bin's bytes against
 the host's copy). Prints one `bench: NAME: VALUE UNIT` line per measurement.
 
 usage: client.py PORT BIG_FILE SMALL_COUNT [REQUESTS] [CONNECTIONS]
@@ -25,6 +26,19 @@ def fetch(connection, path):
 
 def small_requests(port, count, requests, offset, totals, index):
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    for request in range(requests):
+        body = fetch(connection, f"/small/{(request + offset) % count}.bin")
+        if len(body) != 4096:
+            raise SystemExit(f"bench: a small file came back with {len(body)} bytes")
+    connection.close()
+    totals[index] = requests
+
+
+def warm_requests(port, count, requests, offset, totals, index, barrier):
+    """As small_requests, on a connection opened (and used once) before the clock starts."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    fetch(connection, f"/small/{offset % count}.bin")
+    barrier.wait()
     for request in range(requests):
         body = fetch(connection, f"/small/{(request + offset) % count}.bin")
         if len(body) != 4096:
@@ -72,6 +86,27 @@ def main(argv):
     if done != (requests // connections) * connections:
         raise SystemExit("bench: a connection failed")
     print(f"bench: 4 KiB files, {connections} connections: {done} in {elapsed:.2f} s: "
+          f"{done / elapsed:.1f} requests/s", flush=True)
+
+    # The same with the connections set up first: the requests alone, without the
+    # guest's TCP handshakes (a burst of SYNs) in the time.
+    totals = [0] * connections
+    barrier = threading.Barrier(connections + 1)
+    threads = [threading.Thread(target=warm_requests,
+                                args=(port, count, requests // connections, i * 7, totals, i,
+                                      barrier))
+               for i in range(connections)]
+    for thread in threads:
+        thread.start()
+    barrier.wait()
+    started = time.monotonic()
+    for thread in threads:
+        thread.join()
+    elapsed = time.monotonic() - started
+    done = sum(totals)
+    if done != (requests // connections) * connections:
+        raise SystemExit("bench: a connection failed")
+    print(f"bench: 4 KiB files, {connections} warm connections: {done} in {elapsed:.2f} s: "
           f"{done / elapsed:.1f} requests/s", flush=True)
 
 

@@ -5,13 +5,17 @@
 # (Torito: fs.disk=0:/srv) or a virtio-fs share through virtiofsd (Torito:
 # fs.share=share:/srv; run.sh --share; cache=none for both guests). bench/files/client.py
 # reads a 64 MiB file (MiB/s) and 4 KiB files (requests/s, one keep-alive connection,
-# then 8). A report, not a test: nothing passes or fails on a number, and the numbers
-# are noisy (the machine is shared).
+# then 8, then 8 opened before the clock starts: the requests without the handshakes).
+# A report, not a test: nothing passes or fails on a number, and the numbers are noisy
+# (the machine is shared). bench/files/instructions.py counts the guest instructions
+# Torito spends per MiB and per request on the disk, by function (where the time goes).
 #
 # usage: bench/files/run.sh      (needs build/files.elf: make images)
 #   REPS=N        interleaved rounds, Torito then Linux (default 3; medians reported)
 #   SOURCES=...   which of "disk share" to run (default both)
 #   TORITO_ACCEL  kvm or tcg; otherwise chosen as qemu/run.sh does
+#   IMAGE=FILE    the Torito image to run (default build/files.elf; say, an older build
+#                 to compare against, each run with its own Linux rounds)
 #
 # The Linux guest reuses the other benches' pieces (bench/linux/): Debian's
 # linux-image-cloud-amd64 and busybox-static (bench/net/run.sh installs them), nginx from
@@ -26,7 +30,8 @@ reps=${REPS:-3} mem=256M sources=${SOURCES:-disk share}
 
 # shellcheck source=bench/linux/guest.sh
 . "$root/bench/linux/guest.sh"
-bench_needs files "$root/build/files.elf" gcc python3 qemu-system-x86_64 mke2fs
+image=${IMAGE:-$root/build/files.elf}
+bench_needs files "$image" gcc python3 qemu-system-x86_64 mke2fs
 linux=yes
 if ! linux_kernel || ! static_busybox || [ ! -x /usr/sbin/nginx ]; then
     echo "bench/files: no Debian cloud kernel, busybox or nginx for the Linux guest" \
@@ -51,7 +56,7 @@ if [ ! -f "$disk" ] || [ ! -f "$tree/big.bin" ]; then
     for i in $(seq 0 $((small - 1))); do head -c 4096 /dev/urandom >"$tree/small/$i.bin"; done
     mke2fs -q -F -t ext4 -d "$tree" "$disk" 128M
 fi
-cp "$root/build/files.elf" "$out/files.elf"   # a rebuild during the bench cannot mix images
+cp "$image" "$out/files.elf"   # a rebuild during the bench cannot mix images
 
 free_port() { python3 -c "import sys; sys.path.insert(0, '$root/bench/linux'); import guests; print(guests.free_port())"; }
 
@@ -99,6 +104,9 @@ for round in $(seq "$reps"); do
         [ "$guest" = linux ] && [ "$linux" = no ] && continue
         port=$(free_port)
         log=$out/files-$guest.log
+        # Emptied here, not only by the guest's redirection: the wait below must not find
+        # the last round's "serving" line before the new guest's shell has started.
+        : >"$log"
         # Its own process group, so that the whole guest (run.sh and QEMU) ends with it.
         setsid bash -c "$(declare -f linux_guest torito_guest linux_qemu); \
             accel=$accel cpu='$cpu' mem=$mem disk='$disk' kernel='$kernel' tree='$tree' \
@@ -125,6 +133,6 @@ for round in $(seq "$reps"); do
 done
 # Medians per guest and measurement.
 python3 "$root/bench/linux/guests.py" table "$results" \
-    '^bench: (.*?): .*: ([\d.]+) (MiB/s|requests/s)$' 46
+    '^bench: (.*?): .*: ([\d.]+) (MiB/s|requests/s)$' 52
 echo "  (medians of $reps rounds; every round's lines: $results)"
 load_average after

@@ -373,6 +373,77 @@ fn an_ext4_disk_is_served_byte_for_byte() -> Result<(), Failure> {
     Ok(())
 }
 
+/// The same image behind a disk cache of 256 KiB (`fs.cache=256K`: four 64 KiB chunks),
+/// smaller than most of the files and than the read-ahead window, behind no cache at all
+/// (`fs.cache=0`: every read goes to the disk uncached), and behind one asked larger than
+/// the VM's memory (`fs.cache=1G` in 128 MiB: capped): every file is read twice and
+/// by 20 clients at once, and must come back byte for byte each time while the small
+/// cache evicts, reads ahead into the few slots it has and, with two servers (one per
+/// core) missing at once, serves uncached when every slot is loading.
+#[test]
+fn an_ext4_disk_larger_than_its_cache_is_served_byte_for_byte_twice() -> Result<(), Failure> {
+    let source = TempDir::new("files-ext4-small-cache-source");
+    let scratch = TempDir::new("files-ext4-small-cache-scratch");
+    let files = populate(source.path());
+    let image = scratch.join("disk.img");
+    let made = Command::new("mke2fs")
+        .args(["-q", "-F", "-t", "ext4", "-d"])
+        .arg(source.path())
+        .arg(&image)
+        .arg("32M")
+        .output()
+        .expect("mke2fs (e2fsprogs)");
+    assert!(
+        made.status.success(),
+        "mke2fs: {}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    for (size, described) in [
+        ("256K", "256 KiB cache, 2 servers"),
+        ("0", "0 KiB cache, 2 servers"),
+        // More than the VM has: capped at half the heap, with a warning.
+        ("1G", "fs.cache=1073741824 is more than half the heap"),
+    ] {
+        // Two cores: two filesystem servers share the small cache.
+        let options = RunOptions::default()
+            .smp(2)
+            .mem("128M")
+            .read_only_disk(image.to_str().unwrap())
+            .append(&format!("fs.disk=0:/srv fs.cache={size}"));
+        let (guest, port) = Guest::start_forwarded("files", &options, 8080, SERVING, BOOT)?;
+        if !guest.console().contains(described) {
+            return Err(guest.failure(format!(
+                "the disk's cache is not the fs.cache={size} asked for"
+            )));
+        }
+        let steps: [(&str, &Step); 3] = [
+            ("every file", &|| check_files(port, source.path(), &files)),
+            ("every file again", &|| {
+                check_files(port, source.path(), &files)
+            }),
+            ("20 clients", &|| {
+                check_concurrent(port, source.path(), &files)
+            }),
+        ];
+        for (name, step) in steps {
+            step().map_err(|error| guest.failure(format!("fs.cache={size}: {name}: {error}")))?;
+        }
+    }
+    Ok(())
+}
+
+/// A cache size that is no size stops the boot, saying what to write.
+#[test]
+fn a_bad_cache_size_stops_the_boot_with_the_reason() -> Result<(), Failure> {
+    let options = RunOptions::default().append("fs.disk=0:/srv fs.cache=lots");
+    let mut guest = Guest::start("files", &options);
+    let outcome = guest.wait_exit(BOOT)?;
+    if outcome.code == Some(0) || outcome.line("fs.cache=32M").is_none() {
+        return Err(guest.failure("a cache size that is no number was not refused at boot"));
+    }
+    Ok(())
+}
+
 #[test]
 fn a_bad_mount_key_stops_the_boot_with_the_reason() -> Result<(), Failure> {
     let options = RunOptions::default().append("fs.share=share");

@@ -1,6 +1,7 @@
 //! The file API over the mount table (the module's docs say what it promises).
 
-use super::disk::{DiskError, DiskFs, Stat};
+use super::cache::CacheStats;
+use super::disk::{DiskError, DiskFile, DiskFs, Stat};
 use super::error::{Error, ErrorKind};
 use super::path::{self, MountSpec, Mounts};
 use super::virtiofs::{self, MAX_READ, Node, Share};
@@ -122,6 +123,18 @@ pub async fn mounts() -> Vec<(String, String)> {
         .iter()
         .map(|(point, filesystem)| (point, filesystem.describe()))
         .collect()
+}
+
+/// The counters of the cache of the disk `path` is on (hits, misses, evictions, ...;
+/// sized by `fs.cache=SIZE`), or `None` when `path` is on a virtio-fs share.
+///
+/// # Errors
+/// As [`metadata`], for a path outside every mount.
+pub async fn disk_cache_stats(path: &str) -> Result<Option<CacheStats>, Error> {
+    Ok(match locate(path).await? {
+        (Filesystem::Disk(disk), _) => Some(disk.cache_stats()),
+        (Filesystem::Share(_), _) => None,
+    })
 }
 
 /// The filesystem `path` is on and its components there.
@@ -449,10 +462,10 @@ enum Backend {
         node: Node,
         handle: u64,
     },
-    /// On a disk: the server's file number and the metadata at open.
+    /// On a disk: the server's file (or a small file's bytes) and the metadata at open.
     Disk {
         disk: Arc<DiskFs>,
-        file: u64,
+        file: DiskFile,
         stat: Stat,
     },
 }
@@ -531,13 +544,9 @@ impl File {
                 .map_err(|error| self.error(error)),
             Backend::Disk { disk, file, .. } => {
                 let length = buffer.len().min(MAX_READ);
-                let bytes = disk
-                    .read(*file, offset, length)
+                disk.read(file, offset, &mut buffer[..length])
                     .await
-                    .map_err(|error| disk_error(&self.path, error))?;
-                let read = bytes.len().min(length);
-                buffer[..read].copy_from_slice(&bytes[..read]);
-                Ok(read)
+                    .map_err(|error| disk_error(&self.path, error))
             }
         }
     }
@@ -699,7 +708,7 @@ impl File {
                 node,
                 handle,
             } => share.release(*node, *handle, false).await,
-            Backend::Disk { disk, file, .. } => disk.close(*file),
+            Backend::Disk { disk, file, .. } => disk.close(file),
         }
         Ok(())
     }
@@ -722,7 +731,7 @@ impl Drop for File {
                 crate::task::spawn(async move { share.release(node, handle, false).await })
                     .detach();
             }
-            Backend::Disk { disk, file, .. } => disk.close(*file),
+            Backend::Disk { disk, file, .. } => disk.close(file),
         }
     }
 }

@@ -1,16 +1,25 @@
 //! An ext2/3/4 filesystem on a virtio-blk disk, read-only, through the `ext4-view` crate.
 //!
 //! `ext4-view` is blocking (its `Ext4Read` reads bytes and returns) and single-threaded
-//! (an `Ext4` is `Rc`-based, not `Send`). So each disk gets one blocking task (a fiber,
-//! `torito::task::spawn_blocking`) that owns its `Ext4` and reads the disk through
-//! `torito::block::blocking`: the fiber parks while a sector request is in flight, its
-//! core keeps running. Async callers send it requests on a channel and await the answer
-//! on a channel of their own; files it opened stay open in its table until closed.
+//! (an `Ext4` is `Rc`-based, not `Send`). So each disk gets blocking tasks (fibers,
+//! `torito::task::spawn_blocking`), one per core up to [`MAX_SERVERS`], each owning an
+//! `Ext4` of its own; async callers send them requests on channels and await the answer
+//! on a channel of their own; files a server opened stay in its table until closed.
+//!
+//! Under every server's `Ext4` is one [`ChunkCache`] per disk (`fs/cache.rs`): 64 KiB
+//! chunks, each one virtio-blk request, read ahead of sequential readers; a miss parks
+//! the server's fiber, not its core. Since the disk is read-only, lookups are remembered
+//! (a stat that was answered once is answered again without a server), small files are
+//! read whole at open, and closed files stay open for the next open of their path.
+//! docs/files.md says why each piece is there.
 
-use crate::block::{Buffer, SECTOR_SIZE, blocking};
+use super::cache::{CacheStats, ChunkCache, Lookup};
+use super::recent::Recent;
+use crate::block::{BlockError, Buffer, SECTOR_SIZE};
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::string::{String, ToString};
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use ext4_view::{Ext4, Ext4Error, Ext4Read};
 use torito_executor::{Receiver, Sender, channel};
@@ -48,7 +57,7 @@ fn error(error: Ext4Error) -> DiskError {
 enum Request {
     Stat(String, Sender<Result<Stat, DiskError>>),
     List(String, Sender<Result<Vec<(String, bool)>, DiskError>>),
-    Open(String, Sender<Result<(u64, Stat), DiskError>>),
+    Open(String, Sender<Result<(Opened, Stat), DiskError>>),
     Read {
         file: u64,
         offset: u64,
@@ -58,67 +67,286 @@ enum Request {
     Close(u64),
 }
 
+/// Files up to this size are read whole when opened: one trip to the server serves a
+/// small file's open and its reads, and the server keeps no table entry for it.
+const WHOLE: u64 = 64 * 1024;
+
+/// An open file on a disk.
+pub(crate) enum DiskFile {
+    /// Its number in the table of the server that opened it (`server`, an index into
+    /// [`DiskFs`]'s servers).
+    Server { server: usize, file: u64 },
+    /// A small file's bytes, all of them, read at open (the disk is read-only, so they
+    /// cannot change).
+    Whole(Vec<u8>),
+}
+
+/// What a server's open gives: a number in its table, or a small file's bytes.
+enum Opened {
+    Server(u64),
+    Whole(Vec<u8>),
+}
+
+/// Servers per disk at most (one per core up to this): each holds its own `Ext4` (with
+/// `ext4-view`'s own cache, about 300 KiB) and a fiber stack.
+const MAX_SERVERS: usize = 4;
+
 /// A handle to one disk's filesystem server.
 pub(crate) struct DiskFs {
     index: usize,
-    requests: Sender<Request>,
+    /// Each server's requests; a path's requests always go to the same one.
+    servers: Vec<Sender<Request>>,
+    shared: Arc<SharedDisk>,
 }
 
-/// Bytes per cache window: `ext4-view` asks for one filesystem block (1 to 4 KiB) at a
-/// time, and one virtio request per block makes a large file's read a long string of
-/// round trips (bench/files: about 12 MiB/s for a 64 MiB file before, against 19 for
-/// Linux in the same run).
-const WINDOW: u64 = 128 * 1024;
-/// Windows kept (2 MiB): the metadata a small-file request walks (inode tables,
-/// directory blocks, extent trees) stays in memory after the first request.
-const WINDOWS: usize = 16;
+/// Bytes per cache chunk: one virtio-blk request. `ext4-view` asks for 32 KiB (eight
+/// 4 KiB blocks) at a time; one request per ask made a large file's read a long string
+/// of round trips, while a 4 KiB file should not take much more room than it needs.
+const CHUNK: u64 = 64 * 1024;
+const CHUNK_SECTORS: u64 = CHUNK / SECTOR_SIZE as u64;
+/// Chunks read ahead of a sequential reader (512 KiB): in flight while the reader
+/// copies and sends the one it has.
+const READ_AHEAD: u64 = 8;
+/// The cache's default share of the heap (an eighth), and its default ceiling.
+const DEFAULT_CACHE_DIVISOR: usize = 8;
+const DEFAULT_CACHE_CEILING: u64 = 64 << 20;
+/// The most of the heap `fs.cache=` may give one disk's cache (half); a larger value is
+/// capped, with a warning: the network and the application need the rest.
+const CACHE_LIMIT_DIVISOR: usize = 2;
 
-/// `Ext4Read` over a disk, through a small cache of aligned [`WINDOW`]-byte windows,
-/// the least recently used one dropped first.
+/// What a disk's readers share: the async disk and the cache of its chunks.
+struct SharedDisk {
+    disk: crate::block::Disk,
+    cache: spin::Mutex<ChunkCache<Buffer>>,
+    /// Lookups remembered: a stat the server answered once is answered again here,
+    /// without a trip to the server.
+    known: spin::Mutex<Recent<Result<Stat, DiskError>>>,
+}
+
+/// Why a read under `ext4-view` failed.
+#[derive(Debug)]
+enum ReadError {
+    /// The disk refused or failed the request.
+    Block(BlockError),
+    /// The heap had no room for the read's buffer, even after the cache gave back what
+    /// it could.
+    NoMemory { bytes: usize },
+}
+
+impl core::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ReadError::Block(error) => write!(f, "{error}"),
+            ReadError::NoMemory { bytes } => write!(
+                f,
+                "no memory for a {bytes}-byte disk read; give the VM more memory or the \
+                 disk cache less (fs.cache=SIZE)"
+            ),
+        }
+    }
+}
+
+impl core::error::Error for ReadError {}
+
+impl From<BlockError> for ReadError {
+    fn from(error: BlockError) -> Self {
+        ReadError::Block(error)
+    }
+}
+
+/// A zeroed buffer of `sectors`, or `None` when the heap has no room for it (a failed
+/// allocation here is a cache that is too large for the heap, never a crash).
+fn try_buffer(sectors: u64) -> Option<Buffer> {
+    let bytes = usize::try_from(sectors).ok()?.checked_mul(SECTOR_SIZE)?;
+    let mut bytes_vec = Vec::new();
+    bytes_vec.try_reserve_exact(bytes).ok()?;
+    bytes_vec.resize(bytes, 0);
+    Buffer::from_vec(bytes_vec).ok()
+}
+
+/// How many chunks the cache of a disk may hold: `fs.cache=SIZE` (checked at boot) or
+/// an eighth of the heap up to 64 MiB, never more than half the heap.
+fn cache_chunks() -> usize {
+    let heap = crate::memory::heap_stats().size;
+    let limit = (heap / CACHE_LIMIT_DIVISOR) as u64;
+    let asked = crate::boot::arg(super::path::CACHE_KEY)
+        .and_then(|value| super::path::parse_cache_size(value).ok());
+    let bytes = match asked {
+        Some(bytes) if bytes > limit => {
+            log::warn!(
+                "fs: {}={} is more than half the heap ({} KiB); each disk's cache gets {} KiB",
+                super::path::CACHE_KEY,
+                bytes,
+                heap / 1024,
+                limit / 1024
+            );
+            limit
+        }
+        Some(bytes) => bytes,
+        None => ((heap / DEFAULT_CACHE_DIVISOR) as u64).min(DEFAULT_CACHE_CEILING),
+    };
+    usize::try_from(bytes / CHUNK).unwrap_or(usize::MAX)
+}
+
+impl SharedDisk {
+    /// Chunk `chunk`'s first sector and length in sectors (shorter at the disk's end).
+    fn extent(&self, chunk: u64) -> (u64, u64) {
+        let first = chunk * CHUNK_SECTORS;
+        (
+            first,
+            CHUNK_SECTORS.min(self.disk.capacity().saturating_sub(first)),
+        )
+    }
+
+    /// Starts a read-ahead of `chunk` (a task of its own, not waited for) unless it is
+    /// cached or loading, past the disk's end, or there is no room or memory.
+    fn read_ahead(self: &Arc<Self>, chunk: u64) {
+        let (first, sectors) = self.extent(chunk);
+        if sectors == 0 || !self.cache.lock().prefetch(chunk) {
+            return;
+        }
+        let Some(buffer) = try_buffer(sectors) else {
+            wake(self.cache.lock().fill(chunk, None));
+            return;
+        };
+        let shared = self.clone();
+        crate::task::spawn(async move {
+            let read = shared.disk.read(first, buffer).await.ok();
+            let waiters = shared.cache.lock().fill(chunk, read);
+            wake(waiters);
+        })
+        .detach();
+    }
+}
+
+fn wake(waiters: Vec<core::task::Waker>) {
+    waiters.into_iter().for_each(core::task::Waker::wake);
+}
+
+/// What one try at a chunk came to.
+enum Step {
+    Copied,
+    Load,
+    Uncached,
+}
+
+/// `Ext4Read` over a disk, through the disk's shared [`ChunkCache`], reading ahead of
+/// sequential readers. Used from the disk's blocking task: a miss parks it.
 struct DiskReader {
-    disk: blocking::Disk,
-    /// Window index (byte offset / WINDOW) and its bytes, most recently used last.
-    windows: alloc::collections::VecDeque<(u64, Buffer)>,
+    shared: Arc<SharedDisk>,
+    /// The chunk of the last read, to tell a sequential reader.
+    last: Option<u64>,
 }
 
 impl DiskReader {
-    fn new(disk: blocking::Disk) -> Self {
-        DiskReader {
-            disk,
-            windows: alloc::collections::VecDeque::with_capacity(WINDOWS),
+    /// Copies `dst.len()` bytes at `skip` in `chunk` into `dst`, from the cache or, when
+    /// the cache has no room, straight from the disk.
+    fn read_chunk(&mut self, chunk: u64, skip: usize, dst: &mut [u8]) -> Result<(), ReadError> {
+        let copy = |data: &Buffer, dst: &mut [u8]| match data.get(skip..skip + dst.len()) {
+            Some(bytes) => {
+                dst.copy_from_slice(bytes);
+                true
+            }
+            None => false,
+        };
+        loop {
+            // The common case without parking: a hit (or a load to start).
+            let mut copied = false;
+            let step = {
+                let mut cache = self.shared.cache.lock();
+                match cache.lookup(chunk, core::task::Waker::noop()) {
+                    Lookup::Hit(data) => {
+                        copied = copy(data, dst);
+                        Some(Step::Copied)
+                    }
+                    Lookup::Load => Some(Step::Load),
+                    Lookup::Uncached => Some(Step::Uncached),
+                    Lookup::Wait => None,
+                }
+            };
+            // Another reader (or a read-ahead) is loading it: park until it is there.
+            let step = match step {
+                Some(step) => step,
+                None => crate::task::block_on(core::future::poll_fn(|cx| {
+                    let mut cache = self.shared.cache.lock();
+                    match cache.lookup(chunk, cx.waker()) {
+                        Lookup::Hit(data) => {
+                            copied = copy(data, dst);
+                            core::task::Poll::Ready(Step::Copied)
+                        }
+                        Lookup::Load => core::task::Poll::Ready(Step::Load),
+                        Lookup::Uncached => core::task::Poll::Ready(Step::Uncached),
+                        Lookup::Wait => core::task::Poll::Pending,
+                    }
+                }))
+                .map_err(|_| BlockError::WouldBlockCore)?,
+            };
+            match step {
+                Step::Copied if copied => return Ok(()),
+                Step::Copied => return Err(self.past_end(chunk, skip)),
+                Step::Load => self.load(chunk)?,
+                Step::Uncached => return self.read_uncached(chunk, skip, dst),
+            }
         }
     }
 
-    /// Window `index`, read from the disk unless cached; moved to the back (most recent).
-    fn window(
-        &mut self,
-        index: u64,
-    ) -> Result<&Buffer, Box<dyn core::error::Error + Send + Sync + 'static>> {
-        if let Some(at) = self.windows.iter().position(|(cached, _)| *cached == index) {
-            let window = self
-                .windows
-                .remove(at)
-                .ok_or(crate::block::BlockError::Broken)?;
-            self.windows.push_back(window);
-        } else {
-            let sector_size = SECTOR_SIZE as u64;
-            let first = index * WINDOW / sector_size;
-            let sectors = (WINDOW / sector_size).min(self.disk.capacity().saturating_sub(first));
-            // The least recently used window's buffer is reused when it is the same size.
-            let buffer = match self.windows.len() >= WINDOWS {
-                true => match self.windows.pop_front() {
-                    Some((_, buffer)) if buffer.sectors() as u64 == sectors => buffer,
-                    _ => Buffer::new(sectors as usize).map_err(Box::new)?,
-                },
-                false => Buffer::new(sectors as usize).map_err(Box::new)?,
-            };
-            let buffer = self.disk.read(first, buffer).map_err(Box::new)?;
-            self.windows.push_back((index, buffer));
+    /// Loads `chunk` into the cache (the caller got [`Lookup::Load`] for it): always
+    /// fills it, with `None` on failure so that waiting readers try for themselves.
+    fn load(&mut self, chunk: u64) -> Result<(), ReadError> {
+        let (first, sectors) = self.shared.extent(chunk);
+        let mut buffer = try_buffer(sectors);
+        // Out of memory: the cache gives back chunks until the buffer fits, or it has
+        // nothing left to give (then this read goes uncached, or fails).
+        while buffer.is_none() && sectors > 0 && self.shared.cache.lock().shrink() {
+            buffer = try_buffer(sectors);
         }
-        match self.windows.back() {
-            Some((_, buffer)) => Ok(buffer),
-            None => Err(Box::new(crate::block::BlockError::Broken)),
+        let Some(buffer) = buffer else {
+            wake(self.shared.cache.lock().fill(chunk, None));
+            return Err(ReadError::NoMemory {
+                bytes: sectors as usize * SECTOR_SIZE,
+            });
+        };
+        let read = crate::task::block_on(self.shared.disk.read(first, buffer))
+            .unwrap_or(Err(BlockError::WouldBlockCore));
+        let (filled, outcome) = match read {
+            Ok(buffer) => (Some(buffer), Ok(())),
+            Err(error) => (None, Err(ReadError::Block(error))),
+        };
+        wake(self.shared.cache.lock().fill(chunk, filled));
+        outcome
+    }
+
+    /// Reads the sectors under `dst` straight from the disk (no room in the cache).
+    fn read_uncached(&mut self, chunk: u64, skip: usize, dst: &mut [u8]) -> Result<(), ReadError> {
+        let sector_size = SECTOR_SIZE as u64;
+        let (chunk_first, chunk_sectors) = self.shared.extent(chunk);
+        let first = chunk_first + skip as u64 / sector_size;
+        let end = chunk_first + ((skip + dst.len()) as u64).div_ceil(sector_size);
+        let end = end.min(chunk_first + chunk_sectors);
+        if end <= first {
+            return Err(self.past_end(chunk, skip));
         }
+        let buffer = try_buffer(end - first).ok_or(ReadError::NoMemory {
+            bytes: (end - first) as usize * SECTOR_SIZE,
+        })?;
+        let buffer = crate::task::block_on(self.shared.disk.read(first, buffer))
+            .unwrap_or(Err(BlockError::WouldBlockCore))?;
+        let at = skip % SECTOR_SIZE;
+        match buffer.get(at..at + dst.len()) {
+            Some(bytes) => {
+                dst.copy_from_slice(bytes);
+                Ok(())
+            }
+            None => Err(self.past_end(chunk, skip)),
+        }
+    }
+
+    fn past_end(&self, chunk: u64, skip: usize) -> ReadError {
+        ReadError::Block(BlockError::OutOfRange {
+            sector: chunk * CHUNK_SECTORS + (skip / SECTOR_SIZE) as u64,
+            sectors: 1,
+            capacity: self.shared.disk.capacity(),
+        })
     }
 }
 
@@ -131,18 +359,19 @@ impl Ext4Read for DiskReader {
         let mut done = 0;
         while done < dst.len() {
             let at = start_byte + done as u64;
-            let window = self.window(at / WINDOW)?;
-            let skip = (at % WINDOW) as usize;
-            let take = (dst.len() - done).min(window.len().saturating_sub(skip));
-            if take == 0 {
-                // Past the end of the disk.
-                return Err(Box::new(crate::block::BlockError::OutOfRange {
-                    sector: at / SECTOR_SIZE as u64,
-                    sectors: 1,
-                    capacity: self.disk.capacity(),
-                }));
+            let chunk = at / CHUNK;
+            // A reader that moved on to the next chunk is sequential: keep the next
+            // chunks coming while it works through this one.
+            if self.last.is_some_and(|last| last + 1 == chunk) {
+                for ahead in chunk + 1..=chunk + READ_AHEAD {
+                    self.shared.read_ahead(ahead);
+                }
             }
-            dst[done..done + take].copy_from_slice(&window[skip..skip + take]);
+            self.last = Some(chunk);
+            let skip = (at % CHUNK) as usize;
+            let take = (dst.len() - done).min(CHUNK as usize - skip);
+            self.read_chunk(chunk, skip, &mut dst[done..done + take])
+                .map_err(Box::new)?;
             done += take;
         }
         Ok(())
@@ -150,67 +379,172 @@ impl Ext4Read for DiskReader {
 }
 
 impl DiskFs {
-    /// Starts the server for disk `index`; fails when the disk is missing or holds no
-    /// ext2/3/4 filesystem.
+    /// Starts the servers for disk `index` (one per core, up to [`MAX_SERVERS`]); fails
+    /// when the disk is missing or holds no ext2/3/4 filesystem. A server that cannot
+    /// start (no room for its fiber's stack) is logged and left out.
     pub(crate) async fn start(index: usize) -> Result<DiskFs, String> {
-        let disk = blocking::Disk::open(index).map_err(|error| error.to_string())?;
-        let (requests, receiver) = channel::<Request>(64);
-        let (ready, mut started) = channel::<Result<(), String>>(1);
-        crate::task::try_spawn_blocking(move || serve(disk, receiver, ready))
-            .map_err(|error| error.to_string())?
-            .detach();
-        match started.recv().await {
-            Some(Ok(())) => Ok(DiskFs { index, requests }),
-            Some(Err(why)) => Err(why),
-            None => Err("its filesystem server stopped".into()),
+        let disk = crate::block::Disk::open(index).map_err(|error| error.to_string())?;
+        let shared = Arc::new(SharedDisk {
+            disk,
+            cache: spin::Mutex::new(ChunkCache::new(cache_chunks())),
+            known: spin::Mutex::new(Recent::new(KNOWN_PATHS)),
+        });
+        // One server per core (up to MAX_SERVERS), each a fiber on its core.
+        let count = crate::task::cores().clamp(1, MAX_SERVERS);
+        let (ready, mut started) = channel::<(usize, Result<(), String>)>(count);
+        let mut senders = Vec::new();
+        for core in 0..count {
+            let (requests, receiver) = channel::<Request>(64);
+            let reader = DiskReader {
+                shared: shared.clone(),
+                last: None,
+            };
+            let (shared, ready) = (shared.clone(), ready.clone());
+            let spawned = crate::task::spawn_on(core, async move {
+                crate::task::try_spawn_blocking(move || {
+                    serve(core, reader, shared, receiver, ready)
+                })
+                .map(drop)
+                .map_err(|error| error.to_string())
+            });
+            let spawned = match spawned {
+                Ok(handle) => handle.await,
+                Err(_) => Err(alloc::format!("no core {core}")),
+            };
+            match spawned {
+                Ok(()) => senders.push(Some(requests)),
+                Err(why) => {
+                    log::warn!("fs: disk {index}: no filesystem server on core {core}: {why}");
+                    senders.push(None);
+                }
+            }
         }
+        drop(ready);
+        // Every server that started says whether the filesystem loaded.
+        let mut servers = Vec::new();
+        let mut refused = None;
+        while let Some((core, loaded)) = started.recv().await {
+            match (loaded, senders.get_mut(core).and_then(Option::take)) {
+                (Ok(()), Some(requests)) => servers.push(requests),
+                (Err(why), _) => refused = Some(why),
+                (Ok(()), None) => {}
+            }
+        }
+        if servers.is_empty() {
+            return Err(refused.unwrap_or_else(|| "its filesystem server stopped".into()));
+        }
+        Ok(DiskFs {
+            index,
+            servers,
+            shared,
+        })
     }
 
     pub(crate) fn describe(&self) -> String {
-        alloc::format!("ext4 on disk {} (read-only)", self.index)
+        let capacity = self.shared.cache.lock().stats().capacity as u64;
+        alloc::format!(
+            "ext4 on disk {} (read-only, {} KiB cache, {} server{})",
+            self.index,
+            capacity * CHUNK / 1024,
+            self.servers.len(),
+            if self.servers.len() == 1 { "" } else { "s" }
+        )
     }
 
-    async fn ask<T: Send>(
+    /// The disk cache's counters.
+    pub(crate) fn cache_stats(&self) -> CacheStats {
+        self.shared.cache.lock().stats()
+    }
+
+    /// The server for `path` (FNV-1a of its bytes): always the same one, so that the
+    /// file a stat opened, and the files closed after reading, are in the table of the
+    /// server the next open of that path asks; different paths spread over the servers.
+    fn server_for(&self, path: &str) -> usize {
+        let hash = path.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+        (hash % self.servers.len().max(1) as u64) as usize
+    }
+
+    /// Sends a request to server `server`.
+    async fn ask_server<T: Send>(
         &self,
+        server: usize,
         make: impl FnOnce(Sender<Result<T, DiskError>>) -> Request,
     ) -> Result<T, DiskError> {
+        let Some(requests) = self.servers.get(server) else {
+            return Err(DiskError::Gone);
+        };
         let (reply, mut answer) = channel(1);
-        if self.requests.send(make(reply)).await.is_err() {
+        if requests.send(make(reply)).await.is_err() {
             return Err(DiskError::Gone);
         }
         answer.recv().await.unwrap_or(Err(DiskError::Gone))
     }
 
     pub(crate) async fn stat(&self, path: String) -> Result<Stat, DiskError> {
-        self.ask(|reply| Request::Stat(path, reply)).await
+        if let Some(outcome) = self.shared.known.lock().get(&path) {
+            return outcome.clone();
+        }
+        self.ask_server(self.server_for(&path), |reply| Request::Stat(path, reply))
+            .await
     }
 
     pub(crate) async fn list(&self, path: String) -> Result<Vec<(String, bool)>, DiskError> {
-        self.ask(|reply| Request::List(path, reply)).await
+        self.ask_server(self.server_for(&path), |reply| Request::List(path, reply))
+            .await
     }
 
-    pub(crate) async fn open(&self, path: String) -> Result<(u64, Stat), DiskError> {
-        self.ask(|reply| Request::Open(path, reply)).await
+    pub(crate) async fn open(&self, path: String) -> Result<(DiskFile, Stat), DiskError> {
+        let server = self.server_for(&path);
+        let (opened, stat) = self
+            .ask_server(server, |reply| Request::Open(path, reply))
+            .await?;
+        let file = match opened {
+            Opened::Server(file) => DiskFile::Server { server, file },
+            Opened::Whole(bytes) => DiskFile::Whole(bytes),
+        };
+        Ok((file, stat))
     }
 
+    /// Reads up to `buffer.len()` bytes of `file` at `offset` into `buffer`; 0 at the end.
     pub(crate) async fn read(
         &self,
-        file: u64,
+        file: &DiskFile,
         offset: u64,
-        length: usize,
-    ) -> Result<Vec<u8>, DiskError> {
-        self.ask(|reply| Request::Read {
-            file,
-            offset,
-            length,
-            reply,
-        })
-        .await
+        buffer: &mut [u8],
+    ) -> Result<usize, DiskError> {
+        let (server, file) = match file {
+            DiskFile::Server { server, file } => (*server, *file),
+            DiskFile::Whole(bytes) => {
+                let start = usize::try_from(offset)
+                    .unwrap_or(usize::MAX)
+                    .min(bytes.len());
+                let read = (bytes.len() - start).min(buffer.len());
+                buffer[..read].copy_from_slice(&bytes[start..start + read]);
+                return Ok(read);
+            }
+        };
+        let bytes = self
+            .ask_server(server, |reply| Request::Read {
+                file,
+                offset,
+                length: buffer.len(),
+                reply,
+            })
+            .await?;
+        let read = bytes.len().min(buffer.len());
+        buffer[..read].copy_from_slice(&bytes[..read]);
+        Ok(read)
     }
 
     /// Closes `file` (without waiting).
-    pub(crate) fn close(&self, file: u64) {
-        let _ = self.requests.try_send(Request::Close(file));
+    pub(crate) fn close(&self, file: &DiskFile) {
+        if let DiskFile::Server { server, file } = file
+            && let Some(requests) = self.servers.get(*server)
+        {
+            let _ = requests.try_send(Request::Close(*file));
+        }
     }
 }
 
@@ -224,32 +558,69 @@ fn stat(metadata: &ext4_view::Metadata) -> Stat {
     }
 }
 
+/// Paths whose lookup is remembered, and closed files kept open for the next open of
+/// their path. The filesystem is read-only, so neither goes stale; the bounds keep a
+/// tree of many files from growing them without end.
+const KNOWN_PATHS: usize = 1024;
+const IDLE_FILES: usize = 1024;
+
+/// A lookup's outcome worth remembering: the node's metadata, or that it is missing.
+fn remembered(outcome: &Result<Stat, DiskError>) -> bool {
+    matches!(
+        outcome,
+        Ok(_) | Err(DiskError::NotFound | DiskError::NotADirectory)
+    )
+}
+
 /// The server: loads the filesystem, then answers requests until every handle is gone.
-fn serve(disk: blocking::Disk, mut requests: Receiver<Request>, ready: Sender<Result<(), String>>) {
-    let reader = DiskReader::new(disk);
+fn serve(
+    core: usize,
+    reader: DiskReader,
+    shared: Arc<SharedDisk>,
+    mut requests: Receiver<Request>,
+    ready: Sender<(usize, Result<(), String>)>,
+) {
     let filesystem = match Ext4::load(Box::new(reader)) {
         Ok(filesystem) => filesystem,
         Err(why) => {
-            let _ = ready.try_send(Err(alloc::format!("no ext2/3/4 filesystem: {why}")));
+            let _ = ready.try_send((core, Err(alloc::format!("no ext2/3/4 filesystem: {why}"))));
             return;
         }
     };
-    let _ = ready.try_send(Ok(()));
+    let _ = ready.try_send((core, Ok(())));
     drop(ready);
-    let mut files: BTreeMap<u64, ext4_view::File> = BTreeMap::new();
+    // Open files by number, with their paths (for the idle table when closed).
+    let mut files: BTreeMap<u64, (String, ext4_view::File)> = BTreeMap::new();
     let mut next_file = 1u64;
+    let mut idle: Recent<ext4_view::File> = Recent::new(IDLE_FILES);
     loop {
         let Ok(Some(request)) = crate::task::block_on(requests.recv()) else {
             return;
         };
         match request {
             Request::Stat(path, reply) => {
-                let _ = reply.try_send(
-                    filesystem
+                // A regular file is opened rather than only looked up, and kept among the
+                // idle files: a server stats a file and then opens it, and the second
+                // path walk would cost as much as the first.
+                let outcome = match filesystem.open(path.as_str()) {
+                    Ok(file) => {
+                        let status = stat(file.metadata());
+                        idle.insert(path.clone(), file);
+                        Ok(status)
+                    }
+                    Err(missing @ (Ext4Error::NotFound | Ext4Error::NotADirectory)) => {
+                        Err(error(missing))
+                    }
+                    // A directory, a special file: its metadata.
+                    Err(_) => filesystem
                         .metadata(path.as_str())
                         .map(|m| stat(&m))
                         .map_err(error),
-                );
+                };
+                if remembered(&outcome) {
+                    shared.known.lock().insert(path, outcome.clone());
+                }
+                let _ = reply.try_send(outcome);
             }
             Request::List(path, reply) => {
                 let listed =
@@ -273,12 +644,26 @@ fn serve(disk: blocking::Disk, mut requests: Receiver<Request>, ready: Sender<Re
                 let _ = reply.try_send(listed);
             }
             Request::Open(path, reply) => {
-                let opened = filesystem.open(path.as_str()).map_err(error).map(|file| {
+                let opened = match idle.take(&path) {
+                    Some(file) => Ok(file),
+                    None => filesystem.open(path.as_str()).map_err(error),
+                };
+                let opened = opened.and_then(|mut file| {
+                    let status = stat(file.metadata());
+                    let mut known = shared.known.lock();
+                    if known.get(&path).is_none() {
+                        known.insert(path.clone(), Ok(status));
+                    }
+                    drop(known);
+                    if status.size <= WHOLE {
+                        let bytes = read_at(&mut file, 0, status.size as usize)?;
+                        idle.insert(path, file);
+                        return Ok((Opened::Whole(bytes), status));
+                    }
                     let id = next_file;
                     next_file += 1;
-                    let status = stat(file.metadata());
-                    files.insert(id, file);
-                    (id, status)
+                    files.insert(id, (path, file));
+                    Ok((Opened::Server(id), status))
                 });
                 let _ = reply.try_send(opened);
             }
@@ -290,22 +675,31 @@ fn serve(disk: blocking::Disk, mut requests: Receiver<Request>, ready: Sender<Re
             } => {
                 let read = match files.get_mut(&file) {
                     None => Err(DiskError::Gone),
-                    Some(file) => read_at(file, offset, length),
+                    Some((_, file)) => read_at(file, offset, length),
                 };
                 let _ = reply.try_send(read);
             }
             Request::Close(file) => {
-                files.remove(&file);
+                if let Some((path, file)) = files.remove(&file) {
+                    idle.insert(path, file);
+                }
             }
         }
     }
 }
 
 fn read_at(file: &mut ext4_view::File, offset: u64, length: usize) -> Result<Vec<u8>, DiskError> {
-    if offset >= file.metadata().len() {
+    let size = file.metadata().len();
+    if offset >= size {
         return Ok(Vec::new());
     }
-    file.seek_to(offset).map_err(error)?;
+    // No more than the file holds: a 4 KiB file read in 64 KiB chunks gets 4 KiB.
+    let length = length.min(usize::try_from(size - offset).unwrap_or(usize::MAX));
+    // `seek_to` walks the file's blocks from its start: a reader going on from where it
+    // stopped (the common case) must not pay it on every read.
+    if file.position() != offset {
+        file.seek_to(offset).map_err(error)?;
+    }
     let mut out = alloc::vec![0u8; length];
     let mut filled = 0;
     while filled < length {

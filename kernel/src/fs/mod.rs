@@ -7,9 +7,10 @@
 //! virtio-fs share whose tag is TAG (QEMU's `vhost-user-fs-*,tag=TAG`; `qemu/run.sh
 //! --share DIR` uses the tag `share`) at `/PATH`, as often as there are shares. With no
 //! `fs.` key, every share is mounted at `/TAG`. `fs.disk=INDEX:/PATH` mounts the ext2/3/4
-//! filesystem on virtio-blk disk INDEX, read-only (`ext4-view`, on a blocking task of
-//! its own: docs/files.md). A value that does not parse stops the boot with a message
-//! saying what is wrong.
+//! filesystem on virtio-blk disk INDEX, read-only (`ext4-view`, on blocking tasks of its
+//! own, over a cache of the disk's chunks: docs/files.md); `fs.cache=SIZE` (e.g. `32M`)
+//! sizes each disk's cache, and `disk_cache_stats` reads its counters. A value that
+//! does not parse stops the boot with a message saying what is wrong.
 //!
 //! Mounting happens on the first call of this module (discovery, device set-up, one
 //! FUSE_INIT per share); an application that never asks pays nothing. Paths are
@@ -45,14 +46,19 @@
 //! }
 //! ```
 
+#[cfg_attr(not(target_os = "none"), allow(dead_code))]
+mod cache;
 #[cfg(target_os = "none")]
 mod disk;
 #[cfg_attr(not(target_os = "none"), allow(dead_code))]
 mod error;
 pub mod path;
+#[cfg_attr(not(target_os = "none"), allow(dead_code))]
+mod recent;
 #[cfg(target_os = "none")]
 mod virtiofs;
 
+pub use cache::CacheStats;
 pub use error::{Error, ErrorKind};
 
 #[cfg(target_os = "none")]

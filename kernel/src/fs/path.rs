@@ -212,6 +212,14 @@ pub struct SpecError<'a> {
 
 impl core::fmt::Display for SpecError<'_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        if self.key == CACHE_KEY {
+            return write!(
+                f,
+                "`{}={}`: {}; write fs.cache=SIZE, the bytes each disk's cache may hold, \
+                 as a number with an optional K, M or G (e.g. fs.cache=32M; 0 for none)",
+                self.key, self.value, self.why
+            );
+        }
         write!(
             f,
             "`{}={}`: {}; write fs.share=TAG:/PATH (the share's tag, e.g. fs.share=share:/srv) \
@@ -222,7 +230,40 @@ impl core::fmt::Display for SpecError<'_> {
 }
 
 /// The command-line keys read here.
-pub const KEYS: &[&str] = &["fs.share", "fs.disk"];
+pub const KEYS: &[&str] = &["fs.share", "fs.disk", CACHE_KEY];
+
+/// The key that sizes each disk's cache (`fs.cache=SIZE`).
+pub const CACHE_KEY: &str = "fs.cache";
+
+/// Parses an `fs.cache=` value: bytes, with an optional binary suffix `K`, `M` or `G`
+/// (upper or lower case).
+///
+/// # Errors
+/// A [`SpecError`] for an empty value, a value that is no number, an unknown suffix, or
+/// a size past 2^64 bytes.
+pub fn parse_cache_size(value: &str) -> Result<u64, SpecError<'_>> {
+    let error = |why| SpecError {
+        key: CACHE_KEY,
+        value,
+        why,
+    };
+    let (digits, shift) = match value.as_bytes().last() {
+        None => return Err(error("the size is empty")),
+        Some(b'k' | b'K') => (&value[..value.len() - 1], 10),
+        Some(b'm' | b'M') => (&value[..value.len() - 1], 20),
+        Some(b'g' | b'G') => (&value[..value.len() - 1], 30),
+        Some(_) => (value, 0),
+    };
+    if digits.is_empty() || !digits.bytes().all(|byte| byte.is_ascii_digit()) {
+        return Err(error(
+            "the size is not a number (with an optional K, M or G)",
+        ));
+    }
+    let number: u64 = digits.parse().map_err(|_| error("the size is too large"))?;
+    number
+        .checked_mul(1 << shift)
+        .ok_or(error("the size is too large"))
+}
 
 /// Parses one mount key's value (`key` is `fs.share` or `fs.disk`).
 ///
@@ -258,7 +299,10 @@ pub fn parse_spec<'a>(key: &'a str, value: &'a str) -> Result<MountSpec<'a>, Spe
 /// The first value [`parse_spec`] refuses.
 pub fn check_cmdline<'a>(cmdline: &torito_boot::Cmdline<'a>) -> Result<(), SpecError<'a>> {
     for arg in cmdline.args().filter(|arg| KEYS.contains(&arg.key)) {
-        parse_spec(arg.key, arg.value.unwrap_or(""))?;
+        match arg.key {
+            CACHE_KEY => parse_cache_size(arg.value.unwrap_or("")).map(drop)?,
+            key => parse_spec(key, arg.value.unwrap_or("")).map(drop)?,
+        }
     }
     Ok(())
 }
@@ -338,6 +382,36 @@ mod tests {
         assert_eq!(mounts.resolve("/etc"), Err(PathError::NoMount));
         assert_eq!(mounts.resolve("/srv/../etc"), Err(PathError::NoMount));
         assert!(Mounts::<u8>::new().resolve("/").is_err());
+    }
+
+    #[test]
+    fn cache_sizes_parse_and_hostile_ones_say_why() {
+        assert_eq!(parse_cache_size("0"), Ok(0));
+        assert_eq!(parse_cache_size("4096"), Ok(4096));
+        assert_eq!(parse_cache_size("64k"), Ok(64 << 10));
+        assert_eq!(parse_cache_size("32M"), Ok(32 << 20));
+        assert_eq!(parse_cache_size("2G"), Ok(2 << 30));
+        assert_eq!(parse_cache_size("17179869183G"), Ok(17179869183 << 30));
+        for (value, why) in [
+            ("", "empty"),
+            ("M", "not a number"),
+            ("-1", "not a number"),
+            ("+1", "not a number"),
+            ("1.5M", "not a number"),
+            ("12T", "not a number"),
+            ("1 M", "not a number"),
+            ("18446744073709551616", "too large"),
+            ("17179869184G", "too large"),
+            ("99999999999999999999999G", "too large"),
+        ] {
+            let error = parse_cache_size(value).unwrap_err();
+            assert!(error.why.contains(why), "{value}: {}", error.why);
+            assert!(error.to_string().contains("fs.cache=32M"), "{error}");
+        }
+        let line = torito_boot::Cmdline::parse("fs.disk=0:/srv fs.cache=8M").unwrap();
+        assert_eq!(check_cmdline(&line), Ok(()));
+        let line = torito_boot::Cmdline::parse("fs.disk=0:/srv fs.cache=lots").unwrap();
+        assert_eq!(check_cmdline(&line).unwrap_err().key, "fs.cache");
     }
 
     #[test]
