@@ -99,6 +99,33 @@ def count(elf, shift, options, until="torito_app_main"):
     return total, blocks
 
 
+def wait_for_counts(out, seconds=30):
+    """Waits for the plugin's count file OUT (QEMU writes it as it exits, on SIGTERM too);
+    returns {address: instructions executed there}, or None if none was written."""
+    deadline = time.monotonic() + seconds
+    while not os.path.exists(out) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if not os.path.exists(out):
+        return None
+    counts = collections.Counter()
+    with open(out) as lines:
+        lines.readline()
+        for line in lines:
+            address, instructions, executions = line.split()
+            counts[int(address, 16)] += int(instructions) * int(executions)
+    return counts
+
+
+def by_function(elf, counts):
+    """{function name: instructions} from {address: instructions}, by the ELF's symbols."""
+    addresses, names, _ = symbols(elf)
+    result = collections.Counter()
+    for address, executed in counts.items():
+        at = bisect.bisect_right(addresses, address) - 1
+        result[names[at] if at >= 0 else f"{address:#x}"] += executed
+    return result
+
+
 def main(argv):
     options = []
     if "--" in argv:
@@ -106,7 +133,7 @@ def main(argv):
         argv = argv[: argv.index("--")]
     if not argv:
         sys.exit(__doc__)
-    elf, rest, by_function, shift, until = argv[0], argv[1:], 0, 0, "torito_app_main"
+    elf, rest, functions, shift, until = argv[0], argv[1:], 0, 0, "torito_app_main"
     while rest:
         if rest[0] == "--until" and len(rest) > 1:
             until, rest = rest[1], rest[2:]
@@ -117,18 +144,16 @@ def main(argv):
             options += ["--mem", rest[1]]
             rest = rest[2:]
         elif rest[0] == "--by-function" and len(rest) > 1:
-            by_function, rest = int(rest[1]), rest[2:]
+            functions, rest = int(rest[1]), rest[2:]
         else:
             sys.exit(__doc__)
     total, blocks = count(elf, shift, options, until)
     print(f"executed {total}")
-    if by_function:
-        addresses, names, _ = symbols(elf)
-        per_symbol = collections.Counter()
+    if functions:
+        counts = collections.Counter()
         for address, instructions, executions in blocks:
-            at = bisect.bisect_right(addresses, address) - 1
-            per_symbol[names[at] if at >= 0 else f"{address:#x}"] += instructions * executions
-        for name, executed in per_symbol.most_common(by_function):
+            counts[address] += instructions * executions
+        for name, executed in by_function(elf, counts).most_common(functions):
             print(f"  {executed:8d}  {name}")
 
 

@@ -21,7 +21,6 @@ run it (it leaves out the device's time, which is QEMU's). Lower is better.
 The plugin must be built first (bench/executed/build.sh).
 """
 
-import bisect
 import collections
 import http.client
 import os
@@ -35,8 +34,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, os.path.join(ROOT, "bench", "executed"))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 sys.path.insert(0, os.path.join(ROOT, "bench", "linux"))
-from elf_symbols import symbols  # noqa: E402
-from executed import PLUGIN, RUN_SH, mangled  # noqa: E402
+from executed import PLUGIN, RUN_SH, by_function, mangled, wait_for_counts  # noqa: E402
 from guests import free_port  # noqa: E402
 
 DISK = os.path.join(ROOT, "build", "bench", "files-bench.img")
@@ -90,27 +88,10 @@ def run(elf, what, times):
         # QEMU writes the count as it exits, on SIGTERM too.
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=60)
-        deadline = time.monotonic() + 30
-        while not os.path.exists(out) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if not os.path.exists(out):
+        counts = wait_for_counts(out)
+        if counts is None:
             sys.exit(f"instructions: {elf}: no count written")
-        counts = collections.Counter()
-        with open(out) as lines:
-            lines.readline()
-            for line in lines:
-                address, instructions, executions = line.split()
-                counts[int(address, 16)] += int(instructions) * int(executions)
         return counts
-
-
-def by_function(elf, counts):
-    addresses, names, _ = symbols(elf)
-    result = collections.Counter()
-    for address, executed in counts.items():
-        at = bisect.bisect_right(addresses, address) - 1
-        result[names[at] if at >= 0 else f"{address:#x}"] += executed
-    return result
 
 
 def main(argv):

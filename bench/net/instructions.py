@@ -20,7 +20,6 @@ frames batch into polls still depends on timing). Lower is better.
 The plugin must be built first (bench/executed/build.sh).
 """
 
-import bisect
 import collections
 import os
 import signal
@@ -34,8 +33,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "bench", "executed"))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
-from elf_symbols import symbols  # noqa: E402
-from executed import PLUGIN, RUN_SH, mangled  # noqa: E402
+from executed import PLUGIN, RUN_SH, by_function, mangled, wait_for_counts  # noqa: E402
 
 CLIENT = os.path.join(ROOT, "bench", "net", "client.py")
 BOOT_TIMEOUT = 120.0  # seconds: bounds a hung guest, not a measurement
@@ -83,28 +81,11 @@ def run(elf, client_options):
         # QEMU writes the count as it exits, on SIGTERM too (run.sh may end first).
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=60)
-        deadline = time.monotonic() + 30
-        while not os.path.exists(out) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if client.returncode != 0 or not os.path.exists(out):
+        counts = wait_for_counts(out)
+        if client.returncode != 0 or counts is None:
             sys.exit(f"instructions: {elf} {client_options}: client status "
-                     f"{client.returncode}, count written: {os.path.exists(out)}\n{client.stderr}")
-        counts = collections.Counter()
-        with open(out) as lines:
-            lines.readline()
-            for line in lines:
-                address, instructions, executions = line.split()
-                counts[int(address, 16)] += int(instructions) * int(executions)
+                     f"{client.returncode}, count written: {counts is not None}\n{client.stderr}")
         return counts
-
-
-def by_function(elf, counts):
-    addresses, names, _ = symbols(elf)
-    result = collections.Counter()
-    for address, executed in counts.items():
-        at = bisect.bisect_right(addresses, address) - 1
-        result[names[at] if at >= 0 else f"{address:#x}"] += executed
-    return result
 
 
 def main(argv):

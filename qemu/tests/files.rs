@@ -16,7 +16,7 @@
 //! Timeouts only bound a hung guest; nothing asserts a timing.
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 use torito_qemu_tests::{Failure, Guest, RunOptions, SplitMix64, TempDir};
@@ -328,17 +328,12 @@ fn check_put_refused(port: u16, scratch: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// The same files in an ext4 image made with `mke2fs -d`, on a read-only virtio-blk disk
-/// mounted with `fs.disk=0:/srv` (microvm: virtio-mmio).
-#[test]
-fn an_ext4_disk_is_served_byte_for_byte() -> Result<(), Failure> {
-    let source = TempDir::new("files-ext4-source");
-    let scratch = TempDir::new("files-ext4-scratch");
-    let files = populate(source.path());
+/// A 32 MiB ext4 image in SCRATCH holding SOURCE's tree, made with Debian's `mke2fs -d`.
+fn ext4_image(source: &Path, scratch: &Path) -> PathBuf {
     let image = scratch.join("disk.img");
     let made = Command::new("mke2fs")
         .args(["-q", "-F", "-t", "ext4", "-d"])
-        .arg(source.path())
+        .arg(source)
         .arg(&image)
         .arg("32M")
         .output()
@@ -348,6 +343,17 @@ fn an_ext4_disk_is_served_byte_for_byte() -> Result<(), Failure> {
         "mke2fs: {}",
         String::from_utf8_lossy(&made.stderr)
     );
+    image
+}
+
+/// The same files in an ext4 image made with `mke2fs -d`, on a read-only virtio-blk disk
+/// mounted with `fs.disk=0:/srv` (microvm: virtio-mmio).
+#[test]
+fn an_ext4_disk_is_served_byte_for_byte() -> Result<(), Failure> {
+    let source = TempDir::new("files-ext4-source");
+    let scratch = TempDir::new("files-ext4-scratch");
+    let files = populate(source.path());
+    let image = ext4_image(source.path(), scratch.path());
     let options = RunOptions::default()
         .smp(2)
         .mem("256M")
@@ -385,19 +391,7 @@ fn an_ext4_disk_larger_than_its_cache_is_served_byte_for_byte_twice() -> Result<
     let source = TempDir::new("files-ext4-small-cache-source");
     let scratch = TempDir::new("files-ext4-small-cache-scratch");
     let files = populate(source.path());
-    let image = scratch.join("disk.img");
-    let made = Command::new("mke2fs")
-        .args(["-q", "-F", "-t", "ext4", "-d"])
-        .arg(source.path())
-        .arg(&image)
-        .arg("32M")
-        .output()
-        .expect("mke2fs (e2fsprogs)");
-    assert!(
-        made.status.success(),
-        "mke2fs: {}",
-        String::from_utf8_lossy(&made.stderr)
-    );
+    let image = ext4_image(source.path(), scratch.path());
     for (size, described) in [
         ("256K", "256 KiB cache, 2 servers"),
         ("0", "0 KiB cache, 2 servers"),

@@ -82,16 +82,7 @@ impl<P: SharedPage> Console<P> {
     ///
     /// [`ConsoleError::Corrupt`] if the daemon's `out_cons` is impossible.
     pub fn write(&self, bytes: &[u8]) -> Result<usize, ConsoleError> {
-        let cons = self.page.load_u32(OUT_CONS);
-        let prod = self.page.load_u32(OUT_PROD);
-        let used = prod.wrapping_sub(cons);
-        if used > OUT_SIZE {
-            return Err(ConsoleError::Corrupt {
-                ring: "out",
-                prod,
-                cons,
-            });
-        }
+        let (prod, used) = self.output()?;
         let count = bytes.len().min((OUT_SIZE - used) as usize);
         copy_in(&self.page, OUT, OUT_SIZE, prod, &bytes[..count]);
         // The bytes are in the ring before the index that publishes them.
@@ -107,6 +98,11 @@ impl<P: SharedPage> Console<P> {
     ///
     /// [`ConsoleError::Corrupt`] as for [`write`](Self::write).
     pub fn output_pending(&self) -> Result<u32, ConsoleError> {
+        Ok(self.output()?.1)
+    }
+
+    /// The output ring's producer index and the bytes in it, checked against its size.
+    fn output(&self) -> Result<(u32, u32), ConsoleError> {
         let cons = self.page.load_u32(OUT_CONS);
         let prod = self.page.load_u32(OUT_PROD);
         let used = prod.wrapping_sub(cons);
@@ -117,7 +113,7 @@ impl<P: SharedPage> Console<P> {
                 cons,
             });
         }
-        Ok(used)
+        Ok((prod, used))
     }
 
     /// Reads input into `into` and returns how many bytes that was (0 if none is

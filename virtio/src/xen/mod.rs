@@ -97,89 +97,61 @@ pub trait EventChannel: Send + Sync {
     fn alloc_unbound(&self, remote: u16) -> Result<u32, i32>;
 }
 
-impl<P: SharedPage + ?Sized> SharedPage for &P {
-    fn load_u32(&self, offset: usize) -> u32 {
-        (**self).load_u32(offset)
-    }
-    fn store_u32(&self, offset: usize, value: u32) {
-        (**self).store_u32(offset, value)
-    }
-    fn load_u16(&self, offset: usize) -> u16 {
-        (**self).load_u16(offset)
-    }
-    fn store_u16(&self, offset: usize, value: u16) {
-        (**self).store_u16(offset, value)
-    }
-    fn load_u64(&self, offset: usize) -> u64 {
-        (**self).load_u64(offset)
-    }
-    fn store_u64(&self, offset: usize, value: u64) {
-        (**self).store_u64(offset, value)
-    }
-    fn read(&self, offset: usize, into: &mut [u8]) {
-        (**self).read(offset, into)
-    }
-    fn write(&self, offset: usize, from: &[u8]) {
-        (**self).write(offset, from)
-    }
-    fn fence(&self) {
-        (**self).fence()
-    }
-    fn compare_exchange_u16(&self, offset: usize, current: u16, new: u16) -> Result<u16, u16> {
-        (**self).compare_exchange_u16(offset, current, new)
-    }
+/// `&T` and `Arc<T>` share a page or signal a channel as `T` does (drivers hold either):
+/// the forwarding, written once for both pointers.
+macro_rules! forward_through {
+    ($page:ty, $channel:ty) => {
+        impl<P: SharedPage + ?Sized> SharedPage for $page {
+            fn load_u32(&self, offset: usize) -> u32 {
+                (**self).load_u32(offset)
+            }
+            fn store_u32(&self, offset: usize, value: u32) {
+                (**self).store_u32(offset, value)
+            }
+            fn load_u16(&self, offset: usize) -> u16 {
+                (**self).load_u16(offset)
+            }
+            fn store_u16(&self, offset: usize, value: u16) {
+                (**self).store_u16(offset, value)
+            }
+            fn load_u64(&self, offset: usize) -> u64 {
+                (**self).load_u64(offset)
+            }
+            fn store_u64(&self, offset: usize, value: u64) {
+                (**self).store_u64(offset, value)
+            }
+            fn read(&self, offset: usize, into: &mut [u8]) {
+                (**self).read(offset, into)
+            }
+            fn write(&self, offset: usize, from: &[u8]) {
+                (**self).write(offset, from)
+            }
+            fn fence(&self) {
+                (**self).fence()
+            }
+            fn compare_exchange_u16(
+                &self,
+                offset: usize,
+                current: u16,
+                new: u16,
+            ) -> Result<u16, u16> {
+                (**self).compare_exchange_u16(offset, current, new)
+            }
+        }
+
+        impl<E: EventChannel + ?Sized> EventChannel for $channel {
+            fn notify(&self, port: u32) {
+                (**self).notify(port)
+            }
+            fn alloc_unbound(&self, remote: u16) -> Result<u32, i32> {
+                (**self).alloc_unbound(remote)
+            }
+        }
+    };
 }
 
-impl<E: EventChannel + ?Sized> EventChannel for &E {
-    fn notify(&self, port: u32) {
-        (**self).notify(port)
-    }
-    fn alloc_unbound(&self, remote: u16) -> Result<u32, i32> {
-        (**self).alloc_unbound(remote)
-    }
-}
-
-impl<P: SharedPage + ?Sized> SharedPage for Arc<P> {
-    fn load_u32(&self, offset: usize) -> u32 {
-        (**self).load_u32(offset)
-    }
-    fn store_u32(&self, offset: usize, value: u32) {
-        (**self).store_u32(offset, value)
-    }
-    fn load_u16(&self, offset: usize) -> u16 {
-        (**self).load_u16(offset)
-    }
-    fn store_u16(&self, offset: usize, value: u16) {
-        (**self).store_u16(offset, value)
-    }
-    fn load_u64(&self, offset: usize) -> u64 {
-        (**self).load_u64(offset)
-    }
-    fn store_u64(&self, offset: usize, value: u64) {
-        (**self).store_u64(offset, value)
-    }
-    fn read(&self, offset: usize, into: &mut [u8]) {
-        (**self).read(offset, into)
-    }
-    fn write(&self, offset: usize, from: &[u8]) {
-        (**self).write(offset, from)
-    }
-    fn fence(&self) {
-        (**self).fence()
-    }
-    fn compare_exchange_u16(&self, offset: usize, current: u16, new: u16) -> Result<u16, u16> {
-        (**self).compare_exchange_u16(offset, current, new)
-    }
-}
-
-impl<E: EventChannel + ?Sized> EventChannel for Arc<E> {
-    fn notify(&self, port: u32) {
-        (**self).notify(port)
-    }
-    fn alloc_unbound(&self, remote: u16) -> Result<u32, i32> {
-        (**self).alloc_unbound(remote)
-    }
-}
+forward_through!(&P, &E);
+forward_through!(Arc<P>, Arc<E>);
 
 /// A shared page together with its guest frame number (GFN: the guest-physical address
 /// shifted right by 12), which is what grant entries and HVM parameters name.
