@@ -37,11 +37,14 @@
 use core::sync::atomic::AtomicU64;
 use core::sync::atomic::Ordering::Relaxed;
 
-use crate::arch::virtio::{DeviceInterrupt, KernelHal};
+use crate::arch::virtio::DeviceInterrupt;
 use crate::devices;
 use alloc::vec::Vec;
+use link::Link;
 use torito_virtio::discovery::{Device, Kind};
-use torito_virtio::{DeviceTransport, NetDevice, NetStats, StepwiseStatus};
+use torito_virtio::{NetStats, StepwiseStatus};
+
+mod link;
 
 pub use torito_netstack::{
     Config, ConfigError, Counters, EDGE_BACKLOG, Error, Ipv4Config, Stack, StaticConfig, TcpConfig,
@@ -267,7 +270,12 @@ fn start() -> Vec<Nic> {
             "net{index}: {} {a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{f:02x}",
             crate::xen::describe(&vif)
         );
-        let (stack, runner) = torito_netstack::new(vif, config, seed(index), crate::time::now());
+        let (stack, runner) = torito_netstack::new(
+            Link::Xen(alloc::boxed::Box::new(vif)),
+            config,
+            seed(index),
+            crate::time::now(),
+        );
         crate::task::spawn(async move {
             runner.run().await;
         })
@@ -302,17 +310,14 @@ fn start_nic(index: usize, device: Device, config: Config) -> Option<Nic> {
     };
     // Status bits one at a time, as Firecracker requires (torito_virtio::StepwiseStatus).
     let transport = StepwiseStatus(opened.transport);
-    let mut device = match NetDevice::<KernelHal, StepwiseStatus<DeviceTransport>>::new(
-        transport,
-        opened.interrupt.waker(),
-        &DEVICE_STATS[index],
-    ) {
-        Ok(device) => device,
-        Err(error) => {
-            log::error!("net{}: {}", index, error);
-            return None;
-        }
-    };
+    let mut device =
+        match link::Virtio::new(transport, opened.interrupt.waker(), &DEVICE_STATS[index]) {
+            Ok(device) => device,
+            Err(error) => {
+                log::error!("net{}: {}", index, error);
+                return None;
+            }
+        };
     // Only after the driver set up the queues: a reset clears their MSI-X vectors.
     if let Err(error) = opened.queues.assign() {
         log::error!("net{}: {}", index, error);
@@ -339,7 +344,12 @@ fn start_nic(index: usize, device: Device, config: Config) -> Option<Nic> {
     let mac = device.mac();
     let [a, b, c, d, e, f] = mac;
     log::info!("net{index}: virtio-net {a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{f:02x}");
-    let (stack, runner) = torito_netstack::new(device, config, seed(index), crate::time::now());
+    let (stack, runner) = torito_netstack::new(
+        Link::Virtio(alloc::boxed::Box::new(device)),
+        config,
+        seed(index),
+        crate::time::now(),
+    );
     crate::task::spawn(async move {
         runner.run().await;
     })
