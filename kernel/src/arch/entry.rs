@@ -148,7 +148,9 @@ extern "C" fn torito_kernel_entry(protocol: u32, magic: u32, info: u32, entry_ts
     if given.is_err() {
         fatal("memory", "the heap was given memory twice");
     }
-    xen::start_console(&boot_only);
+    if let Err(error) = xen::start_console(&boot_only) {
+        fatal("Xen console", error);
+    }
     log::debug!(
         "memory: kernel {:#x}-{:#x}, heap {:#x}-{:#x} ({} KiB), {} KiB of frames",
         image.start,

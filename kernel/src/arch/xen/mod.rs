@@ -194,15 +194,13 @@ pub fn shutdown(code: u32) {
 
 /// A domU's console ring, right after the kernel's page tables are up (the ring's page
 /// lies outside the boot tables' first 1 GiB); the boot's first lines, kept until now,
-/// go out first. Off Xen and on dom0 it returns at once; a domU without its ring can
-/// only end (its log would go nowhere), with the crash status.
-pub fn start_console(_boot_only: &crate::arch::boot_token::Boot) {
+/// go out first. Off Xen and on dom0 it returns `Ok` at once; a domU without its ring
+/// can only end (its log would go nowhere): the caller ends the boot with the error.
+pub fn start_console(_boot_only: &crate::arch::boot_token::Boot) -> Result<(), Error> {
     if kind() != Some(DomainKind::DomU) {
-        return;
+        return Ok(());
     }
-    if let Err(error) = console::start() {
-        crate::arch::entry::fatal("Xen console", error);
-    }
+    console::start()
 }
 
 /// Console output gathered into lines, so that a line is one hypercall (a hypercall is
