@@ -270,20 +270,8 @@ fn start() -> Vec<Nic> {
             "net{index}: {} {a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{f:02x}",
             crate::xen::describe(&vif)
         );
-        let (stack, runner) = torito_netstack::new(
-            Link::Xen(alloc::boxed::Box::new(vif)),
-            config,
-            seed(index),
-            crate::time::now(),
-        );
-        crate::task::spawn(async move {
-            runner.run().await;
-        })
-        .detach();
-        nics.push(Nic {
-            stack,
-            interrupt: None,
-        });
+        let vif = Link::Xen(alloc::boxed::Box::new(vif));
+        nics.push(spawn_stack(index, vif, config, None));
     }
     match nics.len() {
         0 => log::warn!("net: no network device (virtio-net, or a Xen vif)"),
@@ -344,20 +332,23 @@ fn start_nic(index: usize, device: Device, config: Config) -> Option<Nic> {
     let mac = device.mac();
     let [a, b, c, d, e, f] = mac;
     log::info!("net{index}: virtio-net {a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{f:02x}");
-    let (stack, runner) = torito_netstack::new(
-        Link::Virtio(alloc::boxed::Box::new(device)),
-        config,
-        seed(index),
-        crate::time::now(),
-    );
+    let device = Link::Virtio(alloc::boxed::Box::new(device));
+    Some(spawn_stack(index, device, config, Some(opened.interrupt)))
+}
+
+/// NIC `index`'s stack over `link`, with its runner spawned on this core.
+fn spawn_stack(
+    index: usize,
+    link: Link,
+    config: Config,
+    interrupt: Option<&'static DeviceInterrupt>,
+) -> Nic {
+    let (stack, runner) = torito_netstack::new(link, config, seed(index), crate::time::now());
     crate::task::spawn(async move {
         runner.run().await;
     })
     .detach();
-    Some(Nic {
-        stack,
-        interrupt: Some(opened.interrupt),
-    })
+    Nic { stack, interrupt }
 }
 
 /// Blocking sockets: the async ones, waited on by parking the calling blocking task.
