@@ -66,22 +66,23 @@ struct Nic {
 /// A Xen domU's vifs, connected by the first [`stack_of`] (the xenstore handshake is
 /// asynchronous) and taken by `start`.
 static XEN_NICS: spin::Mutex<Vec<crate::xen::Nic>> = spin::Mutex::new(Vec::new());
-/// 0: not connected, 1: connecting, 2: done.
-static XEN_STATE: core::sync::atomic::AtomicU8 = core::sync::atomic::AtomicU8::new(0);
+/// Whether the first caller started connecting the vifs.
+static XEN_STARTED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+/// Raised once [`XEN_NICS`] holds the connected vifs: every caller waits on it.
+static XEN_CONNECTED: crate::stop_signal::StopSignal = crate::stop_signal::StopSignal::new();
 
 /// On a Xen domU, connects the vifs once (callers after the first wait for it).
 async fn connect_xen_nics() {
-    use core::sync::atomic::Ordering::{Acquire, Release};
-    if XEN_STATE.compare_exchange(0, 1, Acquire, Acquire).is_ok() {
+    if !XEN_STARTED.swap(true, core::sync::atomic::Ordering::AcqRel) {
         let nics = crate::xen::connect_nics(MAX_NICS).await;
         *XEN_NICS.lock() = nics;
         // A network service hears `xl shutdown` even if it never awaits `shutdown()`.
         crate::xen::arm_shutdown();
-        XEN_STATE.store(2, Release);
+        for waker in XEN_CONNECTED.raise().1 {
+            waker.wake();
+        }
     }
-    while XEN_STATE.load(Acquire) != 2 {
-        crate::time::sleep(crate::time::Duration::from_millis(1)).await;
-    }
+    XEN_CONNECTED.wait().await;
 }
 
 static NICS: spin::Once<Vec<Nic>> = spin::Once::new();

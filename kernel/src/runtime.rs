@@ -6,7 +6,8 @@
 //! * `idle` disables interrupts, marks the core halted, re-checks for work, arms the
 //!   local APIC timer for the next deadline and executes `sti; hlt` as one step, so a
 //!   wakeup that arrives between the check and the halt still ends the halt (STI's
-//!   one-instruction interrupt shadow covers the HLT);
+//!   one-instruction interrupt shadow covers the HLT, and where a hypervisor breaks the
+//!   shadow the interrupt dispatcher steps over the HLT: `interrupts::enable_and_halt`);
 //! * `wake_core` sends an IPI only when the target core is another core and is marked
 //!   halted. A waker on the same core (a task, or an interrupt handler) needs nothing:
 //!   the core is running, or that very interrupt ended its `hlt`.
@@ -15,7 +16,7 @@
 //! full fence on both sides), so either the idle core sees the new task or the waker
 //! sees the halted flag: no lost wakeup.
 
-use crate::arch::interrupts::WAKE_VECTOR;
+use crate::arch::interrupts::{self, WAKE_VECTOR};
 use crate::arch::percpu::{self, MAX_CPUS};
 use crate::arch::{clock, lapic, smp};
 /// The heap, for `net`'s buffer sizing (it lives in `memory::heap`).
@@ -48,7 +49,7 @@ impl Platform for X86Platform {
         percpu::cpu(percpu::current())
             .halts
             .fetch_add(1, Ordering::Relaxed);
-        x86_64::instructions::interrupts::enable_and_hlt();
+        interrupts::enable_and_halt();
         halted.store(false, Ordering::Relaxed);
     }
 

@@ -2,6 +2,9 @@
 //! ping-pong over channels and prints the round-trip time. Exits 0, or 1 if a message
 //! was lost, duplicated or late beyond a generous timeout.
 //!
+//! Each core's counters (`torito::task::core_stats`) close the run: halts, wake IPIs,
+//! and halts skipped because a hypervisor delivered an interrupt inside STI's shadow.
+//!
 //! `app.rounds=N` sets the round trips per pair (default 1000); the QEMU tests use it
 //! for the cross-core wake stress.
 #![no_std]
@@ -66,6 +69,13 @@ async fn main() -> i32 {
                 }
             }
         }
+    }
+    for core in 0..cores {
+        torito::println!(
+            "intercore: core {} {}",
+            core,
+            torito::task::core_stats(core)
+        );
     }
     if failures == 0 {
         torito::println!("intercore: all pairs ok");

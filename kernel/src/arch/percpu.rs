@@ -30,6 +30,9 @@ pub struct PerCpu {
     pub wakes_received: AtomicU64,
     /// Local APIC timer interrupts on this core.
     pub timer_interrupts: AtomicU64,
+    /// Interrupts taken between the idle `sti` and `hlt`, whose `hlt` was then skipped
+    /// (`interrupts::enable_and_halt`): never on hardware, which honours STI's shadow.
+    pub halts_skipped: AtomicU64,
 }
 
 static CPUS: [PerCpu; MAX_CPUS] = [const {
@@ -42,6 +45,7 @@ static CPUS: [PerCpu; MAX_CPUS] = [const {
         wakes_sent: AtomicU64::new(0),
         wakes_received: AtomicU64::new(0),
         timer_interrupts: AtomicU64::new(0),
+        halts_skipped: AtomicU64::new(0),
     }
 }; MAX_CPUS];
 
