@@ -214,13 +214,19 @@ async fn watch_shutdown() {
         store.watch(NODE, TOKEN).await
     };
     if let Err(error) = armed.await {
-        log::warn!("xen: xl shutdown and xl reboot will not be heard: {}", error);
+        log::warn!(
+            "xen: xl shutdown and xl reboot will not be heard: {}",
+            error
+        );
         return;
     }
     loop {
         // xenstored fires a watch once when it is set, then on every change.
         if let Err(error) = store.next_event(TOKEN).await {
-            log::warn!("xen: xl shutdown and xl reboot are no longer heard: {}", error);
+            log::warn!(
+                "xen: xl shutdown and xl reboot are no longer heard: {}",
+                error
+            );
             return;
         }
         let Ok(request) = store.read(NODE).await else {
