@@ -171,7 +171,7 @@ fn echo_as_domu_restarts_on_xl_reboot() -> Result<(), Failure> {
         "dom0: ",
         &[
             &probe,
-            "xl reboot",
+            "asking the domU to reboot: xl reboot domu",
             "domU ready again",
             &probe,
             "Action for shutdown reason code 1 is restart",

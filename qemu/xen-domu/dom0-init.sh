@@ -144,7 +144,7 @@ if [ "$rounds" -gt 0 ]; then
     # "restart") destroys it and creates a fresh one, which must get ready and answer.
     if [ $status -eq 0 ] && [ "$reboot" = 1 ]; then
         if feature reboot; then
-            say "xl reboot"
+            say "asking the domU to reboot: xl reboot domu"
             xl reboot domu >/tmp/reboot.log 2>&1 || sed 's/^/dom0:   /' /tmp/reboot.log
             if wait_ready 2; then
                 say "domU ready again at $(cut -d' ' -f1 /proc/uptime)s (domain $(xl domid domu 2>/dev/null)); probing"
