@@ -4,8 +4,8 @@
 #
 # usage: qemu/xen-domu.sh fetch
 #        qemu/xen-domu.sh run (IMAGE | --linux) [--cmdline ARGS] [--wait TEXT]
-#                         [--rounds N] [--vcpus N] [--mem MIB] [--timeout SECONDS]
-#                         [--xl 'KEY = VALUE']...
+#                         [--rounds N] [--reboot] [--vcpus N] [--mem MIB]
+#                         [--timeout SECONDS] [--xl 'KEY = VALUE']...
 #
 # fetch: downloads (apt-get download, never installed) and unpacks Debian 12's regular
 #   kernel (linux-image-amd64's, which has CONFIG_XEN_DOM0; the cloud kernel lacks it),
@@ -23,13 +23,18 @@
 #                  round trips of 64 bytes to 10.0.0.2:5555 (qemu/xen-domu/rtt.c), then
 #                  shuts the domU down (xl shutdown when it listens on xenstore's
 #                  control/shutdown, else xl destroy).
+#     --reboot     with --rounds N: after the probe, `xl reboot` (control/shutdown =
+#                  reboot; the domU must say control/feature-reboot = 1), wait for TEXT
+#                  a second time (xl create -F restarts the domU: on_reboot = "restart"
+#                  with this option, "destroy" without), probe again, then shut it down.
 #     --vcpus N    the domU's vCPUs (1); --mem MIB its memory (32; 128 for --linux)
 #     --timeout S  dom0 destroys a domU still running after S seconds (240)
 #     --xl LINE    one more line for the domU's xl config (e.g. 'acpi = 0'), after ours
 #   Everything comes out on stdout: Xen's and dom0's console, the domU's console lines
 #   prefixed "domu: ", dom0's own lines prefixed "dom0: ", among them
 #   "dom0: rtt: N rounds of 64 bytes, median M us, ..." and "dom0: domU end: poweroff"
-#   (or reboot, crash, unknown). Exit status: dom0's (0 when every step it took worked,
+#   (or reboot, crash, unknown), a line for each domain xl watched (two with --reboot),
+#   then all in order: "dom0: domU ends, in order: reboot, poweroff". Exit status: dom0's (0 when every step it took worked,
 #   1 when the probe or the wait failed or the timeout struck, 2 when a domU without a
 #   probe ended other than by powering off, 3 when a Xen daemon did not start), 124 when
 #   QEMU ended without it. A crashed domU is kept long enough to show its vCPU (xenctx).
@@ -113,13 +118,14 @@ static() {
 }
 
 run() {
-    local image="" linux=0 cmdline="" wait="" rounds=0 vcpus=1 mem="" timeout=240 xl=()
+    local image="" linux=0 cmdline="" wait="" rounds=0 reboot=0 vcpus=1 mem="" timeout=240 xl=()
     while [ $# -gt 0 ]; do
         case $1 in
             --linux) linux=1; shift ;;
             --cmdline) cmdline=${2?}; shift 2 ;;
             --wait) wait=${2?}; shift 2 ;;
             --rounds) rounds=${2?}; shift 2 ;;
+            --reboot) reboot=1; shift ;;
             --vcpus) vcpus=${2?}; shift 2 ;;
             --mem) mem=${2?}; shift 2 ;;
             --timeout) timeout=${2?}; shift 2 ;;
@@ -133,6 +139,7 @@ run() {
     [ -z "$image" ] || [ -f "$image" ] || { echo "xen-domu.sh: no image at $image" >&2; exit 2; }
     case $rounds$vcpus$timeout${mem:-0} in *[!0-9]*) echo "xen-domu.sh: --rounds, --vcpus, --mem and --timeout take numbers" >&2; exit 2 ;; esac
     [ "$rounds" -eq 0 ] || [ -n "$wait" ] || { echo "xen-domu.sh: --rounds needs --wait TEXT (the domU's ready line)" >&2; exit 2; }
+    [ "$reboot" -eq 0 ] || [ "$rounds" -gt 0 ] || { echo "xen-domu.sh: --reboot needs --wait TEXT --rounds N (the probe before and after)" >&2; exit 2; }
     [ -f "$cache/root.done" ] && [ -f "$cache/cloud.done" ] || { echo "xen-domu.sh: no dom0 packages; run: qemu/xen-domu.sh fetch (make setup does)" >&2; exit 2; }
     local xen
     xen=$("$here/xen.sh" path)
@@ -205,14 +212,20 @@ vif = [ "bridge=xenbr0,script=vif-busybox" ]
 # decode and crashes the domU on: keep the TSC native.
 tsc_mode = "native"
 on_poweroff = "destroy"
-on_reboot = "destroy"
 on_crash = "preserve"
 CFG
+    # A reboot ends the domain unless --reboot asks for the restart xl does by default:
+    # a triple fault is a reboot to Xen too, and a reset loop would hide the failure.
+    if [ $reboot -eq 1 ]; then
+        echo 'on_reboot = "restart"' >>"$cfg"
+    else
+        echo 'on_reboot = "destroy"' >>"$cfg"
+    fi
     [ ${#xl[@]} -eq 0 ] || printf '%s\n' "${xl[@]}" >>"$cfg"
     python3 "$here/xen-domu/initramfs.py" guest "$work/guest.cpio.gz" "${files[@]}"
     cat "$dom0" "$work/guest.cpio.gz" >"$work/initrd"
 
-    local append="console=hvc0 xendomu.rounds=$rounds xendomu.timeout=$timeout xendomu.wait=${wait// /+}"
+    local append="console=hvc0 xendomu.rounds=$rounds xendomu.timeout=$timeout xendomu.reboot=$reboot xendomu.wait=${wait// /+}"
     local status=0
     qemu-system-x86_64 -accel tcg -cpu max -smp 2 -m 1G -machine q35 -nographic \
         -no-reboot \

@@ -143,6 +143,18 @@ impl ShutdownReason {
             Self::Crash
         }
     }
+
+    /// How a domain ends with exit status `code` when the toolstack has (or has not)
+    /// asked it to reboot (`xl reboot`: `reboot` in `control/shutdown`). A clean exit
+    /// after that request is a reboot, which xl's `on_reboot` policy ("restart" by
+    /// default) turns into a fresh domain; a failure stays a crash, so that `on_crash`
+    /// still sees it and a broken service is not restarted as if it had stopped well.
+    pub fn at_exit(code: u32, reboot_requested: bool) -> Self {
+        match Self::for_exit_code(code) {
+            Self::Poweroff if reboot_requested => Self::Reboot,
+            reason => reason,
+        }
+    }
 }
 
 /// `struct sched_shutdown`.
@@ -631,6 +643,25 @@ mod tests {
         assert_eq!(ShutdownReason::for_exit_code(0), ShutdownReason::Poweroff);
         assert_eq!(ShutdownReason::for_exit_code(1), ShutdownReason::Crash);
         assert_eq!(ShutdownReason::for_exit_code(101), ShutdownReason::Crash);
+    }
+
+    #[test]
+    fn a_clean_exit_after_a_reboot_request_reboots() {
+        assert_eq!(ShutdownReason::at_exit(0, true), ShutdownReason::Reboot);
+    }
+
+    #[test]
+    fn without_a_reboot_request_the_exit_code_decides() {
+        assert_eq!(ShutdownReason::at_exit(0, false), ShutdownReason::Poweroff);
+        assert_eq!(ShutdownReason::at_exit(1, false), ShutdownReason::Crash);
+        assert_eq!(ShutdownReason::at_exit(101, false), ShutdownReason::Crash);
+    }
+
+    #[test]
+    fn a_failed_exit_after_a_reboot_request_is_still_a_crash() {
+        assert_eq!(ShutdownReason::at_exit(1, true), ShutdownReason::Crash);
+        assert_eq!(ShutdownReason::at_exit(101, true), ShutdownReason::Crash);
+        assert_eq!(ShutdownReason::at_exit(127, true), ShutdownReason::Crash);
     }
 
     #[test]

@@ -17,7 +17,8 @@ pub enum Source {
     PowerButton = 1,
     /// Ctrl+Alt+Del on the i8042 keyboard (Firecracker's `SendCtrlAltDel`).
     CtrlAltDel = 2,
-    /// A Xen toolstack's request through xenstore (`xl shutdown`: `control/shutdown`).
+    /// A Xen toolstack's request through xenstore (`xl shutdown` or `xl reboot`:
+    /// `control/shutdown`).
     Xen = 4,
 }
 
@@ -35,7 +36,7 @@ impl Source {
         match self {
             Source::PowerButton => "the ACPI power button",
             Source::CtrlAltDel => "Ctrl+Alt+Del on the keyboard",
-            Source::Xen => "the Xen toolstack (xl shutdown)",
+            Source::Xen => "the Xen toolstack (xl shutdown or xl reboot)",
         }
     }
 }

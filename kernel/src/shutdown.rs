@@ -3,7 +3,7 @@
 //! Sources: the ACPI power button (QEMU's `system_powerdown`: the fixed PM1 event on q35
 //! and pc, the Generic Event Device on microvm; Cloud Hypervisor's GED), Ctrl+Alt+Del
 //! on an i8042 keyboard (Firecracker's `SendCtrlAltDel`, QEMU's `send-key`) and, on a Xen
-//! domU, the toolstack's `control/shutdown` in xenstore (`xl shutdown`).
+//! domU, the toolstack's `control/shutdown` in xenstore (`xl shutdown`, `xl reboot`).
 //! docs/services.md ("Stopping cleanly") lists which machine sends what.
 //!
 //! ```ignore

@@ -9,7 +9,9 @@
 //! environment: dom0, xenstored, netback, the bridge and the probe. The Torito cases need
 //! build/hello.elf and build/echo.elf (`make images`): hello prints through the PV
 //! console ring and powers off; echo answers dom0 through netfront and Linux's netback,
-//! then stops cleanly on `xl shutdown` (xenstore's control/shutdown).
+//! then stops cleanly on `xl shutdown` (xenstore's control/shutdown); `xl reboot` stops
+//! it the same way, and the domain it ends with `SHUTDOWN_reboot` is restarted by xl
+//! and answers again.
 //!
 //! Needs `qemu/xen.sh fetch` and `qemu/xen-domu.sh fetch` (`make setup` runs both) and
 //! gcc for the static helpers. One run takes 10-80 s under TCG here (Xen, then Linux as
@@ -79,6 +81,26 @@ fn probed(guest: &Guest, outcome: &Outcome) -> Result<(), Failure> {
     has_line(guest, outcome, &expected)
 }
 
+/// Fails unless the console lines starting with `prefix` contain each of `texts`, in
+/// this order (each after the line that matched the one before). Only one source's
+/// lines are compared: dom0's lines and the domU's (followed from a log file) reach the
+/// console on their own paths, so their relative order is not guaranteed.
+fn in_order(guest: &Guest, outcome: &Outcome, prefix: &str, texts: &[&str]) -> Result<(), Failure> {
+    let mut lines = outcome
+        .console
+        .lines()
+        .filter(|line| line.starts_with(prefix));
+    for (index, text) in texts.iter().enumerate() {
+        if !lines.any(|line| line.contains(text)) {
+            return Err(guest.failure(format!(
+                "no `{prefix}` line containing `{text}` after {:?}",
+                &texts[..index]
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn ran_under_xen_and_dom0(guest: &Guest, outcome: &Outcome) -> Result<(), Failure> {
     has_line(guest, outcome, "(XEN) Xen version 4.17")?;
     // xl itself said the domU was created and watched it to its end.
@@ -127,6 +149,54 @@ fn echo_as_domu_answers_dom0() -> Result<(), Failure> {
     // stopped as on an ACPI power button and the domain powered off.
     has_line(&guest, &outcome, "domu: echo: stopped cleanly")?;
     has_line(&guest, &outcome, "dom0: domU end: poweroff")?;
+    dom0_ok(&guest, &outcome)
+}
+
+#[test]
+fn echo_as_domu_restarts_on_xl_reboot() -> Result<(), Failure> {
+    let _one = one_at_a_time();
+    let image = image_path("echo");
+    let image = image.to_string_lossy();
+    let rounds = ROUNDS.to_string();
+    let (guest, outcome) = xen_domu(&[
+        &image, "--wait", ECHO_READY, "--rounds", &rounds, "--reboot",
+    ])?;
+    ran_under_xen_and_dom0(&guest, &outcome)?;
+    let probe = format!("rtt: {ROUNDS} rounds of 64 bytes, median ");
+    // Dom0: the probe, `xl reboot`, the fresh domain ready and probed, then `xl
+    // shutdown`; xl saw two domains end, the first rebooting, the second powered off.
+    in_order(
+        &guest,
+        &outcome,
+        "dom0: ",
+        &[
+            &probe,
+            "asking the domU to reboot: xl reboot domu",
+            "domU ready again",
+            &probe,
+            "Action for shutdown reason code 1 is restart",
+            "domU ends, in order: reboot, poweroff",
+        ],
+    )?;
+    // The domU: the service stopped cleanly on the reboot request and the kernel ended
+    // the domain with SHUTDOWN_reboot (not a triple fault, which Xen also calls a
+    // reboot); the second boot served, then stopped cleanly on `xl shutdown`.
+    in_order(
+        &guest,
+        &outcome,
+        "domu: ",
+        &[
+            ECHO_READY,
+            "shutdown: requested by the Xen toolstack",
+            "echo: stopped cleanly",
+            "torito: exit(0)",
+            "xen: the domain reboots",
+            ECHO_READY,
+            "shutdown: requested by the Xen toolstack",
+            "echo: stopped cleanly",
+            "torito: exit(0)",
+        ],
+    )?;
     dom0_ok(&guest, &outcome)
 }
 

@@ -9,6 +9,8 @@
 #   xendomu.wait=TEXT    probe only after the domU's console shows TEXT (spaces as '+')
 #   xendomu.rounds=N     then N round trips of 64 bytes to 10.0.0.2:5555 (0: no probe)
 #   xendomu.timeout=S    give up on the domU after S seconds (default 240)
+#   xendomu.reboot=1     after the probe, `xl reboot` the domU, wait for TEXT again (the
+#                        fresh domain xl create -F starts), probe again, then shut it down
 # Lines this script prints start with "dom0: " so a test can tell them from the rest.
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin
 mount -t proc proc /proc
@@ -41,6 +43,7 @@ setting() {
 wait_text=$(setting wait "")
 rounds=$(setting rounds 0)
 timeout=$(setting timeout 240)
+reboot=$(setting reboot 0)
 
 mount -t xenfs xenfs /proc/xen || { say "no xenfs: not Xen's dom0?"; end 3; }
 started=$(cut -d' ' -f1 /proc/uptime)
@@ -63,7 +66,8 @@ xl create -F /etc/xen/domu.cfg >/tmp/xl.log 2>&1 &
 xl_pid=$!
 log=/var/log/xen/console/guest-domu.log
 # The domU's console, line by line, as it comes (xenconsoled creates the log when the
-# domain appears).
+# domain appears, named after the domain, and opens it for appending: a domain xl
+# restarts after a reboot has the same name, so its lines follow the first one's).
 (
     while [ ! -e $log ]; do usleep 50000; kill -0 $xl_pid 2>/dev/null || exit; done
     tail -f $log | while IFS= read -r line; do echo "domu: $line"; done
@@ -92,28 +96,74 @@ destroy() {
 
 deadline=$(( ${started%.*} + timeout ))
 now() { cut -d' ' -f1 /proc/uptime | cut -d. -f1; }
-status=0
-if [ "$rounds" -gt 0 ]; then
-    while ! grep -qF "$wait_text" $log 2>/dev/null; do
-        if ! kill -0 $xl_pid 2>/dev/null; then say "the domU ended before \"$wait_text\""; status=1; break; fi
+
+# wait_ready N: until the console log shows the wait text N times (one per boot of the
+# domU), or the domU ends, or the deadline; says which and returns 1 on the last two.
+wait_ready() {
+    local seen
+    while :; do
+        seen=$(grep -cF "$wait_text" $log 2>/dev/null)
+        [ "${seen:-0}" -ge "$1" ] && return 0
+        if ! kill -0 $xl_pid 2>/dev/null; then
+            say "the domU ended before \"$wait_text\" (boot $1)"
+            return 1
+        fi
         if [ "$(now)" -ge $deadline ]; then
-            say "no \"$wait_text\" after ${timeout}s"
+            say "no \"$wait_text\" (boot $1) after ${timeout}s"
             show_xenstore
-            status=1
-            break
+            return 1
         fi
         usleep 100000
     done
+}
+
+# probe: the round trips, reported; fails when one did.
+probe() {
+    local result=0
+    /bin/rtt 10.0.0.2 5555 "$rounds" >/tmp/rtt.log 2>&1 || result=1
+    sed 's/^/dom0: /' /tmp/rtt.log
+    return $result
+}
+
+# feature NAME: whether the running domU wrote control/feature-NAME = 1.
+feature() {
+    local id
+    id=$(xl domid domu 2>/dev/null) || return 1
+    [ "$(xenstore-read "/local/domain/$id/control/feature-$1" 2>/dev/null)" = 1 ]
+}
+
+status=0
+if [ "$rounds" -gt 0 ]; then
+    wait_ready 1 || status=1
     if [ $status -eq 0 ]; then
         say "domU ready at $(cut -d' ' -f1 /proc/uptime)s; probing"
-        /bin/rtt 10.0.0.2 5555 "$rounds" >/tmp/rtt.log 2>&1 || status=1
-        sed 's/^/dom0: /' /tmp/rtt.log
+        probe || status=1
+    fi
+    # xendomu.reboot=1: `xl reboot` asks through xenstore (control/shutdown = reboot);
+    # the domU stops and ends in SHUTDOWN_reboot, and xl create -F (on_reboot =
+    # "restart") destroys it and creates a fresh one, which must get ready and answer.
+    if [ $status -eq 0 ] && [ "$reboot" = 1 ]; then
+        if feature reboot; then
+            say "asking the domU to reboot: xl reboot domu"
+            xl reboot domu >/tmp/reboot.log 2>&1 || sed 's/^/dom0:   /' /tmp/reboot.log
+            if wait_ready 2; then
+                say "domU ready again at $(cut -d' ' -f1 /proc/uptime)s (domain $(xl domid domu 2>/dev/null)); probing"
+                probe || status=1
+            else
+                ls -l /var/log/xen/console | sed 's/^/dom0:   /'
+                status=1
+            fi
+        else
+            say "the domU does not listen for reboots (no control/feature-reboot)"
+            status=1
+        fi
+    fi
+    if kill -0 $xl_pid 2>/dev/null; then
         # Echo servers run until stopped: the probe's end is the domU's end. `xl shutdown`
         # asks through xenstore (control/shutdown), but only a domU that said it listens
         # there (control/feature-poweroff = 1) answers; for another, libxl waits 60 s
         # before it gives up, so that one is destroyed at once.
-        id=$(xl domid domu 2>/dev/null || echo none)
-        if [ "$(xenstore-read "/local/domain/$id/control/feature-poweroff" 2>/dev/null)" = 1 ]; then
+        if feature poweroff; then
             xl shutdown domu >/tmp/shutdown.log 2>&1 || sed 's/^/dom0:   /' /tmp/shutdown.log
             wait_end=$(( $(now) + 20 ))
             while kill -0 $xl_pid 2>/dev/null && [ "$(now)" -lt $wait_end ]; do usleep 100000; done
@@ -150,16 +200,26 @@ usleep 300000
 kill $tail_pid 2>/dev/null
 say "xl create -F said:"
 sed 's/^/dom0:   /' /tmp/xl.log
-# libxl's words for the end: "Domain N has shut down, reason code R 0x0" (0 poweroff,
-# 1 reboot, 2 suspend, 3 crash, 4 watchdog, 5 soft reset).
-reason=$(sed -n 's/.*has shut down, reason code \([0-9]*\).*/\1/p' /tmp/xl.log | head -n 1)
-case $reason in
-    0) say "domU end: poweroff" ;;
-    1) say "domU end: reboot" ;;
-    3) say "domU end: crash" ;;
-    "") say "domU end: unknown (destroyed, or never started)" ;;
-    *) say "domU end: reason $reason" ;;
-esac
+# libxl's words for each end: "Domain N has shut down, reason code R 0x0" (0 poweroff,
+# 1 reboot, 2 suspend, 3 crash, 4 watchdog, 5 soft reset), one per domain xl watched (a
+# reboot's restart is a second domain). One line per end, in order, then all of them.
+ends=""
+reason=""
+for reason in $(sed -n 's/.*has shut down, reason code \([0-9]*\).*/\1/p' /tmp/xl.log); do
+    case $reason in
+        0) end_name=poweroff ;;
+        1) end_name=reboot ;;
+        3) end_name=crash ;;
+        *) end_name="reason $reason" ;;
+    esac
+    say "domU end: $end_name"
+    ends="$ends${ends:+, }$end_name"
+done
+if [ -z "$ends" ]; then
+    say "domU end: unknown (destroyed, or never started)"
+    ends=unknown
+fi
+say "domU ends, in order: $ends"
 # Without a probe the domU is expected to end by itself, powered off.
 [ "$rounds" -gt 0 ] || [ "$reason" = 0 ] || [ $status -ne 0 ] || status=2
 say "console log's last lines:"

@@ -4,7 +4,8 @@
 //!
 //! * QEMU with `-device isa-debug-exit,iobase=0xf4,iosize=0x04` exits with status
 //!   `(code << 1) | 1`, the only path that carries the exit code;
-//! * on Xen, `SCHEDOP_shutdown` (power-off for status 0, crash otherwise) ends a domU;
+//! * on Xen, `SCHEDOP_shutdown` (power-off for status 0, or a reboot after `xl reboot`;
+//!   crash otherwise) ends a domU;
 //!   a dom0's power-off halts the machine (under QEMU, port 0xf4 ended it already);
 //! * ACPI S5 through the FADT's PM1a control block or sleep control register ends
 //!   QEMU without the device and Cloud Hypervisor;
@@ -22,7 +23,7 @@ pub fn exit(code: u32) -> ! {
     // SAFETY: port 0xf4 is QEMU's isa-debug-exit when present and unused otherwise; a
     // write to an absent device is dropped.
     unsafe { Port::<u32>::new(0xf4).write(code) };
-    // On Xen: poweroff or crash (a dom0's poweroff halts the machine).
+    // On Xen: poweroff, reboot or crash (a dom0's poweroff halts the machine).
     super::xen::shutdown(code);
     if acpi::power_off() {
         // A hypervisor stops the VM soon after the request: give it a moment before

@@ -31,6 +31,8 @@ use torito_boot::{BootError, BootInfo, MAX_MEMORY_REGIONS};
 static BASE: AtomicU32 = AtomicU32::new(0);
 /// Whether this domain is unprivileged (a domU), when on Xen.
 static DOMU: AtomicBool = AtomicBool::new(false);
+/// Whether the toolstack's last stop request was a reboot (`xl reboot`).
+static REBOOT: AtomicBool = AtomicBool::new(false);
 
 /// What went wrong talking to Xen after the boot's first steps (these are logged, and the
 /// kernel goes on without what failed).
@@ -180,15 +182,29 @@ pub fn tsc_hz() -> Option<u64> {
     abi::tsc_hz_from_scale(mul, shift as u8 as i8)
 }
 
-/// Stops the domain: power-off for exit status 0, crash otherwise. Returns at once off
-/// Xen, or if Xen refuses. A domU first waits (bounded) for its console daemon to take
-/// what is in the ring, the exit line included.
+/// Notes what the toolstack asked for in `control/shutdown`: a reboot (`xl reboot`,
+/// `reboot` true) or a stop (`xl shutdown`). The last request counts: a power-off asked
+/// after a reboot is a power-off. The stop itself goes through `torito::shutdown()`'s
+/// watcher like any other; only the end (`shutdown`) differs.
+pub fn request_reboot(reboot: bool) {
+    REBOOT.store(reboot, Ordering::Release);
+}
+
+/// Stops the domain: power-off for exit status 0 (a reboot when the toolstack asked for
+/// one), crash otherwise. Returns at once off Xen, or if Xen refuses. A domU first waits
+/// (bounded) for its console daemon to take what is in the ring, the exit line included.
 pub fn shutdown(code: u32) {
     if present() {
+        let reason = abi::ShutdownReason::at_exit(code, REBOOT.load(Ordering::Acquire));
+        if reason == abi::ShutdownReason::Reboot {
+            write(format_args!(
+                "xen: the domain reboots (the toolstack asked: xl reboot)\n"
+            ));
+        }
         if DOMU.load(Ordering::Relaxed) {
             console::drain();
         }
-        hypercall::shutdown(abi::ShutdownReason::for_exit_code(code));
+        hypercall::shutdown(reason);
     }
 }
 
