@@ -56,11 +56,19 @@ pub const MAX_NICS: usize = 4;
 // Every NIC the kernel drives can be configured from the command line.
 const _: () = assert!(MAX_NICS <= torito_netstack::CONFIGURABLE_NICS);
 
-/// One NIC's stack and its device's interrupt (none for a Xen vif: its events come
-/// through the event-channel upcall).
+/// One NIC's stack and the count of its device's interrupts.
 struct Nic {
     stack: Stack,
-    interrupt: Option<&'static DeviceInterrupt>,
+    interrupts: Interrupts,
+}
+
+/// Where a NIC's interrupts are counted.
+#[derive(Clone, Copy)]
+enum Interrupts {
+    /// A virtio-net device's interrupt (MSI-X, I/O APIC line or MMIO).
+    Device(&'static DeviceInterrupt),
+    /// A Xen vif's event channel: events delivered to its ports by the upcall.
+    XenEvents(&'static core::sync::atomic::AtomicU64),
 }
 
 /// A Xen domU's vifs, connected by the first [`stack_of`] (the xenstore handshake is
@@ -208,14 +216,14 @@ pub fn device_interrupts() -> u64 {
 }
 
 /// How many interrupts NIC `nic`'s device raised (0 without that NIC, or before the
-/// stacks started).
+/// stacks started); for a Xen vif, the events delivered to its event channel.
 pub fn device_interrupts_of(nic: usize) -> u64 {
-    NICS.get().and_then(|nics| nics.get(nic)).map_or(0, |nic| {
-        nic.interrupt.map_or_else(
-            || crate::arch::xen::events::counts().0,
-            |interrupt| interrupt.count(),
-        )
-    })
+    NICS.get()
+        .and_then(|nics| nics.get(nic))
+        .map_or(0, |nic| match nic.interrupts {
+            Interrupts::Device(interrupt) => interrupt.count(),
+            Interrupts::XenEvents(events) => events.load(Relaxed),
+        })
 }
 
 fn nics() -> &'static [Nic] {
@@ -271,8 +279,9 @@ fn start() -> Vec<Nic> {
             "net{index}: {} {a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{f:02x}",
             crate::xen::describe(&vif)
         );
+        let events = Interrupts::XenEvents(vif.events().events());
         let vif = Link::Xen(alloc::boxed::Box::new(vif));
-        nics.push(spawn_stack(index, vif, config, None));
+        nics.push(spawn_stack(index, vif, config, events));
     }
     match nics.len() {
         0 => log::warn!("net: no network device (virtio-net, or a Xen vif)"),
@@ -334,22 +343,22 @@ fn start_nic(index: usize, device: Device, config: Config) -> Option<Nic> {
     let [a, b, c, d, e, f] = mac;
     log::info!("net{index}: virtio-net {a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{f:02x}");
     let device = Link::Virtio(alloc::boxed::Box::new(device));
-    Some(spawn_stack(index, device, config, Some(opened.interrupt)))
+    Some(spawn_stack(
+        index,
+        device,
+        config,
+        Interrupts::Device(opened.interrupt),
+    ))
 }
 
 /// NIC `index`'s stack over `link`, with its runner spawned on this core.
-fn spawn_stack(
-    index: usize,
-    link: Link,
-    config: Config,
-    interrupt: Option<&'static DeviceInterrupt>,
-) -> Nic {
+fn spawn_stack(index: usize, link: Link, config: Config, interrupts: Interrupts) -> Nic {
     let (stack, runner) = torito_netstack::new(link, config, seed(index), crate::time::now());
     crate::task::spawn(async move {
         runner.run().await;
     })
     .detach();
-    Nic { stack, interrupt }
+    Nic { stack, interrupts }
 }
 
 /// Blocking sockets: the async ones, waited on by parking the calling blocking task.

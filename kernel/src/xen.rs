@@ -51,6 +51,20 @@ impl EventChannel for Bell {
             }
         })
     }
+
+    fn close(&self, port: u32) {
+        let status = self.0.close(port);
+        if status != 0 {
+            log::warn!("xen: EVTCHNOP_close on port {} failed: {}", port, status);
+        }
+    }
+}
+
+impl Bell {
+    /// Events delivered to this bell's ports since boot.
+    pub fn events(&self) -> &'static core::sync::atomic::AtomicU64 {
+        self.0.events()
+    }
 }
 
 /// The xenstore client.

@@ -95,6 +95,11 @@ pub trait EventChannel: Send + Sync {
     /// Added to the agreed interface for [`netfront::connect`]: the backend's domain id
     /// is known only once xenstore has been read, so the driver asks for the port then.
     fn alloc_unbound(&self, remote: u16) -> Result<u32, i32>;
+
+    /// Closes `port` (`EVTCHNOP_close`), one that [`alloc_unbound`](Self::alloc_unbound)
+    /// gave: a front end whose connection failed, or that is dropped, gives it back so
+    /// that its backend sees it closed and the port can be allocated again.
+    fn close(&self, port: u32);
 }
 
 /// `&T` and `Arc<T>` share a page or signal a channel as `T` does (drivers hold either):
@@ -145,6 +150,9 @@ macro_rules! forward_through {
             }
             fn alloc_unbound(&self, remote: u16) -> Result<u32, i32> {
                 (**self).alloc_unbound(remote)
+            }
+            fn close(&self, port: u32) {
+                (**self).close(port)
             }
         }
     };

@@ -311,8 +311,9 @@ struct TxSide<P> {
     scratch: Vec<u8>,
 }
 
-/// A connected vif ([`connect`]).
-pub struct NetFront<P, E> {
+/// A connected vif ([`connect`]). Dropped (a failed [`connect`] drops the one it was
+/// building), it closes its event channel; its pages stay granted (see [`connect`]).
+pub struct NetFront<P, E: EventChannel> {
     tx: TxSide<P>,
     rx: RxRing<P>,
     rx_buffers: Vec<Buffer<P>>,
@@ -328,6 +329,12 @@ pub struct NetFront<P, E> {
     rx_ring_ref: GrantRef,
     stats: Arc<NetFrontStats>,
     dead: bool,
+}
+
+impl<P, E: EventChannel> Drop for NetFront<P, E> {
+    fn drop(&mut self) {
+        self.events.close(self.port);
+    }
 }
 
 /// Connects vif `index` (`device/vif/<index>` in our xenstore directory) over `pages`,
@@ -645,6 +652,11 @@ impl<P: SharedPage, E: EventChannel> NetFront<P, E> {
     /// The backend's domain id.
     pub fn backend_id(&self) -> u16 {
         self.backend_id
+    }
+
+    /// The event channel it was connected with.
+    pub fn events(&self) -> &E {
+        &self.events
     }
 
     /// The event-channel port.

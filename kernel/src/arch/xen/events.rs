@@ -38,6 +38,8 @@ static NEXT_CHANNEL: AtomicUsize = AtomicUsize::new(0);
 static QUIET: AtomicU32 = AtomicU32::new(0);
 /// Upcalls taken, and events on ports routed to no channel.
 static UPCALLS: AtomicU64 = AtomicU64::new(0);
+/// Events delivered to each channel (a NIC's are its interrupt count).
+static EVENTS: [AtomicU64; CHANNELS] = [const { AtomicU64::new(0) }; CHANNELS];
 static STRAY: AtomicU64 = AtomicU64::new(0);
 
 /// How upcalls reach this kernel.
@@ -73,8 +75,12 @@ fn upcall() {
         let route = ROUTES
             .get(port as usize)
             .map_or(0, |route| route.load(Ordering::Acquire));
-        match WAKERS.get(usize::from(route).wrapping_sub(1)) {
-            Some(waker) => waker.wake(),
+        let channel = usize::from(route).wrapping_sub(1);
+        match WAKERS.get(channel) {
+            Some(waker) => {
+                EVENTS[channel].fetch_add(1, Ordering::Relaxed);
+                waker.wake();
+            }
             None => {
                 STRAY.fetch_add(1, Ordering::Relaxed);
             }
@@ -180,6 +186,12 @@ impl Channel {
         &WAKERS[self.index]
     }
 
+    /// Events delivered to this channel's ports since boot (one per port per upcall
+    /// that found it pending).
+    pub fn events(&self) -> &'static AtomicU64 {
+        &EVENTS[self.index]
+    }
+
     /// Routes `port`'s events to this channel's waker and unmasks the port.
     ///
     /// # Errors
@@ -206,6 +218,23 @@ impl Channel {
             return Err(error);
         }
         Ok(port)
+    }
+
+    /// Closes `port` (`EVTCHNOP_close`) and stops routing it here; returns Xen's status.
+    /// A port routed to another channel is left alone (`-EINVAL`).
+    pub fn close(&self, port: u32) -> i64 {
+        let Some(route) = ROUTES.get(port as usize) else {
+            return -22;
+        };
+        let mine = self.index as u8 + 1;
+        if route.load(Ordering::Acquire) != mine {
+            return -22;
+        }
+        let status = hypercall::close(port);
+        // Unrouted after closing: a last event raised before the close finds no waker and
+        // is counted as stray, rather than waking a channel the port may be given to next.
+        let _ = route.compare_exchange(mine, 0, Ordering::AcqRel, Ordering::Acquire);
+        status
     }
 }
 

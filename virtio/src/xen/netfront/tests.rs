@@ -16,10 +16,18 @@ const BACKEND: &str = "backend/vif/5/0";
 const FRONT: &str = "device/vif/0";
 const PORT: u32 = 9;
 
-/// An event channel that hands out port 9 (or fails) and counts notifications.
+/// An event channel that hands out port 9 (or fails), counts notifications and keeps
+/// the ports closed.
 struct Channel {
     rung: AtomicU32,
     refuse: bool,
+    closed: std::sync::Mutex<Vec<u32>>,
+}
+
+impl Channel {
+    fn closed(&self) -> Vec<u32> {
+        self.closed.lock().unwrap().clone()
+    }
 }
 
 impl EventChannel for Channel {
@@ -30,6 +38,9 @@ impl EventChannel for Channel {
     fn alloc_unbound(&self, remote: u16) -> Result<u32, i32> {
         assert_eq!(remote, 0, "bound for the backend's domain");
         if self.refuse { Err(-28) } else { Ok(PORT) }
+    }
+    fn close(&self, port: u32) {
+        self.closed.lock().unwrap().push(port);
     }
 }
 
@@ -82,6 +93,7 @@ fn new_world(tx: usize, rx: usize) -> (World, NetPages<VecPage>) {
         channel: Arc::new(Channel {
             rung: AtomicU32::new(0),
             refuse: false,
+            closed: std::sync::Mutex::new(Vec::new()),
         }),
         net_interrupt: interrupt(),
     };
@@ -382,6 +394,7 @@ fn a_refused_event_channel_ends_the_grants() {
     world.channel = Arc::new(Channel {
         rung: AtomicU32::new(0),
         refuse: true,
+        closed: std::sync::Mutex::new(Vec::new()),
     });
     let free = world.table.free();
     assert_eq!(
@@ -389,6 +402,10 @@ fn a_refused_event_channel_ends_the_grants() {
         Some(NetFrontError::EventChannel(-28))
     );
     assert_eq!(world.table.free(), free, "every grant ended");
+    assert!(
+        world.channel.closed().is_empty(),
+        "no port was given, none closed"
+    );
 }
 
 #[test]
@@ -406,6 +423,7 @@ fn rx_responses_before_connecting_are_refused() {
         result.err(),
         Some(NetFrontError::Ring(RingError::Overrun { rsp_prod: 3, .. }))
     ));
+    assert_eq!(world.channel.closed(), [PORT], "the port is given back");
 }
 
 #[test]
@@ -447,7 +465,13 @@ fn frames_flow_both_ways() {
     assert_eq!(device.stats().tx_frames.load(Ordering::SeqCst), 3);
     // Buffers went back: all eight receive buffers are posted again.
     assert_eq!(netback.rx_requests(), 8);
+    assert!(world.channel.closed().is_empty());
     drop(device);
+    assert_eq!(
+        world.channel.closed(),
+        [PORT],
+        "a dropped vif closes its port"
+    );
     assert_eq!(
         stats.rx_frames.load(Ordering::SeqCst),
         3,
