@@ -42,6 +42,7 @@ use crate::devices;
 use alloc::vec::Vec;
 use link::Link;
 use torito_virtio::discovery::{Device, Kind};
+use torito_virtio::xen::netfront::NetFrontStats;
 use torito_virtio::{NetStats, StepwiseStatus};
 
 mod link;
@@ -56,19 +57,22 @@ pub const MAX_NICS: usize = 4;
 // Every NIC the kernel drives can be configured from the command line.
 const _: () = assert!(MAX_NICS <= torito_netstack::CONFIGURABLE_NICS);
 
-/// One NIC's stack and the count of its device's interrupts.
+/// One NIC's stack and where its driver's counters are.
 struct Nic {
     stack: Stack,
-    interrupts: Interrupts,
+    device: NicDevice,
 }
 
-/// Where a NIC's interrupts are counted.
-#[derive(Clone, Copy)]
-enum Interrupts {
-    /// A virtio-net device's interrupt (MSI-X, I/O APIC line or MMIO).
-    Device(&'static DeviceInterrupt),
-    /// A Xen vif's event channel: events delivered to its ports by the upcall.
-    XenEvents(&'static core::sync::atomic::AtomicU64),
+/// A NIC's driver, as its counters see it.
+enum NicDevice {
+    /// A virtio-net device: its interrupt (MSI-X, I/O APIC line or MMIO); its driver
+    /// counts into `DEVICE_STATS`.
+    Virtio(&'static DeviceInterrupt),
+    /// A Xen vif: the events delivered to its event channel, and netfront's counters.
+    XenVif {
+        events: &'static AtomicU64,
+        stats: alloc::sync::Arc<NetFrontStats>,
+    },
 }
 
 /// A Xen domU's vifs, connected by the first [`stack_of`] (the xenstore handshake is
@@ -198,16 +202,30 @@ pub fn nic_count() -> usize {
     nics().len()
 }
 
-/// The first device driver's counters: `device_stats_of(0)`'s.
+/// The first virtio-net driver's counters: `device_stats_of(0)`'s (zeros when the first
+/// NIC is a Xen vif: [`xen_vif_stats_of`]).
 pub fn device_stats() -> &'static NetStats {
     &DEVICE_STATS[0]
 }
 
-/// NIC `nic`'s device driver counters (frames, untrusted used-ring entries dropped,
-/// transmit backpressure events, notifications, resets); `None` without that NIC. Its
-/// stack's counters are `stack_of_now(nic)`'s [`Stack::counters`].
+/// NIC `nic`'s virtio-net driver counters (frames, untrusted used-ring entries dropped,
+/// transmit backpressure events, notifications, resets); `None` without that NIC, and
+/// for a Xen vif ([`xen_vif_stats_of`] has its driver's). Its stack's counters are
+/// `stack_of_now(nic)`'s [`Stack::counters`].
 pub fn device_stats_of(nic: usize) -> Option<&'static NetStats> {
-    (nic < nic_count()).then(|| &DEVICE_STATS[nic])
+    match nics().get(nic)?.device {
+        NicDevice::Virtio(_) => Some(&DEVICE_STATS[nic]),
+        NicDevice::XenVif { .. } => None,
+    }
+}
+
+/// NIC `nic`'s netfront counters when it is a Xen vif (frames, netback's errors, bad or
+/// unknown responses, notifications); `None` without that NIC or for a virtio-net one.
+pub fn xen_vif_stats_of(nic: usize) -> Option<&'static NetFrontStats> {
+    match &nics().get(nic)?.device {
+        NicDevice::XenVif { stats, .. } => Some(stats),
+        NicDevice::Virtio(_) => None,
+    }
 }
 
 /// How many interrupts the first network device raised: `device_interrupts_of(0)`.
@@ -220,9 +238,9 @@ pub fn device_interrupts() -> u64 {
 pub fn device_interrupts_of(nic: usize) -> u64 {
     NICS.get()
         .and_then(|nics| nics.get(nic))
-        .map_or(0, |nic| match nic.interrupts {
-            Interrupts::Device(interrupt) => interrupt.count(),
-            Interrupts::XenEvents(events) => events.load(Relaxed),
+        .map_or(0, |nic| match &nic.device {
+            NicDevice::Virtio(interrupt) => interrupt.count(),
+            NicDevice::XenVif { events, .. } => events.load(Relaxed),
         })
 }
 
@@ -279,9 +297,12 @@ fn start() -> Vec<Nic> {
             "net{index}: {} {a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{f:02x}",
             crate::xen::describe(&vif)
         );
-        let events = Interrupts::XenEvents(vif.events().events());
+        let device = NicDevice::XenVif {
+            events: vif.events().events(),
+            stats: vif.stats_handle(),
+        };
         let vif = Link::Xen(alloc::boxed::Box::new(vif));
-        nics.push(spawn_stack(index, vif, config, events));
+        nics.push(spawn_stack(index, vif, config, device));
     }
     match nics.len() {
         0 => log::warn!("net: no network device (virtio-net, or a Xen vif)"),
@@ -347,18 +368,18 @@ fn start_nic(index: usize, device: Device, config: Config) -> Option<Nic> {
         index,
         device,
         config,
-        Interrupts::Device(opened.interrupt),
+        NicDevice::Virtio(opened.interrupt),
     ))
 }
 
 /// NIC `index`'s stack over `link`, with its runner spawned on this core.
-fn spawn_stack(index: usize, link: Link, config: Config, interrupts: Interrupts) -> Nic {
+fn spawn_stack(index: usize, link: Link, config: Config, device: NicDevice) -> Nic {
     let (stack, runner) = torito_netstack::new(link, config, seed(index), crate::time::now());
     crate::task::spawn(async move {
         runner.run().await;
     })
     .detach();
-    Nic { stack, interrupts }
+    Nic { stack, device }
 }
 
 /// Blocking sockets: the async ones, waited on by parking the calling blocking task.

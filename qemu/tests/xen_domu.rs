@@ -141,7 +141,15 @@ fn echo_as_domu_answers_dom0() -> Result<(), Failure> {
     let image = image_path("echo");
     let image = image.to_string_lossy();
     let rounds = ROUNDS.to_string();
-    let (guest, outcome) = xen_domu(&[&image, "--wait", ECHO_READY, "--rounds", &rounds])?;
+    let (guest, outcome) = xen_domu(&[
+        &image,
+        "--cmdline",
+        "app.stats",
+        "--wait",
+        ECHO_READY,
+        "--rounds",
+        &rounds,
+    ])?;
     ran_under_xen_and_dom0(&guest, &outcome)?;
     has_line(&guest, &outcome, &format!("domu: {ECHO_READY}"))?;
     probed(&guest, &outcome)?;
@@ -149,7 +157,40 @@ fn echo_as_domu_answers_dom0() -> Result<(), Failure> {
     // stopped as on an ACPI power button and the domain powered off.
     has_line(&guest, &outcome, "domu: echo: stopped cleanly")?;
     has_line(&guest, &outcome, "dom0: domU end: poweroff")?;
+    vif_counted(&guest)?;
     dom0_ok(&guest, &outcome)
+}
+
+/// Fails unless echo's last `app.stats` line for the vif (printed when it stopped)
+/// counts at least one frame and one event per round trip, and no bad response: the
+/// vif's own counters, not a virtio-net device's zeros or every upcall's.
+fn vif_counted(guest: &Guest) -> Result<(), Failure> {
+    const LINE: &str = "domu: echo: net0 xen vif ";
+    let console = guest.console();
+    let Some(line) = console.lines().rev().find(|line| line.contains(LINE)) else {
+        return Err(guest.failure(format!("no line containing `{LINE}`")));
+    };
+    let field = |name: &str| -> Option<u64> {
+        let rest = &line[line.find(&format!(" {name}: "))? + name.len() + 3..];
+        rest.split(',').next()?.trim().parse().ok()
+    };
+    let at_least = u64::from(ROUNDS);
+    for name in ["rx_frames", "tx_frames", "interrupts"] {
+        match field(name) {
+            Some(count) if count >= at_least => {}
+            other => {
+                return Err(guest.failure(format!(
+                    "`{name}` is {other:?} in `{line}`, not at least {at_least}"
+                )));
+            }
+        }
+    }
+    for name in ["rx_errors", "rx_bad", "tx_errors", "unknown_ids"] {
+        if field(name) != Some(0) {
+            return Err(guest.failure(format!("`{name}` is not 0 in `{line}`")));
+        }
+    }
+    Ok(())
 }
 
 #[test]

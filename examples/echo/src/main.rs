@@ -69,6 +69,9 @@ async fn main() -> Result<(), net::Error> {
         0 => torito::println!("echo: stopped cleanly"),
         left => torito::println!("echo: stopping with {} connections still open", left),
     }
+    if torito::boot::arg("app.stats").is_some() {
+        print_stats(); // the final counters, whenever the last tick was
+    }
     Ok(())
 }
 
@@ -122,30 +125,50 @@ async fn serve(mut stream: TcpStream) {
 }
 
 /// `app.stats`: prints each NIC's counters (its stack's, then its driver's) and each
-/// core's every second.
+/// core's every second (and once more when echo stops).
 async fn report() {
-    use core::sync::atomic::Ordering::Relaxed;
     let mut tick = torito::time::interval(torito::time::Duration::from_secs(1));
     loop {
         tick.tick().await;
-        for nic in 0..net::nic_count() {
-            if let Some(stack) = net::stack_of_now(nic) {
-                torito::println!("echo: net{} {}", nic, stack.counters());
-            }
-            if let Some(device) = net::device_stats_of(nic) {
-                torito::println!(
-                    "echo: net{} device rx_frames: {}, tx_frames: {}, notifications: {}, \
+        print_stats();
+    }
+}
+
+/// Prints each NIC's counters and each core's.
+fn print_stats() {
+    use core::sync::atomic::Ordering::Relaxed;
+    for nic in 0..net::nic_count() {
+        if let Some(stack) = net::stack_of_now(nic) {
+            torito::println!("echo: net{} {}", nic, stack.counters());
+        }
+        if let Some(device) = net::device_stats_of(nic) {
+            torito::println!(
+                "echo: net{} device rx_frames: {}, tx_frames: {}, notifications: {}, \
                      interrupts: {}",
-                    nic,
-                    device.rx_frames.load(Relaxed),
-                    device.tx_frames.load(Relaxed),
-                    device.notifications.load(Relaxed),
-                    net::device_interrupts_of(nic)
-                );
-            }
+                nic,
+                device.rx_frames.load(Relaxed),
+                device.tx_frames.load(Relaxed),
+                device.notifications.load(Relaxed),
+                net::device_interrupts_of(nic)
+            );
         }
-        for core in 0..torito::task::cores() {
-            torito::println!("echo: core {} {}", core, torito::task::core_stats(core));
+        if let Some(vif) = net::xen_vif_stats_of(nic) {
+            torito::println!(
+                "echo: net{} xen vif rx_frames: {}, tx_frames: {}, notifications: {}, \
+                     rx_errors: {}, rx_bad: {}, tx_errors: {}, unknown_ids: {}, interrupts: {}",
+                nic,
+                vif.rx_frames.load(Relaxed),
+                vif.tx_frames.load(Relaxed),
+                vif.notifications.load(Relaxed),
+                vif.rx_errors.load(Relaxed),
+                vif.rx_bad.load(Relaxed),
+                vif.tx_errors.load(Relaxed),
+                vif.unknown_ids.load(Relaxed),
+                net::device_interrupts_of(nic)
+            );
         }
+    }
+    for core in 0..torito::task::cores() {
+        torito::println!("echo: core {} {}", core, torito::task::core_stats(core));
     }
 }
