@@ -154,16 +154,9 @@ fn print_stats() {
         }
         if let Some(vif) = net::xen_vif_stats_of(nic) {
             torito::println!(
-                "echo: net{} xen vif rx_frames: {}, tx_frames: {}, notifications: {}, \
-                     rx_errors: {}, rx_bad: {}, tx_errors: {}, unknown_ids: {}, interrupts: {}",
+                "echo: net{} xen vif {}, interrupts: {}",
                 nic,
-                vif.rx_frames.load(Relaxed),
-                vif.tx_frames.load(Relaxed),
-                vif.notifications.load(Relaxed),
-                vif.rx_errors.load(Relaxed),
-                vif.rx_bad.load(Relaxed),
-                vif.tx_errors.load(Relaxed),
-                vif.unknown_ids.load(Relaxed),
+                vif,
                 net::device_interrupts_of(nic)
             );
         }

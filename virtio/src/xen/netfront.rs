@@ -293,6 +293,35 @@ pub struct NetFrontStats {
     pub notifications: AtomicU64,
 }
 
+impl NetFrontStats {
+    /// Every counter with its name, in declaration order.
+    pub fn named(&self) -> [(&'static str, u64); 9] {
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        [
+            ("rx_frames", load(&self.rx_frames)),
+            ("tx_frames", load(&self.tx_frames)),
+            ("rx_errors", load(&self.rx_errors)),
+            ("rx_bad", load(&self.rx_bad)),
+            ("tx_errors", load(&self.tx_errors)),
+            ("tx_too_long", load(&self.tx_too_long)),
+            ("unknown_ids", load(&self.unknown_ids)),
+            ("ring_errors", load(&self.ring_errors)),
+            ("notifications", load(&self.notifications)),
+        ]
+    }
+}
+
+/// `name: value` pairs separated by `, ` (one log line), as the netstack's counters.
+impl core::fmt::Display for NetFrontStats {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        for (i, (name, value)) in self.named().iter().enumerate() {
+            let separator = if i == 0 { "" } else { ", " };
+            write!(f, "{separator}{name}: {value}")?;
+        }
+        Ok(())
+    }
+}
+
 fn count(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
 }

@@ -764,3 +764,17 @@ fn crossed(ring: &VecPage, old: u32, new: u32) -> bool {
     let event = ring.load_u32(ring::RSP_EVENT);
     new.wrapping_sub(event) < new.wrapping_sub(old)
 }
+
+#[test]
+fn stats_print_as_name_value_pairs() {
+    let stats = NetFrontStats::default();
+    stats.rx_frames.store(3, Ordering::SeqCst);
+    stats.notifications.store(7, Ordering::SeqCst);
+    let line = format!("{stats}");
+    assert!(line.starts_with("rx_frames: 3, tx_frames: 0, "), "{line}");
+    assert!(
+        line.ends_with(", ring_errors: 0, notifications: 7"),
+        "{line}"
+    );
+    assert_eq!(line.matches(": ").count(), stats.named().len());
+}
