@@ -83,16 +83,23 @@ static XEN_STARTED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicB
 /// Raised once [`XEN_NICS`] holds the connected vifs: every caller waits on it.
 static XEN_CONNECTED: crate::stop_signal::StopSignal = crate::stop_signal::StopSignal::new();
 
-/// On a Xen domU, connects the vifs once (callers after the first wait for it).
+/// On a Xen domU, connects the vifs once; every caller waits for it. The handshake runs
+/// as a task of its own, so a caller that gives up (a `timeout` around `stack()`) does
+/// not leave the others waiting for a handshake nobody drives, and its large future
+/// lives in that task rather than in every `stack()` future (blocking tasks' 32 KiB
+/// fiber stacks included).
 async fn connect_xen_nics() {
     if !XEN_STARTED.swap(true, core::sync::atomic::Ordering::AcqRel) {
-        let nics = crate::xen::connect_nics(MAX_NICS).await;
-        *XEN_NICS.lock() = nics;
-        // A network service hears `xl shutdown` even if it never awaits `shutdown()`.
-        crate::xen::arm_shutdown();
-        for waker in XEN_CONNECTED.raise().1 {
-            waker.wake();
-        }
+        crate::task::spawn(async {
+            let nics = crate::xen::connect_nics(MAX_NICS).await;
+            *XEN_NICS.lock() = nics;
+            // A network service hears `xl shutdown` even if it never awaits `shutdown()`.
+            crate::xen::arm_shutdown();
+            for waker in XEN_CONNECTED.raise().1 {
+                waker.wake();
+            }
+        })
+        .detach();
     }
     XEN_CONNECTED.wait().await;
 }
@@ -152,9 +159,7 @@ pub async fn stack_of(nic: usize) -> Result<Stack, Error> {
         }
     }
     if !NICS.is_completed() && crate::xen::is_domu() {
-        // Boxed: the handshake's future is large, and inline it would grow every
-        // `stack()` future, blocking tasks' 32 KiB fiber stacks included.
-        alloc::boxed::Box::pin(connect_xen_nics()).await;
+        connect_xen_nics().await;
     }
     let stack = stack_of_now(nic).ok_or(Error::NoDevice)?;
     stack.configured().await?;
@@ -202,8 +207,8 @@ pub fn nic_count() -> usize {
     nics().len()
 }
 
-/// The first virtio-net driver's counters: `device_stats_of(0)`'s (zeros when the first
-/// NIC is a Xen vif: [`xen_vif_stats_of`]).
+/// The first virtio-net driver's counters (zeros when NIC 0 is a Xen vif, whose
+/// counters are [`xen_vif_stats_of`]`(0)`).
 pub fn device_stats() -> &'static NetStats {
     &DEVICE_STATS[0]
 }

@@ -145,8 +145,11 @@ if [ "$rounds" -gt 0 ]; then
     if [ $status -eq 0 ] && [ "$reboot" = 1 ]; then
         if feature reboot; then
             say "asking the domU to reboot: xl reboot domu"
-            xl reboot domu >/tmp/reboot.log 2>&1 || sed 's/^/dom0:   /' /tmp/reboot.log
-            if wait_ready 2; then
+            if ! xl reboot domu >/tmp/reboot.log 2>&1; then
+                sed 's/^/dom0:   /' /tmp/reboot.log
+                say "xl reboot failed"
+                status=1
+            elif wait_ready 2; then
                 say "domU ready again at $(cut -d' ' -f1 /proc/uptime)s (domain $(xl domid domu 2>/dev/null)); probing"
                 probe || status=1
             else

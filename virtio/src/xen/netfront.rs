@@ -340,8 +340,7 @@ struct TxSide<P> {
     scratch: Vec<u8>,
 }
 
-/// A connected vif ([`connect`]). Dropped (a failed [`connect`] drops the one it was
-/// building), it closes its event channel; its pages stay granted (see [`connect`]).
+/// A connected vif ([`connect`]).
 pub struct NetFront<P, E: EventChannel> {
     tx: TxSide<P>,
     rx: RxRing<P>,
@@ -358,12 +357,6 @@ pub struct NetFront<P, E: EventChannel> {
     rx_ring_ref: GrantRef,
     stats: Arc<NetFrontStats>,
     dead: bool,
-}
-
-impl<P, E: EventChannel> Drop for NetFront<P, E> {
-    fn drop(&mut self) {
-        self.events.close(self.port);
-    }
 }
 
 /// Connects vif `index` (`device/vif/<index>` in our xenstore directory) over `pages`,
@@ -383,7 +376,7 @@ impl<P, E: EventChannel> Drop for NetFront<P, E> {
 /// # Errors
 ///
 /// [`NetFrontError`]. After a failure past step 1 the front end says `state = 5`
-/// (Closing). Grants made are ended, except those the backend still maps: their
+/// (Closing), then closes the event channel if step 3 allocated it. Grants made are ended, except those the backend still maps: their
 /// references stay allocated, and their pages (dropped with the error) may still be
 /// written by the backend, so their memory must never be reused (the kernel never
 /// frees these pages).
@@ -432,13 +425,16 @@ where
     let token = format!("netfront-{index}");
     let backend_state = format!("{backend}/state");
     watch(store, &backend_state, &token).await?;
+    // The device lives outside the block, so that a failure after its port was
+    // allocated can say Closing before the port is closed.
+    let mut built = None;
     let result = async {
         wait_for_backend(store, &backend_state, &token, STATE_INIT_WAIT).await?;
         let mut granted = Granted {
             table: grants,
             refs: Vec::new(),
         };
-        let mut device = NetFront::build(
+        let device = built.insert(NetFront::build(
             pages,
             &mut granted,
             backend_id,
@@ -446,7 +442,7 @@ where
             interrupt,
             mac,
             backend.clone(),
-        )?;
+        )?);
         write(store, &front, "tx-ring-ref", device.tx_ring_ref.0).await?;
         write(store, &front, "rx-ring-ref", device.rx_ring_ref.0).await?;
         write(store, &front, "event-channel", device.port).await?;
@@ -462,17 +458,25 @@ where
         write(store, &front, "state", STATE_CONNECTED).await?;
         wait_for_backend(store, &backend_state, &token, STATE_CONNECTED).await?;
         granted.refs.clear();
-        Ok(device)
+        Ok(())
     }
     .await;
     // The watch is not needed either way; a failure to remove it changes nothing.
     let _ = store.unwatch(&backend_state, &token).await;
-    if result.is_err() {
+    if let Err(error) = result {
         // Tell the backend to let go (as xenbus_dev_fatal does); best effort: the
-        // error being reported matters more than this one.
+        // error being reported matters more than this one. Only then is the port closed:
+        // closed first, it could be handed to the next vif while this backend, reading
+        // the `event-channel` written above, still binds to it.
         let _ = write(store, &front, "state", STATE_CLOSING).await;
+        if let Some(device) = built {
+            device.events.close(device.port);
+        }
+        return Err(error);
     }
-    let mut device = result?;
+    let Some(mut device) = built else {
+        unreachable!("a connect that succeeded built its device");
+    };
     device.flush();
     Ok(device)
 }

@@ -220,20 +220,26 @@ impl Channel {
         Ok(port)
     }
 
-    /// Closes `port` (`EVTCHNOP_close`) and stops routing it here; returns Xen's status.
+    /// Stops routing `port` here and closes it (`EVTCHNOP_close`); returns Xen's status.
     /// A port routed to another channel is left alone (`-EINVAL`).
     pub fn close(&self, port: u32) -> i64 {
         let Some(route) = ROUTES.get(port as usize) else {
             return -22;
         };
         let mine = self.index as u8 + 1;
-        if route.load(Ordering::Acquire) != mine {
+        // Unrouted first: once closed, Xen may hand the port to another channel, whose
+        // events must not wake this one. A last event of ours in between is counted stray.
+        if route
+            .compare_exchange(mine, 0, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
             return -22;
         }
         let status = hypercall::close(port);
-        // Unrouted after closing: a last event raised before the close finds no waker and
-        // is counted as stray, rather than waking a channel the port may be given to next.
-        let _ = route.compare_exchange(mine, 0, Ordering::AcqRel, Ordering::Acquire);
+        if status != 0 {
+            // Still open: still ours.
+            route.store(mine, Ordering::Release);
+        }
         status
     }
 }

@@ -424,6 +424,15 @@ fn rx_responses_before_connecting_are_refused() {
         Some(NetFrontError::Ring(RingError::Overrun { rsp_prod: 3, .. }))
     ));
     assert_eq!(world.channel.closed(), [PORT], "the port is given back");
+    assert_eq!(
+        world
+            .daemon
+            .nodes
+            .get(&format!("{FRONT}/state"))
+            .map(String::as_str),
+        Some("5"),
+        "and the front end said Closing"
+    );
 }
 
 #[test]
@@ -465,12 +474,10 @@ fn frames_flow_both_ways() {
     assert_eq!(device.stats().tx_frames.load(Ordering::SeqCst), 3);
     // Buffers went back: all eight receive buffers are posted again.
     assert_eq!(netback.rx_requests(), 8);
-    assert!(world.channel.closed().is_empty());
     drop(device);
-    assert_eq!(
-        world.channel.closed(),
-        [PORT],
-        "a dropped vif closes its port"
+    assert!(
+        world.channel.closed().is_empty(),
+        "a connected vif's port stays open (its backend may still use it)"
     );
     assert_eq!(
         stats.rx_frames.load(Ordering::SeqCst),
