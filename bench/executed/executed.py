@@ -126,6 +126,23 @@ def by_function(elf, counts):
     return result
 
 
+def print_profile(profile, unit, functions, width=110):
+    """Prints the `functions` largest entries of profile["image"] ({function: instructions
+    per unit}), or, when profile has a "baseline", the largest changes from it."""
+    if not functions:
+        return
+    if "baseline" in profile:
+        changes = profile["image"].copy()
+        changes.subtract(profile["baseline"])
+        listed = sorted(changes.items(), key=lambda item: -abs(item[1]))[:functions]
+        print(f"  largest changes per {unit} (image - baseline; names differ when code moved):")
+    else:
+        listed = profile["image"].most_common(functions)
+        print(f"  largest shares per {unit}:")
+    for name, value in listed:
+        print(f"    {value:+12.0f}  {name[:width]}")
+
+
 def main(argv):
     options = []
     if "--" in argv:

@@ -24,8 +24,13 @@ def fetch(connection, path):
     return body
 
 
-def small_requests(port, count, requests, offset, totals, index):
+def small_requests(port, count, requests, offset, totals, index, barrier=None):
+    """`requests` GETs of 4 KiB files on one keep-alive connection; with a barrier, the
+    connection is opened (and used once) first and the requests wait for the barrier."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    if barrier is not None:
+        fetch(connection, f"/small/{offset % count}.bin")
+        barrier.wait()
     for request in range(requests):
         body = fetch(connection, f"/small/{(request + offset) % count}.bin")
         if len(body) != 4096:
@@ -34,17 +39,30 @@ def small_requests(port, count, requests, offset, totals, index):
     totals[index] = requests
 
 
-def warm_requests(port, count, requests, offset, totals, index, barrier):
-    """As small_requests, on a connection opened (and used once) before the clock starts."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-    fetch(connection, f"/small/{offset % count}.bin")
-    barrier.wait()
-    for request in range(requests):
-        body = fetch(connection, f"/small/{(request + offset) % count}.bin")
-        if len(body) != 4096:
-            raise SystemExit(f"bench: a small file came back with {len(body)} bytes")
-    connection.close()
-    totals[index] = requests
+def concurrent(port, count, requests, connections, warm, label):
+    """Small-file requests over `connections` at once (opened before the clock when
+    `warm`); prints one bench line."""
+    per = requests // connections
+    totals = [0] * connections
+    barrier = threading.Barrier(connections + 1) if warm else None
+    threads = [threading.Thread(target=small_requests,
+                                args=(port, count, per, i * 7, totals, i, barrier))
+               for i in range(connections)]
+    if not warm:
+        started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    if warm:
+        barrier.wait()
+        started = time.monotonic()
+    for thread in threads:
+        thread.join()
+    elapsed = time.monotonic() - started
+    done = sum(totals)
+    if done != per * connections:
+        raise SystemExit("bench: a connection failed")
+    print(f"bench: 4 KiB files, {label}: {done} in {elapsed:.2f} s: "
+          f"{done / elapsed:.1f} requests/s", flush=True)
 
 
 def main(argv):
@@ -72,42 +90,10 @@ def main(argv):
     print(f"bench: 4 KiB files, 1 connection: {requests} in {elapsed:.2f} s: "
           f"{requests / elapsed:.1f} requests/s", flush=True)
 
-    totals = [0] * connections
-    threads = [threading.Thread(target=small_requests,
-                                args=(port, count, requests // connections, i * 7, totals, i))
-               for i in range(connections)]
-    started = time.monotonic()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    elapsed = time.monotonic() - started
-    done = sum(totals)
-    if done != (requests // connections) * connections:
-        raise SystemExit("bench: a connection failed")
-    print(f"bench: 4 KiB files, {connections} connections: {done} in {elapsed:.2f} s: "
-          f"{done / elapsed:.1f} requests/s", flush=True)
-
+    concurrent(port, count, requests, connections, False, f"{connections} connections")
     # The same with the connections set up first: the requests alone, without the
     # guest's TCP handshakes (a burst of SYNs) in the time.
-    totals = [0] * connections
-    barrier = threading.Barrier(connections + 1)
-    threads = [threading.Thread(target=warm_requests,
-                                args=(port, count, requests // connections, i * 7, totals, i,
-                                      barrier))
-               for i in range(connections)]
-    for thread in threads:
-        thread.start()
-    barrier.wait()
-    started = time.monotonic()
-    for thread in threads:
-        thread.join()
-    elapsed = time.monotonic() - started
-    done = sum(totals)
-    if done != (requests // connections) * connections:
-        raise SystemExit("bench: a connection failed")
-    print(f"bench: 4 KiB files, {connections} warm connections: {done} in {elapsed:.2f} s: "
-          f"{done / elapsed:.1f} requests/s", flush=True)
+    concurrent(port, count, requests, connections, True, f"{connections} warm connections")
 
 
 if __name__ == "__main__":

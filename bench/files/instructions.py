@@ -34,7 +34,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, os.path.join(ROOT, "bench", "executed"))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 sys.path.insert(0, os.path.join(ROOT, "bench", "linux"))
-from executed import PLUGIN, RUN_SH, by_function, mangled, wait_for_counts  # noqa: E402
+from executed import PLUGIN, RUN_SH, by_function, mangled, print_profile, wait_for_counts  # noqa: E402
 from guests import free_port  # noqa: E402
 
 DISK = os.path.join(ROOT, "build", "bench", "files-bench.img")
@@ -128,17 +128,7 @@ def main(argv):
             print(f"  {name:<10} {total:12.0f}")
         if "baseline" in totals:
             print(f"  image/baseline {totals['image'] / totals['baseline']:.3f}x")
-        if functions:
-            if "baseline" in profile:
-                changes = profile["image"].copy()
-                changes.subtract(profile["baseline"])
-                listed = sorted(changes.items(), key=lambda item: -abs(item[1]))[:functions]
-                print(f"  largest changes per {unit} (image - baseline):")
-            else:
-                listed = profile["image"].most_common(functions)
-                print(f"  largest shares per {unit}:")
-            for name, value in listed:
-                print(f"    {value:+12.0f}  {name[:110]}")
+        print_profile(profile, unit, functions)
         print()
 
 

@@ -23,7 +23,6 @@ The plugin must be built first (bench/executed/build.sh).
 import collections
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,7 +32,9 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "bench", "executed"))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
-from executed import PLUGIN, RUN_SH, by_function, mangled, wait_for_counts  # noqa: E402
+sys.path.insert(0, os.path.join(ROOT, "bench", "linux"))
+from guests import free_port  # noqa: E402
+from executed import PLUGIN, RUN_SH, by_function, mangled, print_profile, wait_for_counts  # noqa: E402
 
 CLIENT = os.path.join(ROOT, "bench", "net", "client.py")
 BOOT_TIMEOUT = 120.0  # seconds: bounds a hung guest, not a measurement
@@ -45,12 +46,6 @@ MEASURES = [
     ("bulk echo", "MiB", ["--phases", "bulk", "--bulk-mib", "1"],
      ["--phases", "bulk", "--bulk-mib", "5"], 4),
 ]
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def run(elf, client_options):
@@ -125,17 +120,7 @@ def main(argv):
                   + ", ".join(f"{value:.0f}" for value in values))
         if "baseline" in medians:
             print(f"  image/baseline {medians['image'] / medians['baseline']:.3f}x")
-        if functions:
-            if "baseline" in profile:
-                changes = profile["image"].copy()
-                changes.subtract(profile["baseline"])
-                listed = sorted(changes.items(), key=lambda item: -abs(item[1]))[:functions]
-                print(f"  largest changes per {unit} (image - baseline; names differ when code moved):")
-            else:
-                listed = profile["image"].most_common(functions)
-                print(f"  largest shares per {unit}:")
-            for name, value in listed:
-                print(f"    {value:+12.0f}  {name[:120]}")
+        print_profile(profile, unit, functions, width=120)
         print()
 
 
